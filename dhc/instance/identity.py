@@ -1,0 +1,128 @@
+"""Resolve the instance identity: CLI flags > environment > EC2 IMDSv2 > local fallback.
+
+Every field remembers its source so a report can say why it believes it runs on, say, a p5.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dhc.instance import imds
+from dhc.settings import Settings
+
+_PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
+_REGION_OF_ZONE = re.compile(r"^([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d+)")
+
+
+@dataclass(frozen=True)
+class Sourced:
+    value: str | None
+    source: str  # "cli", "env:NAME", "provider-id", "imds", "hostname", "no-gpu", "unknown"
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    instance_id: Sourced
+    instance_type: Sourced
+    node_name: Sourced
+    region: Sourced
+    availability_zone: Sourced
+    cluster: Sourced
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: {"value": getattr(self, f.name).value,
+                                         "source": getattr(self, f.name).source}
+                               for f in fields(self) if f.name != "notes"}
+        return out | {"notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceIdentity:
+        names = [f.name for f in fields(cls) if f.name != "notes"]
+        return cls(**{n: Sourced(data[n]["value"], data[n]["source"]) for n in names},
+                   notes=tuple(data.get("notes", ())))
+
+
+def parse_provider_id(provider_id: str) -> tuple[str, str, str | None]:
+    """``aws:///us-east-2a/i-0abc`` -> (instance id, availability zone, region)."""
+    match = _PROVIDER_ID.match(provider_id.strip())
+    if not match:
+        raise ValueError(f"not an AWS providerID (aws:///<zone>/<instance-id>): {provider_id!r}")
+    zone = match["zone"]
+    region = _REGION_OF_ZONE.match(zone)
+    return match["instance"], zone, region.group(1) if region else None
+
+
+def resolve_identity(flags: dict[str, str | None], settings: Settings, *,
+                     sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"),
+                     dev_root: Path = Path("/dev")) -> InstanceIdentity:
+    names = [f.name for f in fields(InstanceIdentity) if f.name != "notes"]
+    found: dict[str, Sourced] = {}
+    notes: list[str] = []
+    for name in names:
+        if flags.get(name):
+            found[name] = Sourced(flags[name], "cli")
+        elif getattr(settings, name, None):
+            found[name] = Sourced(getattr(settings, name), f"env:{settings.origins.get(name, name)}")
+    _fill_from_provider_id(found, settings, notes)
+    if any(n not in found for n in imds.FIELDS) and _should_ask_imds(settings, sys_root):
+        _fill_from_imds(found, settings, notes)
+    _fill_fallbacks(found, proc_root, dev_root)
+    return InstanceIdentity(**{n: found.get(n, Sourced(None, "unknown")) for n in names},
+                            notes=tuple(notes))
+
+
+def has_nvidia_gpu(proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev")) -> bool:
+    """Whether the NVIDIA driver shows any GPU, without loading NVML."""
+    gpus = proc_root / "driver/nvidia/gpus"
+    try:
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+    except OSError:
+        pass
+    return any(dev_root.glob("nvidia[0-9]*"))
+
+
+def _fill_from_provider_id(found: dict[str, Sourced], settings: Settings, notes: list[str]) -> None:
+    if not settings.provider_id:
+        return
+    try:
+        instance_id, zone, region = parse_provider_id(settings.provider_id)
+    except ValueError as exc:
+        notes.append(f"DHC_PROVIDER_ID ignored: {exc}")
+        return
+    for name, value in (("instance_id", instance_id), ("availability_zone", zone), ("region", region)):
+        if value and name not in found:
+            found[name] = Sourced(value, "provider-id")
+
+
+def _should_ask_imds(settings: Settings, sys_root: Path) -> bool:
+    if settings.imds_mode == "auto":
+        return imds.looks_like_ec2(sys_root)
+    return settings.imds_mode == "on"
+
+
+def _fill_from_imds(found: dict[str, Sourced], settings: Settings, notes: list[str]) -> None:
+    try:
+        answered = imds.fetch(settings.imds_endpoint, settings.imds_timeout_s)
+    except imds.ImdsUnavailable as exc:
+        notes.append(str(exc))
+        return
+    for name, value in answered.items():
+        found.setdefault(name, Sourced(value, "imds"))
+
+
+def _fill_fallbacks(found: dict[str, Sourced], proc_root: Path, dev_root: Path) -> None:
+    host = socket.gethostname()
+    found.setdefault("node_name", Sourced(host, "hostname"))
+    found.setdefault("instance_id", Sourced(host, "hostname"))
+    if "instance_type" not in found and not has_nvidia_gpu(proc_root, dev_root):
+        found["instance_type"] = Sourced("cpu", "no-gpu")
+    if "region" not in found and "availability_zone" in found:
+        region = _REGION_OF_ZONE.match(found["availability_zone"].value or "")
+        if region:
+            found["region"] = Sourced(region.group(1), found["availability_zone"].source)

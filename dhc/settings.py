@@ -1,0 +1,86 @@
+"""Settings from the environment. The only module in dhc that reads environment variables.
+
+Command-line flags win over these; these win over what dhc discovers (IMDS, hostname).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dhc.errors import UsageError
+
+IMDS_DEFAULT_ENDPOINT = "http://169.254.169.254"
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_id: str | None = None
+    instance_type: str | None = None
+    node_name: str | None = None
+    region: str | None = None
+    cluster: str | None = None
+    provider_id: str | None = None  # a Kubernetes node's spec.providerID, passed in by the controller
+    imds_mode: str = "auto"  # auto: only where the machine says it is EC2 | on | off
+    imds_endpoint: str = IMDS_DEFAULT_ENDPOINT
+    imds_timeout_s: float = 0.5
+    thresholds_file: str | None = None
+    suites_dir: str | None = None
+    out_dir: str | None = None
+    origins: dict[str, str] = field(default_factory=dict)  # field -> the variable it came from
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        endpoint = env.get("DHC_IMDS_ENDPOINT") or env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        mode = env.get("DHC_IMDS", "auto").lower()
+        if env.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+            mode = "off"
+        elif endpoint and mode == "auto":
+            mode = "on"  # an endpoint named on purpose is meant to be asked
+        if mode not in ("auto", "on", "off"):
+            raise UsageError(f"DHC_IMDS: expected auto, on or off, got {mode!r}")
+        origins: dict[str, str] = {}
+        identity = {name: _first(env, origins, name, *keys) for name, keys in _IDENTITY_VARS.items()}
+        return cls(
+            **identity,
+            imds_mode=mode,
+            imds_endpoint=(endpoint or IMDS_DEFAULT_ENDPOINT).rstrip("/"),
+            imds_timeout_s=_positive_float(env, "DHC_IMDS_TIMEOUT_S", 0.5),
+            thresholds_file=env.get("DHC_THRESHOLDS") or None,
+            suites_dir=env.get("DHC_SUITES") or None,
+            out_dir=env.get("DHC_OUT") or None,
+            origins=origins,
+        )
+
+
+_IDENTITY_VARS = {
+    "instance_id": ("DHC_INSTANCE_ID",),
+    "instance_type": ("DHC_INSTANCE_TYPE",),
+    "node_name": ("NODE_NAME", "DHC_NODE_NAME"),
+    "region": ("DHC_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    "cluster": ("DHC_CLUSTER",),
+    "provider_id": ("DHC_PROVIDER_ID",),
+}
+
+
+def _first(env: Mapping[str, str], origins: dict[str, str], name: str, *keys: str) -> str | None:
+    for key in keys:
+        if env.get(key):
+            origins[name] = key
+            return env[key]
+    return None
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{key}: expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise UsageError(f"{key}: expected a positive number of seconds, got {raw!r}")
+    return value

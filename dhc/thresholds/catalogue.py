@@ -1,0 +1,74 @@
+"""The catalogue of checks: ids, suites, the metrics each records (quantity, comparison, action).
+
+``thresholds.yaml`` may only name checks and metrics listed here, so a typo is an error, not a
+limit that silently never applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dhc.model import Action, Comparison
+
+SUITES = {"stress": "InstanceStress", "connectivity": "InstanceConnectivity"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    quantity: str
+    comparison: Comparison
+    action: Action
+    description: str
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    description: str
+    metrics: dict[str, MetricSpec]
+    settings: dict[str, type] = field(default_factory=dict)  # extra per-profile keys and their types
+
+    @property
+    def suite(self) -> str:
+        return suite_of(self.id)
+
+
+def suite_of(check_id: str) -> str:
+    return SUITES[check_id.split(".", 1)[0]]
+
+
+def _m(quantity: str, comparison: str, action: Action, description: str) -> MetricSpec:
+    return MetricSpec(quantity, Comparison(comparison), action, description)
+
+
+R, B, N = Action.REPLACE, Action.REBOOT, Action.NONE
+
+CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
+    CheckSpec("stress.inventory", "devices present and healthy as the instance type promises", {
+        "gpu_count": _m("count", "equals", R, "GPUs visible to NVML"),
+        "cpu_cores": _m("count", "min", R, "online CPU cores"),
+        "memory_gib": _m("memory", "min", R, "host memory"),
+    }),
+    CheckSpec("stress.gemm", "matrix-multiply burn with silent-data-corruption detection", {
+        "tflops_bf16": _m("compute", "min", R, "bf16 GEMM throughput per device"),
+        "tflops_fp16": _m("compute", "min", R, "fp16 GEMM throughput per device"),
+        "tflops_tf32": _m("compute", "min", R, "tf32 GEMM throughput per device"),
+        "tflops_fp32": _m("compute", "min", R, "fp32 GEMM throughput per device"),
+        "relative_to_median": _m("ratio", "min", R, "device throughput over the node's median"),
+    }, {"duration_s": float, "matrix_size": int}),
+    CheckSpec("stress.memtest", "device memory patterns and copy bandwidth", {
+        "copy_bandwidth": _m("bandwidth", "min", R, "device-to-device copy, read + write"),
+        "memory_errors": _m("count", "max", R, "words that read back wrong"),
+    }, {"memory_fraction": float, "max_bytes": int}),
+    CheckSpec("stress.dcgm", "NVIDIA DCGM diagnostics", {}, {"level": int}),
+    CheckSpec("connectivity.efa", "EFA devices present as the instance type promises", {
+        "efa_devices": _m("count", "equals", R, "EFA RDM domains"),
+    }),
+    CheckSpec("connectivity.allreduce", "all-reduce bus bandwidth within and across nodes", {
+        "busbw_intra_node": _m("bandwidth", "min", R, "single-node all-reduce bus bandwidth"),
+        "busbw_inter_node": _m("bandwidth", "min", R, "multi-node all-reduce bus bandwidth"),
+    }, {"max_bytes": int}),
+    CheckSpec("connectivity.pairwise", "pairwise node bandwidth to find the slow node", {
+        "busbw_pair": _m("bandwidth", "min", B, "two-node all-reduce bus bandwidth"),
+    }),
+)}

@@ -1,0 +1,264 @@
+"""Validate a parsed ``thresholds.yaml`` into typed, resolved instance types.
+
+Every problem names the file, the line and the key path (``instance_types/ml.p5.48xlarge/...``)
+and says what was expected. Instance types inherit from their GPU model and from ``extends``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dhc import units
+from dhc.errors import ConfigError
+from dhc.model import Action, Comparison, Limit
+from dhc.thresholds.catalogue import CATALOGUE, CheckSpec
+from dhc.thresholds.loader import LineDict
+
+PROFILES = ("quick", "full")
+_TOP_KEYS = {"schema_version", "profiles", "gpu_models", "instance_types"}
+_MODEL_KEYS = {"description", "name", "memory_gib", "checks"}
+_TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "nvlinks_per_gpu", "checks"}
+_INHERITED = _TYPE_KEYS - {"aliases", "extends"}
+_LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    limits: dict[str, Limit]
+    skip: str | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    expected_s: float
+    timeout_s: float
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    gpu_model: str | None
+    gpus: int
+    efa: int
+    nvlinks_per_gpu: int
+    checks: dict[str, CheckConfig]
+
+
+class _Doc:
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, parent: Any, key: str | None, keypath: str, problem: str) -> ConfigError:
+        line = None
+        if isinstance(parent, LineDict):
+            line = parent.line_of(key) if key is not None else parent.line
+        return ConfigError(self.path, line or None, keypath, problem)
+
+    def mapping(self, parent: Any, key: str, keypath: str, allowed: set[str] | None = None,
+                required: set[str] = frozenset()) -> LineDict:
+        node = parent[key]
+        if not isinstance(node, LineDict):
+            raise self.fail(parent, key, keypath, f"expected a mapping, got {_kind(node)}")
+        for name in node:
+            if allowed is not None and name not in allowed:
+                raise self.fail(node, name, f"{keypath}/{name}",
+                                f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        for name in sorted(required - set(node)):
+            raise self.fail(parent, key, keypath, f"missing required key {name!r}")
+        return node
+
+    def number(self, parent: LineDict, key: str, keypath: str, integer: bool = False) -> float:
+        value = parent[key]
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not math.isfinite(value):
+            raise self.fail(parent, key, keypath,
+                            f"expected {'a whole number' if integer else 'a number'}, got {_kind(value)}")
+        if value < 0:
+            raise self.fail(parent, key, keypath, f"expected a value >= 0, got {value}")
+        return value
+
+    def text(self, parent: LineDict, key: str, keypath: str) -> str:
+        value = parent[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(parent, key, keypath, f"expected non-empty text, got {_kind(value)}")
+        return value
+
+
+def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, InstanceType]]:
+    doc = _Doc(path)
+    if not isinstance(raw, LineDict):
+        raise ConfigError(path, None, "", f"expected a mapping at the top, got {_kind(raw)}")
+    root = LineDict(root=raw)
+    root.line, root.key_lines = raw.line, {"root": raw.line}
+    top = doc.mapping(root, "root", "", _TOP_KEYS, _TOP_KEYS)
+    if top["schema_version"] != 1:
+        raise doc.fail(top, "schema_version", "schema_version", f"expected 1, got {top['schema_version']!r}")
+    profiles = _profiles(doc, top)
+    models = doc.mapping(top, "gpu_models", "gpu_models")
+    for name in models:
+        doc.mapping(models, name, f"gpu_models/{name}", _MODEL_KEYS)
+    entries = doc.mapping(top, "instance_types", "instance_types")
+    types = {name: _instance_type(doc, entries, name, models) for name in entries}
+    _check_names_unique(doc, entries, types)
+    return profiles, types
+
+
+def _check_names_unique(doc: _Doc, entries: LineDict, types: dict[str, InstanceType]) -> None:
+    owner: dict[str, str] = {}
+    for name, t in types.items():
+        for alias in (name, *t.aliases):
+            bare = alias.removeprefix("ml.")
+            for spelling in (bare, f"ml.{bare}"):
+                if owner.setdefault(spelling, name) != name:
+                    raise doc.fail(entries, name, f"instance_types/{name}",
+                                   f"name {alias!r} is already used by {owner[spelling]!r}")
+
+
+def _profiles(doc: _Doc, top: LineDict) -> dict[str, dict[str, Timing]]:
+    node = doc.mapping(top, "profiles", "profiles", set(PROFILES), set(PROFILES))
+    out: dict[str, dict[str, Timing]] = {}
+    for profile in PROFILES:
+        checks = doc.mapping(node, profile, f"profiles/{profile}", set(CATALOGUE), set(CATALOGUE))
+        out[profile] = {check: _timing(doc, checks, check, f"profiles/{profile}/{check}")
+                        for check in checks}
+    return out
+
+
+def _timing(doc: _Doc, parent: LineDict, check: str, keypath: str) -> Timing:
+    spec = CATALOGUE[check]
+    node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings},
+                       {"expected_s", "timeout_s"})
+    expected, timeout = (doc.number(node, k, f"{keypath}/{k}") for k in ("expected_s", "timeout_s"))
+    if timeout <= 0 or timeout < expected:
+        raise doc.fail(node, "timeout_s", f"{keypath}/timeout_s",
+                       f"expected a timeout > 0 and >= expected_s ({expected}), got {timeout}")
+    settings = {}
+    for key, kind in spec.settings.items():
+        if key in node:
+            settings[key] = doc.number(node, key, f"{keypath}/{key}", integer=kind is int)
+    return Timing(expected, timeout, settings)
+
+
+def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict) -> InstanceType:
+    keypath = f"instance_types/{name}"
+    node = _with_ancestors(doc, entries, name, [])
+    model_name = node.get("gpu_model")
+    if model_name is not None:
+        if model_name not in models:
+            raise doc.fail(node, "gpu_model", f"{keypath}/gpu_model",
+                           f"unknown GPU model {model_name!r}; known: {', '.join(models) or 'none'}")
+        node = _merge(models[model_name], node)
+    own = entries[name]
+    aliases = own.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise doc.fail(own, "aliases", f"{keypath}/aliases", "expected a list of instance type names")
+    counts = {k: int(doc.number(node, k, f"{keypath}/{k}", integer=True)) if k in node else 0
+              for k in ("gpus", "efa", "nvlinks_per_gpu")}
+    checks = _checks(doc, node, keypath) if "checks" in node else {}
+    _derive_count(checks, "stress.inventory", "gpu_count", counts["gpus"], f"{name}: {counts['gpus']} GPUs")
+    if counts["efa"]:
+        _derive_count(checks, "connectivity.efa", "efa_devices", counts["efa"], f"{name}: {counts['efa']} EFA")
+    return InstanceType(name, tuple(aliases), str(node.get("description", "")), model_name,
+                        counts["gpus"], counts["efa"], counts["nvlinks_per_gpu"], checks)
+
+
+def _with_ancestors(doc: _Doc, entries: LineDict, name: str, seen: list[str]) -> LineDict:
+    keypath = f"instance_types/{name}"
+    node = doc.mapping(entries, name, keypath, _TYPE_KEYS)
+    parent = node.get("extends")
+    if parent is None:
+        return node
+    if parent not in entries:
+        raise doc.fail(node, "extends", f"{keypath}/extends", f"unknown instance type {parent!r}")
+    if parent in seen or parent == name:
+        raise doc.fail(node, "extends", f"{keypath}/extends", f"cycle: {' -> '.join([*seen, name, parent])}")
+    base = _with_ancestors(doc, entries, parent, [*seen, name])
+    return _merge(LineDict({k: v for k, v in base.items() if k in _INHERITED}), node)
+
+
+def _merge(base: LineDict, top: LineDict) -> LineDict:
+    """``top`` over ``base``; checks merge per check id, and limits per metric."""
+    merged = LineDict({k: v for k, v in base.items() if k in _INHERITED | _MODEL_KEYS} | top)
+    merged.line, merged.key_lines = top.line, {**getattr(base, "key_lines", {}), **top.key_lines}
+    if isinstance(base.get("checks"), LineDict) and isinstance(top.get("checks"), LineDict):
+        checks = LineDict(base["checks"])
+        checks.line, checks.key_lines = top["checks"].line, {**base["checks"].key_lines, **top["checks"].key_lines}
+        for check, entry in top["checks"].items():
+            below = checks.get(check)
+            if isinstance(below, LineDict) and isinstance(entry, LineDict):
+                entry = _merge_check(below, entry)
+            checks[check] = entry
+        merged["checks"] = checks
+    return merged
+
+
+def _merge_check(base: LineDict, top: LineDict) -> LineDict:
+    merged = LineDict(base | top)
+    merged.line, merged.key_lines = top.line, {**base.key_lines, **top.key_lines}
+    if isinstance(base.get("limits"), LineDict) and isinstance(top.get("limits"), LineDict):
+        limits = LineDict(base["limits"] | top["limits"])
+        limits.line, limits.key_lines = top["limits"].line, {**base["limits"].key_lines, **top["limits"].key_lines}
+        merged["limits"] = limits
+    return merged
+
+
+def _checks(doc: _Doc, node: LineDict, keypath: str) -> dict[str, CheckConfig]:
+    checks = doc.mapping(node, "checks", f"{keypath}/checks")
+    out = {}
+    for check in checks:
+        where = f"{keypath}/checks/{check}"
+        if check not in CATALOGUE:
+            raise doc.fail(checks, check, where, f"unknown check id; known: {', '.join(CATALOGUE)}")
+        entry = doc.mapping(checks, check, where, {"limits", "skip"})
+        skip = doc.text(entry, "skip", f"{where}/skip") if "skip" in entry else None
+        limits = {}
+        if "limits" in entry:
+            node_limits = doc.mapping(entry, "limits", f"{where}/limits", set(CATALOGUE[check].metrics))
+            limits = {m: _limit(doc, node_limits, m, f"{where}/limits/{m}", CATALOGUE[check])
+                      for m in node_limits}
+        out[check] = CheckConfig(limits, skip)
+    return out
+
+
+def _limit(doc: _Doc, parent: LineDict, metric: str, keypath: str, check: CheckSpec) -> Limit:
+    spec = check.metrics[metric]
+    node = doc.mapping(parent, metric, keypath, _LIMIT_KEYS, {"unit", "source"})
+    calibrate = node.get("calibrate", False)
+    if not isinstance(calibrate, bool):
+        raise doc.fail(node, "calibrate", f"{keypath}/calibrate", f"expected true or false, got {_kind(calibrate)}")
+    given = [c for c in Comparison if c.value in node]
+    if calibrate and given:
+        raise doc.fail(node, given[0].value, keypath, "'calibrate: true' means no value yet; remove the value")
+    if not calibrate and [c.value for c in given] != [spec.comparison.value]:
+        raise doc.fail(node, given[0].value if given else None, keypath,
+                       f"expected '{spec.comparison.value}: <number>' ({metric} is judged by "
+                       f"{spec.comparison.words}) or 'calibrate: true'")
+    value = None if calibrate else doc.number(node, spec.comparison.value, f"{keypath}/{spec.comparison.value}")
+    unit = node["unit"]
+    if unit not in units.units_of(spec.quantity):
+        raise doc.fail(node, "unit", f"{keypath}/unit",
+                       f"expected a unit of {spec.quantity} ({', '.join(units.units_of(spec.quantity))}), got {unit!r}")
+    action = node.get("action", spec.action.value)
+    if action not in {a.value for a in Action}:
+        raise doc.fail(node, "action", f"{keypath}/action",
+                       f"expected one of {', '.join(a.value for a in Action)}, got {action!r}")
+    return Limit(spec.comparison, value, unit, doc.text(node, "source", f"{keypath}/source"), Action(action))
+
+
+def _derive_count(checks: dict[str, CheckConfig], check: str, metric: str, count: int, source: str) -> None:
+    config = checks.get(check, CheckConfig({}))
+    if metric not in config.limits:
+        spec = CATALOGUE[check].metrics[metric]
+        limits = config.limits | {metric: Limit(Comparison.EQUALS, count, "count", source, spec.action)}
+        checks[check] = CheckConfig(limits, config.skip)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"{type(value).__name__} {value!r}"
