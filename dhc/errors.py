@@ -44,7 +44,15 @@ class CheckSignal(Exception):
 
 
 class HardwareFault(CheckSignal, AssertionError):
-    """The hardware was measured outside its limit: the check is ``Failed``."""
+    """The hardware was measured outside its limit or misbehaved: the check is ``Failed``.
+
+    ``device`` (a ``dhc.model.Device``) and ``action`` (a ``dhc.model.Action``) name the part at
+    fault and what to do; the check's default action applies when ``action`` is None.
+    """
+
+    def __init__(self, message: str, device: object = None, action: object = None):
+        super().__init__(message)
+        self.device, self.action = device, action
 
 
 class NotApplicable(CheckSignal):

@@ -156,7 +156,10 @@ class CheckResult:
         return max((f.action for f in self.findings), key=lambda a: a.severity, default=Action.NONE)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(self) | {"action": self.action.value}
+        out = _to_jsonable(self) | {"action": self.action.value}
+        for row, m in zip(out["measurements"], self.measurements):
+            row["judgement"] = m.judgement.value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckResult:
@@ -169,6 +172,20 @@ class CheckResult:
             started_at=data.get("started_at"), duration_s=data.get("duration_s", 0.0),
             nodeid=data.get("nodeid"),
         )
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """A check pytest collected and is expected to report on."""
+
+    nodeid: str
+    check: str
+    suite: str
+    expected_s: float
+    timeout_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,78 @@
+"""The measurement recorder a check receives as the ``dhc_check`` fixture.
+
+A check records numbers (judged against the limits of its check id) and faults that are not
+numbers (a corrupted result, an XID). When the check body returns, ``conclude`` turns what was
+recorded into the check's outcome: any miss is a HardwareFault, an uncalibrated limit is
+CheckIncomplete, and a check that recorded nothing at all cannot pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dhc import units
+from dhc.errors import CheckIncomplete, HardwareFault
+from dhc.model import Action, Device, Finding, Judgement, Measurement, Status
+from dhc.thresholds import CATALOGUE, InstanceLimits
+
+
+@dataclass
+class CheckRecorder:
+    check: str
+    limits: InstanceLimits
+    measurements: list[Measurement] = field(default_factory=list)
+    faults: list[Finding] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """This check's settings under the active profile (``duration_s``, ``level``, ...)."""
+        return self.limits.timing(self.check).settings
+
+    @property
+    def instance_type(self) -> str:
+        return self.limits.instance_type.name
+
+    def covered(self, *devices: Device) -> None:
+        for device in devices:
+            if device not in self.devices:
+                self.devices.append(device)
+
+    def record(self, name: str, value: float, unit: str, device: Device | None = None) -> Measurement:
+        limit = self.limits.check(self.check).limits.get(name)
+        units.quantity_of(unit)  # an unknown unit is a bug in the check: let it surface
+        if limit is not None and units.quantity_of(unit) != units.quantity_of(limit.unit):
+            raise ValueError(f"{self.check} {name}: recorded in {unit}, but its limit is in {limit.unit}")
+        measurement = Measurement(self.check, name, float(value), unit, device, limit)
+        self.measurements.append(measurement)
+        if device is not None:
+            self.covered(device)
+        return measurement
+
+    def fault(self, message: str, device: Device | None = None, action: Action | None = None) -> None:
+        """Record a fault that is not a number outside a limit; the check will be Failed."""
+        self.faults.append(Finding(self.check, Status.FAILED, message, action or self._default_action(),
+                                   device))
+        if device is not None:
+            self.covered(device)
+
+    def findings(self) -> list[Finding]:
+        return [Finding.from_measurement(m) for m in self.measurements
+                if m.judgement is Judgement.OUTSIDE] + self.faults
+
+    def conclude(self) -> None:
+        findings = self.findings()
+        if findings:
+            lines = "\n".join(f"  {f.message}" for f in findings)
+            raise HardwareFault(f"{self.check} on {self.instance_type}: {len(findings)} fault(s)\n{lines}")
+        uncalibrated = [m for m in self.measurements if m.judgement is Judgement.UNCALIBRATED]
+        if uncalibrated:
+            what = "; ".join(m.describe() for m in uncalibrated)
+            raise CheckIncomplete(f"limit not calibrated for {self.instance_type} yet: {what}")
+        if not self.measurements:
+            raise CheckIncomplete(f"{self.check} recorded no measurement, so it cannot pass")
+
+    def _default_action(self) -> Action:
+        actions = [m.action for m in CATALOGUE[self.check].metrics.values()]
+        return max(actions, key=lambda a: a.severity, default=Action.REPLACE)

@@ -1,0 +1,137 @@
+"""One dhc run inside pytest: identity and limits, the plan, the journal, results and the report.
+
+The controlling process (the only process without xdist, the xdist controller with it) journals
+starts and results as they arrive and writes ``report.json`` at the end; workers only measure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dhc import report
+from dhc.errors import DhcError
+from dhc.instance import InstanceIdentity, resolve_identity
+from dhc.model import CheckResult, Device, PlannedCheck
+from dhc.plugin.options import Options, read_options
+from dhc.probes.environment import software_versions
+from dhc.settings import Settings
+from dhc.thresholds import InstanceLimits, load
+
+IDENTITY_INPUT, OUT_INPUT, RUN_ID_INPUT = "dhc_identity", "dhc_out", "dhc_run_id"
+
+
+class DhcRun:
+    def __init__(self, config: pytest.Config):
+        self.options: Options = read_options(config)
+        self.is_worker = hasattr(config, "workerinput")
+        self.worker_input: dict[str, Any] = getattr(config, "workerinput", {})
+        try:
+            self.settings = Settings.from_env()
+            self.identity = self._identity(config)
+            thresholds = load(self.options.thresholds or self.settings.thresholds_file)
+            instance_type = self.identity.instance_type.value
+            if not instance_type:
+                raise DhcError("cannot tell the instance type (a GPU is present, but neither a flag, "
+                               "DHC_INSTANCE_TYPE nor EC2 metadata named it): pass --dhc-instance-type")
+            self.limits: InstanceLimits = thresholds.resolve(instance_type, self.options.profile)
+            self.out = self._out_dir()
+            if not self.is_worker:
+                report.ensure_writable_dir(self.out)
+        except DhcError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.run_info = report.RunInfo(
+            self.worker_input.get(RUN_ID_INPUT) or self.options.run_id or uuid.uuid4().hex[:12], report.utc_now(), self.options.profile,
+            list(self.options.suites), list(self.options.checks), list(sys.argv))
+        self.journal = report.Journal(self.out / report.JOURNAL_NAME)
+        self.results: dict[str, CheckResult] = {}
+        self.plan: list[PlannedCheck] | None = None
+        self.collection_errors: list[str] = []
+        self.document: dict[str, Any] | None = None
+        self.environment: dict[str, Any] = {} if self.is_worker else software_versions()
+
+    # -- identity and output -------------------------------------------------------------------
+    def _identity(self, config: pytest.Config) -> InstanceIdentity:
+        if IDENTITY_INPUT in self.worker_input:
+            return InstanceIdentity.from_dict(json.loads(self.worker_input[IDENTITY_INPUT]))
+        if self.options.identity_file:
+            return InstanceIdentity.from_dict(report.read_json(Path(self.options.identity_file)))
+        flags = {"instance_type": self.options.instance_type, "instance_id": self.options.instance_id}
+        return resolve_identity(flags, self.settings)
+
+    def _out_dir(self) -> Path:
+        if OUT_INPUT in self.worker_input:
+            return Path(self.worker_input[OUT_INPUT])
+        if self.options.out or self.settings.out_dir:
+            return Path(self.options.out or self.settings.out_dir or "")
+        return Path("reports") / default_run_name(self.identity.instance_id.value or "unknown")
+
+    def worker_input_for_node(self) -> dict[str, str]:
+        """What an xdist controller hands each worker, so all agree on who and where."""
+        return {IDENTITY_INPUT: json.dumps(self.identity.to_dict()), OUT_INPUT: str(self.out),
+                RUN_ID_INPUT: self.run_info.run_id}
+
+    # -- plan and results ----------------------------------------------------------------------
+    def set_plan(self, plan: list[PlannedCheck]) -> None:
+        self.plan = plan
+        report.write_json_atomic(self.out / report.PLAN_NAME, [p.to_dict() for p in plan])
+
+    def planned(self) -> list[PlannedCheck]:
+        """The plan; an xdist controller never collects, so it reads what a worker wrote."""
+        if self.plan is None:
+            try:
+                self.plan = [PlannedCheck(**p) for p in report.read_json(self.out / report.PLAN_NAME)]
+            except DhcError:
+                return []
+        return self.plan
+
+    def planned_check(self, nodeid: str) -> PlannedCheck | None:
+        return next((p for p in self.planned() if p.nodeid == nodeid), None)
+
+    def started(self, nodeid: str) -> None:
+        planned = self.planned_check(nodeid)
+        if planned:
+            self.journal.append({"event": "start", "ts": report.utc_now(), **planned.to_dict()})
+
+    def finished(self, result: CheckResult) -> None:
+        self.results[result.nodeid or result.check] = result
+        self.journal.append({"event": "result", "ts": report.utc_now(), "result": result.to_dict()})
+
+    # -- the report ----------------------------------------------------------------------------
+    def write_report(self, exitstatus: int) -> dict[str, Any]:
+        self.run_info.ended_by = self._ended_by(exitstatus)
+        self.run_info.finished_at = report.utc_now()
+        why = self.run_info.ended_by or "pytest finished without running it"
+        results = report.complete_results(self.planned(), list(self.results.values()), why)
+        devices = sorted({d for r in results for d in r.devices}, key=lambda d: (d.kind, d.index))
+        document = build_document(self.run_info, self.identity, self.limits, self.environment,
+                                  devices, results)
+        report.write_json_atomic(self.out / report.REPORT_NAME, document)
+        return document
+
+    def _ended_by(self, exitstatus: int) -> str | None:
+        if self.collection_errors:
+            return "collecting the checks failed: " + "; ".join(self.collection_errors)
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "interrupted (Ctrl-C or SIGTERM) before every check finished"
+        if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+            return "pytest hit an internal error"
+        return None
+
+
+def build_document(run_info: report.RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
+                   environment: dict[str, Any], devices: list[Device],
+                   results: list[CheckResult]) -> dict[str, Any]:
+    return report.build_report(run_info, identity.to_dict(), limits.to_dict(), environment, devices, results)
+
+
+def default_run_name(instance_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", instance_id)[:80]
+    return f"{safe}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"

@@ -1,0 +1,1 @@
+"""Probes: what the machine says about itself (NVML, /proc, external tools). No pytest, no torch."""
