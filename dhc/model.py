@@ -13,14 +13,14 @@ from typing import Any
 from dhc import units
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PASSED = "Passed"
     FAILED = "Failed"
     INCOMPLETE = "Incomplete"
     SKIPPED = "Skipped"
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What an operator should do with the node, in rising severity."""
 
     NONE = "None"
@@ -32,7 +32,7 @@ class Action(str, enum.Enum):
         return list(Action).index(self)
 
 
-class Comparison(str, enum.Enum):
+class Comparison(enum.StrEnum):
     MIN = "min"  # measured value must be >= limit
     MAX = "max"  # measured value must be <= limit
     EQUALS = "equals"
@@ -86,7 +86,7 @@ class Limit:
         return f"{self.comparison.words} {_num(self.value)} {self.unit}"
 
 
-class Judgement(str, enum.Enum):
+class Judgement(enum.StrEnum):
     WITHIN = "within"
     OUTSIDE = "outside"
     UNCALIBRATED = "uncalibrated"
@@ -134,8 +134,9 @@ class Finding:
     @classmethod
     def from_measurement(cls, m: Measurement) -> Finding:
         assert m.limit is not None and m.limit.calibrated
+        value = units.convert(m.value, m.unit, m.limit.unit)  # value and limit in one unit
         return cls(m.check, Status.FAILED, m.describe(), m.limit.action, m.device, m.name,
-                   m.value, m.limit.value, m.limit.unit, m.limit.comparison)
+                   value, m.limit.value, m.limit.unit, m.limit.comparison)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = _to_jsonable(self) | {"action": self.action.value}
-        for row, m in zip(out["measurements"], self.measurements):
+        for row, m in zip(out["measurements"], self.measurements, strict=True):
             row["judgement"] = m.judgement.value
         return out
 

@@ -7,7 +7,7 @@ stay thin: options live in ``options``, the run's state in ``session``, outcome 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -160,7 +160,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep: pytest.TestReport = yield
     check = item.stash.get(CHECK_KEY, None)
     if check is not None and (call.when == "call" or (call.when == "setup" and rep.outcome != "passed")):
-        started = datetime.fromtimestamp(call.start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        started = datetime.fromtimestamp(call.start, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         result = outcomes.result_from_call(check, suite_of(check), call.excinfo,
                                            item.stash.get(RECORDER_KEY, None),
                                            item.stash.get(NOT_APPLICABLE_KEY, None),

@@ -7,10 +7,8 @@ starts and results as they arrive and writes ``report.json`` at the end; workers
 from __future__ import annotations
 
 import json
-import re
 import sys
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,10 @@ import pytest
 from dhc import report
 from dhc.errors import DhcError
 from dhc.instance import InstanceIdentity, resolve_identity
-from dhc.model import CheckResult, Device, PlannedCheck
+from dhc.model import CheckResult, PlannedCheck
 from dhc.plugin.options import Options, read_options
 from dhc.probes.environment import software_versions
+from dhc.report import build_document, default_run_name
 from dhc.settings import Settings
 from dhc.thresholds import InstanceLimits, load
 
@@ -110,9 +109,7 @@ class DhcRun:
         self.run_info.finished_at = report.utc_now()
         why = self.run_info.ended_by or "pytest finished without running it"
         results = report.complete_results(self.planned(), list(self.results.values()), why)
-        devices = sorted({d for r in results for d in r.devices}, key=lambda d: (d.kind, d.index))
-        document = build_document(self.run_info, self.identity, self.limits, self.environment,
-                                  devices, results)
+        document = build_document(self.run_info, self.identity, self.limits, self.environment, results)
         report.write_json_atomic(self.out / report.REPORT_NAME, document)
         return document
 
@@ -124,14 +121,3 @@ class DhcRun:
         if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
             return "pytest hit an internal error"
         return None
-
-
-def build_document(run_info: report.RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
-                   environment: dict[str, Any], devices: list[Device],
-                   results: list[CheckResult]) -> dict[str, Any]:
-    return report.build_report(run_info, identity.to_dict(), limits.to_dict(), environment, devices, results)
-
-
-def default_run_name(instance_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", instance_id)[:80]
-    return f"{safe}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck, Status, node_verdict
+from dhc.thresholds import InstanceLimits
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "report-v1.schema.json"
@@ -38,7 +41,7 @@ class RunInfo:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def complete_results(plan: list[PlannedCheck], results: list[CheckResult], why: str) -> list[CheckResult]:
@@ -67,6 +70,19 @@ def build_report(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, A
         "checks": [r.to_dict() for r in results],
         "verdict": verdict.to_dict(),
     }
+
+
+def build_document(run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
+                   environment: dict[str, Any], results: list[CheckResult]) -> dict[str, Any]:
+    """The report of one run; devices are those the checks covered."""
+    devices = sorted({d for r in results for d in r.devices}, key=lambda d: (d.kind, d.index))
+    return build_report(run, identity.to_dict(), limits.to_dict(), environment, devices, results)
+
+
+def default_run_name(instance_id: str) -> str:
+    """``<instance>-<UTC time>``, safe as a folder name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", instance_id)[:80]
+    return f"{safe}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def load_schema() -> dict[str, Any]:

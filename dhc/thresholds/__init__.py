@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import UnknownInstanceType
+from dhc.resources import bundled
 from dhc.thresholds.catalogue import CATALOGUE, SUITES, CheckSpec, suite_of
 from dhc.thresholds.document import PROFILES, CheckConfig, InstanceType, Timing, parse
 from dhc.thresholds.loader import load_yaml
@@ -19,15 +20,11 @@ from dhc.thresholds.loader import load_yaml
 __all__ = ["CATALOGUE", "PROFILES", "SUITES", "CheckSpec", "InstanceLimits", "Thresholds",
            "default_path", "load", "suite_of"]
 
-_PACKAGED = Path(__file__).resolve().parent.parent / "_data" / "thresholds.yaml"
-_CHECKOUT = Path(__file__).resolve().parent.parent.parent / "thresholds.yaml"
 
 
 def default_path(override: str | None = None) -> Path:
     """An explicit file, else the copy shipped in the wheel, else the source checkout's."""
-    if override:
-        return Path(override)
-    return _PACKAGED if _PACKAGED.is_file() else _CHECKOUT
+    return Path(override) if override else bundled("thresholds.yaml")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""The ``dhc`` command line. Errors a user can fix print one line and exit 2, never a traceback.
+
+Exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import dhc
+from dhc.errors import DhcError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording, our prefix
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"dhc: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dhc.cli import run, thresholds_cmd
+
+    parser = _Parser(prog="dhc", description="Deep health checks for GPU training nodes.",
+                     epilog="exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error")
+    parser.add_argument("--version", action="version", version=f"dhc {dhc.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run_parser = sub.add_parser("run", help="run the health check suites on this machine")
+    run.add_arguments(run_parser)
+    run_parser.set_defaults(handler=run.run_command)
+    thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
+    thresholds_cmd.add_arguments(thresholds_parser)
+    thresholds_parser.set_defaults(handler=thresholds_cmd.thresholds_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except DhcError as exc:
+        sys.stderr.write(f"dhc: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("dhc: interrupted before the run started\n")
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

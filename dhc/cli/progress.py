@@ -1,0 +1,64 @@
+"""Live progress of a run: a redrawn status line on a terminal, plain lines anywhere else."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    def __init__(self, stream: TextIO, devices: str, live: bool | None = None):
+        self.stream, self.devices = stream, devices
+        self.live = stream.isatty() if live is None else live
+        self.total = 0
+        self.done = 0
+        self.current: dict[str, Any] | None = None
+        self.current_since = 0.0
+        self._drawn = False
+
+    def planned(self, plan: list[dict[str, Any]]) -> None:
+        self.total = len(plan)
+        expected = sum(p["expected_s"] for p in plan)
+        self._line(f"dhc: {self.total} check(s) planned on {self.devices}, expected ~{_clock(expected)}")
+
+    def started(self, event: dict[str, Any]) -> None:
+        self.current, self.current_since = event, time.monotonic()
+        if not self.live:
+            self._line(f"dhc: [{self.done + 1}/{self.total}] {event['check']} started on {self.devices} "
+                       f"(expected ~{_clock(event['expected_s'])}, timeout {_clock(event['timeout_s'])})")
+        self.tick()
+
+    def finished(self, result: dict[str, Any]) -> None:
+        self.done += 1
+        self.current = None
+        detail = f": {result['reason']}" if result["reason"] and result["status"] != "Passed" else ""
+        self._line(f"dhc: [{self.done}/{self.total}] {result['status']:<10} {result['check']} "
+                   f"in {result['duration_s']:.1f} s{detail}")
+
+    def tick(self) -> None:
+        """Redraw the live line: which check, on what, elapsed against expected."""
+        if not self.live or self.current is None:
+            return
+        elapsed = time.monotonic() - self.current_since
+        check = self.current
+        late = "  (over expected)" if elapsed > check["expected_s"] else ""
+        self.stream.write(f"\r\x1b[K[{self.done + 1}/{self.total}] {check['check']} on {self.devices}  "
+                          f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
+        self.stream.flush()
+        self._drawn = True
+
+    def note(self, text: str) -> None:
+        self._line(f"dhc: {text}")
+
+    def _line(self, text: str) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+        self.stream.write(text + "\n")
+        self.stream.flush()

@@ -1,0 +1,1 @@
+"""Sinks: where a finished verdict goes (log lines here; CloudWatch and Kubernetes in their issues)."""

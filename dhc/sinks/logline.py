@@ -1,0 +1,67 @@
+"""JSON log lines for a verdict, in the shape HyperPod users already parse.
+
+One ``error`` line per failure (``Encountered FaultyInstance. Replace the Instance. ...``), one
+``warning`` line per reason a check could not decide, plus machine-readable fields.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+_ACTION_WORDS = {"Replace": "Replace the Instance. ", "Reboot": "Reboot the Instance. ", "None": ""}
+_DIRECTION = {"min": ("less", "minimum"), "max": ("more", "maximum"), "equals": ("other", "exact")}
+
+
+def verdict_lines(document: dict[str, Any]) -> list[dict[str, Any]]:
+    instance = document["instance"]
+    common = {
+        "instance_id": instance["instance_id"]["value"], "instance_type": instance["instance_type"]["value"],
+        "region": instance["region"]["value"], "node": instance["node_name"]["value"],
+        "run_id": document["run"]["run_id"],
+    }
+    where = f"Region: {common['region'] or 'unknown'}, InstanceType: {common['instance_type']}."
+    ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = []
+    for reason in document["verdict"]["reasons"]:
+        failed = reason["status"] == "Failed"
+        device = reason.get("device")
+        head = (f"Encountered FaultyInstance. {_ACTION_WORDS[reason['action']]}{where}" if failed
+                else f"Deep health check incomplete. {where}")
+        lines.append({
+            "level": "error" if failed else "warning", "ts": ts,
+            "msg": f"{head} {'ERROR' if failed else 'REASON'}:{_detail(reason)}",
+            **common, "check": reason["check"], "status": reason["status"],
+            "device": _device_label(device), "device_uuid": device and device.get("uuid"),
+            "device_pci_bus_id": device and device.get("pci_bus_id"),
+            "metric": reason.get("metric"), "value": reason.get("value"), "limit": reason.get("limit"),
+            "unit": reason.get("unit"), "comparison": reason.get("comparison"), "action": reason["action"],
+        })
+    return lines
+
+
+def write_lines(lines: list[dict[str, Any]], stream: TextIO, log_file: Path | None = None) -> None:
+    text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+    stream.write(text)
+    stream.flush()
+    if log_file is not None and text:
+        with open(log_file, "a", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def _detail(reason: dict[str, Any]) -> str:
+    comparison = reason.get("comparison")
+    if reason.get("metric") and comparison in _DIRECTION:
+        relation, bound = _DIRECTION[comparison]
+        on = f" on {_device_label(reason.get('device'))}" if reason.get("device") else ""
+        return (f"{reason['check']} {reason['metric']} has {relation} than threshold: Expected {bound} "
+                f"threshold :{reason['limit']:g} {reason['unit']},Measured{on}: {reason['value']:g}")
+    return reason["message"]
+
+
+def _device_label(device: dict[str, Any] | None) -> str | None:
+    if not device:
+        return None
+    return f"GPU {device['index']}" if device["kind"] == "gpu" else device["kind"]
