@@ -8,7 +8,6 @@ the child's own, or one rebuilt from its journal with every unfinished check Inc
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import uuid
@@ -76,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
     progress.note(f"{identity.instance_id.value} ({limits.instance_type.name}), profile {args.profile}, "
                   f"report in {out}")
     with _sigterm_as_interrupt():
-        outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, dict(os.environ),
+        outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, None,
                              collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
     document = _final_report(outcome, out, run_info, identity, limits)
     print_summary(document, out / report.REPORT_NAME, sys.stdout)

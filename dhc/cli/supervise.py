@@ -52,7 +52,7 @@ class JournalTail:
 
 class Supervisor:
     def __init__(self, argv: list[str], cwd: Path, out: Path, log_path: Path, progress: Progress,
-                 env: dict[str, str], collect_timeout_s: float = 300.0, grace_s: float = 30.0,
+                 env: dict[str, str] | None, collect_timeout_s: float = 300.0, grace_s: float = 30.0,
                  interrupt_wait_s: float = 60.0, poll_s: float = 0.2):
         self.argv, self.cwd, self.out, self.log_path = argv, cwd, out, log_path
         self.progress, self.env = progress, env

@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = DhcRun(config)
     config.stash[RUN_KEY] = run
     if not run.is_worker:
-        timeouts.sigterm_as_interrupt()
+        run.previous_sigterm = timeouts.sigterm_as_interrupt()
         config.pluginmanager.register(_Controller(run), "dhc-controller")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(run), "dhc-xdist")
@@ -109,6 +109,8 @@ def _check_id(item: pytest.Item) -> str:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = _run(session.config)
+    if any(CHECK_KEY not in item.stash for item in session.items):
+        return  # pytest calls this even when modifyitems raised; that error is the one to show
     plan = []
     for item in session.items:
         check = item.stash[CHECK_KEY]
@@ -176,6 +178,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run.document = run.write_report(int(exitstatus))
     session.exitstatus = run.document["verdict"]["exit_code"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        timeouts.restore_sigterm(run.previous_sigterm)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

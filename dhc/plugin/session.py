@@ -54,6 +54,7 @@ class DhcRun:
         self.plan: list[PlannedCheck] | None = None
         self.collection_errors: list[str] = []
         self.document: dict[str, Any] | None = None
+        self.previous_sigterm: object | None = None
         self.environment: dict[str, Any] = {} if self.is_worker else software_versions()
 
     # -- identity and output -------------------------------------------------------------------

@@ -33,12 +33,21 @@ def alarm(seconds: float, message: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def sigterm_as_interrupt() -> None:
-    """Kubernetes stops a pod with SIGTERM: end the run as Ctrl-C would, with a report."""
+def sigterm_as_interrupt() -> object | None:
+    """Kubernetes stops a pod with SIGTERM: end the run as Ctrl-C would, with a report.
+
+    Returns the handler it replaced (to hand to ``restore_sigterm``), or None if it left it alone.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        return None
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def restore_sigterm(previous: object | None) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

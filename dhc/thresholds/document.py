@@ -66,7 +66,7 @@ class _Doc:
             raise self.fail(parent, key, keypath, f"expected a mapping, got {_kind(node)}")
         for name in node:
             if allowed is not None and name not in allowed:
-                raise self.fail(node, name, f"{keypath}/{name}",
+                raise self.fail(node, name, f"{keypath}/{name}".lstrip("/"),
                                 f"unknown key; expected one of {', '.join(sorted(allowed))}")
         for name in sorted(required - set(node)):
             raise self.fail(parent, key, keypath, f"missing required key {name!r}")

@@ -1,0 +1,54 @@
+"""Shared fixtures for dhc's own tests (not the check suites)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def bundled_thresholds() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "thresholds.yaml").read_text())
+
+
+@pytest.fixture
+def thresholds_file(tmp_path: Path):
+    """Write a variant of the bundled thresholds: pass a function that edits the parsed document."""
+
+    def make(edit=None, name: str = "thresholds.yaml") -> Path:
+        document = copy.deepcopy(bundled_thresholds())
+        if edit is not None:
+            edit(document)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def report_schema() -> dict[str, Any]:
+    from dhc.report import load_schema
+
+    return load_schema()
+
+
+@pytest.fixture
+def validate_report(report_schema):
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with the test extra")
+
+    def check(path_or_document: Path | dict[str, Any]) -> dict[str, Any]:
+        document = path_or_document
+        if isinstance(path_or_document, Path):
+            document = json.loads(path_or_document.read_text())
+        jsonschema.validate(document, report_schema)
+        return document
+
+    return check

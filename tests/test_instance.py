@@ -1,0 +1,158 @@
+"""Instance identity: flags > environment > providerID > IMDSv2 (real HTTP) > local fallback."""
+
+import socket
+
+import pytest
+from imds_server import ImdsServer
+
+from dhc.errors import UsageError
+from dhc.instance import parse_provider_id, resolve_identity
+from dhc.instance.identity import has_nvidia_gpu
+from dhc.instance.imds import looks_like_ec2
+from dhc.settings import Settings
+
+P5 = {"instance-id": "i-0123456789abcdef0", "instance-type": "p5.48xlarge", "placement/region": "us-east-2",
+      "placement/availability-zone": "us-east-2b"}
+
+
+@pytest.fixture
+def no_gpu(tmp_path):
+    """A /proc and /dev with no NVIDIA GPU, so the fallback does not depend on this machine."""
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "dev").mkdir()
+    return {"proc_root": tmp_path / "proc", "dev_root": tmp_path / "dev", "sys_root": tmp_path / "sys"}
+
+
+def settings(**env):
+    """Settings from these variables alone; IMDS is off unless a test names an endpoint."""
+    return Settings.from_env(env if "DHC_IMDS_ENDPOINT" in env else {"DHC_IMDS": "off", **env})
+
+
+def values(identity):
+    return {k: (v["value"], v["source"]) for k, v in identity.to_dict().items() if k != "notes"}
+
+
+def test_local_fallback_without_gpu_is_cpu(no_gpu):
+    got = values(resolve_identity({}, settings(), **no_gpu))
+    assert got["instance_type"] == ("cpu", "no-gpu")
+    assert got["instance_id"] == (socket.gethostname(), "hostname")
+    assert got["region"] == (None, "unknown")
+
+
+def test_gpu_without_a_named_type_stays_unknown(tmp_path, no_gpu):
+    (no_gpu["dev_root"] / "nvidia0").touch()
+    assert values(resolve_identity({}, settings(), **no_gpu))["instance_type"] == (None, "unknown")
+
+
+def test_has_nvidia_gpu_reads_the_driver_proc_tree(no_gpu):
+    assert not has_nvidia_gpu(no_gpu["proc_root"], no_gpu["dev_root"])
+    (no_gpu["proc_root"] / "driver/nvidia/gpus/0000:53:00.0").mkdir(parents=True)
+    assert has_nvidia_gpu(no_gpu["proc_root"], no_gpu["dev_root"])
+
+
+def test_flags_beat_environment_beat_imds(no_gpu):
+    with ImdsServer(P5) as imds:
+        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_INSTANCE_TYPE="p5e.48xlarge", NODE_NAME="node-7")
+        got = values(resolve_identity({"instance_id": "i-cli"}, env, **no_gpu))
+    assert got["instance_id"] == ("i-cli", "cli")
+    assert got["instance_type"] == ("p5e.48xlarge", "env:DHC_INSTANCE_TYPE")
+    assert got["node_name"] == ("node-7", "env:NODE_NAME")
+    assert got["region"] == ("us-east-2", "imds")
+    assert got["availability_zone"] == ("us-east-2b", "imds")
+
+
+def test_imdsv2_token_then_gets(no_gpu):
+    with ImdsServer(P5) as imds:
+        got = values(resolve_identity({}, settings(DHC_IMDS_ENDPOINT=imds.endpoint), **no_gpu))
+        assert imds.requests[0] == ("PUT", "/latest/api/token")
+        assert all(method == "GET" for method, _ in imds.requests[1:])
+    assert got["instance_id"] == ("i-0123456789abcdef0", "imds")
+    assert got["instance_type"] == ("p5.48xlarge", "imds")
+
+
+def test_provider_id_beats_imds_and_gives_region(no_gpu):
+    with ImdsServer(P5) as imds:
+        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_PROVIDER_ID="aws:///us-west-2c/i-0fedcba987654321")
+        got = values(resolve_identity({}, env, **no_gpu))
+    assert got["instance_id"] == ("i-0fedcba987654321", "provider-id")
+    assert got["availability_zone"] == ("us-west-2c", "provider-id")
+    assert got["region"] == ("us-west-2", "provider-id")
+    assert got["instance_type"] == ("p5.48xlarge", "imds")
+
+
+def test_imds_unreachable_falls_back_with_a_note(no_gpu):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    identity = resolve_identity({}, settings(DHC_IMDS_ENDPOINT=f"http://127.0.0.1:{port}"), **no_gpu)
+    assert identity.instance_type.value == "cpu"
+    assert "token request" in identity.notes[0] and "failed" in identity.notes[0]
+
+
+def test_imds_slow_times_out_and_falls_back(no_gpu):
+    with ImdsServer(P5, delay_s=3) as imds:
+        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_IMDS_TIMEOUT_S="0.2")
+        identity = resolve_identity({}, env, **no_gpu)
+    assert identity.instance_type.source == "no-gpu"
+    assert "timed out" in identity.notes[0]
+
+
+def test_imds_refusing_tokens(no_gpu):
+    with ImdsServer(P5, token_status=403) as imds:
+        identity = resolve_identity({}, settings(DHC_IMDS_ENDPOINT=imds.endpoint), **no_gpu)
+    assert "HTTP 403" in identity.notes[0] and identity.instance_id.source == "hostname"
+
+
+def test_auto_mode_asks_imds_only_on_ec2(tmp_path, no_gpu):
+    dmi = tmp_path / "sys/devices/virtual/dmi/id"
+    dmi.mkdir(parents=True)
+    (dmi / "sys_vendor").write_text("QEMU\n")
+    assert not looks_like_ec2(tmp_path / "sys")
+    (dmi / "sys_vendor").write_text("Amazon EC2\n")
+    assert looks_like_ec2(tmp_path / "sys")
+    (dmi / "sys_vendor").unlink()
+    (dmi / "board_asset_tag").write_text("i-0123456789abcdef0\n")
+    assert looks_like_ec2(tmp_path / "sys")
+
+
+def test_auto_mode_without_ec2_evidence_sends_nothing(no_gpu):
+    with ImdsServer(P5) as imds:
+        env = Settings.from_env({"DHC_IMDS": "auto"})
+        env = Settings(**{**vars(env), "imds_endpoint": imds.endpoint})
+        resolve_identity({}, env, **no_gpu)
+        assert imds.requests == []
+
+
+@pytest.mark.parametrize(("provider_id", "expected"), [
+    ("aws:///us-east-2a/i-0abc123", ("i-0abc123", "us-east-2a", "us-east-2")),
+    ("aws:///us-west-2-lax-1a/i-0abc", ("i-0abc", "us-west-2-lax-1a", "us-west-2")),
+    ("aws:///us-gov-west-1b/i-0abc", ("i-0abc", "us-gov-west-1b", "us-gov-west-1")),
+])
+def test_parse_provider_id(provider_id, expected):
+    assert parse_provider_id(provider_id) == expected
+
+
+@pytest.mark.parametrize("bad", ["gce://proj/zone/vm", "aws:///us-east-2a/", "aws://us-east-2a/i-0abc", ""])
+def test_parse_provider_id_rejects_others(bad):
+    with pytest.raises(ValueError, match="not an AWS providerID"):
+        parse_provider_id(bad)
+
+
+def test_bad_provider_id_is_noted_not_fatal(no_gpu):
+    identity = resolve_identity({}, settings(DHC_PROVIDER_ID="kind://docker/kind/node"), **no_gpu)
+    assert identity.instance_id.source == "hostname" and "DHC_PROVIDER_ID ignored" in identity.notes[0]
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(UsageError, match="DHC_IMDS: expected auto, on or off"):
+        Settings.from_env({"DHC_IMDS": "maybe"})
+    with pytest.raises(UsageError, match="DHC_IMDS_TIMEOUT_S"):
+        Settings.from_env({"DHC_IMDS_TIMEOUT_S": "-1"})
+    assert Settings.from_env({"AWS_EC2_METADATA_DISABLED": "true", "DHC_IMDS": "on"}).imds_mode == "off"
+
+
+def test_identity_round_trips():
+    identity = resolve_identity({"instance_type": "cpu"}, settings(DHC_CLUSTER="train-a"))
+    from dhc.instance import InstanceIdentity
+    assert InstanceIdentity.from_dict(identity.to_dict()) == identity
+    assert identity.cluster.value == "train-a"

@@ -1,0 +1,85 @@
+"""The verdict model: limits, judgements and the node verdict (pure rules)."""
+
+import pytest
+
+from dhc import units
+from dhc.model import (Action, CheckResult, Comparison, Device, Finding, Judgement, Limit, Measurement,
+                       Status, node_verdict)
+
+GPU3 = Device("gpu", 3, "NVIDIA H100 80GB HBM3", "GPU-5f1c", "1654922001234", "00000000:53:00.0")
+
+
+def result(status, check="stress.gemm", findings=(), reason=""):
+    return CheckResult(check, "InstanceStress", status, reason, findings=tuple(findings))
+
+
+def test_units_convert_within_a_quantity_and_refuse_across():
+    assert units.convert(1.9, "TB/s", "GB/s") == pytest.approx(1900)
+    assert units.convert(50, "%", "ratio") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="cannot convert TFLOP/s"):
+        units.convert(1, "TFLOP/s", "GB/s")
+    with pytest.raises(ValueError, match="unknown unit"):
+        units.quantity_of("furlongs")
+
+
+@pytest.mark.parametrize(("comparison", "limit", "value", "unit", "ok"), [
+    ("min", 1.9, 2000, "GB/s", True),
+    ("min", 1.9, 1899, "GB/s", False),
+    ("max", 0, 0, "count", True),
+    ("max", 0, 1, "count", False),
+    ("equals", 8, 8, "count", True),
+    ("equals", 8, 7, "count", False),
+])
+def test_limit_admits_converting_units(comparison, limit, value, unit, ok):
+    lim = Limit(Comparison(comparison), limit, "TB/s" if unit == "GB/s" else unit, "test")
+    assert lim.admits(value, unit) is ok
+
+
+def test_measurement_judgement_and_description_name_everything():
+    limit = Limit(Comparison.MIN, 700, "TFLOP/s", "H100 measured 794")
+    low = Measurement("stress.gemm", "tflops_bf16", 612.5, "TFLOP/s", GPU3, limit)
+    assert low.judgement is Judgement.OUTSIDE
+    text = low.describe()
+    for part in ("stress.gemm", "tflops_bf16", "GPU 3", "GPU-5f1c", "612.5", "minimum 700 TFLOP/s"):
+        assert part in text
+    assert Measurement("stress.gemm", "x", 1, "TFLOP/s").judgement is Judgement.UNLIMITED
+    pending = Limit(Comparison.MIN, None, "TFLOP/s", "not yet measured")
+    assert Measurement("stress.gemm", "x", 1, "TFLOP/s", None, pending).judgement is Judgement.UNCALIBRATED
+
+
+def test_finding_from_measurement_states_value_in_the_limits_unit():
+    limit = Limit(Comparison.MIN, 1.9, "TB/s", "DCGM")
+    finding = Finding.from_measurement(Measurement("stress.memtest", "copy_bandwidth", 1500, "GB/s", GPU3, limit))
+    assert (finding.value, finding.limit, finding.unit) == (pytest.approx(1.5), 1.9, "TB/s")
+
+
+def test_node_verdict_passed_only_when_all_pass_or_skip():
+    verdict = node_verdict([result(Status.PASSED), result(Status.SKIPPED, "stress.dcgm", reason="n/a")])
+    assert (verdict.status, verdict.exit_code, verdict.reasons) == (Status.PASSED, 0, ())
+
+
+def test_node_verdict_failed_wins_and_takes_the_most_severe_action():
+    reboot = Finding("stress.inventory", Status.FAILED, "row remap pending", Action.REBOOT, GPU3)
+    replace = Finding("stress.gemm", Status.FAILED, "SDC", Action.REPLACE, GPU3)
+    verdict = node_verdict([result(Status.FAILED, findings=[reboot]), result(Status.INCOMPLETE, reason="timeout"),
+                            result(Status.FAILED, findings=[replace])])
+    assert (verdict.status, verdict.action, verdict.exit_code) == (Status.FAILED, Action.REPLACE, 1)
+    assert [r.message for r in verdict.reasons] == ["row remap pending", "SDC", "timeout"]
+
+
+def test_node_verdict_fails_closed():
+    assert node_verdict([]).status is Status.INCOMPLETE
+    assert node_verdict([result(Status.SKIPPED, reason="n/a")]).status is Status.INCOMPLETE
+    verdict = node_verdict([result(Status.PASSED), result(Status.INCOMPLETE, reason="dcgmi missing")])
+    assert (verdict.status, verdict.exit_code, verdict.action) == (Status.INCOMPLETE, 3, Action.NONE)
+    assert verdict.reasons[0].message == "dcgmi missing"
+
+
+def test_check_result_round_trips_through_json():
+    limit = Limit(Comparison.EQUALS, 8, "count", "type spec")
+    m = Measurement("stress.inventory", "gpu_count", 7, "count", None, limit)
+    original = CheckResult("stress.inventory", "InstanceStress", Status.FAILED, "missing GPU", (GPU3,), (m,),
+                           (Finding.from_measurement(m),), "2026-01-01T00:00:00Z", 1.5, "x::y")
+    data = original.to_dict()
+    assert data["measurements"][0]["judgement"] == "outside" and data["action"] == "Replace"
+    assert CheckResult.from_dict(data) == original

@@ -1,0 +1,262 @@
+"""The pytest plugin end to end (pytester): outcomes map to statuses, the report is always valid."""
+
+import json
+import textwrap
+
+import pytest
+
+CONFTEST = 'pytest_plugins = ["dhc.plugin"]\n'
+
+
+@pytest.fixture
+def suite(pytester, thresholds_file, validate_report):
+    """Write check files, run them through the plugin on the cpu type, return (outcome, report)."""
+    def shorten(doc):
+        for check in doc["profiles"]["quick"].values():
+            check.update(expected_s=0.5, timeout_s=2)
+
+    thresholds = thresholds_file(shorten)
+    pytester.makeconftest(CONFTEST)
+
+    def run(files: dict[str, str], *args: str, instance_type: str = "cpu", inprocess: bool = True):
+        pytester.makepyfile(**{name: textwrap.dedent(body) for name, body in files.items()})
+        out = pytester.path / "out"
+        argv = ["-p", "no:cacheprovider", f"--dhc-out={out}", f"--dhc-thresholds={thresholds}",
+                f"--dhc-instance-type={instance_type}", *args]
+        outcome = (pytester.runpytest_inprocess if inprocess else pytester.runpytest_subprocess)(*argv)
+        path = out / "report.json"
+        return outcome, (validate_report(path) if path.exists() else None)
+
+    return run
+
+
+PASSING = """
+    import pytest
+
+    @pytest.mark.check("stress.inventory")
+    def test_inventory(dhc_check, dhc_devices):
+        dhc_check.record("cpu_cores", 2, "count", dhc_devices[0])
+"""
+
+
+def statuses(report):
+    return {c["check"]: c["status"] for c in report["checks"]}
+
+
+def test_a_passing_check(suite):
+    outcome, report = suite({"test_a": PASSING})
+    assert outcome.ret == 0
+    assert report["verdict"] == {"status": "Passed", "action": "None", "exit_code": 0, "reasons": []}
+    check = report["checks"][0]
+    assert check["measurements"][0]["judgement"] == "within"
+    assert check["measurements"][0]["limit"]["value"] == 1
+    assert report["devices"][0]["kind"] == "cpu"
+    outcome.stdout.fnmatch_lines(["*dhc verdict: Passed*"])
+
+
+def test_a_limit_missed_fails_naming_everything(suite):
+    outcome, report = suite({"test_a": PASSING.replace('"cpu_cores", 2', '"cpu_cores", 0')})
+    assert outcome.ret == 1
+    assert report["verdict"]["status"] == "Failed" and report["verdict"]["action"] == "Replace"
+    reason = report["verdict"]["reasons"][0]
+    assert (reason["metric"], reason["value"], reason["limit"], reason["unit"], reason["comparison"]) == \
+        ("cpu_cores", 0, 1, "count", "min")
+    assert reason["device"]["kind"] == "cpu"
+    outcome.stdout.fnmatch_lines(["*stress.inventory cpu_cores on cpu: measured 0 count, expected minimum 1 count*"])
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("raise RuntimeError('dcgmi crashed')", "check error: RuntimeError: dcgmi crashed"),
+    ("assert 1 == 2, 'sloppy'", "check error: AssertionError: sloppy"),
+    ("pytest.skip('no dcgmi')", "skipped, but not marked not-applicable: no dcgmi"),
+    ("raise CheckIncomplete('dcgmi not on PATH')", "dcgmi not on PATH"),
+    ("pass", "recorded no measurement"),
+])
+def test_what_cannot_decide_is_incomplete(suite, body, reason):
+    source = f"""
+        import pytest
+        from dhc.errors import CheckIncomplete
+
+        @pytest.mark.check("stress.dcgm")
+        def test_dcgm(dhc_check):
+            {body}
+    """
+    outcome, report = suite({"test_a": source}, instance_type="p5.48xlarge")
+    assert outcome.ret == 3
+    assert report["checks"][0]["status"] == "Incomplete"
+    assert reason in report["checks"][0]["reason"]
+    assert report["verdict"]["status"] == "Incomplete" and report["verdict"]["action"] == "None"
+
+
+def test_a_check_that_does_not_use_the_recorder_cannot_pass(suite):
+    source = """
+        import pytest
+
+        @pytest.mark.check("stress.inventory")
+        def test_inventory():
+            pass
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 3 and "does not use the dhc_check fixture" in report["checks"][0]["reason"]
+
+
+def test_hardware_fault_raised_by_a_check_names_device_and_action(suite):
+    source = """
+        import pytest
+        from dhc.errors import HardwareFault
+        from dhc.model import Action, Device
+
+        @pytest.mark.check("stress.gemm")
+        def test_gemm(dhc_check):
+            gpu = Device("gpu", 5, "H100", "GPU-5d7b", None, "00000000:A8:00.0")
+            dhc_check.fault("result differs from the first run: 3 elements", gpu, Action.REPLACE)
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 1
+    reason = report["verdict"]["reasons"][0]
+    assert reason["device"]["uuid"] == "GPU-5d7b" and reason["action"] == "Replace"
+    assert "3 elements" in reason["message"]
+
+
+def test_not_applicable_and_threshold_skips_are_skipped(suite):
+    source = PASSING + """
+    from dhc.errors import NotApplicable
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check):
+        raise NotApplicable("no tensor cores on this part")
+
+    @pytest.mark.check("stress.dcgm")
+    def test_dcgm(dhc_check):
+        raise RuntimeError("must not run: thresholds skip it on cpu")
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 0
+    assert statuses(report) == {"stress.inventory": "Passed", "stress.gemm": "Skipped", "stress.dcgm": "Skipped"}
+    dcgm = next(c for c in report["checks"] if c["check"] == "stress.dcgm")
+    assert "DCGM" in dcgm["reason"]
+
+
+def test_uncalibrated_limit_is_incomplete(suite):
+    source = """
+        import pytest
+
+        @pytest.mark.check("stress.gemm")
+        def test_gemm(dhc_check):
+            dhc_check.record("tflops_bf16", 120.0, "TFLOP/s")
+    """
+    outcome, report = suite({"test_a": source}, instance_type="g5.xlarge")
+    assert outcome.ret == 3 and "not calibrated for ml.g5.xlarge" in report["checks"][0]["reason"]
+
+
+def test_a_check_past_its_timeout_is_incomplete(suite):
+    source = """
+        import time, pytest
+
+        @pytest.mark.check("stress.inventory")
+        def test_inventory(dhc_check):
+            time.sleep(30)
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 3
+    assert "timed out running after 2 s" in report["checks"][0]["reason"]
+
+
+def test_teardown_error_spoils_a_pass(suite):
+    source = PASSING.replace("def test_inventory(dhc_check, dhc_devices):", """@pytest.fixture
+    def broken():
+        yield
+        raise OSError("could not release the GPU")
+
+    @pytest.mark.check("stress.inventory")
+    def test_inventory(dhc_check, dhc_devices, broken):""").replace('\n    @pytest.mark.check("stress.inventory")\n    @pytest.fixture', "\n    @pytest.fixture", 1)
+    outcome, report = suite({"test_a": source})
+    assert report["checks"][0]["status"] == "Incomplete"
+    assert "teardown failed" in report["checks"][0]["reason"] and outcome.ret == 3
+
+
+def test_gpu_type_without_nvml_is_incomplete(suite):
+    source = """
+        import pytest
+
+        @pytest.mark.check("stress.inventory")
+        def test_inventory(dhc_check, dhc_devices):
+            dhc_check.record("gpu_count", len(dhc_devices), "count")
+    """
+    outcome, report = suite({"test_a": source}, instance_type="p5.48xlarge")
+    assert outcome.ret == 3
+    assert "expects GPUs, but" in report["checks"][0]["reason"]
+
+
+def test_selection_by_check_and_suite(suite):
+    source = PASSING + """
+    @pytest.mark.check("connectivity.allreduce")
+    def test_allreduce(dhc_check):
+        dhc_check.record("busbw_intra_node", 1.0, "GB/s")
+    """
+    _, report = suite({"test_a": source}, "--dhc-check=stress.inventory")
+    assert statuses(report) == {"stress.inventory": "Passed"}
+    assert report["run"]["selection"]["checks"] == ["stress.inventory"]
+    _, report = suite({"test_a": source}, "--dhc-suite=InstanceConnectivity")
+    assert statuses(report) == {"connectivity.allreduce": "Passed"}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--dhc-check=stress.gmem"], "unknown check id 'stress.gmem'"),
+    (["--dhc-suite=Stress"], "--dhc-suite: expected one of"),
+    (["--dhc-profile=slow"], "--dhc-profile: expected one of quick, full"),
+])
+def test_bad_options_are_usage_errors(suite, args, words):
+    outcome, report = suite({"test_a": PASSING}, *args)
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR and report is None
+    outcome.stderr.fnmatch_lines([f"*{words}*"])
+
+
+def test_unknown_instance_type_is_a_usage_error(suite):
+    outcome, _ = suite({"test_a": PASSING}, instance_type="p9.xlarge")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    outcome.stderr.fnmatch_lines(["*unknown instance type 'p9.xlarge'*"])
+
+
+def test_unmarked_or_unknown_check_is_refused(suite):
+    outcome, _ = suite({"test_a": "def test_x():\n    pass\n"})
+    outcome.stderr.fnmatch_lines(["*must be marked @pytest.mark.check*"])
+    outcome, _ = suite({"test_a": "import pytest\n@pytest.mark.check('stress.x')\ndef test_x():\n    pass\n"})
+    outcome.stderr.fnmatch_lines(["*unknown check id 'stress.x'*"])
+
+
+def test_collection_error_gives_an_incomplete_report(suite):
+    outcome, report = suite({"test_a": PASSING, "test_b": "import torchy_not_installed\n"})
+    assert report["verdict"]["status"] == "Incomplete" and outcome.ret == 3
+    assert "collecting the checks failed" in report["run"]["ended_by"]
+    assert "torchy_not_installed" in report["verdict"]["reasons"][0]["message"]
+
+
+def test_xdist_workers_ship_measurements_to_the_report(suite, pytester):
+    source = PASSING + """
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check, dhc_devices):
+        dhc_check.record("tflops_fp32", 0.05, "TFLOP/s", dhc_devices[0])
+        dhc_check.record("relative_to_median", 1.0, "ratio", dhc_devices[0])
+    """
+    outcome, report = suite({"test_a": source}, "-n", "2", inprocess=False)
+    assert outcome.ret == 0, outcome.stdout.str()
+    assert statuses(report) == {"stress.inventory": "Passed", "stress.gemm": "Passed"}
+    gemm = next(c for c in report["checks"] if c["check"] == "stress.gemm")
+    assert [m["name"] for m in gemm["measurements"]] == ["tflops_fp32", "relative_to_median"]
+    journal = [json.loads(line) for line in (pytester.path / "out/journal.jsonl").read_text().splitlines()]
+    assert sorted(e["event"] for e in journal) == ["result", "result", "start", "start"]
+
+
+def test_a_crashed_xdist_worker_is_incomplete(suite):
+    source = PASSING + """
+    import os
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check):
+        os._exit(9)
+    """
+    outcome, report = suite({"test_a": source}, "-n", "2", inprocess=False)
+    assert outcome.ret == 3
+    gemm = next(c for c in report["checks"] if c["check"] == "stress.gemm")
+    assert gemm["status"] == "Incomplete" and "crash" in gemm["reason"]
