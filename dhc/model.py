@@ -204,8 +204,22 @@ class NodeVerdict:
                 "exit_code": self.exit_code, "reasons": [_to_jsonable(r) for r in self.reasons]}
 
 
-def node_verdict(results: list[CheckResult]) -> NodeVerdict:
-    """Passed only when every planned check ran and passed; Failed wins over Incomplete."""
+def node_verdict(results: list[CheckResult], ended_by: str | None = None) -> NodeVerdict:
+    """Passed only when every planned check ran and passed; Failed wins over Incomplete.
+
+    ``ended_by`` says why a run stopped early; such a run is never Passed, and the reason leads.
+    """
+    verdict = _judge(results)
+    if ended_by is None:
+        return verdict
+    stop = Finding("run", Status.INCOMPLETE, f"run ended early: {ended_by}")
+    if verdict.status is Status.FAILED:
+        return replace(verdict, reasons=(*verdict.reasons, stop))
+    checks = tuple(r for r in verdict.reasons if r.check != "run")  # "no checks ran" says less
+    return NodeVerdict(Status.INCOMPLETE, Action.NONE, (stop, *checks))
+
+
+def _judge(results: list[CheckResult]) -> NodeVerdict:
     if not results:
         return NodeVerdict(Status.INCOMPLETE, Action.NONE,
                            (Finding("run", Status.INCOMPLETE, "no checks ran"),))

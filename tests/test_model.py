@@ -83,3 +83,13 @@ def test_check_result_round_trips_through_json():
     data = original.to_dict()
     assert data["measurements"][0]["judgement"] == "outside" and data["action"] == "Replace"
     assert CheckResult.from_dict(data) == original
+
+
+def test_a_run_that_ended_early_is_never_passed():
+    verdict = node_verdict([result(Status.PASSED)], ended_by="interrupted")
+    assert verdict.status is Status.INCOMPLETE
+    assert verdict.reasons[0].message == "run ended early: interrupted"
+    failed = node_verdict([result(Status.FAILED, findings=[Finding("stress.gemm", Status.FAILED, "SDC",
+                                                                     Action.REPLACE)])], ended_by="interrupted")
+    assert failed.status is Status.FAILED and [r.message for r in failed.reasons] == ["SDC", "run ended early: interrupted"]
+    assert node_verdict([], ended_by="collecting failed").reasons[0].message == "run ended early: collecting failed"

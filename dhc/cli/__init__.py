@@ -48,6 +48,3 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("dhc: interrupted before the run started\n")
         return 3
 
-
-if __name__ == "__main__":
-    sys.exit(main())

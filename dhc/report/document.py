@@ -55,7 +55,7 @@ def complete_results(plan: list[PlannedCheck], results: list[CheckResult], why: 
 def build_report(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any],
                  environment: dict[str, Any], devices: list[Device],
                  results: list[CheckResult]) -> dict[str, Any]:
-    verdict = node_verdict(results)
+    verdict = node_verdict(results, run.ended_by)
     started = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
     finished_at = run.finished_at or utc_now()
     finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00"))
