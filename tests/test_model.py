@@ -3,8 +3,18 @@
 import pytest
 
 from dhc import units
-from dhc.model import (Action, CheckResult, Comparison, Device, Finding, Judgement, Limit, Measurement,
-                       Status, node_verdict)
+from dhc.model import (
+    Action,
+    CheckResult,
+    Comparison,
+    Device,
+    Finding,
+    Judgement,
+    Limit,
+    Measurement,
+    Status,
+    node_verdict,
+)
 
 GPU3 = Device("gpu", 3, "NVIDIA H100 80GB HBM3", "GPU-5f1c", "1654922001234", "00000000:53:00.0")
 
