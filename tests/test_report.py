@@ -105,3 +105,13 @@ def test_progress_on_a_terminal_redraws_one_line():
     assert "2 check(s) planned on 8 GPU(s), expected ~1:01:00" in text
     assert "\r\x1b[K[1/2] stress.dcgm on 8 GPU(s)  00:00 / ~1:00:00" in text
     assert text.endswith("dhc: [1/2] Failed     stress.dcgm in 12.5 s: GPU 3\n")
+
+
+def test_plain_progress_counts_concurrent_starts():
+    stream = io.StringIO()
+    progress = Progress(stream, "the CPU", live=False)
+    progress.planned([{"expected_s": 1}, {"expected_s": 1}])
+    for check in ("stress.gemm", "stress.memtest"):
+        progress.started({"check": check, "expected_s": 1, "timeout_s": 2})
+    assert "[1/2] stress.gemm started" in stream.getvalue()
+    assert "[2/2] stress.memtest started" in stream.getvalue() and "\r" not in stream.getvalue()

@@ -18,6 +18,7 @@ class Progress:
         self.live = stream.isatty() if live is None else live
         self.total = 0
         self.done = 0
+        self.begun = 0  # checks started so far; with xdist several run at once
         self.current: dict[str, Any] | None = None
         self.current_since = 0.0
         self._drawn = False
@@ -29,8 +30,9 @@ class Progress:
 
     def started(self, event: dict[str, Any]) -> None:
         self.current, self.current_since = event, time.monotonic()
+        self.begun += 1
         if not self.live:
-            self._line(f"dhc: [{self.done + 1}/{self.total}] {event['check']} started on {self.devices} "
+            self._line(f"dhc: [{self.begun}/{self.total}] {event['check']} started on {self.devices} "
                        f"(expected ~{_clock(event['expected_s'])}, timeout {_clock(event['timeout_s'])})")
         self.tick()
 
@@ -48,7 +50,7 @@ class Progress:
         elapsed = time.monotonic() - self.current_since
         check = self.current
         late = "  (over expected)" if elapsed > check["expected_s"] else ""
-        self.stream.write(f"\r\x1b[K[{self.done + 1}/{self.total}] {check['check']} on {self.devices}  "
+        self.stream.write(f"\r\x1b[K[{self.begun}/{self.total}] {check['check']} on {self.devices}  "
                           f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
         self.stream.flush()
         self._drawn = True

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dhc.errors import CheckIncomplete, NotApplicable
+from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck
 from dhc.plugin import outcomes, timeouts
 from dhc.plugin.options import add_options
@@ -20,7 +21,7 @@ from dhc.plugin.recorder import CheckRecorder
 from dhc.plugin.session import DhcRun
 from dhc.probes import host
 from dhc.probes.nvml import Nvml, NvmlUnavailable
-from dhc.thresholds import CATALOGUE, suite_of
+from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
 
 RUN_KEY = pytest.StashKey[DhcRun]()
 CHECK_KEY = pytest.StashKey[str]()
@@ -202,6 +203,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def dhc_run(request: pytest.FixtureRequest) -> DhcRun:
     return _run(request.config)
+
+
+@pytest.fixture(scope="session")
+def dhc_instance(dhc_run: DhcRun) -> InstanceIdentity:
+    """Who this instance is, each field with its source."""
+    return dhc_run.identity
+
+
+@pytest.fixture(scope="session")
+def dhc_limits(dhc_run: DhcRun) -> InstanceLimits:
+    """The limits, skips, timeouts and settings for this instance type under the active profile."""
+    return dhc_run.limits
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ from dhc.probes import host
 
 
 @pytest.mark.check("stress.inventory")
-def test_inventory(dhc_check, dhc_run, dhc_devices):
-    node_type = dhc_run.limits.instance_type
+def test_inventory(dhc_check, dhc_limits, dhc_devices):
+    node_type = dhc_limits.instance_type
     cpu = host.cpu_device()
     dhc_check.record("cpu_cores", host.cpu_cores(), "count", cpu)
     dhc_check.record("memory_gib", round(host.memory_gib(), 2), "GiB", cpu)
