@@ -21,7 +21,7 @@ class Progress:
         self.begun = 0  # checks started so far; with xdist several run at once
         self.current: dict[str, Any] | None = None
         self.current_since = 0.0
-        self._drawn = False
+        self._drawn = ""  # the live line now on screen, "" when none
 
     def planned(self, plan: list[dict[str, Any]]) -> None:
         self.total = len(plan)
@@ -50,10 +50,13 @@ class Progress:
         elapsed = time.monotonic() - self.current_since
         check = self.current
         late = "  (over expected)" if elapsed > check["expected_s"] else ""
-        self.stream.write(f"\r\x1b[K[{self.begun}/{self.total}] {check['check']} on {self.devices}  "
-                          f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
+        text = (f"[{self.begun}/{self.total}] {check['check']} on {self.devices}  "
+                f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
+        if self._drawn == text:
+            return  # redraw only when what it says changes
+        self.stream.write(f"\r\x1b[K{text}")
         self.stream.flush()
-        self._drawn = True
+        self._drawn = text
 
     def note(self, text: str) -> None:
         self._line(f"dhc: {text}")
@@ -61,6 +64,6 @@ class Progress:
     def _line(self, text: str) -> None:
         if self._drawn:
             self.stream.write("\r\x1b[K")
-            self._drawn = False
+            self._drawn = ""
         self.stream.write(text + "\n")
         self.stream.flush()
