@@ -28,6 +28,7 @@ class Settings:
     thresholds_file: str | None = None
     suites_dir: str | None = None
     out_dir: str | None = None
+    dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
     watchdog_grace_s: float = 30.0  # how far past its timeout a silent check may run before dhc kills it
     collect_timeout_s: float = 300.0  # how long pytest may take to collect the checks
     origins: dict[str, str] = field(default_factory=dict)  # field -> the variable it came from
@@ -53,6 +54,7 @@ class Settings:
             thresholds_file=env.get("DHC_THRESHOLDS") or None,
             suites_dir=env.get("DHC_SUITES") or None,
             out_dir=env.get("DHC_OUT") or None,
+            dcgmi=env.get("DHC_DCGMI") or "dcgmi",
             watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0),
             collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
             origins=origins,

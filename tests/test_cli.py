@@ -97,7 +97,7 @@ def test_default_out_dir_is_under_reports(tmp_path, validate_report):
 def test_p5_with_eight_gpus_passes_inventory(tmp_path, validate_report):
     env = dhc_env(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING), DHC_INSTANCE_ID="i-0123456789abcdef0",
                   DHC_REGION="us-east-2")
-    proc = dhc("run", "--instance-type", "p5.48xlarge", "--out", str(tmp_path / "r"), env=env)
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "stress.inventory", "--out", str(tmp_path / "r"), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = validate_report(tmp_path / "r" / "report.json")
     gpus = [d for d in report["devices"] if d["kind"] == "gpu"]
@@ -111,7 +111,7 @@ def test_p5_with_a_missing_gpu_fails_with_a_hyperpod_log_line(tmp_path, validate
     (tmp_path / "seven.json").write_text(json.dumps(recording))
     env = dhc_env(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(tmp_path / "seven.json"),
                   DHC_INSTANCE_ID="i-0123456789abcdef0", DHC_REGION="us-east-2")
-    proc = dhc("run", "--instance-type", "p5.48xlarge", "--out", str(tmp_path / "r"), env=env)
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "stress.inventory", "--out", str(tmp_path / "r"), env=env)
     assert proc.returncode == 1
     report = validate_report(tmp_path / "r" / "report.json")
     assert (report["verdict"]["status"], report["verdict"]["action"]) == ("Failed", "Replace")

@@ -77,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
     with _sigterm_as_interrupt():
         outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, None,
                              collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
-    document = _final_report(outcome, out, run_info, identity, limits)
+    document = _final_report(outcome, out, run_info, identity, limits, settings)
     print_summary(document, out / report.REPORT_NAME, sys.stdout)
     write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
     return int(document["verdict"]["exit_code"])
@@ -92,7 +92,7 @@ def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, threshol
 
 
 def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, identity: InstanceIdentity,
-                  limits: InstanceLimits) -> dict[str, Any]:
+                  limits: InstanceLimits, settings: Settings) -> dict[str, Any]:
     """The child's report when it wrote one for this run; else one rebuilt from the journal."""
     path = out / report.REPORT_NAME
     if path.exists():  # stale reports were removed at the start, so this one is the child's
@@ -108,7 +108,7 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
     results = [CheckResult.from_dict(e["result"]) for e in journal if e.get("event") == "result"]
     plan = _read_plan(out)
     results = report.complete_results(plan, results, run_info.ended_by)
-    document = report.build_document(run_info, identity, limits, software_versions(), results)
+    document = report.build_document(run_info, identity, limits, software_versions(dcgmi=settings.dcgmi), results)
     report.write_json_atomic(path, document)
     return document
 

@@ -55,7 +55,7 @@ class DhcRun:
         self.collection_errors: list[str] = []
         self.document: dict[str, Any] | None = None
         self.previous_sigterm: object | None = None
-        self.environment: dict[str, Any] = {} if self.is_worker else software_versions()
+        self.environment: dict[str, Any] = {} if self.is_worker else software_versions(dcgmi=self.settings.dcgmi)
 
     # -- identity and output -------------------------------------------------------------------
     def _identity(self, config: pytest.Config) -> InstanceIdentity:

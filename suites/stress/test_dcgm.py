@@ -1,0 +1,34 @@
+"""stress.dcgm: NVIDIA DCGM diagnostics at the profile's level, judged per test and GPU."""
+
+import shutil
+
+import pytest
+
+from dhc.errors import CheckIncomplete
+from dhc.probes import dcgm
+
+
+@pytest.mark.check("stress.dcgm")
+def test_dcgm(dhc_check, dhc_run, dhc_devices):
+    dcgmi = shutil.which(dhc_run.settings.dcgmi)
+    if dcgmi is None:
+        raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {dhc_run.settings.dcgmi!r} "
+                              "is not on PATH (install datacenter-gpu-manager or set DHC_DCGMI)")
+    level = int(dhc_check.settings.get("level", 2))
+    timeout_s = dhc_run.limits.timing("stress.dcgm").timeout_s * 0.9  # leave time to stop dcgmi cleanly
+    try:
+        output, exit_code = dcgm.run_diag(dcgmi, level, timeout_s)
+    except dcgm.DcgmTimeout as exc:
+        raise CheckIncomplete(str(exc)) from None
+    (dhc_run.out / "dcgm-diag.txt").write_text(output)
+    faults, undecided, run = dcgm.assess(output, exit_code)
+    by_index = {d.index: d for d in dhc_devices}
+    dhc_check.covered(*dhc_devices)
+    dhc_check.record("level", level, "count")
+    if run is not None:
+        for status in ("Pass", "Fail", "Warn", "Skip"):
+            dhc_check.record(f"results_{status.lower()}", sum(r.status == status for r in run.results), "count")
+    for fault in faults:
+        dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
+    if undecided and not faults:
+        raise CheckIncomplete("; ".join(undecided))
