@@ -53,7 +53,7 @@ class Device:
 
     def label(self) -> str:
         if self.kind != "gpu":
-            return self.kind
+            return self.kind if self.index == 0 else f"{self.kind} {self.index}"
         extra = ", ".join(x for x in (self.uuid, self.serial and f"serial {self.serial}",
                                        self.pci_bus_id and f"PCI {self.pci_bus_id}") if x)
         return f"GPU {self.index}" + (f" ({extra})" if extra else "")

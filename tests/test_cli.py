@@ -52,6 +52,7 @@ def short_thresholds(thresholds_file):
     def shorten(doc):
         for check in doc["profiles"]["quick"].values():
             check.update(expected_s=1, timeout_s=3)
+        doc["instance_types"]["cpu"].pop("profiles")  # its own longer timings would win
     return thresholds_file(shorten, "short.yaml")
 
 
@@ -80,15 +81,19 @@ def test_default_run_on_cpu_passes_with_a_valid_report(tmp_path, validate_report
     report = validate_report(tmp_path / "r" / "report.json")
     assert report["verdict"]["status"] == "Passed"
     assert report["instance"]["instance_type"] == {"value": "cpu", "source": "no-gpu"}
-    inventory = next(c for c in report["checks"] if c["check"] == "stress.inventory")
-    assert {m["name"] for m in inventory["measurements"]} >= {"cpu_cores", "memory_gib"}
+    checks = {c["check"]: c for c in report["checks"]}
+    assert {m["name"] for m in checks["stress.inventory"]["measurements"]} >= {"cpu_cores", "memory_gib"}
+    assert {m["name"] for m in checks["stress.gemm"]["measurements"]} == {"tflops_fp32", "relative_to_median"}
+    assert {m["name"] for m in checks["stress.memtest"]["measurements"]} >= {"copy_bandwidth", "memory_errors"}
+    assert all(m["device"]["kind"] == "cpu" for c in ("stress.gemm", "stress.memtest") for m in checks[c]["measurements"])
+    assert checks["stress.dcgm"]["status"] == "Skipped" and "DCGM" in checks["stress.dcgm"]["reason"]
     assert proc.stdout.startswith("dhc verdict: Passed")
     assert "stress.inventory started on the CPU" in proc.stderr  # plain progress lines off a terminal
     assert not list((tmp_path / "r").glob(".*.tmp"))
 
 
 def test_default_out_dir_is_under_reports(tmp_path, validate_report):
-    proc = dhc("run", cwd=tmp_path)
+    proc = dhc("run", "--check", "stress.inventory", cwd=tmp_path)
     assert proc.returncode == 0
     [report] = list((tmp_path / "reports").glob("*/report.json"))
     validate_report(report)
@@ -243,7 +248,7 @@ def test_xdist_workers(tmp_path, custom_suites, validate_report):
 
 def test_pytest_directly_gives_the_same_report(tmp_path, validate_report):
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "suites"), f"--dhc-out={tmp_path}",
-                           "-p", "no:xdist"], capture_output=True, text=True, env=dhc_env(), timeout=120)
+                           "-p", "no:xdist", "--dhc-check=stress.inventory", "--dhc-check=stress.dcgm"], capture_output=True, text=True, env=dhc_env(), timeout=120)
     assert proc.returncode == 0, proc.stdout
     assert validate_report(tmp_path / "report.json")["verdict"]["status"] == "Passed"
 

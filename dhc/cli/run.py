@@ -20,6 +20,7 @@ from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, Supervisor
 from dhc.errors import DhcError, UsageError
+from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity, resolve_identity
 from dhc.model import CheckResult, PlannedCheck
 from dhc.probes.environment import software_versions
@@ -42,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds file (default: bundled)")
     parser.add_argument("--out", metavar="DIR", help="folder for the report (default: reports/<instance>-<UTC time>)")
     parser.add_argument("--profile", choices=["quick", "full"], default="quick", help="default: quick")
+    parser.add_argument("--inject", choices=sorted(INJECTIONS), metavar="FAULT",
+                        help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                         help="run checks in N pytest-xdist worker processes (default: in one process)")
 
@@ -88,6 +91,7 @@ def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, threshol
             "--dhc-identity", str((out / "identity.json").resolve()), "--dhc-run-id", run_id,
             "--dhc-profile", args.profile, "--dhc-thresholds", str(Path(thresholds_path).resolve())]
     argv += [f"--dhc-suite={s}" for s in args.suite] + [f"--dhc-check={c}" for c in args.check]
+    argv += [f"--dhc-inject={args.inject}"] if args.inject else []
     return argv + (["-n", str(args.workers)] if args.workers else ["-p", "no:xdist"])
 
 

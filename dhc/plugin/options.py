@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from dhc.injections import INJECTIONS
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES
 
 SUITE_NAMES = tuple(SUITES.values())
@@ -23,6 +24,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help=f"run only this suite ({' | '.join(SUITE_NAMES)}); repeatable")
     group.addoption("--dhc-check", action="append", default=[], metavar="ID",
                     help="run only this check id (e.g. stress.inventory); repeatable")
+    group.addoption("--dhc-inject", metavar="FAULT", choices=sorted(INJECTIONS),
+                    help="plant a fault at an engine seam to prove its detector (self-test)")
     group.addoption("--dhc-identity", metavar="FILE", help="a resolved identity (written by `dhc run`)")
     group.addoption("--dhc-run-id", metavar="ID", help="run id to use (written by `dhc run`)")
 
@@ -38,13 +41,14 @@ class Options:
     checks: tuple[str, ...]
     identity_file: str | None
     run_id: str | None
+    inject: str | None = None
 
 
 def read_options(config: pytest.Config) -> Options:
     opt = config.getoption
     options = Options(opt("dhc_instance_type"), opt("dhc_instance_id"), opt("dhc_thresholds"),
                       opt("dhc_out"), opt("dhc_profile"), tuple(opt("dhc_suite")), tuple(opt("dhc_check")),
-                      opt("dhc_identity"), opt("dhc_run_id"))
+                      opt("dhc_identity"), opt("dhc_run_id"), opt("dhc_inject"))
     if options.profile not in PROFILES:
         raise pytest.UsageError(f"--dhc-profile: expected one of {', '.join(PROFILES)}, got {options.profile!r}")
     for suite in options.suites:

@@ -45,7 +45,7 @@ def _classify(check: str, excinfo: Any, recorder: CheckRecorder | None,
             findings = [Finding(check, Status.FAILED, str(exc) or "hardware fault",
                                 exc.action if isinstance(exc.action, Action) else Action.REPLACE,
                                 exc.device)]
-        return Status.FAILED, _first_line(str(exc)) or findings[0].message, findings
+        return Status.FAILED, "; ".join(f.message for f in findings)[:1000], findings
     if isinstance(exc, CheckTimeout):
         return _incomplete(check, str(exc))
     if isinstance(exc, CheckIncomplete):

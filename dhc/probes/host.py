@@ -18,10 +18,19 @@ def cpu_cores() -> int:
 
 
 def memory_gib(meminfo: Path = Path("/proc/meminfo")) -> float:
+    return _meminfo_bytes("MemTotal", meminfo) / 2**30
+
+
+def memory_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """What the kernel says can be allocated without swapping (MemAvailable)."""
+    return _meminfo_bytes("MemAvailable", meminfo)
+
+
+def _meminfo_bytes(key: str, meminfo: Path) -> int:
     for line in meminfo.read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024 / 2**30
-    raise ValueError(f"{meminfo}: no MemTotal line")
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"{meminfo}: no {key} line")
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

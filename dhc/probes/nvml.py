@@ -60,6 +60,13 @@ class Nvml:
             ))
         return out
 
+    def clock_event_reasons(self, index: int) -> int:
+        """The bit mask of why the GPU's clocks are held down right now (throttle reasons)."""
+        lib = self._lib
+        call = getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            lib.nvmlDeviceGetCurrentClocksThrottleReasons  # the name before driver 535
+        return int(call(lib.nvmlDeviceGetHandleByIndex(index)))
+
     def _optional(self, call: Any, handle: Any) -> str | None:
         """Some boards (GeForce, some vGPUs) answer NOT_SUPPORTED for fields like the serial."""
         try:

@@ -14,7 +14,7 @@ from typing import Any
 from dhc.errors import UnknownInstanceType
 from dhc.resources import bundled
 from dhc.thresholds.catalogue import CATALOGUE, SUITES, CheckSpec, suite_of
-from dhc.thresholds.document import PROFILES, CheckConfig, InstanceType, Timing, parse
+from dhc.thresholds.document import PROFILES, CheckConfig, InstanceType, Timing, merged_timing, parse
 from dhc.thresholds.loader import load_yaml
 
 __all__ = ["CATALOGUE", "PROFILES", "SUITES", "CheckSpec", "InstanceLimits", "Thresholds",
@@ -42,7 +42,8 @@ class InstanceLimits:
         return self.instance_type.checks.get(check_id, CheckConfig({}))
 
     def timing(self, check_id: str) -> Timing:
-        return self.timings[check_id]
+        override = self.instance_type.profiles.get(self.profile, {}).get(check_id, {})
+        return merged_timing(self.timings[check_id], override)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.instance_type
@@ -51,8 +52,8 @@ class InstanceLimits:
             "instance_type": t.name, "requested_as": self.requested_as, "gpu_model": t.gpu_model,
             "gpus": t.gpus, "efa": t.efa, "nvlinks_per_gpu": t.nvlinks_per_gpu,
             "checks": {cid: {"skip": cfg.skip, "limits": {m: _limit_dict(lim) for m, lim in cfg.limits.items()},
-                             "expected_s": self.timings[cid].expected_s, "timeout_s": self.timings[cid].timeout_s,
-                             "settings": self.timings[cid].settings}
+                             "expected_s": self.timing(cid).expected_s, "timeout_s": self.timing(cid).timeout_s,
+                             "settings": self.timing(cid).settings}
                        for cid, cfg in sorted(self._all_checks().items())},
         }
 

@@ -7,7 +7,7 @@ and says what was expected. Instance types inherit from their GPU model and from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dhc import units
@@ -19,7 +19,8 @@ from dhc.thresholds.loader import LineDict
 PROFILES = ("quick", "full")
 _TOP_KEYS = {"schema_version", "profiles", "gpu_models", "instance_types"}
 _MODEL_KEYS = {"description", "name", "memory_gib", "checks"}
-_TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "nvlinks_per_gpu", "checks"}
+_TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "nvlinks_per_gpu", "checks",
+              "profiles"}
 _INHERITED = _TYPE_KEYS - {"aliases", "extends"}
 _LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
 
@@ -47,6 +48,7 @@ class InstanceType:
     efa: int
     nvlinks_per_gpu: int
     checks: dict[str, CheckConfig]
+    profiles: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # per-type timing overrides
 
 
 class _Doc:
@@ -103,7 +105,7 @@ def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, 
     for name in models:
         doc.mapping(models, name, f"gpu_models/{name}", _MODEL_KEYS)
     entries = doc.mapping(top, "instance_types", "instance_types")
-    types = {name: _instance_type(doc, entries, name, models) for name in entries}
+    types = {name: _instance_type(doc, entries, name, models, profiles) for name in entries}
     _check_names_unique(doc, entries, types)
     return profiles, types
 
@@ -130,21 +132,52 @@ def _profiles(doc: _Doc, top: LineDict) -> dict[str, dict[str, Timing]]:
 
 
 def _timing(doc: _Doc, parent: LineDict, check: str, keypath: str) -> Timing:
+    values = _timing_values(doc, parent, check, keypath, {"expected_s", "timeout_s"})
+    expected, timeout = values.pop("expected_s"), values.pop("timeout_s")
+    return _checked_timing(Timing(expected, timeout, values), doc, parent[check], keypath)
+
+
+def _timing_values(doc: _Doc, parent: LineDict, check: str, keypath: str, required: set[str]) -> dict[str, float]:
     spec = CATALOGUE[check]
-    node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings},
-                       {"expected_s", "timeout_s"})
-    expected, timeout = (doc.number(node, k, f"{keypath}/{k}") for k in ("expected_s", "timeout_s"))
-    if timeout <= 0 or timeout < expected:
+    node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings}, required)
+    kinds = {"expected_s": float, "timeout_s": float, **spec.settings}
+    return {key: doc.number(node, key, f"{keypath}/{key}", integer=kinds[key] is int) for key in node}
+
+
+def _checked_timing(timing: Timing, doc: _Doc, node: LineDict, keypath: str) -> Timing:
+    if timing.timeout_s <= 0 or timing.timeout_s < timing.expected_s:
         raise doc.fail(node, "timeout_s", f"{keypath}/timeout_s",
-                       f"expected a timeout > 0 and >= expected_s ({expected}), got {timeout}")
-    settings = {}
-    for key, kind in spec.settings.items():
-        if key in node:
-            settings[key] = doc.number(node, key, f"{keypath}/{key}", integer=kind is int)
-    return Timing(expected, timeout, settings)
+                       f"expected a timeout > 0 and >= expected_s ({timing.expected_s}), got {timing.timeout_s}")
+    return timing
 
 
-def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict) -> InstanceType:
+def merged_timing(base: Timing, override: dict[str, float]) -> Timing:
+    """A profile's timing for one check with an instance type's overrides on top."""
+    rest = {k: v for k, v in override.items() if k not in ("expected_s", "timeout_s")}
+    return Timing(override.get("expected_s", base.expected_s), override.get("timeout_s", base.timeout_s),
+                  base.settings | rest)
+
+
+def _type_profiles(doc: _Doc, node: LineDict, keypath: str,
+                   profiles: dict[str, dict[str, Timing]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``profiles:`` under an instance type: partial overrides of the global profiles."""
+    if "profiles" not in node:
+        return {}
+    top = doc.mapping(node, "profiles", f"{keypath}/profiles", set(PROFILES))
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for profile in top:
+        checks = doc.mapping(top, profile, f"{keypath}/profiles/{profile}", set(CATALOGUE))
+        out[profile] = {}
+        for check in checks:
+            where = f"{keypath}/profiles/{profile}/{check}"
+            override = _timing_values(doc, checks, check, where, set())
+            _checked_timing(merged_timing(profiles[profile][check], override), doc, checks[check], where)
+            out[profile][check] = override
+    return out
+
+
+def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
+                   profiles: dict[str, dict[str, Timing]]) -> InstanceType:
     keypath = f"instance_types/{name}"
     node = _with_ancestors(doc, entries, name, [])
     model_name = node.get("gpu_model")
@@ -164,7 +197,8 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict) ->
     if counts["efa"]:
         _derive_count(checks, "connectivity.efa", "efa_devices", counts["efa"], f"{name}: {counts['efa']} EFA")
     return InstanceType(name, tuple(aliases), str(node.get("description", "")), model_name,
-                        counts["gpus"], counts["efa"], counts["nvlinks_per_gpu"], checks)
+                        counts["gpus"], counts["efa"], counts["nvlinks_per_gpu"], checks,
+                        _type_profiles(doc, node, keypath, profiles))
 
 
 def _with_ancestors(doc: _Doc, entries: LineDict, name: str, seen: list[str]) -> LineDict:

@@ -84,3 +84,7 @@ def nvmlDeviceGetSerial(handle):  # noqa: N802
 
 def nvmlDeviceGetPciInfo(handle):  # noqa: N802
     return SimpleNamespace(busId=handle["bus_id"])
+
+
+def nvmlDeviceGetCurrentClocksEventReasons(handle):  # noqa: N802
+    return handle.get("clock_event_reasons", 0)

@@ -1,0 +1,21 @@
+"""Faults the self-test plants at an engine's seam, to prove each detector still catches its fault.
+
+Names only (no torch here): the checks turn a name into the engine's own injection object.
+"""
+
+from __future__ import annotations
+
+INJECTIONS: dict[str, tuple[str, str]] = {
+    # name: (check it targets, what is planted)
+    "gemm-bitflip": ("stress.gemm", "one bit flipped in one GEMM result on device 1"),
+    "gemm-sibling": ("stress.gemm", "device 2 multiplies a perturbed input, so its results differ from its siblings'"),
+    "gemm-slow": ("stress.gemm", "device 0 does four times the work per counted GEMM"),
+    "memtest-word": ("stress.memtest", "one word of device memory corrupted after a pattern is written"),
+}
+
+LOGICAL_CPU_DEVICES = 3  # an injection on a CPU-only machine runs this many logical devices, so
+                         # that there are siblings to outvote and a median to fall below
+
+
+def check_of(name: str) -> str:
+    return INJECTIONS[name][0]

@@ -1,0 +1,90 @@
+"""stress.gemm: all devices burn GEMMs at once; throughput floors, the node median, and SDC detection."""
+
+import pytest
+
+from dhc.errors import CheckIncomplete
+from dhc.injections import LOGICAL_CPU_DEVICES
+from dhc.model import Action, Device
+from dhc.probes.clocks import ClockEventSampler
+
+DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")
+
+
+@pytest.mark.check("stress.gemm")
+def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    gemm = _engine()
+    devices, names = _burn_targets(dhc_devices, dhc_limits, dhc_run.options.inject)
+    limits = dhc_limits.check("stress.gemm").limits
+    dtypes = [d for d in DTYPE_ORDER if f"tflops_{d}" in limits] or ["fp32"]
+    inject = _injection(gemm, dhc_run.options.inject)
+    duration = float(dhc_check.settings["duration_s"]) / len(dtypes)
+    size = int(dhc_check.settings["matrix_size"])
+    gpus = [d.index for d in devices if d.kind == "gpu"]
+    with ClockEventSampler(gpus) if gpus else _NoSampler() as sampler:
+        for dtype in dtypes:
+            _judge(dhc_check, gemm.burn(names, dtype, size, duration, inject=inject), devices)
+    for index, reasons in sampler.hardware_slowdowns().items():
+        dhc_check.fault(f"clocks held down during the burn: {'; '.join(reasons)}", devices[gpus.index(index)],
+                        Action.REPLACE)
+
+
+def _judge(dhc_check, result, devices):
+    median = result.median_tflops
+    for w in result.workers:
+        device = devices[w.worker]
+        dhc_check.record(f"tflops_{result.dtype}", round(w.tflops, 4), "TFLOP/s", device)
+        dhc_check.record("relative_to_median", round(w.tflops / median, 4) if median else 0.0, "ratio", device)
+        if w.mismatched_iterations:
+            dhc_check.fault(f"silent data corruption: {result.dtype} {result.size}x{result.size} result differed from "
+                            f"this device's first result in {w.mismatched_iterations} of {w.iterations} iterations "
+                            f"({w.mismatched_elements} elements; first at iteration {w.first_mismatch_iteration})",
+                            device, Action.REPLACE)
+        if w.nonfinite_elements:
+            dhc_check.fault(f"{result.dtype} GEMM of finite inputs gave {w.nonfinite_elements} non-finite elements",
+                            device, Action.REPLACE)
+    for worker in result.outvoted:
+        dhc_check.fault(f"silent data corruption: {result.dtype} result differs bit for bit from those of its "
+                        f"{len(devices) - len(result.outvoted)} sibling devices given the same inputs",
+                        devices[worker], Action.REPLACE)
+    if result.no_majority:
+        dhc_check.fault(f"{result.dtype} results differ between devices and no majority agrees; "
+                        "the faulty device cannot be told apart", None, Action.REPLACE)
+
+
+def _engine():
+    try:
+        from dhc.kernels import gemm
+    except ImportError as exc:
+        raise CheckIncomplete(f"torch is needed for the GEMM burn ({exc}); install dhc[engines]") from None
+    return gemm
+
+
+def _burn_targets(dhc_devices, dhc_limits, inject):
+    """torch device names per dhc device; on a CPU-only machine an injection gets logical siblings."""
+    if dhc_limits.instance_type.gpus == 0:
+        count = LOGICAL_CPU_DEVICES if inject else 1
+        cpu = dhc_devices[0]
+        return [Device("cpu", i, cpu.name) for i in range(count)], ["cpu"] * count
+    import torch
+    if not torch.cuda.is_available():
+        raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
+    return list(dhc_devices), [f"cuda:{d.index}" for d in dhc_devices]
+
+
+def _injection(gemm, name):
+    return {
+        "gemm-bitflip": gemm.GemmInjection(flip_bit_worker=1),
+        "gemm-sibling": gemm.GemmInjection(differ_worker=2),
+        "gemm-slow": gemm.GemmInjection(slow_worker=0),
+    }.get(name)
+
+
+class _NoSampler:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def hardware_slowdowns(self):
+        return {}
