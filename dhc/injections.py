@@ -9,7 +9,7 @@ INJECTIONS: dict[str, tuple[str, str]] = {
     # name: (check it targets, what is planted)
     "gemm-bitflip": ("stress.gemm", "one bit flipped in one GEMM result on device 1"),
     "gemm-sibling": ("stress.gemm", "device 2 multiplies a perturbed input, so its results differ from its siblings'"),
-    "gemm-slow": ("stress.gemm", "device 0 does four times the work per counted GEMM"),
+    "gemm-slow": ("stress.gemm", "device 0 idles so that each GEMM takes four times as long"),
     "memtest-word": ("stress.memtest", "one word of device memory corrupted after a pattern is written"),
 }
 

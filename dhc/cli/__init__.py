@@ -1,6 +1,7 @@
 """The ``dhc`` command line. Errors a user can fix print one line and exit 2, never a traceback.
 
-Exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error.
+Exit codes of ``dhc run``: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error.
+``dhc selftest``: 0 when every planted fault was caught, 1 when one was missed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dhc.cli import run, thresholds_cmd
+    from dhc.cli import run, selftest, thresholds_cmd
 
     parser = _Parser(prog="dhc", description="Deep health checks for GPU training nodes.",
                      epilog="exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error")
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = sub.add_parser("run", help="run the health check suites on this machine")
     run.add_arguments(run_parser)
     run_parser.set_defaults(handler=run.run_command)
+    selftest_parser = sub.add_parser("selftest", help="plant known faults and prove the checks catch them")
+    selftest.add_arguments(selftest_parser)
+    selftest_parser.set_defaults(handler=selftest.selftest_command)
     thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
     thresholds_cmd.add_arguments(thresholds_parser)
     thresholds_parser.set_defaults(handler=thresholds_cmd.thresholds_command)

@@ -13,7 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from dhc import report
 from dhc.cli.progress import Progress
@@ -50,6 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    document, out = execute(args, sys.stderr)
+    print_summary(document, out / report.REPORT_NAME, sys.stdout)
+    if args.inject:  # a planted fault must never reach log scrapers as a real one
+        print(f"self-test run with the fault {args.inject!r} planted: no fault log lines emitted")
+    else:
+        write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
+    return int(document["verdict"]["exit_code"])
+
+
+def execute(args: argparse.Namespace, progress_stream: TextIO) -> tuple[dict[str, Any], Path]:
+    """Check the configuration, run the suites under supervision, return the report and its folder."""
     settings = Settings.from_env()
     unknown = [c for c in args.check if c not in CATALOGUE]
     if unknown:
@@ -70,20 +81,17 @@ def run_command(args: argparse.Namespace) -> int:
     for stale in (report.REPORT_NAME, report.JOURNAL_NAME, report.PLAN_NAME):
         (out / stale).unlink(missing_ok=True)
     run_info = report.RunInfo(uuid.uuid4().hex[:12], report.utc_now(), args.profile, args.suite, args.check,
-                              ["dhc", *sys.argv[1:]])
+                              ["dhc", *sys.argv[1:]], inject=args.inject)
     report.write_json_atomic(out / "identity.json", identity.to_dict())
     argv = _pytest_argv(args, suites_dir, out, thresholds.path, run_info.run_id)
     devices = f"{limits.instance_type.gpus} GPU(s)" if limits.instance_type.gpus else "the CPU"
-    progress = Progress(sys.stderr, devices)
+    progress = Progress(progress_stream, devices)
     progress.note(f"{identity.instance_id.value} ({limits.instance_type.name}), profile {args.profile}, "
                   f"report in {out}")
     with _sigterm_as_interrupt():
         outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, None,
                              collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
-    document = _final_report(outcome, out, run_info, identity, limits, settings)
-    print_summary(document, out / report.REPORT_NAME, sys.stdout)
-    write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
-    return int(document["verdict"]["exit_code"])
+    return _final_report(outcome, out, run_info, identity, limits, settings), out
 
 
 def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, thresholds_path: str, run_id: str) -> list[str]:

@@ -28,7 +28,7 @@ class GemmInjection:
     flip_bit_worker: int | None = None  # one bit flipped in one result on this worker
     flip_at_iteration: int = 2
     differ_worker: int | None = None  # this worker multiplies perturbed inputs: outvoted by the rest
-    slow_worker: int | None = None  # this worker does `slow_factor` times the work per counted iteration
+    slow_worker: int | None = None  # this worker idles so each iteration takes `slow_factor` times as long
     slow_factor: int = 4
 
 
@@ -96,7 +96,7 @@ def vote(references: list[torch.Tensor | None]) -> tuple[list[int], bool]:
     groups: list[list[int]] = []
     for index, ref in enumerate(references):
         for group in groups:
-            if ref is not None and references[group[0]] is not None and torch.equal(ref, references[group[0]]):
+            if _same_bits(ref, references[group[0]]):
                 group.append(index)
                 break
         else:
@@ -108,6 +108,13 @@ def vote(references: list[torch.Tensor | None]) -> tuple[list[int], bool]:
     if best_size * 2 <= len(references):
         return [], True
     return sorted(i for k, g in enumerate(groups) if k != best for i in g), False
+
+
+def _same_bits(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Bit-for-bit equality (-0.0 differs from 0.0; identical NaNs are equal)."""
+    if a is None or b is None or a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(a.view(_BITS[a.dtype]), b.view(_BITS[b.dtype]))
 
 
 def _guarded(errors: list[BaseException], fn, *args) -> None:
@@ -130,7 +137,7 @@ def _burn_one(result: WorkerResult, a_host: torch.Tensor, b_host: torch.Tensor, 
     torch.matmul(a, b, out=out)
     reference = out.clone()
     ref_bits, out_bits = reference.view(_BITS[a.dtype]), out.view(_BITS[a.dtype])
-    scratch = torch.empty_like(a) if inject.slow_worker == result.worker else None
+    slow = inject.slow_worker == result.worker
     result.nonfinite_elements = int((~torch.isfinite(reference)).sum())
     result.reference = reference.cpu()
     counts = []
@@ -138,11 +145,13 @@ def _burn_one(result: WorkerResult, a_host: torch.Tensor, b_host: torch.Tensor, 
     start_together.wait(timeout=600)
     clock.start()
     deadline = time.monotonic() + duration_s
+    last = time.perf_counter()
     while result.iterations < min_iterations or time.monotonic() < deadline:
         torch.matmul(a, b, out=out)
-        if scratch is not None:
-            for _ in range(inject.slow_factor - 1):
-                torch.matmul(a, b, out=scratch)
+        if slow:
+            clock.sync()
+            time.sleep((inject.slow_factor - 1) * (time.perf_counter() - last))
+            last = time.perf_counter()
         if inject.flip_bit_worker == result.worker and result.iterations == inject.flip_at_iteration:
             out_bits[size // 2, size // 3] ^= 1 << 3
         counts.append(torch.count_nonzero(out_bits != ref_bits))

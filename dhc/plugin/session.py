@@ -48,7 +48,7 @@ class DhcRun:
             raise pytest.UsageError(str(exc)) from None
         self.run_info = report.RunInfo(
             self.worker_input.get(RUN_ID_INPUT) or self.options.run_id or uuid.uuid4().hex[:12], report.utc_now(), self.options.profile,
-            list(self.options.suites), list(self.options.checks), list(sys.argv))
+            list(self.options.suites), list(self.options.checks), list(sys.argv), inject=self.options.inject)
         self.journal = report.Journal(self.out / report.JOURNAL_NAME)
         self.results: dict[str, CheckResult] = {}
         self.plan: list[PlannedCheck] | None = None

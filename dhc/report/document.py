@@ -27,17 +27,18 @@ class RunInfo:
     argv: list[str] = field(default_factory=list)
     finished_at: str | None = None
     ended_by: str | None = None  # None when the run finished by itself; else why it stopped early
+    inject: str | None = None  # a fault planted on purpose (self-test), else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
                 "profile": self.profile, "selection": {"suites": self.suites, "checks": self.checks},
-                "argv": self.argv, "ended_by": self.ended_by}
+                "argv": self.argv, "ended_by": self.ended_by, "inject": self.inject}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
         return cls(data["run_id"], data["started_at"], data["profile"], data["selection"]["suites"],
                    data["selection"]["checks"], data.get("argv", []), data.get("finished_at"),
-                   data.get("ended_by"))
+                   data.get("ended_by"), data.get("inject"))
 
 
 def utc_now() -> str:

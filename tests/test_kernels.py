@@ -1,0 +1,99 @@
+"""The GEMM burn and the memtest engines on CPU tensors, with faults planted at their seams."""
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the engines need torch (dhc[engines])")
+
+from dhc.kernels import gemm, memtest  # noqa: E402
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(("refs", "outvoted", "no_majority"), [
+    ([t(1, 2), t(1, 2), t(1, 2)], [], False),
+    ([t(1, 2), t(1, 3), t(1, 2)], [1], False),
+    ([t(1, 2), t(1, 3)], [], True),
+    ([t(1, 2), t(1, 3), t(1, 4)], [], True),
+    ([t(1, 2), t(1, 2), t(9, 9), t(8, 8), t(1, 2)], [2, 3], False),
+    ([t(1, 2)], [], False),
+])
+def test_vote(refs, outvoted, no_majority):
+    assert gemm.vote(refs) == (outvoted, no_majority)
+
+
+def test_vote_is_bitwise_not_numeric():
+    assert gemm.vote([t(0.0), t(-0.0), t(0.0)]) == ([1], False)  # -0.0 == 0.0 numerically, not in bits
+
+
+def test_clean_burn_on_cpu():
+    result = gemm.burn(["cpu"], "fp32", 256, duration_s=0.3)
+    [worker] = result.workers
+    assert worker.iterations >= 3 and worker.tflops > 0
+    assert (worker.mismatched_iterations, worker.nonfinite_elements, result.outvoted) == (0, 0, [])
+
+
+def test_planted_faults_are_seen_where_planted():
+    inject = gemm.GemmInjection(flip_bit_worker=1, differ_worker=2, slow_worker=0, flip_at_iteration=1)
+    result = gemm.burn(["cpu"] * 3, "fp32", 192, duration_s=0.5, inject=inject)
+    flipped = result.workers[1]
+    assert (flipped.mismatched_iterations, flipped.mismatched_elements, flipped.first_mismatch_iteration) == (1, 1, 1)
+    assert result.workers[0].mismatched_iterations == result.workers[2].mismatched_iterations == 0
+    assert result.outvoted == [2]
+    assert result.workers[0].tflops < result.workers[1].tflops
+
+
+def test_bf16_burn_uses_bitwise_views():
+    result = gemm.burn(["cpu", "cpu"], "bf16", 64, duration_s=0.1)
+    assert result.outvoted == [] and all(w.mismatched_iterations == 0 for w in result.workers)
+
+
+MiB = 2**20
+
+
+def test_clean_memtest_covers_every_pattern():
+    result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024)
+    assert (result.errors, result.chunks, result.bytes_covered) == (0, 2, 8 * MiB)
+    assert len(result.patterns) == 10
+    # ten patterns written and checked once, the march checks three more times
+    assert result.verified_bytes == 13 * 8 * MiB and result.verified_bytes_per_s > 0
+
+
+PATTERNS = ["checkerboard", "checkerboard-inverse", "zeros", "ones", "walking-ones", "walking-zeros",
+            "own-address", "own-address-inverse", "random", "random-inverse"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_corrupted_word_is_found_under_every_pattern(pattern):
+    inject = memtest.MemtestInjection(chunk=1, word=70_001, pattern=pattern)
+    result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024, inject=inject)
+    assert result.errors == 1
+    [error] = result.first_errors
+    assert (error.chunk, error.pattern, error.byte_offset) == (1, pattern, 70_001 * 8)
+    assert error.expected ^ error.actual == 1 << 7
+
+
+def test_first_errors_are_capped():
+    chunk = torch.zeros(4096, dtype=torch.int64)
+    tiles = chunk.view(-1, 1024)
+    pattern = memtest._patterns(torch.device("cpu"), 1024, 7)[2]  # zeros
+    chunk[100:140] = 5
+    result = memtest.MemtestResult("cpu")
+    memtest._verify(tiles, pattern, torch.empty(1024, dtype=torch.int64), 0, result, max_listed=8)
+    assert result.errors == 40 and len(result.first_errors) == 8
+    assert [e.byte_offset for e in result.first_errors[:2]] == [800, 808]
+
+
+def test_allocation_failure_is_reported_not_passed():
+    with pytest.raises(memtest.MemtestAllocationError, match="could allocate only 0.00 of"):
+        memtest.memtest("cpu", 2**60, 2**60, 2**20)
+
+
+def test_copy_bandwidth_is_measured():
+    assert memtest.copy_bytes_per_s("cpu", 4 * MiB, repeats=3) > 0
+
+
+def test_vote_treats_identical_nans_as_equal():
+    nan = float("nan")
+    assert gemm.vote([t(nan, 1), t(nan, 1), t(nan, 2)]) == ([2], False)
