@@ -38,7 +38,7 @@ def test_planted_faults_are_seen_where_planted():
     inject = gemm.GemmInjection(flip_bit_worker=1, differ_worker=2, slow_worker=0, flip_at_iteration=1)
     result = gemm.burn(["cpu"] * 3, "fp32", 192, duration_s=0.5, inject=inject)
     flipped = result.workers[1]
-    assert (flipped.mismatched_iterations, flipped.mismatched_elements, flipped.first_mismatch_iteration) == (1, 1, 1)
+    assert (flipped.mismatched_iterations, flipped.mismatched_words, flipped.first_mismatch_iteration) == (1, 1, 1)
     assert result.workers[0].mismatched_iterations == result.workers[2].mismatched_iterations == 0
     assert result.outvoted == [2]
     assert result.workers[0].tflops < result.workers[1].tflops

@@ -37,7 +37,7 @@ def _judge(dhc_check, result, devices):
         if w.mismatched_iterations:
             dhc_check.fault(f"silent data corruption: {result.dtype} {result.size}x{result.size} result differed from "
                             f"this device's first result in {w.mismatched_iterations} of {w.iterations} iterations "
-                            f"({w.mismatched_elements} elements; first at iteration {w.first_mismatch_iteration})",
+                            f"({w.mismatched_words} 64-bit words; first at iteration {w.first_mismatch_iteration})",
                             device, Action.REPLACE)
         if w.nonfinite_elements:
             dhc_check.fault(f"{result.dtype} GEMM of finite inputs gave {w.nonfinite_elements} non-finite elements",

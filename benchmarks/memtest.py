@@ -1,0 +1,50 @@
+"""Memtest verified bytes/s vs copy bandwidth (bytes copied per second by ``tensor.copy_``), same run.
+
+Verified bytes: bytes written with a pattern and checked. Goal: ratio >= 0.5. Also prints how much
+of the free memory the run covered. Runs on CUDA when present, else on the CPU.
+
+    python benchmarks/memtest.py [--gib G] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from dhc.kernels import memtest
+from dhc.probes import host
+
+SIZES = {"cpu": (2**20, 64 * 2**20, 256 * 2**20), "cuda": (32 * 2**20, 2**30, 2 * 2**30)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--gib", type=float, default=None, help="memory to test (default: 90%% of free on GPU, 1 GiB on CPU)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    device = "cuda:0" if cuda else "cpu"
+    tile, chunk, copy_buffer = SIZES["cuda" if cuda else "cpu"]
+    free = torch.cuda.mem_get_info(0)[0] if cuda else host.memory_available_bytes()
+    total = int(args.gib * 2**30) if args.gib else (int(free * 0.9) - 2 * copy_buffer if cuda else 2**30)
+    verified, copied, covered = [], [], 0
+    for _ in range(args.rounds):
+        copied.append(memtest.copy_bytes_per_s(device, copy_buffer))
+        result = memtest.memtest(device, total, chunk, tile)
+        verified.append(result.verified_bytes_per_s)
+        covered = result.bytes_covered
+        assert result.errors == 0, f"memory errors on {device}: {result.first_errors}"
+        if cuda:
+            torch.cuda.empty_cache()
+    v, c = statistics.median(verified), statistics.median(copied)
+    print(f"device {device}: tested {covered / 2**30:.2f} GiB = {covered / free:.1%} of {free / 2**30:.2f} GiB free, "
+          f"{args.rounds} rounds")
+    print(f"copy (bytes copied/s)  : {c / 1e9:10.2f} GB/s  ({2 * c / 1e12:.3f} TB/s counting read + write)")
+    print(f"memtest verified B/s   : {v / 1e9:10.2f} GB/s")
+    print(f"ratio verified/copy    : {v / c:10.3f}   (goal >= 0.5) {'OK' if v / c >= 0.5 else 'BELOW GOAL'}")
+
+
+if __name__ == "__main__":
+    main()
