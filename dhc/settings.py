@@ -29,6 +29,7 @@ class Settings:
     suites_dir: str | None = None
     out_dir: str | None = None
     dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
+    kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
     watchdog_grace_s: float = 30.0  # how far past its timeout a silent check may run before dhc kills it
     collect_timeout_s: float = 300.0  # how long pytest may take to collect the checks
     origins: dict[str, str] = field(default_factory=dict)  # field -> the variable it came from
@@ -55,6 +56,7 @@ class Settings:
             suites_dir=env.get("DHC_SUITES") or None,
             out_dir=env.get("DHC_OUT") or None,
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
+            kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0),
             collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
             origins=origins,

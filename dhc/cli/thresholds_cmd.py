@@ -42,5 +42,5 @@ def thresholds_command(args: argparse.Namespace) -> int:
             print(f"    setting {name} = {value}")
         for metric, limit in entry["limits"].items():
             bound = "calibrate" if limit["value"] is None else f"{limit['comparison']} {limit['value']:g}"
-            print(f"    {metric:<20} {bound:>14} {limit['unit']:<8} action {limit['action']:<8} {limit['source']}")
+            print(f"    {metric:<26} {bound:>14} {limit['unit']:<8} action {limit['action']:<8} {limit['source']}")
     return 0

@@ -17,7 +17,8 @@ from dhc.thresholds.catalogue import CATALOGUE, CheckSpec
 from dhc.thresholds.loader import LineDict
 
 PROFILES = ("quick", "full")
-_TOP_KEYS = {"schema_version", "profiles", "gpu_models", "instance_types"}
+_TOP_KEYS = {"schema_version", "profiles", "gpu_defaults", "gpu_models", "instance_types"}
+_OPTIONAL_TOP = {"gpu_defaults"}
 _MODEL_KEYS = {"description", "name", "memory_gib", "checks"}
 _TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "nvlinks_per_gpu", "checks",
               "profiles"}
@@ -97,15 +98,16 @@ def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, 
         raise ConfigError(path, None, "", f"expected a mapping at the top, got {_kind(raw)}")
     root = LineDict(root=raw)
     root.line, root.key_lines = raw.line, {"root": raw.line}
-    top = doc.mapping(root, "root", "", _TOP_KEYS, _TOP_KEYS)
+    top = doc.mapping(root, "root", "", _TOP_KEYS, _TOP_KEYS - _OPTIONAL_TOP)
     if top["schema_version"] != 1:
         raise doc.fail(top, "schema_version", "schema_version", f"expected 1, got {top['schema_version']!r}")
     profiles = _profiles(doc, top)
     models = doc.mapping(top, "gpu_models", "gpu_models")
     for name in models:
         doc.mapping(models, name, f"gpu_models/{name}", _MODEL_KEYS)
+    gpu_defaults = doc.mapping(top, "gpu_defaults", "gpu_defaults", {"checks"}) if "gpu_defaults" in top else None
     entries = doc.mapping(top, "instance_types", "instance_types")
-    types = {name: _instance_type(doc, entries, name, models, profiles) for name in entries}
+    types = {name: _instance_type(doc, entries, name, models, profiles, gpu_defaults) for name in entries}
     _check_names_unique(doc, entries, types)
     return profiles, types
 
@@ -177,7 +179,7 @@ def _type_profiles(doc: _Doc, node: LineDict, keypath: str,
 
 
 def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
-                   profiles: dict[str, dict[str, Timing]]) -> InstanceType:
+                   profiles: dict[str, dict[str, Timing]], gpu_defaults: LineDict | None) -> InstanceType:
     keypath = f"instance_types/{name}"
     node = _with_ancestors(doc, entries, name, [])
     model_name = node.get("gpu_model")
@@ -192,10 +194,16 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
         raise doc.fail(own, "aliases", f"{keypath}/aliases", "expected a list of instance type names")
     counts = {k: int(doc.number(node, k, f"{keypath}/{k}", integer=True)) if k in node else 0
               for k in ("gpus", "efa", "nvlinks_per_gpu")}
+    if gpu_defaults is not None and counts["gpus"]:
+        node = _merge(gpu_defaults, node)  # every GPU type starts from the shared defaults
     checks = _checks(doc, node, keypath) if "checks" in node else {}
-    _derive_count(checks, "stress.inventory", "gpu_count", counts["gpus"], f"{name}: {counts['gpus']} GPUs")
+    if counts["gpus"]:
+        _derive_count(checks, "stress.inventory", "gpu_count", counts["gpus"], f"{name}: {counts['gpus']} GPUs")
     if counts["efa"]:
         _derive_count(checks, "connectivity.efa", "efa_devices", counts["efa"], f"{name}: {counts['efa']} EFA")
+    if counts["nvlinks_per_gpu"]:
+        _derive_count(checks, "stress.inventory", "nvlinks_up", counts["nvlinks_per_gpu"],
+                      f"{name}: {counts['nvlinks_per_gpu']} NVLinks per GPU")
     return InstanceType(name, tuple(aliases), str(node.get("description", "")), model_name,
                         counts["gpus"], counts["efa"], counts["nvlinks_per_gpu"], checks,
                         _type_profiles(doc, node, keypath, profiles))
@@ -288,7 +296,7 @@ def _derive_count(checks: dict[str, CheckConfig], check: str, metric: str, count
     config = checks.get(check, CheckConfig({}))
     if metric not in config.limits:
         spec = CATALOGUE[check].metrics[metric]
-        limits = config.limits | {metric: Limit(Comparison.EQUALS, count, "count", source, spec.action)}
+        limits = config.limits | {metric: Limit(spec.comparison, count, "count", source, spec.action)}
         checks[check] = CheckConfig(limits, config.skip)
 
 

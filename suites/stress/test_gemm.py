@@ -5,7 +5,7 @@ import pytest
 from dhc.errors import CheckIncomplete
 from dhc.injections import LOGICAL_CPU_DEVICES
 from dhc.model import Action, Device
-from dhc.probes.clocks import ClockEventSampler
+from dhc.probes.watch import StressWatch
 
 DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")
 
@@ -19,13 +19,12 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
     inject = _injection(gemm, dhc_run.options.inject)
     duration = float(dhc_check.settings["duration_s"]) / len(dtypes)
     size = int(dhc_check.settings["matrix_size"])
-    gpus = [d.index for d in devices if d.kind == "gpu"]
-    with ClockEventSampler(gpus) if gpus else _NoSampler() as sampler:
+    by_index = {d.index: d for d in devices if d.kind == "gpu"}
+    with StressWatch(list(by_index)) as watch:
         for dtype in dtypes:
             _judge(dhc_check, gemm.burn(names, dtype, size, duration, inject=inject), devices)
-    for index, reasons in sampler.hardware_slowdowns().items():
-        dhc_check.fault(f"clocks held down during the burn: {'; '.join(reasons)}", devices[gpus.index(index)],
-                        Action.REPLACE)
+    for fault in watch.faults():
+        dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
 
 
 def _judge(dhc_check, result, devices):
@@ -77,14 +76,3 @@ def _injection(gemm, name):
         "gemm-sibling": gemm.GemmInjection(differ_worker=2),
         "gemm-slow": gemm.GemmInjection(slow_worker=0),
     }.get(name)
-
-
-class _NoSampler:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def hardware_slowdowns(self):
-        return {}

@@ -7,6 +7,7 @@ import pytest
 from dhc.errors import CheckIncomplete
 from dhc.model import Action
 from dhc.probes import host
+from dhc.probes.watch import StressWatch
 
 GIB = 2**30
 # (tile, chunk, copy buffer) sizes: tiles sized for the cache that holds the scratch tile
@@ -19,9 +20,12 @@ def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
     targets = _targets(dhc_devices, dhc_limits)
     inject = memtest.MemtestInjection() if dhc_run.options.inject == "memtest-word" else None
     fraction, cap = float(dhc_check.settings["memory_fraction"]), int(dhc_check.settings["max_bytes"])
-    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+    by_index = {d.index: d for d, _ in targets if d.kind == "gpu"}
+    with StressWatch(list(by_index)) as watch, ThreadPoolExecutor(max_workers=len(targets)) as pool:
         runs = list(pool.map(lambda t: _test_one(memtest, t, fraction, cap, inject if t[0] is targets[0][0] else None),
                              targets))
+    for fault in watch.faults():
+        dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
     for device, free, result, copy in runs:
         dhc_check.record("copy_bandwidth", round(2 * copy / 1e9, 3), "GB/s", device)  # read + write
         dhc_check.record("memory_errors", result.errors, "count", device)

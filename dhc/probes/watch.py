@@ -1,0 +1,54 @@
+"""Watch the GPUs while a stress runs: hardware clock slowdowns and critical XIDs, as faults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dhc.model import Action
+from dhc.probes.clocks import ClockEventSampler
+from dhc.probes.nvml import Nvml
+from dhc.probes.xid import XidWatcher
+
+
+@dataclass(frozen=True)
+class WatchFault:
+    gpu: int | None
+    message: str
+    action: Action
+
+
+class StressWatch:
+    """``with StressWatch([0, 1]) as watch: ...`` then ``watch.faults()``; a no-op without GPUs."""
+
+    def __init__(self, indices: list[int], nvml: Callable[[], Nvml] = Nvml):
+        self.clocks = ClockEventSampler(indices, nvml=nvml) if indices else None
+        self.xids = XidWatcher(indices, nvml=nvml) if indices else None
+
+    def __enter__(self) -> StressWatch:
+        for watcher in (self.clocks, self.xids):
+            if watcher is not None:
+                watcher.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for watcher in (self.clocks, self.xids):
+            if watcher is not None:
+                watcher.__exit__(*exc)
+
+    def faults(self) -> list[WatchFault]:
+        out = []
+        if self.clocks is not None:
+            for gpu, reasons in self.clocks.hardware_slowdowns().items():
+                out.append(WatchFault(gpu, f"clocks held down during the stress: {'; '.join(reasons)}",
+                                      Action.REPLACE))
+        if self.xids is not None:
+            for event in self.xids.events:
+                if event.action is not Action.NONE:
+                    out.append(WatchFault(event.gpu_index, f"XID {event.xid} ({event.meaning}) during the stress",
+                                          event.action))
+        return out
+
+    def problems(self) -> list[str]:
+        """Why a watcher stopped early, if one did (the stress itself still counts)."""
+        return [w.error for w in (self.clocks, self.xids) if w is not None and w.error]
