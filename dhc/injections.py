@@ -13,8 +13,9 @@ INJECTIONS: dict[str, tuple[str, str]] = {
     "memtest-word": ("stress.memtest", "one word of device memory corrupted after a pattern is written"),
 }
 
-LOGICAL_CPU_DEVICES = 3  # an injection on a CPU-only machine runs this many logical devices, so
-                         # that there are siblings to outvote and a median to fall below
+# A GEMM injection on a machine with fewer devices runs this many logical workers on its first
+# device, so that there are siblings to outvote and a median to fall below.
+LOGICAL_CPU_DEVICES = 3
 
 
 def check_of(name: str) -> str:

@@ -7,6 +7,7 @@ Exit codes of ``dhc run``: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configur
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import dhc
@@ -51,4 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("dhc: interrupted before the run started\n")
         return 3
+    except BrokenPipeError:  # `dhc thresholds show T | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 

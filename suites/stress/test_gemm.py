@@ -1,5 +1,7 @@
 """stress.gemm: all devices burn GEMMs at once; throughput floors, the node median, and SDC detection."""
 
+from dataclasses import replace
+
 import pytest
 
 from dhc.errors import CheckIncomplete
@@ -59,15 +61,21 @@ def _engine():
 
 
 def _burn_targets(dhc_devices, dhc_limits, inject):
-    """torch device names per dhc device; on a CPU-only machine an injection gets logical siblings."""
+    """torch device names per dhc device. An injection on fewer than three devices runs three logical
+    workers on the first one, so that there are siblings to outvote and a median to fall below."""
     if dhc_limits.instance_type.gpus == 0:
-        count = LOGICAL_CPU_DEVICES if inject else 1
-        cpu = dhc_devices[0]
-        return [Device("cpu", i, cpu.name) for i in range(count)], ["cpu"] * count
-    import torch
-    if not torch.cuda.is_available():
-        raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
-    return list(dhc_devices), [f"cuda:{d.index}" for d in dhc_devices]
+        devices, names = [dhc_devices[0]], ["cpu"]
+    else:
+        import torch
+        if not torch.cuda.is_available():
+            raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
+        devices, names = list(dhc_devices), [f"cuda:{d.index}" for d in dhc_devices]
+    if inject and len(devices) < LOGICAL_CPU_DEVICES:
+        base, name = devices[0], names[0]
+        devices = [replace(base, index=i, name=f"{base.name} [logical worker {i} on {base.label()}]")
+                   for i in range(LOGICAL_CPU_DEVICES)]
+        names = [name] * LOGICAL_CPU_DEVICES
+    return devices, names
 
 
 def _injection(gemm, name):

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU check, for a single-GPU machine with CUDA torch preinstalled and no internet:
+# install dhc from this working tree without touching the network, run the quick InstanceStress
+# on the GPU, both benchmarks and the self-test, and print the numbers. Meant to end within 8 min.
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-${OUT:-/tmp/dhc-gpu-check}}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 DHC_IMDS=off
+step() { printf '\n=== %s (%ss) ===\n' "$1" "$SECONDS"; }
+
+step "machine"
+nvidia-smi -L || true
+"$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))' || exit 2
+
+step "install dhc from the working tree (no network, no dependencies)"
+if ! "$py" -m pip install --quiet --no-deps --no-index --no-build-isolation -e "$root" 2>"$out/pip.log"; then
+  echo "pip could not build it here (no hatchling offline?): using the tree on PYTHONPATH instead"
+  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$py" -c 'import dhc, yaml, pytest, xdist, pynvml; print("dhc", dhc.__version__)' || exit 2
+dhc() { "$py" -m dhc "$@"; }
+
+# One GPU of an 8-GPU H200 type: the p5e limits, one GPU, no EFA or NVLink expected; a shorter burn.
+thresholds="$out/thresholds-single-h200.yaml"
+cp "$root/thresholds.yaml" "$thresholds"
+cat >> "$thresholds" <<'YAML'
+
+  single-h200:
+    extends: ml.p5e.48xlarge
+    description: one H200 of a lent check machine (p5e limits, one GPU)
+    gpus: 1
+    efa: 0
+    nvlinks_per_gpu: 0
+    profiles:
+      quick:
+        stress.gemm: {duration_s: 20, expected_s: 30}
+YAML
+dhc thresholds validate "$thresholds" || exit 2
+
+step "quick InstanceStress on the GPU"
+dhc run --suite InstanceStress --instance-type single-h200 --thresholds "$thresholds" --out "$out/stress" \
+  2> "$out/stress-progress.log"
+echo "exit code $? (dcgmi absent here makes stress.dcgm Incomplete, so 3 is expected)"
+"$py" - "$out/stress/report.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for check in report["checks"]:
+    print(f"{check['check']:<18} {check['status']:<10} {check['reason'][:100]}")
+    for m in check["measurements"]:
+        if m["name"] in ("tflops_bf16", "copy_bandwidth", "verified_gb_per_s", "tested_gib", "coverage_of_free",
+                         "memory_errors", "temperature_c", "gpu_count", "relative_to_median"):
+            print(f"    {m['name']:<20} {m['value']:>12} {m['unit']}")
+PY
+
+step "benchmark: GEMM burn vs bare matmul"
+"$py" "$root/benchmarks/gemm.py" --seconds 5 --rounds 3
+
+step "benchmark: memtest vs copy bandwidth"
+"$py" "$root/benchmarks/memtest.py" --rounds 2
+
+step "self-test: planted faults"
+dhc selftest --instance-type single-h200 --thresholds "$thresholds" --out "$out/selftest" 2> "$out/selftest-progress.log"
+echo "selftest exit code $?"
+
+step "done"
