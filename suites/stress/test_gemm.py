@@ -6,7 +6,7 @@ import pytest
 
 from dhc.errors import CheckIncomplete
 from dhc.injections import LOGICAL_CPU_DEVICES
-from dhc.model import Action, Device
+from dhc.model import Action
 from dhc.probes.watch import StressWatch
 
 DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")
