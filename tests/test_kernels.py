@@ -97,3 +97,9 @@ def test_copy_bandwidth_is_measured():
 def test_vote_treats_identical_nans_as_equal():
     nan = float("nan")
     assert gemm.vote([t(nan, 1), t(nan, 1), t(nan, 2)]) == ([2], False)
+
+
+def test_errors_are_listed_per_chunk():
+    inject = memtest.MemtestInjection(chunk=0, word=9, pattern="zeros")
+    first = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024, inject=inject, max_errors_listed=1)
+    assert [e.chunk for e in first.first_errors] == [0]

@@ -69,6 +69,7 @@ class _Pattern:
 
 def memtest(device: str, total_bytes: int, chunk_bytes: int, tile_bytes: int, seed: int = 7,
             inject: MemtestInjection | None = None, max_errors_listed: int = 8) -> MemtestResult:
+    """Test ``total_bytes`` of ``device`` in chunks; lists up to ``max_errors_listed`` errors per chunk."""
     dev = torch.device(device)
     tile_words = max(64, tile_bytes // WORD // 64 * 64)
     chunk_words = max(tile_words, chunk_bytes // WORD // tile_words * tile_words)
@@ -216,7 +217,8 @@ def _locate(tiles: torch.Tensor, pattern: _Pattern, k: int, chunk: int, result: 
     tile = tiles[k]
     wrong = (tile != expected).nonzero().flatten()
     result.errors += wrong.numel()
-    for word in wrong[: max(0, max_listed - len(result.first_errors))].tolist():
+    listed = sum(1 for e in result.first_errors if e.chunk == chunk)
+    for word in wrong[: max(0, max_listed - listed)].tolist():
         offset = (k * tiles.shape[1] + word) * WORD
         result.first_errors.append(WordError(chunk, pattern.name, offset, int(expected[word]), int(tile[word])))
 

@@ -33,11 +33,15 @@ def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
         dhc_check.record("coverage_of_free", round(result.bytes_covered / free, 4), "ratio", device)
         dhc_check.record("verified_gb_per_s", round(result.verified_bytes_per_s / 1e9, 3), "GB/s", device)
         if result.errors:
-            listed = "; ".join(f"chunk {e.chunk} {e.pattern} at byte {e.byte_offset}: expected {e.expected & (2**64 - 1):#018x}"
-                               f" read {e.actual & (2**64 - 1):#018x}" for e in result.first_errors)
+            listed = "; ".join(_describe(e) for e in result.first_errors)  # up to 8 per chunk
             dhc_check.fault(f"{result.errors} word(s) of device memory read back wrong ({len(result.patterns)} patterns "
                             f"+ moving inversions over {result.bytes_covered / GIB:.2f} GiB); first: {listed}",
                             device, Action.REPLACE)
+
+
+def _describe(error):
+    return (f"chunk {error.chunk} {error.pattern} at byte {error.byte_offset}: "
+            f"expected {error.expected & (2**64 - 1):#018x} read {error.actual & (2**64 - 1):#018x}")
 
 
 def _test_one(memtest, target, fraction, cap, inject):
