@@ -30,6 +30,8 @@ class Settings:
     out_dir: str | None = None
     dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
     kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
+    fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
+    sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
     watchdog_grace_s: float = 30.0  # how far past its timeout a silent check may run before dhc kills it
     collect_timeout_s: float = 300.0  # how long pytest may take to collect the checks
     origins: dict[str, str] = field(default_factory=dict)  # field -> the variable it came from
@@ -57,6 +59,8 @@ class Settings:
             out_dir=env.get("DHC_OUT") or None,
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
+            fi_info=env.get("DHC_FI_INFO") or "fi_info",
+            sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
             watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0),
             collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
             origins=origins,
@@ -92,3 +96,8 @@ def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
     if value <= 0:
         raise UsageError(f"{key}: expected a positive number of seconds, got {raw!r}")
     return value
+
+
+def apply_environment(variables: Mapping[str, str]) -> None:
+    """Set variables for this process and its children (a rank's NCCL settings, say)."""
+    os.environ.update(variables)

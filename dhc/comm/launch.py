@@ -1,0 +1,140 @@
+"""Launch ranks on this machine with an explicit rendezvous and a deadline.
+
+``run_local`` spawns one process per rank, joins them in a torch.distributed group over loopback
+TCP, runs a function in each, and returns each rank's result. A rank that dies or is still
+running at the deadline ends the whole launch with ``RankFailure`` naming it and its host; every
+rank left is killed, so no launch hangs forever.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from dhc.settings import apply_environment
+
+
+class RankFailure(Exception):
+    """Some rank died, failed or hung; the message names which and where."""
+
+
+# Per-rank collective counters in shared memory: [entered, left] per rank. A rank that is not
+# inside the collective its peers wait in has entered fewer: that is the one that hangs.
+_counters: Any = None
+_rank = 0
+
+
+def entering() -> None:
+    if _counters is not None:
+        _counters[2 * _rank] += 1
+
+
+def left() -> None:
+    if _counters is not None:
+        _counters[2 * _rank + 1] += 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_local(world: int, backend: str, target: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
+              environment: dict[str, str] | None = None) -> list[Any]:
+    """Run ``target(rank, world, *args)`` in ``world`` local ranks; results in rank order."""
+    context = multiprocessing.get_context("spawn")
+    results: queue.Queue[Any] = context.Queue()
+    counters = context.Array("q", 2 * world, lock=False)
+    port = free_port()
+    processes = [context.Process(target=_rank_main, daemon=True, name=f"dhc-rank-{rank}",
+                                 args=(rank, world, port, backend, target, args, timeout_s, environment or {},
+                                       results, counters))
+                 for rank in range(world)]
+    for process in processes:
+        process.start()
+    try:
+        return _collect(processes, results, timeout_s, counters)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
+
+
+def _collect(processes: list[Any], results: Any, timeout_s: float, counters: Any) -> list[Any]:
+    host = socket.gethostname()
+    got: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(got) < len(processes):
+        try:
+            rank, ok, value = results.get(timeout=0.1)
+        except queue.Empty:
+            _raise_if_dead(processes, results, got, host)
+            if time.monotonic() > deadline:
+                raise RankFailure(_hung(processes, got, counters, host, timeout_s)) from None
+            continue
+        if not ok:
+            time.sleep(2.0)  # a peer's death makes the others fail too: name the one that died
+            _raise_if_dead(processes, results, got, host, also=f"; rank {rank} then failed: {value[:200]}")
+            raise RankFailure(f"rank {rank} on {host} failed: {value}")
+        got[rank] = value
+    return [got[r] for r in range(len(processes))]
+
+
+def _raise_if_dead(processes: list[Any], results: Any, got: dict[int, Any], host: str, also: str = "") -> None:
+    dead = [r for r, p in enumerate(processes) if r not in got and p.exitcode not in (None, 0)]
+    if dead:
+        _drain(results, got)
+        dead = [r for r in dead if r not in got]
+    if dead:
+        codes = ", ".join(f"rank {r} on {host} (exit code {processes[r].exitcode})" for r in dead)
+        raise RankFailure(f"{codes} died before finishing{also}; the other ranks were stopped")
+
+
+def _hung(processes: list[Any], got: dict[int, Any], counters: Any, host: str, timeout_s: float) -> str:
+    waiting = [r for r in range(len(processes)) if r not in got]
+    entered = {r: counters[2 * r] for r in waiting}
+    behind = [r for r in waiting if entered[r] < max(entered.values())]
+    if behind:
+        names = ", ".join(f"rank {r} on {host}" for r in behind)
+        return (f"{names} hung outside the collective its peers waited in (no result within {timeout_s:g} s); "
+                "all ranks were stopped")
+    names = ", ".join(f"rank {r} on {host}" for r in waiting)
+    return f"{names} did not finish within {timeout_s:g} s (hung inside a collective); all ranks were stopped"
+
+
+def _drain(results: Any, got: dict[int, Any]) -> None:
+    """Results that arrived just before a rank exited still count."""
+    while True:
+        try:
+            rank, ok, value = results.get_nowait()
+        except queue.Empty:
+            return
+        if ok:
+            got[rank] = value
+
+
+def _rank_main(rank: int, world: int, port: int, backend: str, target: Callable[..., Any], args: tuple[Any, ...],
+               timeout_s: float, environment: dict[str, str], results: Any, counters: Any) -> None:
+    global _counters, _rank
+    _counters, _rank = counters, rank
+    apply_environment(environment)
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
+        try:
+            value = target(rank, world, *args)
+        finally:
+            dist.destroy_process_group()
+        results.put((rank, True, value))
+    except Exception as exc:  # reported to the parent, which names the rank
+        results.put((rank, False, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"))

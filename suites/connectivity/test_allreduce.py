@@ -1,0 +1,72 @@
+"""connectivity.allreduce: all-reduce bus bandwidth within the node, correctness, and the transport used.
+
+One rank per GPU over NCCL (with NCCL_DEBUG=INFO, so the log proves which transport carried the
+data), or local CPU ranks over gloo on type ``cpu``. The largest sizes are judged, never the
+average over the sweep.
+"""
+
+import pytest
+
+from dhc.errors import CheckIncomplete, NotApplicable
+from dhc.model import Action
+from dhc.probes import nccl_log
+
+
+@pytest.mark.check("connectivity.allreduce")
+def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    allreduce, launch = _engine()
+    node_type = dhc_limits.instance_type
+    settings = dhc_check.settings
+    if node_type.gpus:
+        world, backend, device = len(dhc_devices), "nccl", "cuda"
+        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / "nccl-%h-%p.log")}
+        _require_cuda()
+    else:
+        world, backend, device, environment = int(settings.get("cpu_ranks", 2)), "gloo", "cpu", {}
+    if world < 2:
+        raise NotApplicable(f"{world} device: no all-reduce within the node to measure")
+    sizes = allreduce.sweep_sizes(8, int(settings["max_bytes"]))
+    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.9
+    try:
+        per_rank = launch.run_local(world, backend, allreduce.rank_sweep, (device, sizes), timeout_s, environment)
+    except launch.RankFailure as exc:
+        raise CheckIncomplete(str(exc)) from None
+    results = allreduce.combine(per_rank, world)
+    dhc_check.covered(*dhc_devices)
+    peak = allreduce.peak_of_largest(results)
+    dhc_check.record("busbw_intra_node", round(peak.busbw_gbs, 3), "GB/s")
+    dhc_check.record("busbw_at_largest_size", round(results[-1].busbw_gbs, 3), "GB/s")
+    dhc_check.record("ranks", world, "count")
+    wrong = [r for r in results if r.wrong_elements]
+    if wrong:
+        dhc_check.fault(f"all-reduce over {world} ranks returned wrong values: " +
+                        ", ".join(f"{r.wrong_elements} elements at {r.size_bytes} B" for r in wrong[:4]),
+                        None, Action.REPLACE)
+    if node_type.gpus:
+        _prove_transport(dhc_check, dhc_run, node_type)
+
+
+def _prove_transport(dhc_check, dhc_run, node_type):
+    logs = sorted(dhc_run.out.glob("nccl-*.log"))
+    if not logs:
+        raise CheckIncomplete("NCCL wrote no debug log, so the transport it used cannot be proven")
+    summary = nccl_log.parse("\n".join(p.read_text(errors="replace") for p in logs))
+    dhc_check.record("p2p_channels", summary.p2p_channels, "count")
+    dhc_check.record("shm_channels", summary.shm_channels, "count")
+    for fault in nccl_log.transport_faults(summary, expects_efa=node_type.efa > 0,
+                                           expects_nvlink=node_type.nvlinks_per_gpu > 0, inter_node=False):
+        dhc_check.fault(fault, None, Action.REBOOT)
+
+
+def _require_cuda():
+    import torch
+    if not torch.cuda.is_available():
+        raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
+
+
+def _engine():
+    try:
+        from dhc.comm import allreduce, launch
+    except ImportError as exc:
+        raise CheckIncomplete(f"torch is needed for the all-reduce ({exc}); install dhc[engines]") from None
+    return allreduce, launch

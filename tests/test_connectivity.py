@@ -1,0 +1,170 @@
+"""InstanceConnectivity: nccl-tests and NCCL log parsing, all-reduce over real local ranks, EFA inventory."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dhc.probes import efa, nccl_log, nccl_tests
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "nccl"
+DATA = Path(__file__).parent / "data" / "nccl"
+FAKES = Path(__file__).parent / "fakes"
+GiB = 2**30
+
+
+def capture(name):
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"shared capture {path} is not beside this checkout")
+    return path.read_text()
+
+
+def test_nccl_tests_two_a3mega_nodes():
+    run = nccl_tests.parse(capture("all_reduce_perf_2x8_h100_a3mega.txt"))
+    assert (run.ranks, run.hosts, run.avg_busbw, run.wrong) == (16, ("ztan-mig-235z", "ztan-mig-gq73"), 70.742, 0)
+    assert (run.rows[0].size_bytes, run.largest().size_bytes, run.largest().busbw) == (8, 8 * GiB, 338.82)
+    assert run.peak_busbw(GiB).busbw == 338.82
+
+
+def test_nccl_tests_p5_efa_with_rank_prefix_and_repeated_rows():
+    run = nccl_tests.parse(capture("all_reduce_perf_2x8_h100_p5_efa.txt"))
+    assert len(run.rows) == 32 and len({r.size_bytes for r in run.rows}) == 32
+    assert (run.largest().size_bytes, run.largest().busbw, run.largest().in_place_busbw) == (16 * GiB, 487.09, 487.26)
+
+
+@pytest.mark.parametrize("text", ["", "# nThread 1 nGpus 1\n# Avg bus bandwidth    : 1.0\n", "garbage\x00\n"])
+def test_nccl_tests_without_a_table(text):
+    with pytest.raises(nccl_tests.NcclTestsOutputError):
+        nccl_tests.parse(text)
+
+
+def transport(name):
+    return nccl_log.parse((DATA / name).read_text())
+
+
+def test_transport_on_a_healthy_p5():
+    summary = transport("info_p5_efa_good.log")
+    assert summary.networks == {"Libfabric"} and summary.providers == {"efa"}
+    assert (summary.net_channels, summary.gdrdma_channels, summary.p2p_channels, summary.shm_channels) == (3, 3, 3, 0)
+    assert nccl_log.transport_faults(summary, expects_efa=True, expects_nvlink=True, inter_node=True) == []
+
+
+def test_transport_socket_fallback_and_shm_are_faults():
+    faults = nccl_log.transport_faults(transport("info_p5_socket_fallback.log"), True, True, True)
+    assert any("Socket transport on an EFA instance type" in f for f in faults)
+    assert any("without GPUDirect RDMA" in f for f in faults)
+    assert any("shared memory (SHM) instead of NVLink" in f for f in faults)
+    # one node alone: only the NVLink complaint applies
+    alone = nccl_log.transport_faults(transport("info_p5_socket_fallback.log"), True, True, inter_node=False)
+    assert len(alone) == 1 and "SHM" in alone[0]
+
+
+def test_transport_old_aws_libfabric_names():
+    summary = transport("info_p4d_aws_libfabric_old.log")
+    assert summary.uses_libfabric and summary.net_channels == 2 and summary.gdrdma_channels == 1
+    assert nccl_log.transport_faults(summary, True, True, True) == [
+        "1 of 2 network channels ran without GPUDirect RDMA (GDRDMA)"]
+
+
+def test_efa_domains_are_counted_once():
+    text = subprocess.run([str(FAKES / "fi_info")], env={**os.environ, "FAKE_EFA_DOMAINS": "4"},
+                          capture_output=True, text=True, check=True).stdout
+    assert efa.rdm_domains(text) == ["rdmap16s27-rdm", "rdmap32s27-rdm", "rdmap48s27-rdm", "rdmap64s27-rdm"]
+    assert efa.rdm_domains("provider: tcp;ofi_rxm\n    domain: eth0\n    type: FI_EP_RDM\n") == []
+    assert efa.rdm_domains("fi_getinfo: -61 (No data available)\n") == []
+
+
+def test_sysfs_efa_devices(tmp_path):
+    for name in ("rdmap16s27", "rdmap32s27", "mlx5_0"):
+        (tmp_path / name).mkdir()
+    assert efa.sysfs_devices(tmp_path) == ["rdmap16s27", "rdmap32s27"]
+    assert efa.sysfs_devices(tmp_path / "absent") is None
+
+
+# -- all-reduce over real local ranks (gloo) -----------------------------------------------------
+torch_needed = pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None,
+                                  reason="the all-reduce needs torch (dhc[engines])")
+
+
+@torch_needed
+def test_bus_bandwidth_formula_and_judging_the_largest():
+    from dhc.comm import allreduce
+    assert allreduce.bus_bandwidth(8 * 10**9, 1.0, 8) == (8.0, 14.0)  # algbw x 2(n-1)/n
+    assert allreduce.sweep_sizes(8, 64) == [8, 16, 32, 64]
+    per_rank = [[(8, 1.0, 0), (16, 1.0, 0)], [(8, 2.0, 0), (16, 0.5, 1)]]
+    rows = allreduce.combine(per_rank, 2)
+    assert [(r.time_s, r.wrong_elements) for r in rows] == [(2.0, 0), (1.0, 1)]  # the slowest rank counts
+    assert allreduce.peak_of_largest(rows, count=1).size_bytes == 16
+
+
+@torch_needed
+@pytest.mark.slow
+def test_two_gloo_ranks_all_reduce_correctly():
+    from dhc.comm import allreduce, launch
+    sizes = allreduce.sweep_sizes(8, 2**20)
+    per_rank = launch.run_local(2, "gloo", allreduce.rank_sweep, ("cpu", sizes), 120)
+    rows = allreduce.combine(per_rank, 2)
+    assert [r.size_bytes for r in rows] == sizes
+    assert all(r.wrong_elements == 0 and r.busbw_gbs > 0 for r in rows)
+
+
+@torch_needed
+@pytest.mark.slow
+@pytest.mark.parametrize(("inject", "words"), [
+    ({"dead_rank": 1}, "rank 1 on "),
+    ({"hung_rank": 1}, "rank 1 on "),
+])
+def test_a_dead_or_hung_rank_is_named_within_the_timeout(inject, words):
+    from dhc.comm import allreduce, launch
+    with pytest.raises(launch.RankFailure) as err:
+        launch.run_local(2, "gloo", allreduce.rank_sweep,
+                         ("cpu", [1024, 2048], allreduce.AllreduceInjection(**inject)), 10)
+    message = str(err.value)
+    assert words in message and "rank 0 on" not in message.split(";")[0]
+    assert ("exit code 17" in message) if "dead_rank" in inject else ("hung" in message)
+
+
+# -- end to end ----------------------------------------------------------------------------------
+def dhc(*args, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))} | {"DHC_IMDS": "off"}
+    return subprocess.run([sys.executable, "-m", "dhc", *args], capture_output=True, text=True,
+                          env=base | env, timeout=300)
+
+
+@torch_needed
+@pytest.mark.slow
+def test_instance_connectivity_on_cpu_passes(tmp_path, validate_report):
+    proc = dhc("run", "--suite", "InstanceConnectivity", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = validate_report(tmp_path / "report.json")
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["connectivity.efa"]["status"] == "Skipped"
+    measured = {m["name"]: m for m in checks["connectivity.allreduce"]["measurements"]}
+    assert measured["busbw_intra_node"]["value"] > 0 and measured["ranks"]["value"] == 2
+    assert measured["busbw_intra_node"]["limit"]["value"] == 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("domains", "code", "status"), [("32", 0, "Passed"), ("31", 1, "Failed")])
+def test_efa_count_on_a_p5(tmp_path, domains, code, status):
+    sysfs = tmp_path / "ib"
+    sysfs.mkdir()
+    for index in range(int(domains)):
+        (sysfs / f"rdmap{index}s27").mkdir()
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.efa", "--out", str(tmp_path / "r"),
+               PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", FAKE_EFA_DOMAINS=domains,
+               DHC_SYS_INFINIBAND=str(sysfs))
+    assert proc.returncode == code, proc.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["checks"][0]["status"] == status
+
+
+@pytest.mark.slow
+def test_efa_tool_missing_is_incomplete(tmp_path):
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.efa", "--out", str(tmp_path),
+               DHC_FI_INFO="fi_info-not-installed")
+    assert proc.returncode == 3 and "expects 32 EFA devices, but fi_info-not-installed is not on PATH" in proc.stdout
