@@ -32,6 +32,9 @@ class Settings:
     kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
     fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
     sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
+    nodes: int = 1  # nodes in a multi-node run (DHC_NODES)
+    node_index: int = 0  # this node's place in it (DHC_NODE_INDEX, or a Kubernetes Indexed Job's index)
+    rendezvous: str | None = None  # host:port of node 0's rendezvous (a headless Service name on Kubernetes)
     watchdog_grace_s: float = 30.0  # how far past its timeout a silent check may run before dhc kills it
     collect_timeout_s: float = 300.0  # how long pytest may take to collect the checks
     origins: dict[str, str] = field(default_factory=dict)  # field -> the variable it came from
@@ -61,6 +64,9 @@ class Settings:
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
             sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
+            nodes=_whole(env, "DHC_NODES", 1, minimum=1),
+            node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),
+            rendezvous=env.get("DHC_RENDEZVOUS") or None,
             watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0),
             collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
             origins=origins,
@@ -83,6 +89,15 @@ def _first(env: Mapping[str, str], origins: dict[str, str], name: str, *keys: st
             origins[name] = key
             return env[key]
     return None
+
+
+def _whole(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) < minimum:
+        raise UsageError(f"{key}: expected a whole number >= {minimum}, got {raw!r}")
+    return int(raw)
 
 
 def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:

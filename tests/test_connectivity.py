@@ -144,7 +144,7 @@ def test_instance_connectivity_on_cpu_passes(tmp_path, validate_report):
     checks = {c["check"]: c for c in report["checks"]}
     assert checks["connectivity.efa"]["status"] == "Skipped"
     measured = {m["name"]: m for m in checks["connectivity.allreduce"]["measurements"]}
-    assert measured["busbw_intra_node"]["value"] > 0 and measured["ranks"]["value"] == 2
+    assert measured["busbw_intra_node"]["value"] > 0 and measured["busbw_intra_node_ranks"]["value"] == 2
     assert measured["busbw_intra_node"]["limit"]["value"] == 0.05
 
 
@@ -168,3 +168,24 @@ def test_efa_tool_missing_is_incomplete(tmp_path):
     proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.efa", "--out", str(tmp_path),
                DHC_FI_INFO="fi_info-not-installed")
     assert proc.returncode == 3 and "expects 32 EFA devices, but fi_info-not-installed is not on PATH" in proc.stdout
+
+
+@torch_needed
+@pytest.mark.slow
+def test_two_nodes_meet_through_the_environment_rendezvous(tmp_path, validate_report):
+    from dhc.comm.launch import free_port
+    port = free_port()
+    procs = []
+    for index in (0, 1):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+        env.update(DHC_IMDS="off", DHC_NODES="2", JOB_COMPLETION_INDEX=str(index),
+                   DHC_RENDEZVOUS=f"127.0.0.1:{port}", DHC_INSTANCE_ID=f"node-{index}")
+        procs.append(subprocess.Popen([sys.executable, "-m", "dhc", "run", "--check", "connectivity.allreduce",
+                                       "--out", str(tmp_path / f"n{index}")], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for index, proc in enumerate(procs):
+        assert proc.returncode == 0, outputs[index]
+        report = validate_report(tmp_path / f"n{index}" / "report.json")
+        measured = {m["name"]: m["value"] for m in report["checks"][0]["measurements"]}
+        assert measured["busbw_inter_node_ranks"] == 4 and measured["busbw_inter_node"] > 0

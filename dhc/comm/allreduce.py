@@ -51,9 +51,7 @@ def rank_sweep(rank: int, world: int, device: str, sizes: list[int], inject: All
                warmup: int = 2, min_iters: int = 3, budget_s: float = 0.2) -> list[tuple[int, float, int]]:
     """Run inside one rank of an initialised group: (size, seconds per iteration, wrong elements)."""
     inject = inject or AllreduceInjection()
-    if device == "cuda":  # one GPU per rank
-        device = f"cuda:{rank}"
-        torch.cuda.set_device(rank)
+    device = _rank_device(device, rank)
     if inject.dead_rank == rank:
         import os
         os._exit(17)  # the process vanishes mid-run, as a crashed rank does
@@ -77,6 +75,44 @@ def rank_sweep(rank: int, world: int, device: str, sizes: list[int], inject: All
     return out
 
 
+def pair_rounds(rank: int, world: int, device: str, rounds: list[list[tuple[int, int]]], size_bytes: int,
+                inject: AllreduceInjection | None = None, iters: int = 5, warmup: int = 2) -> dict[tuple[int, int], float]:
+    """Inside one rank: each round's pairs all-reduce at once in their own groups; seconds per iteration."""
+    inject = inject or AllreduceInjection()
+    device = _rank_device(device, rank)
+    groups = {}
+    for pairs in rounds:  # every rank creates every group, in the same order
+        for pair in pairs:
+            if pair not in groups:
+                groups[pair] = dist.new_group(list(pair))
+    buf = torch.full((max(1, size_bytes // 4),), float(rank + 1), dtype=torch.float32, device=device)
+    out = {}
+    for pairs in rounds:
+        mine = next((pair for pair in pairs if rank in pair), None)
+        if mine is not None:  # else this rank sits the round out
+            for _ in range(warmup):
+                dist.all_reduce(buf, group=groups[mine])
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(iters):
+                dist.all_reduce(buf, group=groups[mine])
+                if inject.slow_rank == rank:
+                    time.sleep(inject.slow_s)
+            _sync(device)
+            out[mine] = (time.perf_counter() - start) / iters
+        dist.barrier()  # rounds stay apart, pairs within a round overlap
+    return out
+
+
+def pair_busbw(per_rank: list[dict[tuple[int, int], float]], size_bytes: int) -> dict[tuple[int, int], float]:
+    """Bus bandwidth (GB/s) per pair from both members' times (the slower counts)."""
+    times: dict[tuple[int, int], float] = {}
+    for rank_times in per_rank:
+        for pair, seconds in rank_times.items():
+            times[pair] = max(times.get(pair, 0.0), seconds)
+    return {pair: bus_bandwidth(size_bytes, seconds, 2)[1] for pair, seconds in times.items()}
+
+
 def combine(per_rank: list[list[tuple[int, float, int]]], ranks: int) -> list[SizeResult]:
     """One row per size: the slowest rank's time, bandwidths from it, wrong elements summed."""
     results = []
@@ -92,6 +128,15 @@ def peak_of_largest(results: list[SizeResult], count: int = 4) -> SizeResult:
     """Judge the largest sizes, never the average over all: the best of the ``count`` largest."""
     largest = sorted(results, key=lambda r: r.size_bytes)[-count:]
     return max(largest, key=lambda r: r.busbw_gbs)
+
+
+def _rank_device(device: str, rank: int) -> str:
+    """``cuda``: one GPU per rank, by the rank's place on its node."""
+    if device != "cuda":
+        return device
+    local = rank % torch.cuda.device_count()
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
 
 
 def _all_reduce(buf: torch.Tensor) -> None:

@@ -14,6 +14,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -46,21 +47,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where this machine's ranks sit in the whole group: node ``index`` of ``nodes``, meeting at address:port."""
+
+    index: int = 0
+    nodes: int = 1
+    address: str = "127.0.0.1"
+    port: int | None = None  # None: a free local port (single node only)
+
+
+def parse_rendezvous(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT for the rendezvous, got {value!r}")
+    return host, int(port)
+
+
 def run_local(world: int, backend: str, target: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
-              environment: dict[str, str] | None = None) -> list[Any]:
-    """Run ``target(rank, world, *args)`` in ``world`` local ranks; results in rank order."""
+              environment: dict[str, str] | None = None, placement: Placement = Placement()) -> list[Any]:
+    """Run ``target(rank, world_size, *args)`` in ``world`` ranks on this machine; results in rank order.
+
+    With a ``placement`` of several nodes, global ranks are ``index * world + local rank`` and every
+    node meets at the same address and port (node 0 hosts the store).
+    """
+    if placement.nodes > 1 and placement.port is None:
+        raise ValueError("a multi-node run needs the rendezvous port")
     context = multiprocessing.get_context("spawn")
     results: queue.Queue[Any] = context.Queue()
     counters = context.Array("q", 2 * world, lock=False)
-    port = free_port()
-    processes = [context.Process(target=_rank_main, daemon=True, name=f"dhc-rank-{rank}",
-                                 args=(rank, world, port, backend, target, args, timeout_s, environment or {},
-                                       results, counters))
-                 for rank in range(world)]
+    address, port = placement.address, placement.port or free_port()
+    first = placement.index * world
+    processes = [context.Process(target=_rank_main, daemon=True, name=f"dhc-rank-{first + local}",
+                                 args=(local, first + local, world * placement.nodes, address, port, backend, target,
+                                       args, timeout_s, environment or {}, results, counters))
+                 for local in range(world)]
     for process in processes:
         process.start()
     try:
-        return _collect(processes, results, timeout_s, counters)
+        return _collect(processes, results, timeout_s, counters, first)
     finally:
         for process in processes:
             if process.is_alive():
@@ -68,7 +93,8 @@ def run_local(world: int, backend: str, target: Callable[..., Any], args: tuple[
             process.join(timeout=5)
 
 
-def _collect(processes: list[Any], results: Any, timeout_s: float, counters: Any) -> list[Any]:
+def _collect(processes: list[Any], results: Any, timeout_s: float, counters: Any, first: int) -> list[Any]:
+    """Results by local rank; failures name global ranks (``first`` + local)."""
     host = socket.gethostname()
     got: dict[int, Any] = {}
     deadline = time.monotonic() + timeout_s
@@ -76,37 +102,38 @@ def _collect(processes: list[Any], results: Any, timeout_s: float, counters: Any
         try:
             rank, ok, value = results.get(timeout=0.1)
         except queue.Empty:
-            _raise_if_dead(processes, results, got, host)
+            _raise_if_dead(processes, results, got, host, first)
             if time.monotonic() > deadline:
-                raise RankFailure(_hung(processes, got, counters, host, timeout_s)) from None
+                raise RankFailure(_hung(processes, got, counters, host, timeout_s, first)) from None
             continue
         if not ok:
             time.sleep(2.0)  # a peer's death makes the others fail too: name the one that died
-            _raise_if_dead(processes, results, got, host, also=f"; rank {rank} then failed: {value[:200]}")
-            raise RankFailure(f"rank {rank} on {host} failed: {value}")
+            _raise_if_dead(processes, results, got, host, first, also=f"; rank {first + rank} then failed: {value[:200]}")
+            raise RankFailure(f"rank {first + rank} on {host} failed: {value}")
         got[rank] = value
     return [got[r] for r in range(len(processes))]
 
 
-def _raise_if_dead(processes: list[Any], results: Any, got: dict[int, Any], host: str, also: str = "") -> None:
+def _raise_if_dead(processes: list[Any], results: Any, got: dict[int, Any], host: str, first: int,
+                   also: str = "") -> None:
     dead = [r for r, p in enumerate(processes) if r not in got and p.exitcode not in (None, 0)]
     if dead:
         _drain(results, got)
         dead = [r for r in dead if r not in got]
     if dead:
-        codes = ", ".join(f"rank {r} on {host} (exit code {processes[r].exitcode})" for r in dead)
+        codes = ", ".join(f"rank {first + r} on {host} (exit code {processes[r].exitcode})" for r in dead)
         raise RankFailure(f"{codes} died before finishing{also}; the other ranks were stopped")
 
 
-def _hung(processes: list[Any], got: dict[int, Any], counters: Any, host: str, timeout_s: float) -> str:
+def _hung(processes: list[Any], got: dict[int, Any], counters: Any, host: str, timeout_s: float, first: int) -> str:
     waiting = [r for r in range(len(processes)) if r not in got]
     entered = {r: counters[2 * r] for r in waiting}
     behind = [r for r in waiting if entered[r] < max(entered.values())]
     if behind:
-        names = ", ".join(f"rank {r} on {host}" for r in behind)
+        names = ", ".join(f"rank {first + r} on {host}" for r in behind)
         return (f"{names} hung outside the collective its peers waited in (no result within {timeout_s:g} s); "
                 "all ranks were stopped")
-    names = ", ".join(f"rank {r} on {host}" for r in waiting)
+    names = ", ".join(f"rank {first + r} on {host}" for r in waiting)
     return f"{names} did not finish within {timeout_s:g} s (hung inside a collective); all ranks were stopped"
 
 
@@ -121,20 +148,21 @@ def _drain(results: Any, got: dict[int, Any]) -> None:
             got[rank] = value
 
 
-def _rank_main(rank: int, world: int, port: int, backend: str, target: Callable[..., Any], args: tuple[Any, ...],
-               timeout_s: float, environment: dict[str, str], results: Any, counters: Any) -> None:
+def _rank_main(local: int, rank: int, world: int, address: str, port: int, backend: str, target: Callable[..., Any],
+               args: tuple[Any, ...], timeout_s: float, environment: dict[str, str], results: Any,
+               counters: Any) -> None:
     global _counters, _rank
-    _counters, _rank = counters, rank
+    _counters, _rank = counters, local
     apply_environment(environment)
     import torch.distributed as dist
 
     try:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=timeout_s))
         try:
             value = target(rank, world, *args)
         finally:
             dist.destroy_process_group()
-        results.put((rank, True, value))
+        results.put((local, True, value))
     except Exception as exc:  # reported to the parent, which names the rank
-        results.put((rank, False, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"))
+        results.put((local, False, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"))

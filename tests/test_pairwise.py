@@ -1,0 +1,64 @@
+"""Finding the bad node: the circle schedule, the localisation rules, and simulated nodes on loopback."""
+
+import pytest
+
+from dhc.comm import pairwise
+
+
+@pytest.mark.parametrize("nodes", [2, 3, 4, 5, 6, 8])
+def test_circle_rounds_cover_every_pair_once_and_no_node_twice_a_round(nodes):
+    rounds = pairwise.circle_rounds(nodes)
+    pairs = [pair for r in rounds for pair in r]
+    assert len(pairs) == len(set(pairs)) == nodes * (nodes - 1) // 2
+    assert len(rounds) == (nodes - 1 if nodes % 2 == 0 else nodes)
+    for r in rounds:
+        members = [n for pair in r for n in pair]
+        assert len(members) == len(set(members))
+
+
+def test_quick_mode_pairs_each_node_once():
+    [only] = pairwise.circle_rounds(6, quick=True)
+    assert sorted(n for pair in only for n in pair) == list(range(6))
+
+
+def fake_fabric(bad, good_bw=10.0, bad_bw=1.0):
+    def measure(rounds):
+        return {pair: bad_bw if set(pair) & set(bad) else good_bw for r in rounds for pair in r}
+    return measure
+
+
+@pytest.mark.parametrize(("nodes", "bad", "quick"), [(4, [3], False), (4, [0], True), (6, [2], False),
+                                                      (6, [5], True), (8, [1, 6], False)])
+def test_only_the_bad_nodes_are_named(nodes, bad, quick):
+    result = pairwise.localise(nodes, fake_fabric(bad), limit_gbs=5.0, quick=quick)
+    assert result.bad == bad
+    assert set(result.cleared) | set(result.bad) == set(result.suspects)
+
+
+def test_a_healthy_group_has_no_suspects():
+    result = pairwise.localise(6, fake_fabric([]), limit_gbs=5.0)
+    assert (result.suspects, result.bad) == ([], [])
+
+
+def test_a_group_slow_everywhere_is_undetermined_not_blamed():
+    result = pairwise.localise(4, fake_fabric([0, 1, 2, 3]), limit_gbs=5.0)
+    assert result.bad == [] and result.undetermined == [0, 1, 2, 3]
+
+
+torch = pytest.importorskip("torch", reason="simulated nodes run gloo all-reduces (dhc[engines])")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("nodes", "slow"), [(4, 2), (6, 5)])
+def test_simulated_nodes_on_loopback_name_the_slowed_one(nodes, slow):
+    from dhc.comm import allreduce, launch
+    size = 4 * 2**20
+    inject = allreduce.AllreduceInjection(slow_rank=slow, slow_s=0.05)
+
+    def measure(rounds):
+        per_rank = launch.run_local(nodes, "gloo", allreduce.pair_rounds, ("cpu", rounds, size, inject), 120)
+        return allreduce.pair_busbw(per_rank, size)
+
+    result = pairwise.localise(nodes, measure, limit_gbs=0.01)
+    assert result.bad == [slow] and result.suspects == [slow]
+    assert len(result.pair_busbw) == nodes * (nodes - 1) // 2 and result.retest_busbw
