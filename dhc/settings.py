@@ -31,6 +31,7 @@ class Settings:
     dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
     kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
     fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
+    nccl_tests: str | None = None  # all_reduce_perf to measure with instead of torch (DHC_NCCL_TESTS)
     sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
     nodes: int = 1  # nodes in a multi-node run (DHC_NODES)
     node_index: int = 0  # this node's place in it (DHC_NODE_INDEX, or a Kubernetes Indexed Job's index)
@@ -63,6 +64,7 @@ class Settings:
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
+            nccl_tests=env.get("DHC_NCCL_TESTS") or None,
             sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
             nodes=_whole(env, "DHC_NODES", 1, minimum=1),
             node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),
@@ -116,3 +118,8 @@ def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
 def apply_environment(variables: Mapping[str, str]) -> None:
     """Set variables for this process and its children (a rank's NCCL settings, say)."""
     os.environ.update(variables)
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus ``extra``, for a tool dhc starts."""
+    return {**os.environ, **(extra or {})}

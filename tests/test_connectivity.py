@@ -189,3 +189,55 @@ def test_two_nodes_meet_through_the_environment_rendezvous(tmp_path, validate_re
         report = validate_report(tmp_path / f"n{index}" / "report.json")
         measured = {m["name"]: m["value"] for m in report["checks"][0]["measurements"]}
         assert measured["busbw_inter_node_ranks"] == 4 and measured["busbw_inter_node"] > 0
+
+
+@torch_needed
+@pytest.mark.slow
+def test_mpi_launch_runs_the_sweep_over_mpi_ranks(tmp_path):
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec (the mpich wheel) is not installed beside this Python")
+    out = tmp_path / "mpi.json"
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "dhc.comm.mpi", "--max-bytes", "1048576",
+                           "--out", str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["ranks"] == 2 and result["peak"]["busbw_gbs"] > 0
+    assert all(row["wrong_elements"] == 0 for row in result["results"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "args", "code", "words"), [
+    ("all_reduce_perf_2x8_h100_a3mega.txt", [], 1, "busbw_inter_node: measured 338.82 GB/s, expected minimum 430"),
+    ("all_reduce_perf_2x8_h100_p5_efa.txt", ["--scope", "inter"], 0, "measured 487.26 GB/s"),
+    ("all_reduce_perf_2x8_h100_p5_efa.txt", [], 0, "busbw_intra_node: measured 487.26 GB/s, expected minimum 460"),
+])
+def test_verdict_on_an_existing_nccl_tests_log(fixture, args, code, words):
+    path = SHARED / fixture
+    if not path.exists():
+        pytest.skip(f"shared capture {path} is not beside this checkout")
+    proc = dhc("nccl-tests", str(path), "--instance-type", "p5.48xlarge", *args)
+    assert proc.returncode == code and words in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_verdict_on_a_log_without_results_is_incomplete(tmp_path):
+    log = tmp_path / "empty.log"
+    log.write_text("# nThread 1 nGpus 8\n")
+    proc = dhc("nccl-tests", str(log), "--instance-type", "p5.48xlarge")
+    assert proc.returncode == 3 and "no results table" in proc.stdout
+
+
+@pytest.mark.slow
+def test_nccl_tests_engine_on_a_gpu_type(tmp_path):
+    fixture = SHARED / "all_reduce_perf_2x8_h100_a3mega.txt"
+    if not fixture.exists():
+        pytest.skip(f"shared capture {fixture} is not beside this checkout")
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.allreduce", "--out", str(tmp_path),
+               PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(FAKES),
+               FAKE_NVML_FILE=str(Path(__file__).parent / "data" / "nvml_p5_h100.json"),
+               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(fixture),
+               FAKE_NCCL_TESTS_ARGS_LOG=str(tmp_path / "args"))
+    report = json.loads((tmp_path / "report.json").read_text())
+    measured = {m["name"]: m["value"] for m in report["checks"][0]["measurements"]}
+    assert proc.returncode == 1 and measured["busbw_intra_node"] == 338.82  # below p5's 460
+    assert (tmp_path / "args").read_text().strip() == "-b 8 -e 2147483648 -f 2 -g 8 -c 1 NCCL_DEBUG=INFO"

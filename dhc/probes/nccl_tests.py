@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from dhc.settings import child_environment
+
 _ROW = re.compile(
     r"^(?:\s*\d+:)?\s+(?P<size>\d+)\s+(?P<count>\d+)\s+(?P<type>\w+)\s+(?P<redop>\w+|-)\s+(?P<root>-?\d+)\s+"
     r"(?P<time>[\d.]+)\s+(?P<algbw>[\d.]+)\s+(?P<busbw>[\d.]+)\s+(?P<wrong>\S+)\s+"
@@ -81,13 +83,13 @@ def _wrong(out_of_place: str, in_place: str) -> int | None:
 
 
 def run_all_reduce_perf(binary: str = "all_reduce_perf", min_bytes: str = "8", max_bytes: str = "2G",
-                        gpus: int = 1, timeout_s: float = 600) -> str:
-    """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs)."""
+                        gpus: int = 1, timeout_s: float = 600, environment: dict[str, str] | None = None) -> str:
+    """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs, results checked)."""
     path = shutil.which(binary)
     if path is None:
         raise FileNotFoundError(f"{binary} is not on PATH")
     proc = subprocess.run([path, "-b", min_bytes, "-e", max_bytes, "-f", "2", "-g", str(gpus), "-c", "1"],
-                          capture_output=True, text=True, timeout=timeout_s)
+                          capture_output=True, text=True, timeout=timeout_s, env=child_environment(environment))
     if proc.returncode != 0:
         raise NcclTestsOutputError(f"{binary} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}")
     return proc.stdout

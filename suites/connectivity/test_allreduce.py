@@ -5,18 +5,22 @@ data), or local CPU ranks over gloo on type ``cpu``. The largest sizes are judge
 average over the sweep.
 """
 
+import subprocess
+
 import pytest
 
 from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.model import Action
-from dhc.probes import nccl_log
+from dhc.probes import nccl_log, nccl_tests
 
 
 @pytest.mark.check("connectivity.allreduce")
 def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
-    allreduce, launch = _engine()
     node_type = dhc_limits.instance_type
     settings = dhc_check.settings
+    if node_type.gpus and dhc_run.settings.nccl_tests:
+        return _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run)
+    allreduce, launch = _engine()
     if node_type.gpus:
         world, backend, device = len(dhc_devices), "nccl", "cuda"
         environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / "nccl-%h-%p.log")}
@@ -61,11 +65,33 @@ def _measure(dhc_check, allreduce, launch, run, metric, placement):
                         None, Action.REPLACE)
 
 
+def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    """The second engine: nccl-tests' all_reduce_perf on this node, one process driving every GPU."""
+    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.9
+    try:
+        output = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(int(dhc_check.settings["max_bytes"])),
+                                                len(dhc_devices), timeout_s, {"NCCL_DEBUG": "INFO"})
+        run = nccl_tests.parse(output)
+    except (FileNotFoundError, nccl_tests.NcclTestsOutputError, subprocess.TimeoutExpired) as exc:
+        raise CheckIncomplete(f"nccl-tests: {exc}") from None
+    (dhc_run.out / "all_reduce_perf.log").write_text(output)
+    dhc_check.covered(*dhc_devices)
+    dhc_check.record("busbw_intra_node", run.peak_busbw(run.largest().size_bytes // 8).busbw, "GB/s")
+    dhc_check.record("busbw_intra_node_at_largest_size", run.largest().busbw, "GB/s")
+    if run.wrong:
+        dhc_check.fault(f"all_reduce_perf found {run.wrong} wrong elements", None, Action.REPLACE)
+    _judge_transport(dhc_check, nccl_log.parse(output), dhc_limits.instance_type, inter_node=False)
+
+
 def _prove_transport(dhc_check, dhc_run, node_type, inter_node):
     logs = sorted(dhc_run.out.glob("nccl-*.log"))
     if not logs:
         raise CheckIncomplete("NCCL wrote no debug log, so the transport it used cannot be proven")
-    summary = nccl_log.parse("\n".join(p.read_text(errors="replace") for p in logs))
+    _judge_transport(dhc_check, nccl_log.parse("\n".join(p.read_text(errors="replace") for p in logs)), node_type,
+                     inter_node)
+
+
+def _judge_transport(dhc_check, summary, node_type, inter_node):
     dhc_check.record("p2p_channels", summary.p2p_channels, "count")
     dhc_check.record("shm_channels", summary.shm_channels, "count")
     for fault in nccl_log.transport_faults(summary, expects_efa=node_type.efa > 0,
