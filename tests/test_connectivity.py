@@ -124,8 +124,9 @@ def test_a_dead_or_hung_rank_is_named_within_the_timeout(inject, words):
         launch.run_local(2, "gloo", allreduce.rank_sweep,
                          ("cpu", [1024, 2048], allreduce.AllreduceInjection(**inject)), 10)
     message = str(err.value)
-    assert words in message and "rank 0 on" not in message.split(";")[0]
-    assert ("exit code 17" in message) if "dead_rank" in inject else ("hung" in message)
+    blamed = message.split(" (seen by")[0].split("; rank 0 then")[0]
+    assert blamed.startswith(words) and "rank 0 on" not in blamed
+    assert ("exit code 17" in message) if "dead_rank" in inject else ("behind" in blamed or "hung" in blamed)
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -241,3 +242,29 @@ def test_nccl_tests_engine_on_a_gpu_type(tmp_path):
     measured = {m["name"]: m["value"] for m in report["checks"][0]["measurements"]}
     assert proc.returncode == 1 and measured["busbw_intra_node"] == 338.82  # below p5's 460
     assert (tmp_path / "args").read_text().strip() == "-b 8 -e 2147483648 -f 2 -g 8 -c 1 NCCL_DEBUG=INFO"
+
+
+@torch_needed
+@pytest.mark.slow
+def test_a_rank_dying_on_another_node_is_named_on_this_one():
+    import threading
+
+    from dhc.comm import allreduce, launch
+    port = launch.free_port()
+    failures = {}
+
+    def node(index):
+        inject = allreduce.AllreduceInjection(dead_rank=3)  # global rank 3 lives on node 1
+        placement = launch.Placement(index, 2, "127.0.0.1", port)
+        try:
+            launch.run_local(2, "gloo", allreduce.rank_sweep, ("cpu", [4096, 8192], inject), 30, None, placement)
+        except launch.RankFailure as exc:
+            failures[index] = str(exc)
+
+    threads = [threading.Thread(target=node, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert failures[1].startswith("rank 3 on ") and "exit code 17" in failures[1]
+    assert failures[0].startswith("rank 3 on ") or "rank 3 " in failures[0].split("(seen by")[0], failures[0]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from dhc.comm import launch
+from dhc.comm import launch, peers
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,15 @@ def rank_sweep(rank: int, world: int, device: str, sizes: list[int], inject: All
         import os
         os._exit(17)  # the process vanishes mid-run, as a crashed rank does
     out = []
-    for size in sizes:
+    for index, size in enumerate(sizes):
+        peers.step(2 * index + 1)
         buf = torch.full((max(1, size // 4),), float(rank + 1), dtype=torch.float32, device=device)
         for _ in range(warmup):
             _all_reduce(buf)
         iters = _iterations(buf, min_iters, budget_s, device)
         if inject.hung_rank == rank:
-            time.sleep(10**6)  # stays in the collective forever, as a hung rank does
+            time.sleep(10**6)  # never reaches the timed loop its peers wait in, as a hung rank does
+        peers.step(2 * index + 2)
         _sync(device)
         start = time.perf_counter()
         for _ in range(iters):

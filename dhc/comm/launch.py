@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from dhc.comm import peers
 from dhc.settings import apply_environment
 
 
@@ -107,9 +108,12 @@ def _collect(processes: list[Any], results: Any, timeout_s: float, counters: Any
                 raise RankFailure(_hung(processes, got, counters, host, timeout_s, first)) from None
             continue
         if not ok:
-            time.sleep(2.0)  # a peer's death makes the others fail too: name the one that died
-            _raise_if_dead(processes, results, got, host, first, also=f"; rank {first + rank} then failed: {value[:200]}")
-            raise RankFailure(f"rank {first + rank} on {host} failed: {value}")
+            missing, detail = value
+            time.sleep(2.0)  # a local peer's death makes the others fail too: name the one that died
+            _raise_if_dead(processes, results, got, host, first, also=f"; rank {first + rank} then failed: {detail[:200]}")
+            if missing:  # a rank elsewhere in the group is at fault, as the store tells
+                raise RankFailure(f"{missing} (seen by rank {first + rank} on {host}: {detail[:200]})")
+            raise RankFailure(f"rank {first + rank} on {host} failed: {detail}")
         got[rank] = value
     return [got[r] for r in range(len(processes))]
 
@@ -156,13 +160,22 @@ def _rank_main(local: int, rank: int, world: int, address: str, port: int, backe
     apply_environment(environment)
     import torch.distributed as dist
 
+    book = None
     try:
-        dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world,
-                                timeout=timedelta(seconds=timeout_s))
+        # collectives give up before the parent's deadline, so a surviving rank can say who is missing
+        patience = timedelta(seconds=timeout_s * 0.8)
+        store = dist.TCPStore(address, port, world, is_master=rank == 0, timeout=patience, wait_for_workers=False)
+        book = peers.open_book(store, rank, world)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=patience)
         try:
             value = target(rank, world, *args)
         finally:
             dist.destroy_process_group()
         results.put((local, True, value))
     except Exception as exc:  # reported to the parent, which names the rank
-        results.put((local, False, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"))
+        missing = book.describe_missing() if book is not None else ""
+        detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+        results.put((local, False, (missing, detail if missing else f"{detail} | {traceback.format_exc(limit=3)[-300:]}")))
+    finally:
+        if book is not None:
+            book.close()
