@@ -23,14 +23,14 @@ def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
     allreduce, launch = _engine()
     if node_type.gpus:
         world, backend, device = len(dhc_devices), "nccl", "cuda"
-        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / "nccl-%h-%p.log")}
+        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / "nccl-main-%h-%p.log")}
         _require_cuda()
     else:
         world, backend, device, environment = int(settings.get("cpu_ranks", 2)), "gloo", "cpu", {}
     if world < 2:
         raise NotApplicable(f"{world} device: no all-reduce within the node to measure")
     sizes = allreduce.sweep_sizes(8, int(settings["max_bytes"]))
-    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.45  # two runs may follow each other
+    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.2  # up to four runs follow each other
     dhc_check.covered(*dhc_devices)
     run = (world, backend, device, sizes, timeout_s, environment)
     _measure(dhc_check, allreduce, launch, run, "busbw_intra_node", launch.Placement())
@@ -42,7 +42,28 @@ def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
         placement = launch.Placement(dhc_run.settings.node_index, nodes, address, port)
         _measure(dhc_check, allreduce, launch, run, "busbw_inter_node", placement)
     if node_type.gpus:
-        _prove_transport(dhc_check, dhc_run, node_type, inter_node=nodes > 1)
+        _prove_transport(dhc_check, dhc_run, "nccl-main-*.log", node_type, inter_node=nodes > 1)
+        _isolation_runs(dhc_check, allreduce, launch, run, dhc_run, node_type)
+
+
+# Isolation runs judge one node without a peer: its NVLink alone, and its network alone (the
+# GPUs talk to each other through the EFA NICs, so the log proves the EFA path works).
+ISOLATIONS = {
+    "nvlink_only": {"NCCL_P2P_LEVEL": "NVL", "NCCL_NET": "Socket"},
+    "network_loopback": {"NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1"},
+}
+
+
+def _isolation_runs(dhc_check, allreduce, launch, run, dhc_run, node_type):
+    world, backend, device, sizes, timeout_s, _ = run
+    for name, variables in ISOLATIONS.items():
+        if (name == "nvlink_only" and not node_type.nvlinks_per_gpu) or (name == "network_loopback" and not node_type.efa):
+            continue
+        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / f"nccl-{name}-%h-%p.log"), **variables}
+        _measure(dhc_check, allreduce, launch, (world, backend, device, sizes, timeout_s, environment),
+                 f"busbw_{name}", launch.Placement())
+        if name == "network_loopback":
+            _prove_transport(dhc_check, dhc_run, f"nccl-{name}-*.log", node_type, inter_node=True, nvlink=False)
 
 
 def _measure(dhc_check, allreduce, launch, run, metric, placement):
@@ -83,19 +104,20 @@ def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
     _judge_transport(dhc_check, nccl_log.parse(output), dhc_limits.instance_type, inter_node=False)
 
 
-def _prove_transport(dhc_check, dhc_run, node_type, inter_node):
-    logs = sorted(dhc_run.out.glob("nccl-*.log"))
+def _prove_transport(dhc_check, dhc_run, pattern, node_type, inter_node, nvlink=True):
+    logs = sorted(dhc_run.out.glob(pattern))
     if not logs:
-        raise CheckIncomplete("NCCL wrote no debug log, so the transport it used cannot be proven")
+        raise CheckIncomplete(f"NCCL wrote no debug log ({pattern}), so the transport it used cannot be proven")
     _judge_transport(dhc_check, nccl_log.parse("\n".join(p.read_text(errors="replace") for p in logs)), node_type,
-                     inter_node)
+                     inter_node, nvlink)
 
 
-def _judge_transport(dhc_check, summary, node_type, inter_node):
+def _judge_transport(dhc_check, summary, node_type, inter_node, nvlink=True):
     dhc_check.record("p2p_channels", summary.p2p_channels, "count")
     dhc_check.record("shm_channels", summary.shm_channels, "count")
     for fault in nccl_log.transport_faults(summary, expects_efa=node_type.efa > 0,
-                                           expects_nvlink=node_type.nvlinks_per_gpu > 0, inter_node=inter_node):
+                                           expects_nvlink=nvlink and node_type.nvlinks_per_gpu > 0,
+                                           inter_node=inter_node):
         dhc_check.fault(fault, None, Action.REBOOT)
 
 
