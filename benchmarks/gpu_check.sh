@@ -62,6 +62,18 @@ step "benchmark: GEMM burn vs bare matmul"
 step "benchmark: memtest vs copy bandwidth"
 "$py" "$root/benchmarks/memtest.py" --rounds 2
 
+step "NCCL backend: one rank on the GPU through dhc's launcher"
+cat > "$out/nccl_one_gpu.py" <<'PY'
+from dhc.comm import allreduce, launch
+
+if __name__ == "__main__":  # the launcher spawns ranks, which re-import this file
+    sizes = allreduce.sweep_sizes(8, 1 << 30)
+    [rows] = launch.run_local(1, "nccl", allreduce.rank_sweep, ("cuda", sizes), 300, {"NCCL_DEBUG": "WARN"})
+    for size, seconds, wrong in rows[-4:]:
+        print(f"{size:>12} B  algbw {size / seconds / 1e9:8.1f} GB/s  wrong elements {wrong}")
+PY
+"$py" "$out/nccl_one_gpu.py"
+
 step "self-test: planted faults"
 dhc selftest --instance-type single-h200 --thresholds "$thresholds" --out "$out/selftest" 2> "$out/selftest-progress.log"
 echo "selftest exit code $?"
