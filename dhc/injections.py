@@ -11,7 +11,9 @@ INJECTIONS: dict[str, tuple[str, str]] = {
     "gemm-sibling": ("stress.gemm", "device 2 multiplies a perturbed input, so its results differ from its siblings'"),
     "gemm-slow": ("stress.gemm", "device 0 idles so that each GEMM takes four times as long"),
     "memtest-word": ("stress.memtest", "one word of device memory corrupted after a pattern is written"),
+    "pairwise-slow-node": ("connectivity.pairwise", "this node idles in every pair's all-reduce (a multi-node run)"),
 }
+MULTI_NODE = {"pairwise-slow-node"}  # planted in one node of a group; the self-test of one node skips it
 
 # A GEMM injection on a machine with fewer devices runs this many logical workers on its first
 # device, so that there are siblings to outvote and a median to fall below.

@@ -57,8 +57,34 @@ def test_simulated_nodes_on_loopback_name_the_slowed_one(nodes, slow):
 
     def measure(rounds):
         per_rank = launch.run_local(nodes, "gloo", allreduce.pair_rounds, ("cpu", rounds, size, inject), 120)
-        return allreduce.pair_busbw(per_rank, size)
+        assert all(times == per_rank[0] for times in per_rank)  # every rank sees every pair
+        return allreduce.pair_busbw(per_rank[0], size)
 
     result = pairwise.localise(nodes, measure, limit_gbs=0.01)
     assert result.bad == [slow] and result.suspects == [slow]
     assert len(result.pair_busbw) == nodes * (nodes - 1) // 2 and result.retest_busbw
+
+
+@pytest.mark.slow
+def test_four_nodes_each_running_dhc_blame_only_the_slow_one(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from dhc.comm.launch import free_port
+    port = free_port()
+    procs = []
+    for index in range(4):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+        env.update(DHC_IMDS="off", DHC_NODES="4", DHC_NODE_INDEX=str(index), DHC_RENDEZVOUS=f"127.0.0.1:{port}",
+                   DHC_INSTANCE_ID=f"node-{index}")
+        inject = ["--inject", "pairwise-slow-node"] if index == 2 else []
+        procs.append(subprocess.Popen([sys.executable, "-m", "dhc", "run", "--check", "connectivity.pairwise", *inject,
+                                       "--out", str(tmp_path / f"n{index}")], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [0, 0, 1, 0], outputs
+    blamed = json.loads((tmp_path / "n2" / "report.json").read_text())["verdict"]["reasons"][0]["message"]
+    assert blamed.startswith("node 2 of 4 is slow with known-good partners")

@@ -78,20 +78,27 @@ def rank_sweep(rank: int, world: int, device: str, sizes: list[int], inject: All
 
 
 def pair_rounds(rank: int, world: int, device: str, rounds: list[list[tuple[int, int]]], size_bytes: int,
-                inject: AllreduceInjection | None = None, iters: int = 5, warmup: int = 2) -> dict[tuple[int, int], float]:
-    """Inside one rank: each round's pairs all-reduce at once in their own groups; seconds per iteration."""
+                inject: AllreduceInjection | None = None, ranks_per_node: int = 1, iters: int = 5,
+                warmup: int = 2) -> dict[tuple[int, int], float]:
+    """Inside one rank: each round's node pairs all-reduce at once, each pair in its own group.
+
+    Nodes are blocks of ``ranks_per_node`` consecutive ranks. Returns seconds per iteration for
+    every pair measured anywhere (gathered from all ranks; the slowest rank of a pair counts).
+    """
     inject = inject or AllreduceInjection()
     device = _rank_device(device, rank)
+    node = rank // ranks_per_node
     groups = {}
     for pairs in rounds:  # every rank creates every group, in the same order
         for pair in pairs:
             if pair not in groups:
-                groups[pair] = dist.new_group(list(pair))
+                groups[pair] = dist.new_group([n * ranks_per_node + r for n in pair for r in range(ranks_per_node)])
     buf = torch.full((max(1, size_bytes // 4),), float(rank + 1), dtype=torch.float32, device=device)
-    out = {}
-    for pairs in rounds:
-        mine = next((pair for pair in pairs if rank in pair), None)
-        if mine is not None:  # else this rank sits the round out
+    mine_times = {}
+    for index, pairs in enumerate(rounds):
+        peers.step(index + 1)
+        mine = next((pair for pair in pairs if node in pair), None)
+        if mine is not None:  # else this node sits the round out
             for _ in range(warmup):
                 dist.all_reduce(buf, group=groups[mine])
             _sync(device)
@@ -101,18 +108,20 @@ def pair_rounds(rank: int, world: int, device: str, rounds: list[list[tuple[int,
                 if inject.slow_rank == rank:
                     time.sleep(inject.slow_s)
             _sync(device)
-            out[mine] = (time.perf_counter() - start) / iters
+            mine_times[mine] = (time.perf_counter() - start) / iters
         dist.barrier()  # rounds stay apart, pairs within a round overlap
-    return out
-
-
-def pair_busbw(per_rank: list[dict[tuple[int, int], float]], size_bytes: int) -> dict[tuple[int, int], float]:
-    """Bus bandwidth (GB/s) per pair from both members' times (the slower counts)."""
+    everyone: list[dict[tuple[int, int], float]] = [{} for _ in range(world)]
+    dist.all_gather_object(everyone, mine_times)
     times: dict[tuple[int, int], float] = {}
-    for rank_times in per_rank:
+    for rank_times in everyone:
         for pair, seconds in rank_times.items():
             times[pair] = max(times.get(pair, 0.0), seconds)
-    return {pair: bus_bandwidth(size_bytes, seconds, 2)[1] for pair, seconds in times.items()}
+    return times
+
+
+def pair_busbw(times: dict[tuple[int, int], float], size_bytes: int, ranks_per_pair: int = 2) -> dict[tuple[int, int], float]:
+    """Bus bandwidth (GB/s) per pair from its slowest rank's seconds per iteration."""
+    return {pair: bus_bandwidth(size_bytes, seconds, ranks_per_pair)[1] for pair, seconds in times.items()}
 
 
 def combine(per_rank: list[list[tuple[int, float, int]]], ranks: int) -> list[SizeResult]:

@@ -79,5 +79,5 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
     }, {"max_bytes": int, "cpu_ranks": int}),
     CheckSpec("connectivity.pairwise", "pairwise node bandwidth to find the slow node", {
         "busbw_pair": _m("bandwidth", "min", B, "two-node all-reduce bus bandwidth"),
-    }),
+    }, {"message_bytes": int}),
 )}

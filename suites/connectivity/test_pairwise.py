@@ -1,14 +1,59 @@
-"""connectivity.pairwise: in a group of nodes that misses its limit, name the node at fault."""
+"""connectivity.pairwise: in a multi-node run, find the node at fault by pairwise rounds.
+
+Every node of the group runs this check at once; all of them see every pair's bandwidth, reach
+the same conclusion, and each fails only itself: a node slow with known-good partners.
+"""
+
+import itertools
 
 import pytest
 
-from dhc.errors import NotApplicable
+from dhc.errors import CheckIncomplete, NotApplicable
+from dhc.model import Action
 
 
 @pytest.mark.check("connectivity.pairwise")
-def test_pairwise_localisation(dhc_check, dhc_run):
-    nodes = dhc_run.settings.nodes
-    if nodes < 2:
+def test_pairwise_localisation(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    settings = dhc_run.settings
+    if settings.nodes < 2:
         raise NotApplicable("one node in this run: pairwise localisation needs a group of nodes "
-                            "(set DHC_NODES and a rendezvous; see README, Localising a slow node)")
-    raise NotApplicable(f"{nodes} nodes: cross-node pairwise rounds are driven by the controller, not by one node")
+                            "(DHC_NODES, DHC_NODE_INDEX and DHC_RENDEZVOUS; see README)")
+    if not settings.rendezvous:
+        raise CheckIncomplete(f"DHC_NODES={settings.nodes} needs DHC_RENDEZVOUS=host:port of node 0")
+    try:
+        from dhc.comm import allreduce, launch, pairwise
+    except ImportError as exc:
+        raise CheckIncomplete(f"torch is needed for pairwise all-reduces ({exc}); install dhc[engines]") from None
+    gpus = dhc_limits.instance_type.gpus
+    local, backend, device = (len(dhc_devices), "nccl", "cuda") if gpus else (1, "gloo", "cpu")
+    host, port = launch.parse_rendezvous(settings.rendezvous)
+    ports = itertools.count(port + 1)  # the all-reduce check meets on the port itself
+    size = int(dhc_check.settings["message_bytes"])
+    timeout_s = dhc_limits.timing("connectivity.pairwise").timeout_s * 0.4
+    slow = dhc_run.options.inject == "pairwise-slow-node"
+    inject = allreduce.AllreduceInjection(slow_rank=settings.node_index * local, slow_s=0.05) if slow else None
+
+    def measure(rounds):
+        placement = launch.Placement(settings.node_index, settings.nodes, host, next(ports))
+        try:
+            [times, *_] = launch.run_local(local, backend, allreduce.pair_rounds,
+                                           (device, rounds, size, inject, local), timeout_s, None, placement)
+        except launch.RankFailure as exc:
+            raise CheckIncomplete(f"pairwise round: {exc}") from None
+        return allreduce.pair_busbw(times, size, 2 * local)
+
+    limit = dhc_limits.check("connectivity.pairwise").limits.get("busbw_pair")
+    floor = limit.value if limit is not None and limit.calibrated else 0.0
+    result = pairwise.localise(settings.nodes, measure, floor, quick=settings.nodes > 8)
+    me = settings.node_index
+    dhc_check.covered(*dhc_devices)
+    for (a, b), busbw in sorted(result.pair_busbw.items()):
+        if me in (a, b):
+            dhc_check.record(f"busbw_with_node_{b if a == me else a}", round(busbw, 3), "GB/s")
+    dhc_check.record("suspect_nodes", len(result.suspects), "count")
+    if me in result.bad:
+        mine = {p: round(bw, 3) for p, bw in result.retest_busbw.items() if me in p}
+        dhc_check.fault(f"node {me} of {settings.nodes} is slow with known-good partners (pair bus bandwidth "
+                        f"in GB/s: {mine}); the other nodes are cleared", None, Action.REPLACE)
+    elif me in result.undetermined:
+        raise CheckIncomplete("every pair of the group is slow: the fault is not one node's (the fabric?)")
