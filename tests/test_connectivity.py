@@ -268,3 +268,21 @@ def test_a_rank_dying_on_another_node_is_named_on_this_one():
         t.join(timeout=120)
     assert failures[1].startswith("rank 3 on ") and "exit code 17" in failures[1]
     assert failures[0].startswith("rank 3 on ") or "rank 3 " in failures[0].split("(seen by")[0], failures[0]
+
+
+@torch_needed
+@pytest.mark.slow
+def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp_path, thresholds_file):
+    from dhc.comm.launch import free_port
+
+    def quick(doc):
+        doc["instance_types"]["cpu"]["profiles"]["quick"]["connectivity.allreduce"].update(
+            timeout_s=60, max_bytes=2**20)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env.update(DHC_IMDS="off", DHC_NODES="2", DHC_NODE_INDEX="0", DHC_RENDEZVOUS=f"127.0.0.1:{free_port()}")
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "connectivity.allreduce", "--thresholds",
+                           str(thresholds_file(quick)), "--out", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
+    assert reason.startswith("busbw_inter_node: rank 2 never joined; rank 3 never joined"), reason
