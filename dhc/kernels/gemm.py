@@ -110,6 +110,14 @@ def vote(references: list[torch.Tensor | None]) -> tuple[list[int], bool]:
     return sorted(i for k, g in enumerate(groups) if k != best for i in g), False
 
 
+def _mismatches(out_words: torch.Tensor, ref_words: torch.Tensor) -> torch.Tensor | int:
+    """Words that differ. On a GPU counted on the device (no sync); on the CPU an equality test
+    first, which is cheaper, and a count only when something differs."""
+    if out_words.device.type == "cpu" and torch.equal(out_words, ref_words):
+        return 0
+    return torch.count_nonzero(out_words != ref_words)
+
+
 def _words(t: torch.Tensor) -> torch.Tensor:
     """The tensor's bytes as 64-bit words where they divide evenly (half the compares of 32-bit)."""
     flat = t.view(-1)
@@ -162,12 +170,15 @@ def _burn_one(result: WorkerResult, a_host: torch.Tensor, b_host: torch.Tensor, 
             last = time.perf_counter()
         if inject.flip_bit_worker == result.worker and result.iterations == inject.flip_at_iteration:
             out.view(_BITS[a.dtype])[size // 2, size // 3] ^= 1 << 3
-        counts.append(torch.count_nonzero(out_words != ref_words))
+        counts.append(_mismatches(out_words, ref_words))
         result.iterations += 1
         if result.iterations % SYNC_EVERY == 0:
             clock.sync()
     result.elapsed_s = clock.stop()
-    per_iteration = torch.stack(counts).cpu().tolist()
+    if counts and all(isinstance(c, torch.Tensor) for c in counts):
+        per_iteration = torch.stack(counts).cpu().tolist()  # one copy off the GPU for all of them
+    else:
+        per_iteration = [int(c) for c in counts]
     bad = [i for i, n in enumerate(per_iteration) if n]
     result.mismatched_iterations, result.mismatched_words = len(bad), int(sum(per_iteration))
     result.first_mismatch_iteration = bad[0] if bad else None
