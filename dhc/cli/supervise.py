@@ -75,7 +75,10 @@ class Supervisor:
                 if stopped:
                     self._kill(child)
                     break
-                time.sleep(self.poll_s)
+                try:
+                    child.wait(timeout=self.poll_s)  # returns the moment the child ends
+                except subprocess.TimeoutExpired:
+                    pass
         except KeyboardInterrupt:
             stopped = "interrupted (Ctrl-C or SIGTERM)"
             self.progress.note("interrupted: letting the running check stop and the report be written")
