@@ -152,3 +152,10 @@ def test_gpu_type_with_a_cpu_only_torch_is_incomplete_not_passed(tmp_path):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [c["status"] for c in report["checks"]] == ["Incomplete", "Incomplete"]
     assert all("torch has no CUDA" in c["reason"] for c in report["checks"])
+
+
+def test_a_watch_nvml_refuses_is_reported(fake_nvml):
+    with StressWatch([0], nvml=lambda: Nvml(object())) as watch:
+        time.sleep(0.1)
+    assert watch.watching() == {"clock_events_watched": 0, "xid_events_watched": 0}
+    assert len(watch.problems()) == 2 and StressWatch([]).watching() == {}

@@ -49,6 +49,11 @@ class StressWatch:
                                           event.action))
         return out
 
+    def watching(self) -> dict[str, int]:
+        """Which watches ran to the end (1) or stopped early (0), for the report."""
+        return {f"{name}_watched": int(w.error is None)
+                for name, w in (("clock_events", self.clocks), ("xid_events", self.xids)) if w is not None}
+
     def problems(self) -> list[str]:
         """Why a watcher stopped early, if one did (the stress itself still counts)."""
         return [w.error for w in (self.clocks, self.xids) if w is not None and w.error]

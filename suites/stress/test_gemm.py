@@ -27,6 +27,8 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
             _judge(dhc_check, gemm.burn(names, dtype, size, duration, inject=inject), devices)
     for fault in watch.faults():
         dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
+    for name, ran in watch.watching().items():  # a watch NVML refused is shown, not silently dropped
+        dhc_check.record(name, ran, "count")
 
 
 def _judge(dhc_check, result, devices):

@@ -26,6 +26,8 @@ def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
                              targets))
     for fault in watch.faults():
         dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
+    for name, ran in watch.watching().items():  # a watch NVML refused is shown, not silently dropped
+        dhc_check.record(name, ran, "count")
     for device, free, result, copy in runs:
         dhc_check.record("copy_bandwidth", round(2 * copy / 1e9, 3), "GB/s", device)  # read + write
         dhc_check.record("memory_errors", result.errors, "count", device)
