@@ -39,10 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     nccl_parser = sub.add_parser("nccl-tests", help="a verdict on an existing nccl-tests all_reduce_perf log")
     nccl_cmd.add_arguments(nccl_parser)
     nccl_parser.set_defaults(handler=nccl_cmd.nccl_command)
+    report_parser = sub.add_parser("report", help="render reports for people")
+    report_sub = report_parser.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    show_parser = report_sub.add_parser("show", help="render one report.json as a self-contained HTML page")
+    show_parser.add_argument("report", help="a report.json")
+    show_parser.add_argument("-o", "--out", help="the page to write (default: beside the report, .html)")
+    show_parser.set_defaults(handler=_report_show)
     thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
     thresholds_cmd.add_arguments(thresholds_parser)
     thresholds_parser.set_defaults(handler=thresholds_cmd.thresholds_command)
     return parser
+
+
+def _report_show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dhc.report.html import show
+
+    print(show(Path(args.report), Path(args.out) if args.out else None))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

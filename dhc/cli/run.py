@@ -121,7 +121,9 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
     plan = _read_plan(out)
     results = report.complete_results(plan, results, run_info.ended_by)
     document = report.build_document(run_info, identity, limits, software_versions(dcgmi=settings.dcgmi), results)
-    report.write_json_atomic(path, document)
+    problem = report.save_report(out, document)
+    if problem:
+        sys.stderr.write(f"dhc: {problem}\n")
     return document
 
 

@@ -24,5 +24,8 @@ def print_summary(document: dict[str, Any], report_path: Path, stream: TextIO) -
         if reason["status"] == "Failed":
             lines.append(f"  fault: {reason['message']} -> {reason['action']}")
     lines.append(f"report: {report_path}")
+    page = report_path.with_name("report.html")
+    if page.exists():
+        lines.append(f"page:   {page}")
     stream.write("\n".join(lines) + "\n")
     stream.flush()

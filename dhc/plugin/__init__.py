@@ -197,6 +197,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for reason in verdict["reasons"]:
         terminalreporter.write_line(f"  {reason['status']}: {reason['message']}")
     terminalreporter.write_line(f"report: {run.out / 'report.json'}")
+    if run.html_problem:
+        terminalreporter.write_line(run.html_problem)
 
 
 # -- fixtures ------------------------------------------------------------------------------------

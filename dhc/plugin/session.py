@@ -55,6 +55,7 @@ class DhcRun:
         self.collection_errors: list[str] = []
         self.document: dict[str, Any] | None = None
         self.previous_sigterm: object | None = None
+        self.html_problem: str | None = None
         self.environment: dict[str, Any] = {} if self.is_worker else software_versions(dcgmi=self.settings.dcgmi)
 
     # -- identity and output -------------------------------------------------------------------
@@ -111,7 +112,7 @@ class DhcRun:
         why = self.run_info.ended_by or "pytest finished without running it"
         results = report.complete_results(self.planned(), list(self.results.values()), why)
         document = build_document(self.run_info, self.identity, self.limits, self.environment, results)
-        report.write_json_atomic(self.out / report.REPORT_NAME, document)
+        self.html_problem = report.save_report(self.out, document)
         return document
 
     def _ended_by(self, exitstatus: int) -> str | None:

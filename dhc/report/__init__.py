@@ -1,4 +1,7 @@
-"""Reports: the versioned JSON document, written atomically, and the journal a run streams."""
+"""Reports: the versioned JSON document, written atomically, its HTML page, and the run's journal."""
+
+from pathlib import Path
+from typing import Any
 
 from dhc.report.document import (
                                  SCHEMA_PATH,
@@ -21,6 +24,24 @@ from dhc.report.files import (
                                  write_json_atomic,
 )
 
-__all__ = ["JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal", "RunInfo",
+__all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal", "RunInfo",
            "build_document", "build_report", "complete_results", "default_run_name", "ensure_writable_dir",
            "load_schema", "read_json", "utc_now", "write_json_atomic"]
+
+
+HTML_NAME = "report.html"
+
+
+def save_report(out: Path, document: dict[str, Any]) -> str | None:
+    """report.json first (atomic), then report.html; a page that fails to render never costs the JSON.
+
+    Returns why the page could not be written, or None.
+    """
+    write_json_atomic(out / REPORT_NAME, document)
+    from dhc.report.html import write_node  # jinja2 is needed only here
+
+    try:
+        write_node(document, out / HTML_NAME)
+    except Exception as exc:  # the JSON is the record; the page is a view of it
+        return f"report.html not written: {type(exc).__name__}: {exc}"
+    return None
