@@ -33,6 +33,8 @@ class Settings:
     fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
     nccl_tests: str | None = None  # all_reduce_perf to measure with instead of torch (DHC_NCCL_TESTS)
     sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
+    cluster_id: str | None = None  # for the CloudWatch log group name (DHC_CLUSTER_ID)
+    log_group: str | None = None  # a CloudWatch log group instead of HyperPod's (DHC_CLOUDWATCH_LOG_GROUP)
     nodes: int = 1  # nodes in a multi-node run (DHC_NODES)
     node_index: int = 0  # this node's place in it (DHC_NODE_INDEX, or a Kubernetes Indexed Job's index)
     rendezvous: str | None = None  # host:port of node 0's rendezvous (a headless Service name on Kubernetes)
@@ -66,6 +68,8 @@ class Settings:
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
             nccl_tests=env.get("DHC_NCCL_TESTS") or None,
             sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
+            cluster_id=env.get("DHC_CLUSTER_ID") or None,
+            log_group=env.get("DHC_CLOUDWATCH_LOG_GROUP") or None,
             nodes=_whole(env, "DHC_NODES", 1, minimum=1),
             node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),
             rendezvous=env.get("DHC_RENDEZVOUS") or None,

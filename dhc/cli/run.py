@@ -26,7 +26,7 @@ from dhc.model import CheckResult, PlannedCheck
 from dhc.probes.environment import software_versions
 from dhc.resources import bundled
 from dhc.settings import Settings
-from dhc.sinks.logline import verdict_lines, write_lines
+from dhc.sinks.logline import summary_line, verdict_lines, write_lines
 from dhc.thresholds import CATALOGUE, SUITES, InstanceLimits, load
 
 EXIT_CONFIG = 2
@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=["quick", "full"], default="quick", help="default: quick")
     parser.add_argument("--inject", choices=sorted(INJECTIONS), metavar="FAULT",
                         help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
+    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch"],
+                        help="also send the verdict's log lines here (repeatable)")
+    parser.add_argument("--log-group", help="CloudWatch log group (default: /aws/sagemaker/Clusters/<cluster>/<id>)")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                         help="run checks in N pytest-xdist worker processes (default: in one process)")
 
@@ -56,7 +59,23 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"self-test run with the fault {args.inject!r} planted: no fault log lines emitted")
     else:
         write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
+        if "cloudwatch" in args.sink:
+            _to_cloudwatch(document, args.log_group)
     return int(document["verdict"]["exit_code"])
+
+
+def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
+    """A sink that fails is reported on stderr; the verdict and the local report stand."""
+    from dhc.sinks import cloudwatch  # boto3 only when asked for
+
+    settings = Settings.from_env()
+    where = cloudwatch.destination(document, settings.cluster, settings.cluster_id, log_group or settings.log_group)
+    try:
+        sent = cloudwatch.send([*verdict_lines(document), summary_line(document)], where)
+    except cloudwatch.SinkError as exc:
+        sys.stderr.write(f"dhc: sink failed, the local report is intact: {exc}\n")
+        return
+    sys.stderr.write(f"dhc: sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}\n")
 
 
 def execute(args: argparse.Namespace, progress_stream: TextIO) -> tuple[dict[str, Any], Path]:

@@ -42,6 +42,22 @@ def verdict_lines(document: dict[str, Any]) -> list[dict[str, Any]]:
     return lines
 
 
+def summary_line(document: dict[str, Any]) -> dict[str, Any]:
+    """One ``info`` line with the verdict, for sinks where a passing node should be seen too."""
+    instance, verdict = document["instance"], document["verdict"]
+    counts = {status: sum(c["status"] == status for c in document["checks"])
+              for status in ("Passed", "Failed", "Incomplete", "Skipped")}
+    return {
+        "level": "info", "ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "msg": f"Deep health check {verdict['status']}. Region: {instance['region']['value'] or 'unknown'}, "
+               f"InstanceType: {instance['instance_type']['value']}. "
+               + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
+        "instance_id": instance["instance_id"]["value"], "instance_type": instance["instance_type"]["value"],
+        "region": instance["region"]["value"], "node": instance["node_name"]["value"],
+        "run_id": document["run"]["run_id"], "status": verdict["status"], "action": verdict["action"],
+    }
+
+
 def write_lines(lines: list[dict[str, Any]], stream: TextIO, log_file: Path | None = None) -> None:
     text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
     stream.write(text)
