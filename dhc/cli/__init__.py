@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     show_parser.add_argument("report", help="a report.json")
     show_parser.add_argument("-o", "--out", help="the page to write (default: beside the report, .html)")
     show_parser.set_defaults(handler=_report_show)
+    fleet_parser = report_sub.add_parser("fleet", help="review many reports: counts, failures, outliers")
+    fleet_parser.add_argument("paths", nargs="+", help="report.json files, or folders searched for them")
+    fleet_parser.add_argument("-o", "--out", default="fleet.html", help="the page (default: fleet.html)")
+    fleet_parser.add_argument("--json", help="also write the review as JSON")
+    fleet_parser.add_argument("--csv", help="also write the node table as CSV")
+    fleet_parser.add_argument("-k", type=float, default=3.5, help="robust deviations that make a suspect (3.5)")
+    fleet_parser.set_defaults(handler=_report_fleet)
     thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
     thresholds_cmd.add_arguments(thresholds_parser)
     thresholds_parser.set_defaults(handler=thresholds_cmd.thresholds_command)
@@ -57,6 +64,28 @@ def _report_show(args: argparse.Namespace) -> int:
     from dhc.report.html import show
 
     print(show(Path(args.report), Path(args.out) if args.out else None))
+    return 0
+
+
+def _report_fleet(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dhc import fleet
+    from dhc.report import write_json_atomic
+    from dhc.report.fleet_html import write_fleet
+
+    document, table = fleet.review([Path(p) for p in args.paths], args.k)
+    for skipped in document["skipped"]:
+        sys.stderr.write(f"dhc: skipped {skipped['file']}: {skipped['why']}\n")
+    if not document["reports"]:
+        raise DhcError(f"no readable dhc reports in {', '.join(args.paths)}")
+    print(write_fleet(document, Path(args.out)))
+    if args.json:
+        write_json_atomic(Path(args.json), document)
+        print(args.json)
+    if args.csv:
+        fleet.write_csv(table, Path(args.csv))
+        print(args.csv)
     return 0
 
 

@@ -1,0 +1,130 @@
+"""Fleet review and calibration on synthetic fleets with known answers, and the page in Chromium."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pd = pytest.importorskip("pandas", reason="the fleet review needs pandas (dhc[fleet])")
+
+import fleetgen  # noqa: E402
+
+from dhc import fleet  # noqa: E402
+from dhc.fleet import calibrate  # noqa: E402
+from dhc.report import load_schema  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLEET_SCHEMA = json.loads((Path(load_schema.__code__.co_filename).parent / "schema" / "fleet-v1.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fleet")
+    fleetgen.write_fleet(folder, 40, failed={3, 17}, incomplete={5}, suspects={11: 6})
+    (folder / "broken").mkdir()
+    (folder / "broken" / "report.json").write_text("{not json")
+    (folder / "other").mkdir()
+    (folder / "other" / "report.json").write_text('{"schema_version": "2.0"}')
+    (folder / "partial").mkdir()
+    (folder / "partial" / "report.json").write_text('{"schema_version": "1.0", "instance": {}}')
+    return folder
+
+
+def test_counts_failures_and_skipped_files(synthetic):
+    document, table = fleet.review([synthetic])
+    assert document["reports"] == 40 and len(table) == 40
+    assert document["counts"]["by_status"] == {"Passed": 37, "Failed": 2, "Incomplete": 1}
+    assert document["counts"]["by_type"] == {"ml.p5.48xlarge": {"Failed": 2, "Incomplete": 1, "Passed": 37}}
+    assert document["failed_checks"][0] == {"check": "stress.inventory", "status": "Failed", "nodes": 2,
+                                            "example": "missing GPU"}
+    skipped = {Path(s["file"]).parent.name: s["why"] for s in document["skipped"]}
+    assert set(skipped) == {"broken", "other", "partial"}
+    assert skipped["broken"].startswith("not JSON") and "schema 1.x" in skipped["other"]
+    assert skipped["partial"].startswith("missing field")
+
+
+def test_the_planted_suspect_and_no_other(synthetic):
+    document, table = fleet.review([synthetic])
+    [suspect] = document["outliers"]
+    assert (suspect["instance_id"], suspect["device"], suspect["metric"]) == (f"i-{11:017x}", "GPU 6", "tflops_bf16")
+    assert suspect["value"] == 712.0 and suspect["robust_z"] < -3.5 and suspect["judgement"] == "within"
+    assert table.set_index("instance_id").loc[f"i-{11:017x}", "suspect"] == 1 and table["suspect"].sum() == 1
+
+
+def test_outputs_validate_and_agree(synthetic, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with the test extra")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHC_")}
+    proc = subprocess.run([sys.executable, "-m", "dhc", "report", "fleet", str(synthetic), "-o", str(tmp_path / "f.html"),
+                           "--json", str(tmp_path / "f.json"), "--csv", str(tmp_path / "f.csv")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("dhc: skipped ") == 3 and "Traceback" not in proc.stderr
+    document = json.loads((tmp_path / "f.json").read_text())
+    jsonschema.validate(document, FLEET_SCHEMA)
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    assert len(rows) == 40 and rows[0]["status"] == "Failed"
+    page = (tmp_path / "f.html").read_text()
+    assert "Fleet review: 40 node reports" in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_no_reports_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dhc", "report", "fleet", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "no readable dhc reports" in proc.stderr
+
+
+def test_calibration_proposes_the_median_times_the_factor(synthetic):
+    loaded = fleet.load([synthetic])
+    proposals = {(p["check"], p["metric"]): p for p in calibrate.propose(loaded, "ml.p5.48xlarge", 0.9)}
+    assert set(proposals) == {("stress.gemm", "tflops_bf16"), ("stress.memtest", "copy_bandwidth")}
+    healthy = loaded.nodes[loaded.nodes["failed_checks"] == 0]["instance_id"]
+    values = loaded.measurements[(loaded.measurements["metric"] == "tflops_bf16")
+                                 & loaded.measurements["instance_id"].isin(healthy)]["value"]
+    gemm = proposals[("stress.gemm", "tflops_bf16")]
+    assert gemm["value"] == pytest.approx(values.median() * 0.9, abs=1e-3) and gemm["unit"] == "TFLOP/s"
+    assert "over 304 samples from 38 healthy nodes" in gemm["source"]  # 40 nodes less 2 failed, 8 GPUs each
+    fragment = calibrate.yaml_fragment("ml.p5.48xlarge", list(proposals.values()))
+    assert "tflops_bf16:" in fragment and "min: " in fragment
+    with pytest.raises(ValueError, match="--factor"):
+        calibrate.propose(loaded, "ml.p5.48xlarge", 1.5)
+
+
+def test_calibrated_fragment_merges_into_a_valid_thresholds_file(synthetic, tmp_path, thresholds_file):
+    import yaml
+
+    from dhc import thresholds
+    loaded = fleet.load([synthetic])
+    fragment = yaml.safe_load(calibrate.yaml_fragment("ml.p5.48xlarge", calibrate.propose(loaded, "ml.p5.48xlarge", 0.9)))
+
+    def merge(doc):
+        doc["instance_types"]["ml.p5.48xlarge"]["checks"].update(fragment["instance_types"]["ml.p5.48xlarge"]["checks"])
+    limits = thresholds.load(thresholds_file(merge)).resolve("p5.48xlarge")
+    assert 700 < limits.check("stress.gemm").limits["tflops_bf16"].value < 720
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow
+def test_the_fleet_page_runs_without_console_errors_and_filters(synthetic, tmp_path):
+    from dhc.report.fleet_html import write_fleet
+    document, _ = fleet.review([synthetic])
+    page = write_fleet(document, tmp_path / "fleet.html")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000"]
+    proc = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri() + "#status=Failed"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "Uncaught" not in proc.stderr and "CONSOLE" not in proc.stderr, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.split("<tr ") if 'data-status="' in line]
+    visible = [r for r in rows if 'style="display: none;"' not in r]
+    assert len(rows) == 40 and len(visible) == 2 and all('data-status="Failed"' in r for r in visible)
+    assert "2 of 40 nodes" in proc.stdout
+    shot = tmp_path / "fleet.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
