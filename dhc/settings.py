@@ -34,6 +34,7 @@ class Settings:
     nccl_tests: str | None = None  # all_reduce_perf to measure with instead of torch (DHC_NCCL_TESTS)
     sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
     cluster_id: str | None = None  # for the CloudWatch log group name (DHC_CLUSTER_ID)
+    k8s_prefix: str = "sagemaker.amazonaws.com"  # key prefix of the node labels, taint and annotations
     log_group: str | None = None  # a CloudWatch log group instead of HyperPod's (DHC_CLOUDWATCH_LOG_GROUP)
     nodes: int = 1  # nodes in a multi-node run (DHC_NODES)
     node_index: int = 0  # this node's place in it (DHC_NODE_INDEX, or a Kubernetes Indexed Job's index)
@@ -69,6 +70,7 @@ class Settings:
             nccl_tests=env.get("DHC_NCCL_TESTS") or None,
             sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
             cluster_id=env.get("DHC_CLUSTER_ID") or None,
+            k8s_prefix=env.get("DHC_K8S_PREFIX") or "sagemaker.amazonaws.com",
             log_group=env.get("DHC_CLOUDWATCH_LOG_GROUP") or None,
             nodes=_whole(env, "DHC_NODES", 1, minimum=1),
             node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=["quick", "full"], default="quick", help="default: quick")
     parser.add_argument("--inject", choices=sorted(INJECTIONS), metavar="FAULT",
                         help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
-    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch"],
+    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch", "kubernetes"],
                         help="also send the verdict's log lines here (repeatable)")
     parser.add_argument("--log-group", help="CloudWatch log group (default: /aws/sagemaker/Clusters/<cluster>/<id>)")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
@@ -61,7 +61,25 @@ def run_command(args: argparse.Namespace) -> int:
         write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
         if "cloudwatch" in args.sink:
             _to_cloudwatch(document, args.log_group)
+        if "kubernetes" in args.sink:
+            _to_node(document)
     return int(document["verdict"]["exit_code"])
+
+
+def _to_node(document: dict[str, Any]) -> None:
+    """Write this node's verdict onto its Kubernetes Node; a failure is reported, the report stands."""
+    from dhc.sinks import node  # the kubernetes client only when asked for
+
+    settings = Settings.from_env()
+    if not settings.node_name:
+        sys.stderr.write("dhc: sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)\n")
+        return
+    try:
+        state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix)
+    except node.K8sError as exc:
+        sys.stderr.write(f"dhc: sink kubernetes failed, the local report is intact: {exc}\n")
+        return
+    sys.stderr.write(f"dhc: node {settings.node_name} marked {state.check_status} / {state.health}\n")
 
 
 def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:

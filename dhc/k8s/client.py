@@ -1,0 +1,131 @@
+"""The only place dhc talks to the Kubernetes API server (the official ``kubernetes`` client).
+
+Every call has a timeout. 429 and 5xx (and dropped connections) are retried with exponential
+backoff and jitter; a node patch is guarded by its resourceVersion and re-read and re-applied on a
+conflict, so it never clobbers what others changed meanwhile. API errors leave as dhc's own
+exceptions.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from dhc.errors import DhcError
+
+
+class K8sError(DhcError):
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class K8sNotFound(K8sError):
+    pass
+
+
+class K8sConflict(K8sError):
+    pass
+
+
+RETRIED = {429, 500, 502, 503, 504}
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None, timeout_s: float = 10.0, attempts: int = 6,
+                 backoff_s: float = 0.2):
+        self.api = api_client or _configured_client()
+        self.core = client.CoreV1Api(self.api)
+        self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one API call with a timeout, retrying what is worth retrying; translate errors."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args, _request_timeout=self.timeout_s, **kwargs)
+            except ApiException as exc:
+                if exc.status in RETRIED and attempt < self.attempts:
+                    self._pause(attempt, exc)
+                    continue
+                raise _translate(what, exc) from None
+            except (Urllib3Error, OSError) as exc:
+                if attempt < self.attempts:
+                    self._pause(attempt, None)
+                    continue
+                raise K8sError(f"{what}: API server unreachable: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def node(self, name: str) -> dict[str, Any]:
+        raw = self.call(f"read node {name}", self.core.read_node, name)
+        return self.api.sanitize_for_serialization(raw)
+
+    def patch_node(self, name: str, change: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+        """Apply ``change(node) -> JSON patch ops`` guarded by the node's resourceVersion; re-read on conflict."""
+        for attempt in range(1, self.attempts + 1):
+            node = self.node(name)
+            ops = change(node)
+            if not ops:
+                return node
+            guard = {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]}
+            try:
+                raw = self.call(f"patch node {name}", self.core.patch_node, name, [guard, *ops])
+                return self.api.sanitize_for_serialization(raw)
+            except K8sConflict:
+                if attempt == self.attempts:
+                    raise
+                self._pause(attempt, None)
+        raise AssertionError("unreachable")
+
+    def node_event(self, node: dict[str, Any], reason: str, message: str, warning: bool, namespace: str = "default",
+                   component: str = "dhc") -> None:
+        meta = node["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.dhc-"),
+            involved_object=client.V1ObjectReference(kind="Node", name=meta["name"], uid=meta.get("uid"),
+                                                      api_version="v1"),
+            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=component, host=meta["name"]),
+            first_timestamp=now, last_timestamp=now, count=1)
+        self.call(f"create event for node {meta['name']}", self.core.create_namespaced_event, namespace, event)
+
+    def _pause(self, attempt: int, exc: ApiException | None) -> None:
+        retry_after = _retry_after(exc)
+        delay = retry_after if retry_after is not None else self.backoff_s * 2 ** (attempt - 1)
+        time.sleep(delay * random.uniform(0.5, 1.5))
+
+
+def _configured_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise K8sError(f"no Kubernetes configuration (not in a pod, and no usable kubeconfig): {exc}") from None
+    return client.ApiClient()
+
+
+def _translate(what: str, exc: ApiException) -> K8sError:
+    detail = (exc.reason or "").strip()
+    if exc.status == 404:
+        return K8sNotFound(f"{what}: not found", 404)
+    if exc.status == 409 or (exc.status == 422 and "test" in (exc.body or "")):
+        return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status)
+    return K8sError(f"{what}: HTTP {exc.status} {detail}", exc.status)
+
+
+def _retry_after(exc: ApiException | None) -> float | None:
+    if exc is None or not exc.headers:
+        return None
+    try:
+        return min(30.0, float(exc.headers.get("Retry-After")))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,111 @@
+"""The node scheme: which labels, taint and annotations say where a node's deep health check stands.
+
+Defaults mirror SageMaker HyperPod so existing nodeSelectors keep working; the key prefix is
+configurable (a real HyperPod cluster owns those keys itself). Pure functions, no API calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_PREFIX = "sagemaker.amazonaws.com"
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+MAX_ANNOTATION_CHARS = 16_384  # well inside the 256 KiB all annotations share
+
+
+@dataclass(frozen=True)
+class NodeState:
+    check_status: str  # InProgress | Passed | Failed
+    health: str  # Schedulable | Unschedulable | UnschedulablePendingReboot | UnschedulablePendingReplacement
+    reasons: str = ""  # for the annotation and the Event
+
+    @property
+    def tainted(self) -> bool:
+        return self.health != "Schedulable"
+
+
+class Keys:
+    def __init__(self, prefix: str = DEFAULT_PREFIX):
+        self.check_status = f"{prefix}/deep-health-check-status"
+        self.health = f"{prefix}/node-health-status"
+        self.reasons = f"{prefix}/deep-health-check-reasons"
+        self.attempts = f"{prefix}/deep-health-check-attempts"
+
+
+def joining() -> NodeState:
+    return NodeState("InProgress", "Unschedulable")
+
+
+def from_verdict(document: dict[str, Any], instance_id: str | None = None) -> NodeState:
+    """Passed -> Schedulable; Failed -> pending reboot or replacement; Incomplete -> still InProgress."""
+    verdict = document["verdict"]
+    reasons = reasons_text(document, instance_id)
+    if verdict["status"] == "Passed":
+        return NodeState("Passed", "Schedulable", reasons)
+    if verdict["status"] == "Failed":
+        health = "UnschedulablePendingReboot" if verdict["action"] == "Reboot" else "UnschedulablePendingReplacement"
+        return NodeState("Failed", health, reasons)
+    return NodeState("InProgress", "Unschedulable", reasons)  # Incomplete: the controller retries, then fails
+
+
+def reasons_text(document: dict[str, Any], instance_id: str | None = None) -> str:
+    instance = document["instance"]
+    head = {"verdict": document["verdict"]["status"], "action": document["verdict"]["action"],
+            "instance_id": instance_id or instance["instance_id"]["value"],
+            "instance_type": instance["instance_type"]["value"], "run_id": document["run"]["run_id"]}
+    reasons = [{k: r.get(k) for k in ("check", "status", "message", "action", "metric", "value", "limit", "unit")}
+               | {"gpu": _gpu(r.get("device"))} for r in document["verdict"]["reasons"]]
+    text = json.dumps(head | {"reasons": reasons}, separators=(",", ":"))
+    while len(text) > MAX_ANNOTATION_CHARS and reasons:
+        reasons = reasons[:-1]
+        text = json.dumps(head | {"reasons": reasons, "truncated": True}, separators=(",", ":"))
+    return text
+
+
+def label_value(value: str) -> str:
+    """A valid label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", value)[:63].strip("-._")
+    assert _LABEL_VALUE.match(cleaned), cleaned
+    return cleaned
+
+
+def taint(keys: Keys, state: NodeState) -> dict[str, str]:
+    return {"key": keys.health, "value": label_value(state.health), "effect": "NoSchedule"}
+
+
+def _gpu(device: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not device or device.get("kind") != "gpu":
+        return None
+    return {k: device.get(k) for k in ("index", "uuid", "serial", "pci_bus_id")}
+
+
+def node_ops(node: dict[str, Any], keys: Keys, state: NodeState) -> list[dict[str, Any]]:
+    """JSON patch operations that set dhc's labels, annotation and taint, and touch nothing else."""
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    ops: list[dict[str, Any]] = []
+    labels = meta.get("labels") or {}
+    if "labels" not in meta or meta["labels"] is None:
+        ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
+    for key, value in ((keys.check_status, state.check_status), (keys.health, state.health)):
+        if labels.get(key) != label_value(value):
+            ops.append({"op": "add", "path": f"/metadata/labels/{_escape(key)}", "value": label_value(value)})
+    if state.reasons:
+        if "annotations" not in meta or meta["annotations"] is None:
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(keys.reasons)}", "value": state.reasons})
+    current = spec.get("taints") or []
+    wanted = [t for t in current if t.get("key") != keys.health] + ([taint(keys, state)] if state.tainted else [])
+    if _plain_taints(wanted) != _plain_taints(current):
+        ops.append({"op": "add", "path": "/spec/taints", "value": wanted})
+    return ops
+
+
+def _plain_taints(taints: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    return [(t.get("key"), t.get("value"), t.get("effect")) for t in taints]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

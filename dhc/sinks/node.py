@@ -1,0 +1,40 @@
+"""The node-side sink: a run in a Kubernetes Job writes its own node's verdict onto the node.
+
+Labels and taint from the scheme, the reasons in an annotation and a Node Event. Runs after the
+report is safely on disk; the instance ID comes from the node's ``spec.providerID``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dhc.instance import parse_provider_id
+from dhc.k8s import scheme
+from dhc.k8s.client import K8sError, Kube
+
+
+def write_verdict(kube: Kube, node_name: str, document: dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX) -> scheme.NodeState:
+    keys = scheme.Keys(prefix)
+    node = kube.node(node_name)
+    instance_id = _instance_id(node) or document["instance"]["instance_id"]["value"]
+    state = scheme.from_verdict(document, instance_id)
+    patched = kube.patch_node(node_name, lambda current: scheme.node_ops(current, keys, state))
+    verdict = document["verdict"]
+    summary = f"deep health check {verdict['status']} on {instance_id}"
+    if verdict["reasons"]:
+        summary += ": " + "; ".join(r["message"] for r in verdict["reasons"][:3])
+    kube.node_event(patched, f"DeepHealthCheck{verdict['status']}", summary, warning=verdict["status"] != "Passed")
+    return state
+
+
+def _instance_id(node: dict[str, Any]) -> str | None:
+    provider_id = (node.get("spec") or {}).get("providerID")
+    if not provider_id:
+        return None
+    try:
+        return parse_provider_id(provider_id)[0]
+    except ValueError:
+        return None
+
+
+__all__ = ["K8sError", "Kube", "write_verdict"]

@@ -1,0 +1,166 @@
+"""The node scheme and the node-side sink, with the real kubernetes client against an emulated API server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="the Kubernetes layer needs the kubernetes client (dhc[kubernetes])")
+
+from k8s_emulator import Emulator, apply_json_patch  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from dhc.k8s import scheme  # noqa: E402
+from dhc.k8s.client import K8sError, K8sNotFound, Kube  # noqa: E402
+from dhc.sinks.node import write_verdict  # noqa: E402
+
+PREFIX = "sagemaker.amazonaws.com"
+KEYS = scheme.Keys(PREFIX)
+OTHER_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+def document(status="Passed", action="None", reasons=()):
+    return {"verdict": {"status": status, "action": action, "reasons": list(reasons)},
+            "instance": {"instance_id": {"value": "vm"}, "instance_type": {"value": "p5.48xlarge"}},
+            "run": {"run_id": "r1"}}
+
+
+GPU3_FAULT = {"check": "stress.gemm", "status": "Failed", "action": "Replace", "metric": "tflops_bf16",
+              "value": 612.0, "limit": 700, "unit": "TFLOP/s",
+              "message": "stress.gemm tflops_bf16 on GPU 3: measured 612 TFLOP/s, expected minimum 700 TFLOP/s",
+              "device": {"kind": "gpu", "index": 3, "uuid": "GPU-3", "serial": "S3", "pci_bus_id": "00000000:86:00.0"}}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("UnschedulablePendingReplacement", "UnschedulablePendingReplacement"),
+    ("a" * 80, "a" * 63), ("bad value/with:chars!", "bad-value-with-chars"), ("-edge-", "edge"),
+])
+def test_label_values_are_always_valid(value, expected):
+    assert scheme.label_value(value) == expected
+
+
+@pytest.mark.parametrize(("status", "action", "check", "health"), [
+    ("Passed", "None", "Passed", "Schedulable"), ("Failed", "Replace", "Failed", "UnschedulablePendingReplacement"),
+    ("Failed", "Reboot", "Failed", "UnschedulablePendingReboot"), ("Incomplete", "None", "InProgress", "Unschedulable"),
+])
+def test_verdicts_map_to_node_states(status, action, check, health):
+    state = scheme.from_verdict(document(status, action))
+    assert (state.check_status, state.health, state.tainted) == (check, health, health != "Schedulable")
+
+
+def test_ops_touch_only_dhcs_keys():
+    node = {"metadata": {"labels": {"team": "llm", KEYS.check_status: "InProgress"}, "resourceVersion": "7"},
+            "spec": {"taints": [OTHER_TAINT, {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"}]}}
+    state = scheme.from_verdict(document("Failed", "Replace", [GPU3_FAULT]), "i-0abc")
+    patched = apply_json_patch(node, scheme.node_ops(node, KEYS, state))
+    assert patched["metadata"]["labels"] == {"team": "llm", KEYS.check_status: "Failed",
+                                             KEYS.health: "UnschedulablePendingReplacement"}
+    assert patched["spec"]["taints"] == [OTHER_TAINT, {"key": KEYS.health, "value": "UnschedulablePendingReplacement",
+                                                       "effect": "NoSchedule"}]
+    reasons = json.loads(patched["metadata"]["annotations"][KEYS.reasons])
+    assert reasons["instance_id"] == "i-0abc" and reasons["reasons"][0]["gpu"]["uuid"] == "GPU-3"
+    passed = apply_json_patch(patched, scheme.node_ops(patched, KEYS, scheme.from_verdict(document())))
+    assert passed["spec"]["taints"] == [OTHER_TAINT]  # our taint gone, theirs kept
+
+
+def test_reasons_annotation_is_bounded():
+    many = [dict(GPU3_FAULT, message="x" * 2000) for _ in range(50)]
+    text = scheme.reasons_text(document("Failed", "Replace", many))
+    assert len(text) <= scheme.MAX_ANNOTATION_CHARS and json.loads(text)["truncated"] is True
+
+
+@pytest.fixture
+def api():
+    with Emulator() as emulator:
+        configuration = client.Configuration(host=emulator.url)
+        yield emulator, Kube(client.ApiClient(configuration), timeout_s=5, backoff_s=0.01)
+
+
+def test_passed_node_becomes_schedulable_and_gets_an_event(api):
+    emulator, kube = api
+    emulator.add_node("gpu-1", {"team": "llm"}, [OTHER_TAINT, scheme.taint(KEYS, scheme.joining())],
+                      "aws:///us-east-2b/i-0123456789abcdef0")
+    state = write_verdict(kube, "gpu-1", document())
+    node = emulator.nodes["gpu-1"]
+    assert state.health == "Schedulable" and node["spec"]["taints"] == [OTHER_TAINT]
+    assert node["metadata"]["labels"][KEYS.check_status] == "Passed" and node["metadata"]["labels"]["team"] == "llm"
+    [event] = emulator.events
+    assert (event["reason"], event["type"], event["involvedObject"]["name"]) == ("DeepHealthCheckPassed", "Normal", "gpu-1")
+    assert "i-0123456789abcdef0" in event["message"]  # the instance ID from spec.providerID
+    assert any("json-patch" in ctype for method, _, ctype in emulator.requests if method == "PATCH")
+
+
+def test_failed_node_pending_replacement_with_annotation_and_warning(api):
+    emulator, kube = api
+    emulator.add_node("gpu-2", provider_id="aws:///us-east-2b/i-0fedcba987654321")
+    write_verdict(kube, "gpu-2", document("Failed", "Replace", [GPU3_FAULT]))
+    node = emulator.nodes["gpu-2"]
+    assert node["metadata"]["labels"][KEYS.health] == "UnschedulablePendingReplacement"
+    assert node["spec"]["taints"] == [{"key": KEYS.health, "value": "UnschedulablePendingReplacement", "effect": "NoSchedule"}]
+    assert "GPU 3" in json.loads(node["metadata"]["annotations"][KEYS.reasons])["reasons"][0]["message"]
+    assert emulator.events[0]["type"] == "Warning" and "612 TFLOP/s" in emulator.events[0]["message"]
+
+
+def test_a_concurrent_change_is_kept_and_the_patch_reapplied(api):
+    emulator, kube = api
+    emulator.add_node("gpu-3", {"team": "llm"})
+
+    def someone_else_labels_the_node():
+        node = emulator.nodes["gpu-3"]
+        node["metadata"]["labels"]["owner"] = "alice"
+        node["metadata"]["resourceVersion"] = "999"
+
+    emulator.before_patch.append(someone_else_labels_the_node)
+    write_verdict(kube, "gpu-3", document())
+    labels = emulator.nodes["gpu-3"]["metadata"]["labels"]
+    assert labels["owner"] == "alice" and labels[KEYS.check_status] == "Passed"
+    assert [m for m, p, _ in emulator.requests if p == "/api/v1/nodes/gpu-3"].count("PATCH") == 2
+
+
+@pytest.mark.parametrize(("status", "headers"), [(500, {}), (503, {}), (429, {"Retry-After": "0"}), (409, {})])
+def test_transient_faults_are_retried(api, status, headers):
+    emulator, kube = api
+    emulator.add_node("gpu-4")
+    emulator.fail_next("PATCH", "/api/v1/nodes/gpu-4", status, headers=headers)
+    emulator.fail_next("POST", "/api/v1/namespaces/default/events", 500)
+    write_verdict(kube, "gpu-4", document())
+    assert emulator.nodes["gpu-4"]["metadata"]["labels"][KEYS.check_status] == "Passed" and len(emulator.events) == 1
+
+
+def test_errors_become_dhcs_own(api):
+    emulator, kube = api
+    with pytest.raises(K8sNotFound, match="read node ghost: not found"):
+        kube.node("ghost")
+    emulator.add_node("gpu-5")
+    for _ in range(10):
+        emulator.fail_next("GET", "/api/v1/nodes/gpu-5", 500)
+    with pytest.raises(K8sError, match="HTTP 500"):
+        kube.node("gpu-5")
+
+
+def test_unreachable_api_server():
+    kube = Kube(client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), timeout_s=1, attempts=2,
+                backoff_s=0.01)
+    with pytest.raises(K8sError, match="unreachable"):
+        kube.node("any")
+
+
+@pytest.mark.slow
+def test_dhc_run_marks_its_own_node(tmp_path):
+    with Emulator() as emulator:
+        emulator.add_node("cpu-node", {"team": "llm"}, [scheme.taint(KEYS, scheme.joining())],
+                          "aws:///us-east-2a/i-0aaaabbbbccccdddd")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "KUBE"))}
+        env.update(DHC_IMDS="off", NODE_NAME="cpu-node", KUBECONFIG=str(emulator.kubeconfig(tmp_path)))
+        proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "kubernetes",
+                               "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "node cpu-node marked Passed / Schedulable" in proc.stderr
+        node = emulator.nodes["cpu-node"]
+        assert node["spec"]["taints"] == [] and node["metadata"]["labels"]["team"] == "llm"
+        assert emulator.events[0]["reason"] == "DeepHealthCheckPassed"
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "kubernetes",
+                           "--out", str(tmp_path / "r2")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "sink kubernetes failed, the local report is intact" in proc.stderr
