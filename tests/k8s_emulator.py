@@ -1,7 +1,9 @@
-"""A small Kubernetes API server for tests, over real HTTP: nodes and events, with planted faults.
+"""A small Kubernetes API server for tests, over real HTTP: nodes, Jobs and events, with planted faults.
 
 It honours what dhc relies on: resourceVersion bumps on every write, JSON patch (RFC 6902, with
-``test``), 404 for unknown nodes, and a queue of faults (status, body, headers) for the next
+``test``), 404 for unknown objects, 409 for a duplicate create, label selectors of the ``k=v`` and
+``k`` forms, list and watch with resourceVersion (410 Gone once history is compacted past it),
+watches that can be dropped mid-stream, and a queue of faults (status, body, headers) for the next
 requests that match a method and path prefix.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 class Emulator:
@@ -24,6 +28,12 @@ class Emulator:
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
         self.faults: list[tuple[str, str, int, dict[str, Any], dict[str, str]]] = []
         self.before_patch: list[Any] = []  # callables run once before a patch: a concurrent writer
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, kind, type, object)
+        self.oldest = 0  # watches from before this version get 410 Gone
+        self.changed = threading.Condition(self.lock)
+        self.drop_generation = 0  # bumped to drop every open watch
+        self.writes = 0
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +48,9 @@ class Emulator:
 
             def do_POST(self):
                 emulator._serve(self, "POST")
+
+            def do_DELETE(self):
+                emulator._serve(self, "DELETE")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -54,10 +67,47 @@ class Emulator:
     def add_node(self, name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
                  provider_id: str | None = None) -> None:
         with self.lock:
-            self.version += 1
-            self.nodes[name] = {"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": name, "uid": f"uid-{name}", "resourceVersion": str(self.version), "labels": labels or {}},
+            node = {"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": name, "uid": f"uid-{name}", "labels": labels or {}},
                 "spec": {"providerID": provider_id, "taints": taints or []}, "status": {}}
+            self._record("nodes", "ADDED", node)
+            self.nodes[name] = node
+
+    def set_node_labels(self, name: str, labels: dict[str, str]) -> None:
+        """Someone else (a person, the node-side sink) relabels a node."""
+        with self.lock:
+            node = copy.deepcopy(self.nodes[name])
+            node["metadata"]["labels"].update(labels)
+            self._record("nodes", "MODIFIED", node)
+            self.nodes[name] = node
+
+    def finish_job(self, name: str, succeeded: bool, reason: str = "", message: str = "") -> None:
+        with self.lock:
+            job = copy.deepcopy(self.jobs[name])
+            kind = "Complete" if succeeded else "Failed"
+            job["status"] = {"succeeded" if succeeded else "failed": 1,
+                             "conditions": [{"type": kind, "status": "True", "reason": reason or kind, "message": message}]}
+            self._record("jobs", "MODIFIED", job)
+            self.jobs[name] = job
+
+    def compact(self) -> None:
+        """Forget history: watches resuming from before now get 410 Gone."""
+        with self.lock:
+            self.oldest = self.version + 1
+            self.history.clear()
+
+    def drop_watches(self) -> None:
+        with self.lock:
+            self.drop_generation += 1
+            self.changed.notify_all()
+
+    def _record(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        """Under the lock: a write bumps the version and is kept for watches."""
+        self.version += 1
+        self.writes += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.history.append((self.version, kind, event_type, copy.deepcopy(obj)))
+        self.changed.notify_all()
 
     def fail_next(self, method: str, prefix: str, status: int, body: dict[str, Any] | None = None,
                   headers: dict[str, str] | None = None) -> None:
@@ -74,7 +124,8 @@ class Emulator:
 
     # -- serving -------------------------------------------------------------------------------------
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        path = handler.path.split("?")[0]
+        url = urlsplit(handler.path)
+        path, query = url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         self.requests.append((method, path, handler.headers.get("Content-Type", "")))
         for fault in self.faults:
@@ -82,8 +133,12 @@ class Emulator:
                 self.faults.remove(fault)
                 return _reply(handler, fault[2], fault[3], fault[4])
         parts = path.strip("/").split("/")
+        if parts == ["api", "v1", "nodes"] and method == "GET":
+            return self._list_or_watch(handler, "nodes", query)
         if parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
             return self._node(handler, method, parts[3], body)
+        if parts[:4] == ["apis", "batch", "v1", "namespaces"] and len(parts) >= 6 and parts[5] == "jobs":
+            return self._jobs(handler, method, parts[4], parts[6] if len(parts) > 6 else None, query, body)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "events" and method == "POST":
             event = json.loads(body)
             with self.lock:
@@ -111,10 +166,81 @@ class Emulator:
                 patched = apply_json_patch(node, json.loads(body))
             except PatchTestFailed as exc:
                 return _reply(handler, 422, {"kind": "Status", "code": 422, "message": f"the test operation failed: {exc}"})
-            self.version += 1
-            patched["metadata"]["resourceVersion"] = str(self.version)
+            self._record("nodes", "MODIFIED", patched)
             self.nodes[name] = patched
             return _reply(handler, 200, patched)
+
+    def _jobs(self, handler: BaseHTTPRequestHandler, method: str, namespace: str, name: str | None,
+              query: dict[str, str], body: bytes) -> None:
+        if method == "GET" and name is None:
+            return self._list_or_watch(handler, "jobs", query)
+        with self.lock:
+            if method == "POST":
+                job = json.loads(body)
+                job["metadata"]["namespace"] = namespace
+                if job["metadata"]["name"] in self.jobs:
+                    return _reply(handler, 409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+                job.setdefault("status", {})
+                self._record("jobs", "ADDED", job)
+                self.jobs[job["metadata"]["name"]] = job
+                return _reply(handler, 201, job)
+            job = self.jobs.get(name or "")
+            if job is None:
+                return _reply(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+            if method == "DELETE":
+                del self.jobs[name]
+                self._record("jobs", "DELETED", job)
+            return _reply(handler, 200, job)
+
+    def _list_or_watch(self, handler: BaseHTTPRequestHandler, kind: str, query: dict[str, str]) -> None:
+        selector = query.get("labelSelector", "")
+        if query.get("watch") in ("true", "1"):
+            return self._watch(handler, kind, int(query.get("resourceVersion") or 0), selector,
+                               float(query.get("timeoutSeconds") or 30))
+        with self.lock:
+            store = self.nodes if kind == "nodes" else self.jobs
+            items = [copy.deepcopy(o) for o in store.values() if _selects(selector, o)]
+            version = str(self.version)
+        list_kind = "NodeList" if kind == "nodes" else "JobList"
+        return _reply(handler, 200, {"kind": list_kind, "apiVersion": "v1" if kind == "nodes" else "batch/v1",
+                                     "metadata": {"resourceVersion": version}, "items": items})
+
+    def _watch(self, handler: BaseHTTPRequestHandler, kind: str, since: int, selector: str, timeout_s: float) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            generation = self.drop_generation
+            if since and since < self.oldest:
+                gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                                    "message": f"too old resource version: {since}"}}
+                handler.wfile.write((json.dumps(gone) + "\n").encode())
+                return
+        sent = since
+        while time.monotonic() < deadline:
+            with self.lock:
+                events = [(v, t, o) for v, k, t, o in self.history if k == kind and v > sent and _selects(selector, o)]
+                if not events:
+                    self.changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+                if self.drop_generation != generation:
+                    return  # the connection drops mid-stream
+            for version, event_type, obj in events:
+                try:
+                    handler.wfile.write((json.dumps({"type": event_type, "object": obj}) + "\n").encode())
+                    handler.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                sent = version
+
+
+def _selects(selector: str, obj: dict[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, sep, value = term.partition("=")
+        if (sep and labels.get(key) != value) or (not sep and key not in labels):
+            return False
+    return True
 
 
 class PatchTestFailed(Exception):

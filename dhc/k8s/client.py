@@ -35,6 +35,10 @@ class K8sConflict(K8sError):
     pass
 
 
+class K8sGone(K8sError):
+    """A watch's resourceVersion is too old: list again."""
+
+
 RETRIED = {429, 500, 502, 503, 504}
 
 
@@ -43,6 +47,7 @@ class Kube:
                  backoff_s: float = 0.2):
         self.api = api_client or _configured_client()
         self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
         self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -83,6 +88,50 @@ class Kube:
                 self._pause(attempt, None)
         raise AssertionError("unreachable")
 
+    def list_nodes(self, label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+        raw = self.call("list nodes", self.core.list_node, label_selector=label_selector)
+        return [self.api.sanitize_for_serialization(n) for n in raw.items], raw.metadata.resource_version
+
+    def list_jobs(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        raw = self.call(f"list jobs in {namespace}", self.batch.list_namespaced_job, namespace,
+                        label_selector=label_selector)
+        return [self.api.sanitize_for_serialization(j) for j in raw.items], raw.metadata.resource_version
+
+    def create_job(self, manifest: dict[str, Any]) -> bool:
+        """Create the Job; False when a Job of that name exists already (a restarted controller)."""
+        meta = manifest["metadata"]
+        try:
+            self.call(f"create job {meta['name']}", self.batch.create_namespaced_job, meta["namespace"], manifest)
+        except K8sConflict:
+            return False
+        return True
+
+    def watch(self, kind: str, resource_version: str, timeout_s: int, namespace: str | None = None,
+              label_selector: str = "") -> Any:
+        """Events of ``kind`` ("nodes" or "jobs") after ``resource_version``, for up to ``timeout_s``.
+
+        Raises K8sGone when the version is too old (the caller re-lists); other failures surface as
+        K8sError, and the caller resumes from the last version it saw.
+        """
+        from kubernetes import watch
+
+        if kind == "nodes":
+            fn, args = self.core.list_node, ()
+        else:
+            fn, args = self.batch.list_namespaced_job, (namespace,)
+        stream = watch.Watch().stream(fn, *args, resource_version=resource_version, timeout_seconds=timeout_s,
+                                      label_selector=label_selector, allow_watch_bookmarks=True,
+                                      _request_timeout=timeout_s + 10)
+        try:
+            for event in stream:
+                yield event["type"], event["raw_object"]
+        except ApiException as exc:
+            if exc.status == 410:
+                raise K8sGone(f"watch {kind}: resourceVersion {resource_version} is too old") from None
+            raise _translate(f"watch {kind}", exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise K8sError(f"watch {kind}: connection lost: {exc}") from None
+
     def node_event(self, node: dict[str, Any], reason: str, message: str, warning: bool, namespace: str = "default",
                    component: str = "dhc") -> None:
         meta = node["metadata"]
@@ -117,7 +166,7 @@ def _translate(what: str, exc: ApiException) -> K8sError:
     detail = (exc.reason or "").strip()
     if exc.status == 404:
         return K8sNotFound(f"{what}: not found", 404)
-    if exc.status == 409 or (exc.status == 422 and "test" in (exc.body or "")):
+    if exc.status == 409 or (exc.status == 422 and "test" in str(exc.body or "")):
         return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status)
     return K8sError(f"{what}: HTTP {exc.status} {detail}", exc.status)
 

@@ -33,6 +33,8 @@ class Keys:
         self.health = f"{prefix}/node-health-status"
         self.reasons = f"{prefix}/deep-health-check-reasons"
         self.attempts = f"{prefix}/deep-health-check-attempts"
+        self.generation = f"{prefix}/deep-health-check-generation"
+        self.request = f"{prefix}/deep-health-check-request"  # label: "recheck" asks for a new check
 
 
 def joining() -> NodeState:
@@ -82,8 +84,9 @@ def _gpu(device: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: device.get(k) for k in ("index", "uuid", "serial", "pci_bus_id")}
 
 
-def node_ops(node: dict[str, Any], keys: Keys, state: NodeState) -> list[dict[str, Any]]:
-    """JSON patch operations that set dhc's labels, annotation and taint, and touch nothing else."""
+def node_ops(node: dict[str, Any], keys: Keys, state: NodeState, annotations: dict[str, str] | None = None,
+             drop_labels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """JSON patch operations that set dhc's labels, annotations and taint, and touch nothing else."""
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
     ops: list[dict[str, Any]] = []
     labels = meta.get("labels") or {}
@@ -92,10 +95,16 @@ def node_ops(node: dict[str, Any], keys: Keys, state: NodeState) -> list[dict[st
     for key, value in ((keys.check_status, state.check_status), (keys.health, state.health)):
         if labels.get(key) != label_value(value):
             ops.append({"op": "add", "path": f"/metadata/labels/{_escape(key)}", "value": label_value(value)})
-    if state.reasons:
-        if "annotations" not in meta or meta["annotations"] is None:
-            ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
-        ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(keys.reasons)}", "value": state.reasons})
+    for key in drop_labels:
+        if key in labels:
+            ops.append({"op": "remove", "path": f"/metadata/labels/{_escape(key)}"})
+    wanted = dict(annotations or {}) | ({keys.reasons: state.reasons} if state.reasons else {})
+    current_annotations = meta.get("annotations") or {}
+    changed = {k: v for k, v in wanted.items() if current_annotations.get(k) != v}
+    if changed and ("annotations" not in meta or meta["annotations"] is None):
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+    for key, value in changed.items():
+        ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value})
     current = spec.get("taints") or []
     wanted = [t for t in current if t.get("key") != keys.health] + ([taint(keys, state)] if state.tainted else [])
     if _plain_taints(wanted) != _plain_taints(current):

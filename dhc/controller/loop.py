@@ -1,0 +1,217 @@
+"""The controller: watch Nodes and dhc's Jobs, and bring each node's check to a verdict.
+
+Level-triggered: every node event, Job event and periodic resync puts the node's name on a queue;
+workers decide from the cached node and Jobs (``reconcile.decide``) and act. Watches resume from
+their last resourceVersion and re-list on 410 Gone. Acting on a Job that ended re-reads the node
+first, so a verdict the node-side sink just wrote is never mistaken for a missing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dhc.controller import reconcile
+from dhc.controller.jobs import JOB_LABEL, JobSettings, job_manifest
+from dhc.k8s import scheme
+from dhc.k8s.client import K8sError, K8sGone, K8sNotFound, Kube
+from dhc.thresholds import CATALOGUE, Thresholds
+
+log = logging.getLogger("dhc.controller")
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+OPT_IN_LABEL = "dhc.dev/deep-health-check"  # "enabled": check this node whatever its type
+
+
+@dataclass
+class ControllerSettings:
+    jobs: JobSettings = field(default_factory=JobSettings)
+    prefix: str = scheme.DEFAULT_PREFIX
+    max_attempts: int = 3
+    workers: int = 4
+    resync_s: float = 60.0
+    watch_timeout_s: int = 120
+    deadline_margin_s: int = 600
+
+
+class Controller:
+    def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings):
+        self.kube, self.thresholds, self.settings = kube, thresholds, settings
+        self.keys = scheme.Keys(settings.prefix)
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._pending: list[str] = []
+        self._queued: set[str] = set()
+        self._wake = threading.Condition()
+        self._locks: dict[str, threading.Lock] = {}
+
+    # -- running -------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        threads = [threading.Thread(target=self._watch_loop, args=(kind, stop), daemon=True, name=f"watch-{kind}")
+                   for kind in ("jobs", "nodes")]
+        threads += [threading.Thread(target=self._worker, args=(stop,), daemon=True, name=f"worker-{i}")
+                    for i in range(self.settings.workers)]
+        for thread in threads:
+            thread.start()
+        while not stop.wait(self.settings.resync_s):
+            for name in list(self.nodes):
+                self.enqueue(name)
+        with self._wake:
+            self._wake.notify_all()
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def enqueue(self, name: str) -> None:
+        with self._wake:
+            if name not in self._queued:
+                self._queued.add(name)
+                self._pending.append(name)
+                self._wake.notify()
+
+    def _worker(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self._wake:
+                while not self._pending and not stop.is_set():
+                    self._wake.wait(timeout=1.0)
+                if stop.is_set():
+                    return
+                name = self._pending.pop(0)
+                self._queued.discard(name)
+            lock = self._locks.setdefault(name, threading.Lock())
+            with lock:  # one worker per node at a time
+                try:
+                    self.reconcile(name)
+                except K8sError as exc:
+                    log.warning("node %s: %s; will retry", name, exc)
+                    threading.Timer(2.0, self.enqueue, args=(name,)).start()
+
+    def _watch_loop(self, kind: str, stop: threading.Event) -> None:
+        version = self._relist(kind)
+        while not stop.is_set():
+            try:
+                for event_type, obj in self.kube.watch(kind, version, self.settings.watch_timeout_s,
+                                                       self.settings.jobs.namespace, self._selector(kind)):
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event_type != "BOOKMARK":
+                        self._observe(kind, event_type, obj)
+                    if stop.is_set():
+                        return
+            except K8sGone:
+                version = self._relist(kind)
+            except K8sError as exc:  # a dropped watch: resume from the last version seen
+                log.info("watch %s interrupted (%s); resuming from %s", kind, exc, version)
+                time.sleep(0.5)
+
+    def _relist(self, kind: str) -> str:
+        while True:
+            try:
+                if kind == "nodes":
+                    items, version = self.kube.list_nodes()
+                    self.nodes = {n["metadata"]["name"]: n for n in items}
+                    for name in self.nodes:
+                        self.enqueue(name)
+                else:
+                    items, version = self.kube.list_jobs(self.settings.jobs.namespace, self._selector("jobs"))
+                    self.jobs = {j["metadata"]["name"]: j for j in items}
+                return version
+            except K8sError as exc:
+                log.warning("list %s failed (%s); retrying", kind, exc)
+                time.sleep(1.0)
+
+    def _selector(self, kind: str) -> str:
+        return f"{JOB_LABEL}=dhc" if kind == "jobs" else ""
+
+    def _observe(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        store = self.nodes if kind == "nodes" else self.jobs
+        if event_type == "DELETED":
+            store.pop(name, None)
+        else:
+            store[name] = obj
+        node = name if kind == "nodes" else (obj["metadata"].get("annotations") or {}).get("dhc.dev/node-name")
+        if node:
+            self.enqueue(node)
+
+    # -- deciding and acting ---------------------------------------------------------------------------
+    def wants(self, node: dict[str, Any]) -> bool:
+        labels = node["metadata"].get("labels") or {}
+        if labels.get(OPT_IN_LABEL) == "enabled":
+            return True
+        itype = labels.get(INSTANCE_TYPE_LABEL)
+        return bool(itype) and itype in self.thresholds.names and self._type(itype).gpus > 0
+
+    def reconcile(self, name: str) -> str:
+        node = self.nodes.get(name)
+        if node is None or not self.wants(node):
+            return reconcile.NOTHING
+        decision = self._decide(node)
+        if decision.kind in (reconcile.RETRY, reconcile.GIVE_UP):
+            node = self.kube.node(name)  # a verdict may have landed since the cache saw the node
+            self.nodes[name] = node
+            decision = self._decide(node)
+        act = {reconcile.JOIN: self._join, reconcile.START: self._start, reconcile.RETRY: self._retry,
+               reconcile.GIVE_UP: self._give_up, reconcile.RECHECK: self._recheck}.get(decision.kind)
+        if act is not None:
+            act(name, decision)
+        return decision.kind
+
+    def _decide(self, node: dict[str, Any]) -> reconcile.Decision:
+        name = node["metadata"]["name"]
+        return reconcile.decide(node, reconcile.jobs_of(name, list(self.jobs.values())), self.keys,
+                                self.settings.max_attempts)
+
+    def _join(self, name: str, decision: reconcile.Decision) -> None:
+        self._patch(name, scheme.joining(), decision, drop_request=False)
+        self._start(name, decision)
+
+    def _recheck(self, name: str, decision: reconcile.Decision) -> None:
+        self._patch(name, scheme.joining(), decision, drop_request=True)
+        self._start(name, decision)
+
+    def _retry(self, name: str, decision: reconcile.Decision) -> None:
+        state = scheme.NodeState("InProgress", "Unschedulable", decision.reason)
+        patched = self._patch(name, state, decision, drop_request=False)
+        self.kube.node_event(patched, "DeepHealthCheckRetry", decision.reason, warning=True,
+                             namespace=self.settings.jobs.namespace)
+        self._start(name, decision)
+
+    def _give_up(self, name: str, decision: reconcile.Decision) -> None:
+        state = scheme.NodeState("Failed", "UnschedulablePendingReplacement", decision.reason)
+        patched = self._patch(name, state, decision, drop_request=False)
+        self.kube.node_event(patched, "DeepHealthCheckFailed", decision.reason, warning=True,
+                             namespace=self.settings.jobs.namespace)
+
+    def _patch(self, name: str, state: scheme.NodeState, decision: reconcile.Decision,
+               drop_request: bool) -> dict[str, Any]:
+        annotations = {self.keys.generation: str(decision.generation), self.keys.attempts: str(decision.attempt)}
+        drop = (self.keys.request,) if drop_request else ()
+        patched = self.kube.patch_node(name, lambda n: scheme.node_ops(n, self.keys, state, annotations, drop))
+        self.nodes[name] = patched
+        return patched
+
+    def _start(self, name: str, decision: reconcile.Decision) -> None:
+        node = self.nodes[name]
+        itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) or "cpu"
+        known = itype in self.thresholds.names
+        limits = self._type(itype) if known else None
+        deadline = self._deadline(itype) if known else 7200
+        manifest = job_manifest(name, decision.generation, decision.attempt, itype if known else "cpu",
+                                limits.gpus if limits else 0, limits.efa if limits else 0, deadline, self.keys,
+                                self.settings.jobs)
+        self.kube.create_job(manifest)
+        self.jobs.setdefault(manifest["metadata"]["name"], manifest)  # until the watch reports it
+
+    def _type(self, itype: str) -> Any:
+        return self.thresholds.resolve(itype, self.settings.jobs.profile).instance_type
+
+    def _deadline(self, itype: str) -> int:
+        """The Job's activeDeadlineSeconds: every timeout of the suite's checks for this type, plus a margin."""
+        limits = self.thresholds.resolve(itype, self.settings.jobs.profile)
+        prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[self.settings.jobs.suite]
+        checks = [c for c in CATALOGUE if c.startswith(prefix) and not limits.check(c).skip]
+        return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
+
+
+__all__ = ["Controller", "ControllerSettings", "K8sNotFound"]

@@ -1,0 +1,79 @@
+"""What the controller should do for one node, from the node and its Jobs alone (pure, no API calls).
+
+A node without dhc's status label has just joined: taint it, mark it InProgress, start a Job. An
+InProgress node needs its current Job; a Job that ended without a verdict on the node is a try
+that came out Incomplete: another try, up to the limit, then Failed. A Passed or Failed node is
+left alone until someone labels it for a re-check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dhc.controller.jobs import ATTEMPT_LABEL, NODE_LABEL
+from dhc.k8s.scheme import Keys
+
+JOIN, START, RETRY, GIVE_UP, RECHECK, NOTHING = "join", "start", "retry", "give-up", "recheck", "nothing"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str
+    generation: int = 1
+    attempt: int = 1
+    reason: str = ""
+
+
+def job_state(job: dict[str, Any]) -> tuple[str, str]:
+    """("running" | "succeeded" | "failed", why it failed)."""
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return "succeeded", ""
+        if condition.get("type") == "Failed":
+            return "failed", f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".strip(": ")
+    if status.get("succeeded"):
+        return "succeeded", ""
+    if status.get("failed"):
+        return "failed", "the check pod failed (evicted, OOM-killed or crashed)"
+    return "running", ""
+
+
+def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_attempts: int) -> Decision:
+    meta = node.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    status = labels.get(keys.check_status)
+    generation, attempt = _int(annotations.get(keys.generation), 1), _int(annotations.get(keys.attempts), 1)
+    if status is None:
+        return Decision(JOIN, 1, 1)
+    if status in ("Passed", "Failed"):
+        if labels.get(keys.request) == "recheck":
+            return Decision(RECHECK, generation + 1, 1)
+        return Decision(NOTHING, generation, attempt)
+    job = next((j for j in jobs if (j["metadata"].get("labels") or {}).get(ATTEMPT_LABEL) == f"g{generation}-a{attempt}"),
+               None)
+    if job is None:
+        return Decision(START, generation, attempt)
+    state, why = job_state(job)
+    if state == "running":
+        return Decision(NOTHING, generation, attempt)
+    reason = why or "the check Job ended without writing a verdict on the node (Incomplete)"
+    if attempt < max_attempts:
+        return Decision(RETRY, generation, attempt + 1, f"try {attempt} of {max_attempts}: {reason}")
+    return Decision(GIVE_UP, generation, attempt, f"no verdict after {max_attempts} tries; last: {reason}")
+
+
+def jobs_of(node_name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from dhc.controller.jobs import _label_safe
+    key = _label_safe(node_name)
+    return [j for j in jobs if (j["metadata"].get("labels") or {}).get(NODE_LABEL) == key]
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(1, int(value)) if value is not None else default
+    except ValueError:
+        return default
