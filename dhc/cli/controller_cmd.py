@@ -1,0 +1,41 @@
+"""``dhc controller``: run the Kubernetes controller until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from dhc.settings import Settings
+from dhc.thresholds import load
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", default="dhc", help="where the check Jobs run (default: dhc)")
+    parser.add_argument("--image", default="dhc-node:latest", help="the node image the Jobs run")
+    parser.add_argument("--service-account", default="dhc-node", help="the Jobs' ServiceAccount (patches nodes)")
+    parser.add_argument("--profile", choices=["quick", "full"], default="quick")
+    parser.add_argument("--max-attempts", type=int, default=3, help="tries before an undecided node is Failed")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
+
+
+def controller_command(args: argparse.Namespace) -> int:
+    from dhc.controller.jobs import JobSettings
+    from dhc.controller.loop import Controller, ControllerSettings
+    from dhc.k8s.client import Kube
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    jobs = JobSettings(namespace=args.namespace, image=args.image, service_account=args.service_account,
+                       profile=args.profile)
+    controller = Controller(Kube(), load(args.thresholds or settings.thresholds_file),
+                            ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
+                                               workers=args.workers))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("dhc.controller").info("watching nodes; Jobs in namespace %s run %s", args.namespace, args.image)
+    controller.run(stop)
+    return 0
