@@ -37,6 +37,9 @@ class Emulator:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
+            disable_nagle_algorithm = True
+
             def log_message(self, *args):
                 pass
 
@@ -208,14 +211,23 @@ class Emulator:
     def _watch(self, handler: BaseHTTPRequestHandler, kind: str, since: int, selector: str, timeout_s: float) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")  # as the API server streams: event by event
         handler.end_headers()
+        try:
+            self._stream(handler, kind, since, selector, timeout_s)
+            handler.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        handler.close_connection = True
+
+    def _stream(self, handler: BaseHTTPRequestHandler, kind: str, since: int, selector: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self.lock:
             generation = self.drop_generation
             if since and since < self.oldest:
                 gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
                                                     "message": f"too old resource version: {since}"}}
-                handler.wfile.write((json.dumps(gone) + "\n").encode())
+                _chunk(handler, gone)
                 return
         sent = since
         while time.monotonic() < deadline:
@@ -224,14 +236,16 @@ class Emulator:
                 if not events:
                     self.changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
                 if self.drop_generation != generation:
-                    return  # the connection drops mid-stream
+                    raise ConnectionResetError("dropped")  # the connection drops mid-stream, unterminated
             for version, event_type, obj in events:
-                try:
-                    handler.wfile.write((json.dumps({"type": event_type, "object": obj}) + "\n").encode())
-                    handler.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+                _chunk(handler, {"type": event_type, "object": obj})
                 sent = version
+
+
+def _chunk(handler: BaseHTTPRequestHandler, event: dict[str, Any]) -> None:
+    data = (json.dumps(event) + "\n").encode()
+    handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    handler.wfile.flush()
 
 
 def _selects(selector: str, obj: dict[str, Any]) -> bool:
