@@ -277,7 +277,7 @@ def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp
 
     def quick(doc):
         doc["instance_types"]["cpu"]["profiles"]["quick"]["connectivity.allreduce"].update(
-            timeout_s=60, max_bytes=2**20)
+            timeout_s=120, max_bytes=2**20)  # each run gets a fifth: room for a loaded CI machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     env.update(DHC_IMDS="off", DHC_NODES="2", DHC_NODE_INDEX="0", DHC_RENDEZVOUS=f"127.0.0.1:{free_port()}")
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "connectivity.allreduce", "--thresholds",
@@ -285,4 +285,4 @@ def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp
                           env=env, timeout=180)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
-    assert reason.startswith("busbw_inter_node: rank 2 never joined; rank 3 never joined"), reason
+    assert reason.startswith("busbw_inter_node: ") and "rank 2 never joined; rank 3 never joined" in reason, reason
