@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
-from dhc.probes.nvml import Nvml, NvmlUnavailable
+from dhc.probes.background import NvmlWatch
+from dhc.probes.nvml import Nvml
 
 # nvmlClocksEventReason* bits that mean the hardware itself slowed the GPU down
 HARDWARE_REASONS = {
@@ -15,38 +15,26 @@ HARDWARE_REASONS = {
 }
 
 
-class ClockEventSampler:
-    """A background thread ORs together the reasons seen on each GPU until ``stop()``."""
+class ClockEventSampler(NvmlWatch):
+    """ORs together the reasons seen on each GPU while the ``with`` block runs."""
+
+    name = "clock event sampling"
 
     def __init__(self, indices: list[int], interval_s: float = 0.5, nvml: Callable[[], Nvml] = Nvml):
-        self.indices, self.interval_s, self._nvml = indices, interval_s, nvml
+        super().__init__(indices, nvml)
+        self.interval_s = interval_s
         self.seen: dict[int, int] = dict.fromkeys(indices, 0)
         self.samples = 0
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dhc-clock-events", daemon=True)
-
-    def __enter__(self) -> ClockEventSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def hardware_slowdowns(self) -> dict[int, list[str]]:
         """GPU index -> the hardware reasons seen on it."""
         return {i: [text for bit, text in HARDWARE_REASONS.items() if mask & bit]
                 for i, mask in self.seen.items() if mask & sum(HARDWARE_REASONS)}
 
-    def _run(self) -> None:
-        try:
-            with self._nvml() as nvml:
-                while True:
-                    for index in self.indices:
-                        self.seen[index] |= nvml.clock_event_reasons(index)
-                    self.samples += 1
-                    if self._stop.wait(self.interval_s):
-                        return
-        except (NvmlUnavailable, Exception) as exc:  # reported beside the verdict, never silently
-            self.error = f"clock event sampling stopped: {exc}"
+    def watch(self, nvml: Nvml) -> None:
+        while True:
+            for index in self.indices:
+                self.seen[index] |= nvml.clock_event_reasons(index)
+            self.samples += 1
+            if self.stopping.wait(self.interval_s):
+                return

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dhc.model import Action
-from dhc.probes.nvml import Nvml, NvmlUnavailable
+from dhc.probes.background import NvmlWatch
+from dhc.probes.nvml import Nvml
 
 # XID -> (action, meaning), after NVIDIA's XID catalogue and common cloud operator practice.
 # XIDs caused by applications (13, 31, 43, 45) ask nothing of the node.
@@ -107,33 +107,21 @@ def read_kernel_log(path: Path = Path("/dev/kmsg")) -> str | None:
     return "".join(chunks)
 
 
-class XidWatcher:
+class XidWatcher(NvmlWatch):
     """Collects NVML critical-XID events on the given GPUs while the ``with`` block runs."""
 
+    name = "XID event watch"
+
     def __init__(self, indices: list[int], nvml: Callable[[], Nvml] = Nvml, wait_ms: int = 200):
-        self.indices, self._nvml, self.wait_ms = indices, nvml, wait_ms
+        super().__init__(indices, nvml)
+        self.wait_ms = wait_ms
         self.events: list[XidEvent] = []
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dhc-xid-watch", daemon=True)
 
-    def __enter__(self) -> XidWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        try:
-            with self._nvml() as nvml:
-                sets = nvml.xid_event_sets(self.indices)
-                per_set = max(1, self.wait_ms // max(1, len(sets)))
-                while not self._stop.is_set():
-                    for index, events in sets.items():
-                        xid = nvml.wait_xid(events, per_set)
-                        if xid is not None:
-                            self.events.append(XidEvent(xid, None, index, "", "NVML event"))
-        except (NvmlUnavailable, Exception) as exc:  # reported beside the verdict, never silently
-            self.error = f"XID event watch stopped: {exc}"
+    def watch(self, nvml: Nvml) -> None:
+        sets = nvml.xid_event_sets(self.indices)
+        per_set = max(1, self.wait_ms // max(1, len(sets)))
+        while not self.stopping.is_set():
+            for index, events in sets.items():
+                xid = nvml.wait_xid(events, per_set)
+                if xid is not None:
+                    self.events.append(XidEvent(xid, None, index, "", "NVML event"))
