@@ -29,6 +29,7 @@ class Emulator:
         self.faults: list[tuple[str, str, int, dict[str, Any], dict[str, str]]] = []
         self.before_patch: list[Any] = []  # callables run once before a patch: a concurrent writer
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, kind, type, object)
         self.oldest = 0  # watches from before this version get 410 Gone
         self.changed = threading.Condition(self.lock)
@@ -140,6 +141,15 @@ class Emulator:
             return self._list_or_watch(handler, "nodes", query)
         if parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
             return self._node(handler, method, parts[3], body)
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "services" and method == "POST":
+            service = json.loads(body)
+            with self.lock:
+                if service["metadata"]["name"] in self.services:
+                    return _reply(handler, 409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+                service["metadata"]["namespace"] = parts[3]
+                self._record("services", "ADDED", service)
+                self.services[service["metadata"]["name"]] = service
+            return _reply(handler, 201, service)
         if parts[:4] == ["apis", "batch", "v1", "namespaces"] and len(parts) >= 6 and parts[5] == "jobs":
             return self._jobs(handler, method, parts[4], parts[6] if len(parts) > 6 else None, query, body)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "events" and method == "POST":

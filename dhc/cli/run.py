@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
     parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch", "kubernetes"],
                         help="also send the verdict's log lines here (repeatable)")
+    parser.add_argument("--stage", choices=["final", "stress"], default="final",
+                        help="with --sink kubernetes: 'stress' when a connectivity stage follows (a pass keeps the "
+                             "node unschedulable)")
     parser.add_argument("--log-group", help="CloudWatch log group (default: /aws/sagemaker/Clusters/<cluster>/<id>)")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                         help="run checks in N pytest-xdist worker processes (default: in one process)")
@@ -62,11 +65,11 @@ def run_command(args: argparse.Namespace) -> int:
         if "cloudwatch" in args.sink:
             _to_cloudwatch(document, args.log_group)
         if "kubernetes" in args.sink:
-            _to_node(document)
+            _to_node(document, final=args.stage == "final")
     return int(document["verdict"]["exit_code"])
 
 
-def _to_node(document: dict[str, Any]) -> None:
+def _to_node(document: dict[str, Any], final: bool) -> None:
     """Write this node's verdict onto its Kubernetes Node; a failure is reported, the report stands."""
     from dhc.sinks import node  # the kubernetes client only when asked for
 
@@ -75,7 +78,7 @@ def _to_node(document: dict[str, Any]) -> None:
         sys.stderr.write("dhc: sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)\n")
         return
     try:
-        state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix)
+        state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix, final)
     except node.K8sError as exc:
         sys.stderr.write(f"dhc: sink kubernetes failed, the local report is intact: {exc}\n")
         return

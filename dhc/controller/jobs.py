@@ -25,6 +25,8 @@ class JobSettings:
     suite: str = "InstanceStress"
     ttl_s: int = 3600
     extra_args: tuple[str, ...] = ()
+    connectivity: bool = True  # after stress passes, nodes that joined together test their fabric
+    rendezvous_port: int = 29500
 
 
 def job_name(node: str, generation: int, attempt: int) -> str:
@@ -42,8 +44,9 @@ def job_manifest(node: str, generation: int, attempt: int, instance_type: str, g
     limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
     if efa:
         limits["vpc.amazonaws.com/efa"] = str(efa)
+    stage = ["--stage", "stress"] if settings.connectivity else []
     command = ["dhc", "run", "--suite", settings.suite, "--profile", settings.profile, "--instance-type",
-               instance_type, "--sink", "kubernetes", *settings.extra_args]
+               instance_type, "--sink", "kubernetes", *stage, *settings.extra_args]
     labels = {JOB_LABEL: "dhc", NODE_LABEL: _label_safe(node), ATTEMPT_LABEL: f"g{generation}-a{attempt}"}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -80,3 +83,44 @@ def job_manifest(node: str, generation: int, attempt: int, instance_type: str, g
 def _label_safe(value: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", value)[:63].strip("-._")
     return cleaned or "node"
+
+
+BATCH_LABEL = "dhc.dev/batch"
+
+
+def batch_name(nodes: list[str], attempt: int) -> str:
+    """Deterministic for the same nodes and try: a restarted controller re-creates nothing."""
+    digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:10]
+    return f"dhc-fabric-{digest}-a{attempt}"
+
+
+def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: int, efa: int, deadline_s: int,
+                    keys: Keys, settings: JobSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A headless Service and an Indexed Job: one pod on each node, meeting at pod 0 for torch's rendezvous."""
+    name = batch_name(nodes, attempt)
+    labels = {JOB_LABEL: "dhc", BATCH_LABEL: name}
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
+               "spec": {"clusterIP": "None", "selector": {BATCH_LABEL: name}, "publishNotReadyAddresses": True,
+                        "ports": [{"name": f"rendezvous-{i}", "port": settings.rendezvous_port + i} for i in range(3)]}}
+    job = job_manifest(nodes[0], 0, attempt, instance_type, gpus, efa, deadline_s, keys, settings)
+    job["metadata"].update(name=name, labels=dict(labels),
+                           annotations={"dhc.dev/nodes": ",".join(sorted(nodes))})
+    spec = job["spec"]
+    spec.update(completionMode="Indexed", completions=len(nodes), parallelism=len(nodes))
+    pod = spec["template"]["spec"]
+    spec["template"]["metadata"]["labels"] = dict(labels)
+    del pod["nodeName"]
+    pod["subdomain"] = name
+    pod["affinity"] = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": sorted(nodes)}]}]}},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {BATCH_LABEL: name}}, "topologyKey": "kubernetes.io/hostname"}]},
+    }
+    container = pod["containers"][0]
+    container["command"] = ["dhc", "run", "--suite", "InstanceConnectivity", "--profile", settings.profile,
+                            "--instance-type", instance_type, "--sink", "kubernetes", *settings.extra_args]
+    container["env"] += [{"name": "DHC_NODES", "value": str(len(nodes))},
+                         {"name": "DHC_RENDEZVOUS", "value": f"{name}-0.{name}:{settings.rendezvous_port}"}]
+    return service, job

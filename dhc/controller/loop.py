@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dhc.controller import reconcile
-from dhc.controller.jobs import JOB_LABEL, JobSettings, job_manifest
+from dhc.controller.jobs import JOB_LABEL, JobSettings, batch_manifests, job_manifest
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sGone, K8sNotFound, Kube
 from dhc.thresholds import CATALOGUE, Thresholds
@@ -34,6 +34,7 @@ class ControllerSettings:
     resync_s: float = 60.0
     watch_timeout_s: int = 120
     deadline_margin_s: int = 600
+    batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
 
 
 class Controller:
@@ -46,6 +47,8 @@ class Controller:
         self._queued: set[str] = set()
         self._wake = threading.Condition()
         self._locks: dict[str, threading.Lock] = {}
+        self.candidates: dict[str, float] = {}  # node -> when its stress passed (waiting for a batch)
+        self._batching = threading.Lock()
 
     # -- running -------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -53,6 +56,7 @@ class Controller:
                    for kind in ("jobs", "nodes")]
         threads += [threading.Thread(target=self._worker, args=(stop,), daemon=True, name=f"worker-{i}")
                     for i in range(self.settings.workers)]
+        threads.append(threading.Thread(target=self._batcher, args=(stop,), daemon=True, name="batcher"))
         for thread in threads:
             thread.start()
         while not stop.wait(self.settings.resync_s):
@@ -130,8 +134,10 @@ class Controller:
             store.pop(name, None)
         else:
             store[name] = obj
-        node = name if kind == "nodes" else (obj["metadata"].get("annotations") or {}).get("dhc.dev/node-name")
-        if node:
+        annotations = obj["metadata"].get("annotations") or {}
+        names = [name] if kind == "nodes" else \
+            [annotations.get("dhc.dev/node-name")] + annotations.get("dhc.dev/nodes", "").split(",")
+        for node in filter(None, names):
             self.enqueue(node)
 
     # -- deciding and acting ---------------------------------------------------------------------------
@@ -147,12 +153,17 @@ class Controller:
         if node is None or not self.wants(node):
             return reconcile.NOTHING
         decision = self._decide(node)
-        if decision.kind in (reconcile.RETRY, reconcile.GIVE_UP):
+        if decision.kind in (reconcile.RETRY, reconcile.GIVE_UP, reconcile.REBATCH):
             node = self.kube.node(name)  # a verdict may have landed since the cache saw the node
             self.nodes[name] = node
             decision = self._decide(node)
+        if decision.kind == reconcile.AWAIT_BATCH and self.settings.jobs.connectivity:
+            self.candidates.setdefault(name, time.monotonic())
+            return decision.kind
+        self.candidates.pop(name, None)
         act = {reconcile.JOIN: self._join, reconcile.START: self._start, reconcile.RETRY: self._retry,
-               reconcile.GIVE_UP: self._give_up, reconcile.RECHECK: self._recheck}.get(decision.kind)
+               reconcile.GIVE_UP: self._give_up, reconcile.RECHECK: self._recheck,
+               reconcile.REBATCH: self._rebatch}.get(decision.kind)
         if act is not None:
             act(name, decision)
         return decision.kind
@@ -160,7 +171,7 @@ class Controller:
     def _decide(self, node: dict[str, Any]) -> reconcile.Decision:
         name = node["metadata"]["name"]
         return reconcile.decide(node, reconcile.jobs_of(name, list(self.jobs.values())), self.keys,
-                                self.settings.max_attempts)
+                                self.settings.max_attempts, self.jobs)
 
     def _join(self, name: str, decision: reconcile.Decision) -> None:
         self._patch(name, scheme.joining(), decision, drop_request=False)
@@ -183,9 +194,55 @@ class Controller:
         self.kube.node_event(patched, "DeepHealthCheckFailed", decision.reason, warning=True,
                              namespace=self.settings.jobs.namespace)
 
+    def _rebatch(self, name: str, decision: reconcile.Decision) -> None:
+        state = scheme.NodeState("InProgress", "Unschedulable", decision.reason)
+        patched = self._patch(name, state, decision, drop_request=False, extra={self.keys.stage: "stress-passed"})
+        self.kube.node_event(patched, "DeepHealthCheckRetry", decision.reason, warning=True,
+                             namespace=self.settings.jobs.namespace)
+
+    # -- the connectivity stage: batches of nodes whose stress passed ------------------------------
+    def _batcher(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            try:
+                self._form_batches()
+            except K8sError as exc:
+                log.warning("forming a connectivity batch failed (%s); will retry", exc)
+
+    def _form_batches(self) -> None:
+        with self._batching:
+            now, groups = time.monotonic(), {}
+            for name, since in list(self.candidates.items()):
+                node = self.nodes.get(name)
+                if node is not None:
+                    itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) or "cpu"
+                    groups.setdefault(itype, []).append((since, name))
+            for itype, members in groups.items():
+                if now - min(since for since, _ in members) >= self.settings.batch_window_s:
+                    self._start_batch(itype, sorted(name for _, name in members))
+
+    def _start_batch(self, itype: str, names: list[str]) -> None:
+        known = itype in self.thresholds.names
+        limits = self._type(itype) if known else None
+        attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
+        settings = self.settings.jobs
+        deadline = self._deadline(itype, "InstanceConnectivity") if known else 3600
+        service, job = batch_manifests(names, attempt, itype if known else "cpu", limits.gpus if limits else 0,
+                                       limits.efa if limits else 0, deadline, self.keys, settings)
+        self.kube.create_service(service)
+        self.kube.create_job(job)
+        self.jobs.setdefault(job["metadata"]["name"], job)
+        for name in names:
+            annotations = {self.keys.stage: "connectivity", self.keys.batch: job["metadata"]["name"]}
+            state = scheme.NodeState("InProgress", "Unschedulable")
+            self.nodes[name] = self.kube.patch_node(
+                name, lambda n, a=annotations, s=state: scheme.node_ops(n, self.keys, s, a))
+            self.candidates.pop(name, None)
+        log.info("connectivity batch %s: %d %s nodes", job["metadata"]["name"], len(names), itype)
+
     def _patch(self, name: str, state: scheme.NodeState, decision: reconcile.Decision,
-               drop_request: bool) -> dict[str, Any]:
+               drop_request: bool, extra: dict[str, str] | None = None) -> dict[str, Any]:
         annotations = {self.keys.generation: str(decision.generation), self.keys.attempts: str(decision.attempt)}
+        annotations |= extra or {}
         drop = (self.keys.request,) if drop_request else ()
         patched = self.kube.patch_node(name, lambda n: scheme.node_ops(n, self.keys, state, annotations, drop))
         self.nodes[name] = patched
@@ -206,12 +263,19 @@ class Controller:
     def _type(self, itype: str) -> Any:
         return self.thresholds.resolve(itype, self.settings.jobs.profile).instance_type
 
-    def _deadline(self, itype: str) -> int:
+    def _deadline(self, itype: str, suite: str | None = None) -> int:
         """The Job's activeDeadlineSeconds: every timeout of the suite's checks for this type, plus a margin."""
         limits = self.thresholds.resolve(itype, self.settings.jobs.profile)
-        prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[self.settings.jobs.suite]
+        prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[suite or self.settings.jobs.suite]
         checks = [c for c in CATALOGUE if c.startswith(prefix) and not limits.check(c).skip]
         return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
+
+
+def _attempts(node: dict[str, Any], keys: scheme.Keys) -> int:
+    try:
+        return max(1, int((node["metadata"].get("annotations") or {}).get(keys.attempts, "1")))
+    except ValueError:
+        return 1
 
 
 __all__ = ["Controller", "ControllerSettings", "K8sNotFound"]

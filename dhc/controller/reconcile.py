@@ -15,6 +15,7 @@ from dhc.controller.jobs import ATTEMPT_LABEL, NODE_LABEL
 from dhc.k8s.scheme import Keys
 
 JOIN, START, RETRY, GIVE_UP, RECHECK, NOTHING = "join", "start", "retry", "give-up", "recheck", "nothing"
+AWAIT_BATCH, REBATCH = "await-batch", "rebatch"  # the connectivity stage: wait for a batch; try it again
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def job_state(job: dict[str, Any]) -> tuple[str, str]:
     return "running", ""
 
 
-def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_attempts: int) -> Decision:
+def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_attempts: int,
+           batches: dict[str, dict[str, Any]] | None = None) -> Decision:
     meta = node.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     status = labels.get(keys.check_status)
@@ -53,6 +55,11 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
         if labels.get(keys.request) == "recheck":
             return Decision(RECHECK, generation + 1, 1)
         return Decision(NOTHING, generation, attempt)
+    stage = annotations.get(keys.stage)
+    if stage == "stress-passed":
+        return Decision(AWAIT_BATCH, generation, attempt)
+    if stage == "connectivity":
+        return _connectivity(annotations.get(keys.batch), batches or {}, generation, attempt, max_attempts)
     job = next((j for j in jobs if (j["metadata"].get("labels") or {}).get(ATTEMPT_LABEL) == f"g{generation}-a{attempt}"),
                None)
     if job is None:
@@ -64,6 +71,18 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
     if attempt < max_attempts:
         return Decision(RETRY, generation, attempt + 1, f"try {attempt} of {max_attempts}: {reason}")
     return Decision(GIVE_UP, generation, attempt, f"no verdict after {max_attempts} tries; last: {reason}")
+
+
+def _connectivity(batch: str | None, batches: dict[str, dict[str, Any]], generation: int, attempt: int,
+                  max_attempts: int) -> Decision:
+    job = batches.get(batch or "")
+    state, why = job_state(job) if job is not None else ("gone", "its connectivity Job is gone")
+    if state == "running":
+        return Decision(NOTHING, generation, attempt)
+    reason = why or "the connectivity Job ended without writing a verdict on the node (Incomplete)"
+    if attempt < max_attempts:
+        return Decision(REBATCH, generation, attempt + 1, f"connectivity try {attempt} of {max_attempts}: {reason}")
+    return Decision(GIVE_UP, generation, attempt, f"no connectivity verdict after {max_attempts} tries; last: {reason}")
 
 
 def jobs_of(node_name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

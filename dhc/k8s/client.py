@@ -106,6 +106,15 @@ class Kube:
             return False
         return True
 
+    def create_service(self, manifest: dict[str, Any]) -> bool:
+        """Create the Service; False when one of that name exists already."""
+        meta = manifest["metadata"]
+        try:
+            self.call(f"create service {meta['name']}", self.core.create_namespaced_service, meta["namespace"], manifest)
+        except K8sConflict:
+            return False
+        return True
+
     def watch(self, kind: str, resource_version: str, timeout_s: int, namespace: str | None = None,
               label_selector: str = "") -> Any:
         """Events of ``kind`` ("nodes" or "jobs") after ``resource_version``, for up to ``timeout_s``.

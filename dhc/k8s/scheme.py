@@ -35,18 +35,24 @@ class Keys:
         self.attempts = f"{prefix}/deep-health-check-attempts"
         self.generation = f"{prefix}/deep-health-check-generation"
         self.request = f"{prefix}/deep-health-check-request"  # label: "recheck" asks for a new check
+        self.stage = f"{prefix}/deep-health-check-stage"  # annotation: stress-passed | connectivity
+        self.batch = f"{prefix}/deep-health-check-batch"  # annotation: the connectivity Job of the node
 
 
 def joining() -> NodeState:
     return NodeState("InProgress", "Unschedulable")
 
 
-def from_verdict(document: dict[str, Any], instance_id: str | None = None) -> NodeState:
-    """Passed -> Schedulable; Failed -> pending reboot or replacement; Incomplete -> still InProgress."""
+def from_verdict(document: dict[str, Any], instance_id: str | None = None, final: bool = True) -> NodeState:
+    """Passed -> Schedulable; Failed -> pending reboot or replacement; Incomplete -> still InProgress.
+
+    A Passed that is not ``final`` (the stress stage, with connectivity to follow) keeps the node
+    InProgress and unschedulable.
+    """
     verdict = document["verdict"]
     reasons = reasons_text(document, instance_id)
     if verdict["status"] == "Passed":
-        return NodeState("Passed", "Schedulable", reasons)
+        return NodeState("Passed", "Schedulable", reasons) if final else NodeState("InProgress", "Unschedulable", reasons)
     if verdict["status"] == "Failed":
         health = "UnschedulablePendingReboot" if verdict["action"] == "Reboot" else "UnschedulablePendingReplacement"
         return NodeState("Failed", health, reasons)

@@ -13,17 +13,21 @@ from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, Kube
 
 
-def write_verdict(kube: Kube, node_name: str, document: dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX) -> scheme.NodeState:
+def write_verdict(kube: Kube, node_name: str, document: dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX,
+                  final: bool = True) -> scheme.NodeState:
+    """``final=False``: the stress stage of a two-stage check; a pass then only marks the stage."""
     keys = scheme.Keys(prefix)
     node = kube.node(node_name)
     instance_id = _instance_id(node) or document["instance"]["instance_id"]["value"]
-    state = scheme.from_verdict(document, instance_id)
-    patched = kube.patch_node(node_name, lambda current: scheme.node_ops(current, keys, state))
+    state = scheme.from_verdict(document, instance_id, final)
+    stage = {} if final or document["verdict"]["status"] != "Passed" else {keys.stage: "stress-passed"}
+    patched = kube.patch_node(node_name, lambda current: scheme.node_ops(current, keys, state, stage))
     verdict = document["verdict"]
     summary = f"deep health check {verdict['status']} on {instance_id}"
     if verdict["reasons"]:
         summary += ": " + "; ".join(r["message"] for r in verdict["reasons"][:3])
-    kube.node_event(patched, f"DeepHealthCheck{verdict['status']}", summary, warning=verdict["status"] != "Passed")
+    reason = f"DeepHealthCheck{verdict['status']}" if final else f"DeepHealthCheckStress{verdict['status']}"
+    kube.node_event(patched, reason, summary, warning=verdict["status"] != "Passed")
     return state
 
 
