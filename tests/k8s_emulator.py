@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class Emulator:
-    def __init__(self):
+    def __init__(self, tls: tuple[Path, Path] | None = None):
+        """``tls``: (certificate, key) files to serve HTTPS, as an in-cluster API server does."""
         self.lock = threading.Lock()
         self.version = 100
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -57,7 +58,15 @@ class Emulator:
                 emulator._serve(self, "DELETE")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.authorizations: list[str] = []
+        if tls is not None:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Emulator:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -132,6 +141,7 @@ class Emulator:
         path, query = url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         self.requests.append((method, path, handler.headers.get("Content-Type", "")))
+        self.authorizations.append(handler.headers.get("Authorization", ""))
         for fault in self.faults:
             if fault[0] == method and path.startswith(fault[1]):
                 self.faults.remove(fault)

@@ -164,3 +164,41 @@ def test_dhc_run_marks_its_own_node(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "kubernetes",
                            "--out", str(tmp_path / "r2")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and "sink kubernetes failed, the local report is intact" in proc.stderr
+
+
+def self_signed(folder):
+    """A CA-less self-signed certificate for 127.0.0.1, as the in-cluster CA bundle for the test."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (folder / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "ca.crt", folder / "tls.key"
+
+
+def test_in_cluster_configuration_uses_the_service_account(tmp_path):
+    pytest.importorskip("cryptography", reason="a test certificate needs cryptography")
+    from dhc.k8s.client import in_cluster_client
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "token").write_text("sa-token-123")
+    with Emulator(tls=(cert, key)) as emulator:
+        emulator.add_node("in-pod")
+        api = in_cluster_client(str(tmp_path / "token"), str(cert),
+                                {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(emulator.port)})
+        assert Kube(api, timeout_s=5).node("in-pod")["metadata"]["name"] == "in-pod"
+        assert emulator.authorizations[-1].lower() == "bearer sa-token-123"  # the scheme is case-insensitive

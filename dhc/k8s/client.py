@@ -160,9 +160,25 @@ class Kube:
         time.sleep(delay * random.uniform(0.5, 1.5))
 
 
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_client(token_file: str = f"{SERVICE_ACCOUNT}/token", ca_file: str = f"{SERVICE_ACCOUNT}/ca.crt",
+                      environ: dict[str, str] | None = None) -> client.ApiClient:
+    """The pod's ServiceAccount: the API server from KUBERNETES_SERVICE_HOST/PORT, its token and CA."""
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    configuration = client.Configuration()
+    loader = InClusterConfigLoader(token_filename=token_file, cert_filename=ca_file,
+                                   **({"environ": environ} if environ is not None else {}))
+    loader.load_and_set(configuration)
+    return client.ApiClient(configuration)
+
+
 def _configured_client() -> client.ApiClient:
+    """In a pod its ServiceAccount; elsewhere the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     try:
-        config.load_incluster_config()
+        return in_cluster_client()
     except config.ConfigException:
         try:
             config.load_kube_config()
