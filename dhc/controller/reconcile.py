@@ -65,24 +65,24 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
     if job is None:
         return Decision(START, generation, attempt)
     state, why = job_state(job)
-    if state == "running":
-        return Decision(NOTHING, generation, attempt)
-    reason = why or "the check Job ended without writing a verdict on the node (Incomplete)"
-    if attempt < max_attempts:
-        return Decision(RETRY, generation, attempt + 1, f"try {attempt} of {max_attempts}: {reason}")
-    return Decision(GIVE_UP, generation, attempt, f"no verdict after {max_attempts} tries; last: {reason}")
+    return _after(state, why, "", RETRY, generation, attempt, max_attempts)
 
 
 def _connectivity(batch: str | None, batches: dict[str, dict[str, Any]], generation: int, attempt: int,
                   max_attempts: int) -> Decision:
     job = batches.get(batch or "")
     state, why = job_state(job) if job is not None else ("gone", "its connectivity Job is gone")
+    return _after(state, why, "connectivity ", REBATCH, generation, attempt, max_attempts)
+
+
+def _after(state: str, why: str, stage: str, again: str, generation: int, attempt: int, max_attempts: int) -> Decision:
+    """A Job that ended without a verdict on the node: another try, or Failed once the tries are spent."""
     if state == "running":
         return Decision(NOTHING, generation, attempt)
-    reason = why or "the connectivity Job ended without writing a verdict on the node (Incomplete)"
+    reason = why or f"the {stage}check Job ended without writing a verdict on the node (Incomplete)"
     if attempt < max_attempts:
-        return Decision(REBATCH, generation, attempt + 1, f"connectivity try {attempt} of {max_attempts}: {reason}")
-    return Decision(GIVE_UP, generation, attempt, f"no connectivity verdict after {max_attempts} tries; last: {reason}")
+        return Decision(again, generation, attempt + 1, f"{stage}try {attempt} of {max_attempts}: {reason}")
+    return Decision(GIVE_UP, generation, attempt, f"no {stage}verdict after {max_attempts} tries; last: {reason}")
 
 
 def jobs_of(node_name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

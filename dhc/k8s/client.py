@@ -99,18 +99,16 @@ class Kube:
 
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create the Job; False when a Job of that name exists already (a restarted controller)."""
-        meta = manifest["metadata"]
-        try:
-            self.call(f"create job {meta['name']}", self.batch.create_namespaced_job, meta["namespace"], manifest)
-        except K8sConflict:
-            return False
-        return True
+        return self._create("job", self.batch.create_namespaced_job, manifest)
 
     def create_service(self, manifest: dict[str, Any]) -> bool:
         """Create the Service; False when one of that name exists already."""
+        return self._create("service", self.core.create_namespaced_service, manifest)
+
+    def _create(self, kind: str, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
         try:
-            self.call(f"create service {meta['name']}", self.core.create_namespaced_service, meta["namespace"], manifest)
+            self.call(f"create {kind} {meta['name']}", create, meta["namespace"], manifest)
         except K8sConflict:
             return False
         return True
