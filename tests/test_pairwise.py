@@ -53,7 +53,7 @@ torch = pytest.importorskip("torch", reason="simulated nodes run gloo all-reduce
 def test_simulated_nodes_on_loopback_name_the_slowed_one(nodes, slow):
     from dhc.comm import allreduce, launch
     size = 4 * 2**20
-    inject = allreduce.AllreduceInjection(slow_rank=slow, slow_s=0.05)
+    inject = allreduce.AllreduceInjection(slow_rank=slow, slow_s=0.15)
 
     def measure(rounds):
         per_rank = launch.run_local(nodes, "gloo", allreduce.pair_rounds, ("cpu", rounds, size, inject), 120)

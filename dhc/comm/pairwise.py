@@ -2,7 +2,7 @@
 
 Rounds follow the circle method: N-1 rounds of N/2 concurrent pairs cover every pair once (a bye
 pads an odd N); the quick mode runs only the first round, pairing each node once. A pair is slow
-when its bus bandwidth misses the limit or falls below half the median pair. A node slow with at
+when its bus bandwidth misses the limit or falls below half the upper quartile of all pairs. A node slow with at
 least half its partners is a suspect; one slow with fewer is known good. Each suspect is then
 measured against known-good partners, and only a node slow with good partners is marked bad.
 """
@@ -79,8 +79,11 @@ def _suspects_and_good(nodes: int, busbw: dict[Pair, float], slow: list[Pair]) -
 
 
 def _slow(busbw: dict[Pair, float], limit_gbs: float) -> list[Pair]:
-    median = statistics.median(busbw.values())
-    return sorted(pair for pair, bw in busbw.items() if bw < limit_gbs or bw < median / 2)
+    """Below the limit, or below half the upper quartile of all pairs. (Not the median: with few
+    nodes, half the pairs of a full round include the bad node and would drag the median down.)"""
+    values = sorted(busbw.values())
+    reference = statistics.quantiles(values, n=4, method="inclusive")[2] if len(values) > 1 else values[0]
+    return sorted(pair for pair, bw in busbw.items() if bw < limit_gbs or bw < reference / 2)
 
 
 def _retest_rounds(suspects: list[int], good: list[int], partners: int) -> list[list[Pair]]:

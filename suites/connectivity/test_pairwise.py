@@ -31,7 +31,7 @@ def test_pairwise_localisation(dhc_check, dhc_limits, dhc_devices, dhc_run):
     size = int(dhc_check.settings["message_bytes"])
     timeout_s = dhc_limits.timing("connectivity.pairwise").timeout_s * 0.4
     slow = dhc_run.options.inject == "pairwise-slow-node"
-    inject = allreduce.AllreduceInjection(slow_rank=settings.node_index * local, slow_s=0.05) if slow else None
+    inject = allreduce.AllreduceInjection(slow_rank=settings.node_index * local, slow_s=0.2) if slow else None
 
     def measure(rounds):
         placement = launch.Placement(settings.node_index, settings.nodes, host, next(ports))
