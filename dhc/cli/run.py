@@ -29,7 +29,6 @@ from dhc.settings import Settings
 from dhc.sinks.logline import summary_line, verdict_lines, write_lines
 from dhc.thresholds import CATALOGUE, SUITES, InstanceLimits, load
 
-EXIT_CONFIG = 2
 _CHILD_USAGE_ERROR = 4  # pytest's exit code when it refuses its arguments or configuration
 
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dhc.k8s.scheme import Keys
+from dhc.k8s.scheme import Keys, label_value
 
 JOB_LABEL = "app.kubernetes.io/managed-by"
 NODE_LABEL = "dhc.dev/node"
@@ -47,7 +47,7 @@ def job_manifest(node: str, generation: int, attempt: int, instance_type: str, g
     stage = ["--stage", "stress"] if settings.connectivity else []
     command = ["dhc", "run", "--suite", settings.suite, "--profile", settings.profile, "--instance-type",
                instance_type, "--sink", "kubernetes", *stage, *settings.extra_args]
-    labels = {JOB_LABEL: "dhc", NODE_LABEL: _label_safe(node), ATTEMPT_LABEL: f"g{generation}-a{attempt}"}
+    labels = {JOB_LABEL: "dhc", NODE_LABEL: label_value(node), ATTEMPT_LABEL: f"g{generation}-a{attempt}"}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(node, generation, attempt), "namespace": settings.namespace, "labels": labels,
@@ -78,11 +78,6 @@ def job_manifest(node: str, generation: int, attempt: int, instance_type: str, g
             },
         },
     }
-
-
-def _label_safe(value: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", value)[:63].strip("-._")
-    return cleaned or "node"
 
 
 BATCH_LABEL = "dhc.dev/batch"

@@ -182,23 +182,22 @@ class Controller:
         self._start(name, decision)
 
     def _retry(self, name: str, decision: reconcile.Decision) -> None:
-        state = scheme.NodeState("InProgress", "Unschedulable", decision.reason)
-        patched = self._patch(name, state, decision, drop_request=False)
-        self.kube.node_event(patched, "DeepHealthCheckRetry", decision.reason, warning=True,
-                             namespace=self.settings.jobs.namespace)
+        self._mark(name, decision, "InProgress", "Unschedulable", "DeepHealthCheckRetry")
         self._start(name, decision)
 
     def _give_up(self, name: str, decision: reconcile.Decision) -> None:
-        state = scheme.NodeState("Failed", "UnschedulablePendingReplacement", decision.reason)
-        patched = self._patch(name, state, decision, drop_request=False)
-        self.kube.node_event(patched, "DeepHealthCheckFailed", decision.reason, warning=True,
-                             namespace=self.settings.jobs.namespace)
+        self._mark(name, decision, "Failed", "UnschedulablePendingReplacement", "DeepHealthCheckFailed")
+
+    def _mark(self, name: str, decision: reconcile.Decision, status: str, health: str, event: str,
+              extra: dict[str, str] | None = None) -> None:
+        """Set the node's state with the decision's reason, and say so in a Warning Event."""
+        state = scheme.NodeState(status, health, decision.reason)
+        patched = self._patch(name, state, decision, drop_request=False, extra=extra)
+        self.kube.node_event(patched, event, decision.reason, warning=True, namespace=self.settings.jobs.namespace)
 
     def _rebatch(self, name: str, decision: reconcile.Decision) -> None:
-        state = scheme.NodeState("InProgress", "Unschedulable", decision.reason)
-        patched = self._patch(name, state, decision, drop_request=False, extra={self.keys.stage: "stress-passed"})
-        self.kube.node_event(patched, "DeepHealthCheckRetry", decision.reason, warning=True,
-                             namespace=self.settings.jobs.namespace)
+        self._mark(name, decision, "InProgress", "Unschedulable", "DeepHealthCheckRetry",
+                   extra={self.keys.stage: "stress-passed"})
 
     # -- the connectivity stage: batches of nodes whose stress passed ------------------------------
     def _batcher(self, stop: threading.Event) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhc.controller.jobs import ATTEMPT_LABEL, NODE_LABEL
-from dhc.k8s.scheme import Keys
+from dhc.k8s.scheme import Keys, label_value
 
 JOIN, START, RETRY, GIVE_UP, RECHECK, NOTHING = "join", "start", "retry", "give-up", "recheck", "nothing"
 AWAIT_BATCH, REBATCH = "await-batch", "rebatch"  # the connectivity stage: wait for a batch; try it again
@@ -86,8 +86,7 @@ def _after(state: str, why: str, stage: str, again: str, generation: int, attemp
 
 
 def jobs_of(node_name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from dhc.controller.jobs import _label_safe
-    key = _label_safe(node_name)
+    key = label_value(node_name)
     return [j for j in jobs if (j["metadata"].get("labels") or {}).get(NODE_LABEL) == key]
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from dhc.report.files import write_text_atomic
-from dhc.report.html import _ENV, number
+from dhc.report.html import TEMPLATES, number
 
 HIST_WIDTH, HIST_HEIGHT = 260, 60
 
 
 def render_fleet(document: dict[str, Any], max_outliers: int = 200) -> str:
-    return _ENV.get_template("fleet.html.j2").render(**document, number=number, histogram=histogram,
+    return TEMPLATES.get_template("fleet.html.j2").render(**document, number=number, histogram=histogram,
                                                       shown_outliers=document["outliers"][:max_outliers])
 
 

@@ -16,13 +16,13 @@ from dhc.errors import ReportError
 from dhc.report.files import read_json, write_text_atomic
 
 # Optional fields missing from older 1.x reports render as empty, never as an error.
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 BAR_WIDTH = 220
 
 
 def render_node(document: dict[str, Any]) -> str:
-    return _ENV.get_template("node.html.j2").render(**document, device_label=device_label, number=number, bar=bar)
+    return TEMPLATES.get_template("node.html.j2").render(**document, device_label=device_label, number=number, bar=bar)
 
 
 def write_node(document: dict[str, Any], path: Path) -> Path:

@@ -225,27 +225,25 @@ def _with_ancestors(doc: _Doc, entries: LineDict, name: str, seen: list[str]) ->
 
 def _merge(base: LineDict, top: LineDict) -> LineDict:
     """``top`` over ``base``; checks merge per check id, and limits per metric."""
-    merged = LineDict({k: v for k, v in base.items() if k in _INHERITED | _MODEL_KEYS} | top)
-    merged.line, merged.key_lines = top.line, {**getattr(base, "key_lines", {}), **top.key_lines}
+    merged = _overlay(LineDict({k: v for k, v in base.items() if k in _INHERITED | _MODEL_KEYS}), top)
+    merged.key_lines = {**getattr(base, "key_lines", {}), **merged.key_lines}
     if isinstance(base.get("checks"), LineDict) and isinstance(top.get("checks"), LineDict):
-        checks = LineDict(base["checks"])
-        checks.line, checks.key_lines = top["checks"].line, {**base["checks"].key_lines, **top["checks"].key_lines}
+        checks = _overlay(base["checks"], top["checks"])
         for check, entry in top["checks"].items():
-            below = checks.get(check)
+            below = base["checks"].get(check)
             if isinstance(below, LineDict) and isinstance(entry, LineDict):
-                entry = _merge_check(below, entry)
-            checks[check] = entry
+                checks[check] = _overlay(below, entry)
+                if isinstance(below.get("limits"), LineDict) and isinstance(entry.get("limits"), LineDict):
+                    checks[check]["limits"] = _overlay(below["limits"], entry["limits"])
         merged["checks"] = checks
     return merged
 
 
-def _merge_check(base: LineDict, top: LineDict) -> LineDict:
+def _overlay(base: LineDict, top: LineDict) -> LineDict:
+    """One level of ``top`` over ``base``, keeping the line of every key where it was written."""
     merged = LineDict(base | top)
-    merged.line, merged.key_lines = top.line, {**base.key_lines, **top.key_lines}
-    if isinstance(base.get("limits"), LineDict) and isinstance(top.get("limits"), LineDict):
-        limits = LineDict(base["limits"] | top["limits"])
-        limits.line, limits.key_lines = top["limits"].line, {**base["limits"].key_lines, **top["limits"].key_lines}
-        merged["limits"] = limits
+    merged.line = top.line
+    merged.key_lines = {**getattr(base, "key_lines", {}), **getattr(top, "key_lines", {})}
     return merged
 
 
