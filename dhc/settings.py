@@ -29,6 +29,8 @@ class Settings:
     suites_dir: str | None = None
     out_dir: str | None = None
     dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
+    dcgm_hostengine: str | None = None  # HOST[:PORT] of the node's standalone nv-hostengine (DHC_DCGM_HOSTENGINE)
+    nv_hostengine: str = "nv-hostengine"  # started for the run when no host engine answers (DHC_NV_HOSTENGINE)
     kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
     fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
     nccl_tests: str | None = None  # all_reduce_perf to measure with instead of torch (DHC_NCCL_TESTS)
@@ -65,6 +67,8 @@ class Settings:
             suites_dir=env.get("DHC_SUITES") or None,
             out_dir=env.get("DHC_OUT") or None,
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
+            dcgm_hostengine=env.get("DHC_DCGM_HOSTENGINE") or None,
+            nv_hostengine=env.get("DHC_NV_HOSTENGINE") or "nv-hostengine",
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
             nccl_tests=env.get("DHC_NCCL_TESTS") or None,
