@@ -1,4 +1,4 @@
-"""InstanceConnectivity: nccl-tests and NCCL log parsing, all-reduce over real local ranks, EFA inventory."""
+"""InstanceConnectivity: nccl-tests and NCCL log parsing, all-reduce over real local ranks (EFA: test_efa.py)."""
 
 import json
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dhc.probes import efa, nccl_log, nccl_tests
+from dhc.probes import nccl_log, nccl_tests
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "nccl"
 DATA = Path(__file__).parent / "data" / "nccl"
@@ -68,21 +68,6 @@ def test_transport_old_aws_libfabric_names():
     assert summary.uses_libfabric and summary.net_channels == 2 and summary.gdrdma_channels == 1
     assert nccl_log.transport_faults(summary, True, True, True) == [
         "1 of 2 network channels ran without GPUDirect RDMA (GDRDMA)"]
-
-
-def test_efa_domains_are_counted_once():
-    text = subprocess.run([str(FAKES / "fi_info")], env={**os.environ, "FAKE_EFA_DOMAINS": "4"},
-                          capture_output=True, text=True, check=True).stdout
-    assert efa.rdm_domains(text) == ["rdmap16s27-rdm", "rdmap32s27-rdm", "rdmap48s27-rdm", "rdmap64s27-rdm"]
-    assert efa.rdm_domains("provider: tcp;ofi_rxm\n    domain: eth0\n    type: FI_EP_RDM\n") == []
-    assert efa.rdm_domains("fi_getinfo: -61 (No data available)\n") == []
-
-
-def test_sysfs_efa_devices(tmp_path):
-    for name in ("rdmap16s27", "rdmap32s27", "mlx5_0"):
-        (tmp_path / name).mkdir()
-    assert efa.sysfs_devices(tmp_path) == ["rdmap16s27", "rdmap32s27"]
-    assert efa.sysfs_devices(tmp_path / "absent") is None
 
 
 # -- all-reduce over real local ranks (gloo) -----------------------------------------------------
@@ -147,28 +132,6 @@ def test_instance_connectivity_on_cpu_passes(tmp_path, validate_report):
     measured = {m["name"]: m for m in checks["connectivity.allreduce"]["measurements"]}
     assert measured["busbw_intra_node"]["value"] > 0 and measured["busbw_intra_node_ranks"]["value"] == 2
     assert measured["busbw_intra_node"]["limit"]["value"] == 0.05
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("domains", "code", "status"), [("32", 0, "Passed"), ("31", 1, "Failed")])
-def test_efa_count_on_a_p5(tmp_path, domains, code, status):
-    sysfs = tmp_path / "ib"
-    sysfs.mkdir()
-    for index in range(int(domains)):
-        (sysfs / f"rdmap{index}s27").mkdir()
-    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.efa", "--out", str(tmp_path / "r"),
-               PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", FAKE_EFA_DOMAINS=domains,
-               DHC_SYS_INFINIBAND=str(sysfs))
-    assert proc.returncode == code, proc.stdout
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["checks"][0]["status"] == status
-
-
-@pytest.mark.slow
-def test_efa_tool_missing_is_incomplete(tmp_path):
-    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.efa", "--out", str(tmp_path),
-               DHC_FI_INFO="fi_info-not-installed")
-    assert proc.returncode == 3 and "expects 32 EFA devices, but fi_info-not-installed is not on PATH" in proc.stdout
 
 
 @torch_needed
