@@ -1,7 +1,9 @@
 """A watch that runs in a background thread for the length of a ``with`` block.
 
-Subclasses implement ``watch(nvml)``, looping until ``self.stopping`` is set; anything that stops
-the watch early is kept in ``error`` (reported beside the verdict, never silently dropped).
+Subclasses implement ``watch(nvml)``, looping until ``self.stopping`` is set. A GPU NVML reports
+lost (or needing a reset) during the watch is kept in ``lost`` (a finding on that GPU) while the
+other GPUs are still watched; anything else that stops the watch early is kept in ``error``
+(reported beside the verdict, never silently dropped).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dhc.probes.nvml import Nvml
+from dhc.probes.nvml import GpuUnusable, Nvml
 
 
 class NvmlWatch:
@@ -19,6 +21,7 @@ class NvmlWatch:
     def __init__(self, indices: list[int], nvml: Callable[[], Nvml] = Nvml):
         self.indices, self._nvml = indices, nvml
         self.error: str | None = None
+        self.lost: dict[int, GpuUnusable] = {}
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"dhc-{self.name}", daemon=True)
 
@@ -37,5 +40,5 @@ class NvmlWatch:
         try:
             with self._nvml() as nvml:
                 self.watch(nvml)
-        except Exception as exc:  # NvmlUnavailable and any NVML error alike
+        except Exception as exc:  # NvmlUnavailable, NvmlQueryError and anything a binding raises alike
             self.error = f"{self.name} stopped: {exc}"

@@ -1,11 +1,16 @@
-"""Sample NVML clock event (throttle) reasons while a burn runs; the hardware-caused ones are faults."""
+"""Sample NVML clock event (throttle) reasons while a burn runs; the hardware-caused ones are faults.
+
+What NVML does: ``nvmlDeviceGetCurrentClocksEventReasons`` (``...ThrottleReasons`` before driver
+535) returns a bit mask; a lost GPU answers GPU_IS_LOST, which this sampler keeps in ``lost`` and
+stops sampling that GPU while the others go on.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from dhc.probes.background import NvmlWatch
-from dhc.probes.nvml import Nvml
+from dhc.probes.nvml import GpuUnusable, Nvml
 
 # nvmlClocksEventReason* bits that mean the hardware itself slowed the GPU down
 HARDWARE_REASONS = {
@@ -34,7 +39,12 @@ class ClockEventSampler(NvmlWatch):
     def watch(self, nvml: Nvml) -> None:
         while True:
             for index in self.indices:
-                self.seen[index] |= nvml.clock_event_reasons(index)
+                if index in self.lost:
+                    continue
+                try:
+                    self.seen[index] |= nvml.clock_event_reasons(index)
+                except GpuUnusable as exc:
+                    self.lost[index] = exc
             self.samples += 1
             if self.stopping.wait(self.interval_s):
                 return

@@ -1,4 +1,4 @@
-"""Watch the GPUs while a stress runs: hardware clock slowdowns and critical XIDs, as faults."""
+"""Watch the GPUs while a stress runs: hardware clock slowdowns, critical XIDs and GPUs lost, as faults."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ class StressWatch:
         if self.xids is not None:
             for event in self.xids.events:
                 if event.action is not Action.NONE:
-                    out.append(WatchFault(event.gpu_index, f"XID {event.xid} ({event.meaning}) during the stress",
-                                          event.action))
+                    out.append(WatchFault(event.gpu_index, f"{event.describe()} during the stress", event.action))
+        lost = {i: exc for w in (self.clocks, self.xids) if w is not None for i, exc in w.lost.items()}
+        for gpu, exc in sorted(lost.items()):  # one finding per GPU, whichever watch saw it first
+            out.append(WatchFault(gpu, f"during the stress: {exc}", exc.action))
         return out
 
     def watching(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ import pytest
 
 from dhc.errors import CheckIncomplete
 from dhc.injections import LOGICAL_CPU_DEVICES
+from dhc.kernels import devices as cuda_devices
 from dhc.model import Action
 from dhc.probes.watch import StressWatch
 
@@ -22,6 +23,8 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
     duration = float(dhc_check.settings["duration_s"]) / len(dtypes)
     size = int(dhc_check.settings["matrix_size"])
     by_index = {d.index: d for d in devices if d.kind == "gpu"}
+    for lost in getattr(dhc_devices, "lost", ()):  # a GPU lost to NVML is named, never silently left out
+        dhc_check.fault(f"not burned: {lost}", lost.device, lost.action)
     with StressWatch(list(by_index)) as watch:
         for dtype in dtypes:
             _judge(dhc_check, gemm.burn(names, dtype, size, duration, inject=inject), devices)
@@ -71,7 +74,10 @@ def _burn_targets(dhc_devices, dhc_limits, inject):
         import torch
         if not torch.cuda.is_available():
             raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
-        devices, names = list(dhc_devices), [f"cuda:{d.index}" for d in dhc_devices]
+        targets, unseen, count = cuda_devices.cuda_targets(dhc_devices)  # matched by UUID, not by index
+        if unseen:
+            raise CheckIncomplete(cuda_devices.unseen_message(unseen, count))
+        devices, names = [d for d, _ in targets], [name for _, name in targets]
     if inject and len(devices) < LOGICAL_CPU_DEVICES:
         base, name = devices[0], names[0]
         devices = [replace(base, index=i, name=f"{base.name} [logical worker {i} on {base.label()}]")

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from dhc.errors import CheckIncomplete
+from dhc.kernels import devices as cuda_devices
 from dhc.model import Action
 from dhc.probes import host
 from dhc.probes.watch import StressWatch
@@ -21,6 +22,8 @@ def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
     inject = memtest.MemtestInjection() if dhc_run.options.inject == "memtest-word" else None
     fraction, cap = float(dhc_check.settings["memory_fraction"]), int(dhc_check.settings["max_bytes"])
     by_index = {d.index: d for d, _ in targets if d.kind == "gpu"}
+    for lost in getattr(dhc_devices, "lost", ()):  # a GPU lost to NVML is named, never silently left out
+        dhc_check.fault(f"memory not tested: {lost}", lost.device, lost.action)
     with StressWatch(list(by_index)) as watch, ThreadPoolExecutor(max_workers=len(targets)) as pool:
         runs = list(pool.map(lambda t: _test_one(memtest, t, fraction, cap, inject if t[0] is targets[0][0] else None),
                              targets))
@@ -81,4 +84,7 @@ def _targets(dhc_devices, dhc_limits):
     import torch
     if not torch.cuda.is_available():
         raise CheckIncomplete("NVML sees GPUs but torch has no CUDA (is this a CPU-only torch build?)")
-    return [(d, f"cuda:{d.index}") for d in dhc_devices]
+    targets, unseen, count = cuda_devices.cuda_targets(dhc_devices)  # matched by UUID, not by index
+    if unseen:
+        raise CheckIncomplete(cuda_devices.unseen_message(unseen, count))
+    return targets
