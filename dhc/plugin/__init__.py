@@ -16,7 +16,7 @@ from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck
 from dhc.plugin import outcomes, timeouts
-from dhc.plugin.options import DEVICE_CHECKS, DEVICE_GROUP, add_options, require_exclusive_devices
+from dhc.plugin.options import add_options
 from dhc.plugin.recorder import CheckRecorder
 from dhc.plugin.session import DhcRun
 from dhc.probes import host
@@ -40,7 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
     run = DhcRun(config)
     config.stash[RUN_KEY] = run
     if not run.is_worker:
-        require_exclusive_devices(config)
         run.previous_sigterm = timeouts.sigterm_as_interrupt()
         config.pluginmanager.register(_Controller(run), "dhc-controller")
         if config.pluginmanager.hasplugin("xdist"):
@@ -78,16 +77,12 @@ class _XdistController:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput.update(self.run.worker_input_for_node())
 
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.run.account_for_selection()  # a worker wrote plan.json before it reported its collection
-
 
 def _run(config: pytest.Config) -> DhcRun:
     return config.stash[RUN_KEY]
 
 
 # -- collection ---------------------------------------------------------------------------------
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     options = _run(config).options
@@ -98,8 +93,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         wanted = (not options.checks or check in options.checks) and \
                  (not options.suites or suite_of(check) in options.suites)
         (keep if wanted else drop).append(item)
-        if check in DEVICE_CHECKS:
-            item.add_marker(pytest.mark.xdist_group(DEVICE_GROUP))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -115,7 +108,6 @@ def _check_id(item: pytest.Item) -> str:
     return check
 
 
-@pytest.hookimpl(tryfirst=True)  # plan.json is on disk before an xdist worker reports its collection
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = _run(session.config)
     if any(CHECK_KEY not in item.stash for item in session.items):
@@ -126,8 +118,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         timing = run.limits.timing(check)
         plan.append(PlannedCheck(item.nodeid, check, suite_of(check), timing.expected_s, timing.timeout_s))
     run.set_plan(plan)
-    if not run.is_worker:
-        run.account_for_selection()
 
 
 # -- running a check ----------------------------------------------------------------------------
