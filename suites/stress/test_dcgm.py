@@ -1,6 +1,11 @@
-"""stress.dcgm: NVIDIA DCGM diagnostics at the profile's level, judged per test and GPU."""
+"""stress.dcgm: NVIDIA DCGM diagnostics at the profile's level, judged per test and GPU.
+
+dcgmi talks to a DCGM host engine: the node's own (DHC_DCGM_HOSTENGINE, else localhost:5555), or one
+dhc starts for the run and always stops (see dhc.probes.dcgm_hostengine).
+"""
 
 import shutil
+import time
 
 import pytest
 
@@ -10,15 +15,17 @@ from dhc.probes import dcgm
 
 @pytest.mark.check("stress.dcgm")
 def test_dcgm(dhc_check, dhc_run, dhc_devices):
-    dcgmi = shutil.which(dhc_run.settings.dcgmi)
+    settings = dhc_run.settings
+    dcgmi = shutil.which(settings.dcgmi)
     if dcgmi is None:
-        raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {dhc_run.settings.dcgmi!r} "
+        raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {settings.dcgmi!r} "
                               "is not on PATH (install datacenter-gpu-manager or set DHC_DCGMI)")
     level = int(dhc_check.settings.get("level", 2))
-    timeout_s = dhc_run.limits.timing("stress.dcgm").timeout_s * 0.9  # leave time to stop dcgmi cleanly
+    budget_end = time.monotonic() + dhc_run.limits.timing("stress.dcgm").timeout_s * 0.9  # room to stop cleanly
     try:
-        output, exit_code = dcgm.run_diag(dcgmi, level, timeout_s)
-    except dcgm.DcgmTimeout as exc:
+        with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out) as engine:
+            output, exit_code = dcgm.run_diag(dcgmi, level, max(budget_end - time.monotonic(), 1.0), engine)
+    except (dcgm.HostEngineUnavailable, dcgm.DcgmTimeout) as exc:
         raise CheckIncomplete(str(exc)) from None
     (dhc_run.out / "dcgm-diag.txt").write_text(output)
     faults, undecided, run = dcgm.assess(output, exit_code)
@@ -31,4 +38,4 @@ def test_dcgm(dhc_check, dhc_run, dhc_devices):
     for fault in faults:
         dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
     if undecided and not faults:
-        raise CheckIncomplete("; ".join(undecided))
+        raise CheckIncomplete("; ".join(undecided) + f" [host engine: {engine.origin}]")
