@@ -1,4 +1,5 @@
-"""GPU health through the NVML seam on recorded answers, XIDs from the kernel log and NVML events."""
+"""GPU health through the NVML seam on recorded answers, XIDs from the kernel log and NVML events, and the
+inventory check end to end with NVML failing as real NVML does (query errors, lost GPUs)."""
 
 import importlib.util
 import json
@@ -17,6 +18,7 @@ from dhc.probes.nvml import Nvml
 from dhc.probes.watch import StressWatch
 
 DATA = Path(__file__).parent / "data"
+KMSG = DATA / "kmsg"
 FAKES = Path(__file__).parent / "fakes"
 
 KERNEL_LOG = """\
@@ -66,8 +68,64 @@ def test_kernel_log_xids_and_their_actions():
     events = xid.parse_kernel_log(KERNEL_LOG)
     assert [(e.xid, e.pci_bus_id, e.action) for e in events] == [
         (79, "0000:53:00", Action.REPLACE), (48, "0000:b9:00", Action.REBOOT), (13, "0000:a8:00", Action.NONE)]
-    assert events[0].text == "pid=0, GPU has fallen off the bus." and "fallen off" in events[0].meaning
-    assert xid.XidEvent(999, None, None, "", "kernel log").action is Action.NONE
+    assert events[0].text == "GPU has fallen off the bus." and "fallen off" in events[0].meaning
+
+
+@pytest.mark.parametrize("style", ["raw_kmsg", "dmesg", "dmesg_T", "syslog", "journald_iso"])
+def test_every_timestamp_style_parses_alike(style):
+    events = xid.parse_kernel_log((KMSG / f"{style}.txt").read_text())
+    assert [(e.xid, e.pci_bus_id, e.action, e.caused_by) for e in events] == [
+        (79, "0000:53:00", Action.REPLACE, None), (48, "0000:b9:00", Action.REBOOT, None),
+        (13, "0000:a8:00", Action.NONE, None)]
+    assert events[0].text == "GPU has fallen off the bus."  # pid= and name= are dropped where present
+    assert events[1].text.startswith("An uncorrectable double bit error")  # and none is needed
+
+
+@pytest.mark.parametrize("style", ["dmesg", "journald"])
+def test_fallen_off_the_bus_without_an_xid_number_counts_as_79(style):
+    events = xid.parse_kernel_log((KMSG / f"fallen_off_multiline_{style}.txt").read_text())
+    assert [(e.xid, e.pci_bus_id, e.action) for e in events] == [(79, "0000:b9:00.0", Action.REPLACE)]
+    assert "printed no XID number" in events[0].text and "fallen off the bus" in events[0].describe()
+
+
+def test_fallen_off_the_bus_beside_its_xid_79_counts_once_and_154_names_the_drivers_action():
+    events = xid.parse_kernel_log((KMSG / "fallen_off_with_xid.txt").read_text())
+    assert [(e.xid, e.action) for e in events] == [(79, Action.REPLACE), (154, Action.REBOOT)]
+    assert events[1].meaning == "the driver asks for: node reboot"
+
+
+def test_sxids_stay_out_of_xids_and_a_cause_names_the_earlier_xid():
+    text = (KMSG / "sxid_and_causes.txt").read_text()
+    events = xid.parse_kernel_log(text)
+    assert [(e.xid, e.caused_by, e.action) for e in events] == [
+        (149, None, Action.REBOOT), (154, None, Action.REBOOT), (45, 149, Action.NONE)]
+    assert events[0].pci_bus_id == "0018:01:00" and events[1].meaning == "the driver asks for: drain and reset"
+    assert events[2].describe() == "XID 45 (preemptive cleanup after an earlier error, caused by previous XID 149)"
+    sxids = xid.parse_sxids(text)
+    assert [(s.sxid, s.pci_bus_id) for s in sxids] == [(20034, "0000:c5:00.0")] * 2
+    assert sxids[0].text == "Fatal, Link 46 LTSSM Fault Up"
+
+
+def test_an_unknown_xid_is_reported_as_unknown_never_as_no_action():
+    events = xid.parse_kernel_log((KMSG / "unknown_xid.txt").read_text())
+    assert [(e.xid, e.pci_bus_id, e.known, e.action) for e in events] == [
+        (201, "0000:64:00", False, Action.REBOOT), (154, None, True, Action.REBOOT)]
+    assert "unknown, look it up" in events[0].meaning and "read 2025-10-29" in events[0].meaning
+    assert events[1].meaning == "the driver asks for: a recovery action dhc cannot read"
+
+
+def test_the_catalogue_carries_its_source_and_recent_xids():
+    from dhc.probes import xid_catalogue
+    assert "analyzing-xid-catalog" in xid_catalogue.SOURCE
+    assert {x: xid_catalogue.lookup(x).action for x in (79, 119, 140, 145, 149, 64, 13, 94)} == {
+        79: Action.REPLACE, 119: Action.REBOOT, 140: Action.REBOOT, 145: Action.REBOOT, 149: Action.REBOOT,
+        64: Action.REPLACE, 13: Action.NONE, 94: Action.NONE}
+    assert xid_catalogue.lookup(1) is None  # "Unused" on current GPUs: unknown if ever seen
+
+
+def test_kmsg_escaped_newlines_split_into_messages():
+    record = "3,1,1,-;NVRM: The NVIDIA GPU 0000:b9:00.0\\x0aNVRM: fallen off the bus and is not responding.\n"
+    assert [(e.xid, e.pci_bus_id) for e in xid.parse_kernel_log(record)] == [(79, "0000:b9:00.0")]
 
 
 @pytest.mark.parametrize(("kernel", "nvml", "same"), [
@@ -159,3 +217,125 @@ def test_a_watch_nvml_refuses_is_reported(fake_nvml):
         time.sleep(0.1)
     assert watch.watching() == {"clock_events_watched": 0, "xid_events_watched": 0}
     assert len(watch.problems()) == 2 and StressWatch([]).watching() == {}
+
+
+def test_the_xid_watch_names_a_gpu_lost_mid_stress_and_keeps_watching_the_others(fake_nvml):
+    module = fake_nvml(recording(gpu3={"errors": {"nvmlEventSetWait_v2": ["ok", "GPU_IS_LOST"],
+                                                  "nvmlDeviceGetCurrentClocksEventReasons": ["ok", "GPU_IS_LOST"]}},
+                                 gpu6={"xid_events": [48]}))
+    with StressWatch([0, 3, 6], nvml=lambda: Nvml(module)) as watch:
+        deadline = time.monotonic() + 10
+        while not (3 in watch.xids.lost and 3 in watch.clocks.lost and watch.xids.events) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    faults = sorted((f.gpu, f.action, f.message) for f in watch.faults())
+    assert [(gpu, action) for gpu, action, _ in faults] == [(3, Action.REPLACE), (6, Action.REBOOT)]
+    assert "GPU 3 is lost to NVML" in faults[0][2] and "NVML_ERROR_GPU_IS_LOST" in faults[0][2]
+    assert watch.problems() == [] and watch.watching() == {"clock_events_watched": 1, "xid_events_watched": 1}
+
+
+def test_an_xid_wait_error_stops_the_watch_visibly_never_as_no_event(fake_nvml):
+    module = fake_nvml(recording(gpu0={"errors": {"nvmlEventSetWait_v2": "UNKNOWN"}}))
+    with StressWatch([0], nvml=lambda: Nvml(module)) as watch:
+        deadline = time.monotonic() + 10
+        while watch.xids.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert watch.watching()["xid_events_watched"] == 0
+    assert "nvmlEventSetWait_v2: NVML_ERROR_UNKNOWN" in watch.problems()[0]
+
+
+# -- the inventory end to end, NVML failing as real NVML does ---------------------------------------
+def _reasons(report):
+    return {(r["status"], r["metric"], r["device"]["index"] if r["device"] else None, r["action"])
+            for r in report["verdict"]["reasons"]}
+
+
+@pytest.mark.slow
+def test_inventory_with_an_ecc_query_erroring_is_incomplete_naming_it(tmp_path):
+    proc, report = run_inventory(tmp_path, recording(gpu4={"errors": {"nvmlDeviceGetTotalEccErrors": "UNKNOWN"}}))
+    assert proc.returncode == 3, proc.stdout
+    check = report["checks"][0]
+    assert check["status"] == "Incomplete"
+    assert check["reason"].startswith("NVML could not read 2 health item(s): ecc_uncorrected_volatile on GPU 4 "
+                                      "(GPU-9a2c5e81")
+    assert "PCI 00000000:97:00.0): nvmlDeviceGetTotalEccErrors: NVML_ERROR_UNKNOWN (Unknown Error)" in check["reason"]
+
+
+@pytest.mark.slow
+def test_inventory_with_a_gpu_lost_in_its_health_fails_replace_on_that_gpu(tmp_path, validate_report):
+    proc, report = run_inventory(tmp_path, recording(gpu2={"errors": {"nvmlDeviceGetRemappedRows": "GPU_IS_LOST"}}))
+    validate_report(report)
+    assert proc.returncode == 1
+    assert _reasons(report) == {("Failed", None, 2, "Replace")}
+    message = report["verdict"]["reasons"][0]["message"]
+    assert "GPU 2 (GPU-c1d8a7e3" in message and "serial 1654922012003" in message and "GPU_IS_LOST" in message
+    assert report["verdict"]["action"] == "Replace"
+
+
+@pytest.mark.slow
+def test_inventory_with_a_gpu_lost_in_enumeration_fails_replace_naming_it(tmp_path, validate_report):
+    proc, report = run_inventory(tmp_path, recording(gpu5={"errors": {"nvmlDeviceGetHandleByIndex": "GPU_IS_LOST"}}))
+    validate_report(report)
+    assert proc.returncode == 1
+    assert _reasons(report) == {("Failed", None, 5, "Replace"), ("Failed", "gpu_count", None, "Replace")}
+    lost = next(r for r in report["verdict"]["reasons"] if r["metric"] is None)
+    assert lost["message"].startswith("GPU 5 is lost to NVML (fallen off the bus?): nvmlDeviceGetHandleByIndex: "
+                                      "NVML_ERROR_GPU_IS_LOST")
+
+
+@pytest.mark.slow
+def test_inventory_with_a_gpu_missing_at_boot_names_its_pci_from_the_kernel_log(tmp_path):
+    data = recording()
+    data["count"] = 7  # the driver's probe failed for the eighth GPU
+    data["gpus"] = [g for g in data["gpus"] if g["bus_id"] != "00000000:B9:00.0"]
+    proc, report = run_inventory(tmp_path, data, (KMSG / "fallen_off_multiline_journald.txt").read_text())
+    assert proc.returncode == 1
+    assert _reasons(report) == {("Failed", None, None, "Replace"), ("Failed", "gpu_count", None, "Replace")}
+    xid79 = next(r for r in report["verdict"]["reasons"] if r["metric"] is None)["message"]
+    assert xid79.startswith("XID 79 (GPU has fallen off the bus) in the kernel log since boot on PCI 0000:b9:00.0")
+
+
+@pytest.mark.slow
+def test_inventory_passes_with_a_metric_the_gpu_does_not_support_left_out(tmp_path):
+    data = recording(gpu1={"ecc_mode": "not supported", "errors": {"nvmlDeviceGetTemperature": "FUNCTION_NOT_FOUND"}})
+    proc, report = run_inventory(tmp_path, data, (KMSG / "sxid_and_causes.txt").read_text().split("NVRM")[0])
+    assert proc.returncode == 0, proc.stdout
+    measured = {(m["name"], m["device"]["index"] if m["device"] else None) for m in report["checks"][0]["measurements"]}
+    assert ("ecc_enabled", 0) in measured and ("ecc_enabled", 1) not in measured and ("temperature_c", 1) not in measured
+    assert ("sxid_in_kernel_log", None) in measured  # an NVSwitch error is reported, not judged as an XID
+
+
+@pytest.mark.slow
+def test_inventory_fails_on_an_unknown_xid_asking_to_look_it_up(tmp_path):
+    proc, report = run_inventory(tmp_path, recording(), (KMSG / "unknown_xid.txt").read_text())
+    assert proc.returncode == 1
+    messages = [r["message"] for r in report["verdict"]["reasons"]]
+    assert any(m.startswith("XID 201 (not in dhc's XID catalogue") and "look it up" in m for m in messages)
+    assert {r["device"]["index"] for r in report["verdict"]["reasons"] if r["device"]} == {1}
+
+
+@pytest.mark.slow
+def test_an_nvml_error_listing_the_gpus_is_incomplete_naming_the_call(tmp_path):
+    proc, report = run_inventory(tmp_path, recording(gpu1={"errors": {"nvmlDeviceGetPciInfo": "NO_PERMISSION"}}))
+    assert proc.returncode == 3
+    assert report["checks"][0]["status"] == "Incomplete"
+    assert "GPU 1: nvmlDeviceGetPciInfo: NVML_ERROR_NO_PERMISSION (Insufficient Permissions)" in \
+        report["checks"][0]["reason"]
+
+
+@pytest.mark.slow
+def test_a_lost_gpu_keeps_the_node_failed_replace_whatever_the_other_checks_say(tmp_path):
+    (tmp_path / "nvml.json").write_text(json.dumps(recording(gpu5={"errors": {"nvmlDeviceGetHandleByIndex":
+                                                                              "GPU_IS_LOST"}})))
+    (tmp_path / "kmsg").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env.update(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(tmp_path / "nvml.json"), DHC_IMDS="off",
+               DHC_KERNEL_LOG=str(tmp_path / "kmsg"))
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
+                           "stress.inventory", "--check", "stress.gemm", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert proc.returncode == 1
+    assert {c["check"]: c["status"] for c in report["checks"]} == {"stress.inventory": "Failed",
+                                                                   "stress.gemm": "Incomplete"}
+    assert (report["verdict"]["status"], report["verdict"]["action"]) == ("Failed", "Replace")

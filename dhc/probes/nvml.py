@@ -74,6 +74,10 @@ class NvmlUnavailable(Exception):
 class NvmlQueryError(NvmlUnavailable):
     """An NVML call failed with an error that is neither "not supported" nor a lost GPU."""
 
+    def __init__(self, device: Device, detail: str):
+        self.device, self.detail = device, detail  # detail: "nvmlX: NVML_ERROR_UNKNOWN (Unknown Error)"
+        super().__init__(f"{device.label()}: {detail}")
+
 
 class GpuUnusable(Exception):
     """NVML says this GPU is lost (fell off the bus) or needs a reset: a finding on that GPU."""
@@ -137,7 +141,7 @@ class Nvml:
     def gpus(self) -> GpuList:
         """Every GPU NVML counts; one that is lost or needs a reset goes to ``lost`` with what is known."""
         present, lost = [], []
-        for index in range(self.call("nvmlDeviceGetCount", Device("gpu", -1))):
+        for index in range(self.call("nvmlDeviceGetCount", Device("node"))):
             try:
                 present.append(self._identity(index))
             except GpuUnusable as exc:
@@ -164,7 +168,7 @@ class Nvml:
                 return None
             if isinstance(exc, self._lib.NVMLError) and code in UNUSABLE:
                 raise GpuUnusable(device, describe_error(name, exc), UNUSABLE[code]) from None
-            raise NvmlQueryError(f"{device.label()}: {describe_error(name, exc)}") from None
+            raise NvmlQueryError(device, describe_error(name, exc)) from None
 
     def clock_event_reasons(self, gpu: Device | int) -> int:
         """The bit mask of why the GPU's clocks are held down right now (throttle reasons)."""
@@ -234,7 +238,7 @@ class _Asker:
             return self.nvml.call(call, self.device, self.handle, *args, absent=absent)
         except NvmlQueryError as exc:
             for metric in (metrics,) if isinstance(metrics, str) else metrics:
-                self.unreadable.setdefault(metric, str(exc))
+                self.unreadable.setdefault(metric, exc.detail)
             return None
 
 
