@@ -4,7 +4,10 @@
 (``pynvml`` by default) so every piece of logic above it runs on CPU against recorded values.
 
 What the real library does (nvml.h, nvidia-ml-py): every call returns an ``nvmlReturn_t``; pynvml
-raises ``NVMLError`` (a subclass per code, the code in ``.value``). How dhc reads each code:
+raises ``NVMLError`` (a subclass per code, the code in ``.value``). Without NVIDIA hardware or driver
+``nvmlInit`` fails with LIBRARY_NOT_FOUND or DRIVER_NOT_LOADED (``NvmlUnavailable``, which says which).
+A GPU that fell off the bus after the driver loaded is still counted by ``nvmlDeviceGetCount`` and
+answers GPU_IS_LOST; one lost before the driver loaded is simply not counted. How dhc reads each code:
 
 - NOT_SUPPORTED (3), FUNCTION_NOT_FOUND (13, a driver older than the call): the GPU does not have
   this metric; it is left out and nothing is judged on it. For an NVLink link index past the GPU's
@@ -163,10 +166,10 @@ class Nvml:
         try:
             return getattr(self._lib, name)(*args)
         except Exception as exc:  # NVMLError and anything a broken binding raises, named at this edge
-            code = error_code(exc)
-            if isinstance(exc, self._lib.NVMLError) and code in absent:
+            code = error_code(exc) if isinstance(exc, getattr(self._lib, "NVMLError", ())) else None
+            if code in absent:
                 return None
-            if isinstance(exc, self._lib.NVMLError) and code in UNUSABLE:
+            if code in UNUSABLE:
                 raise GpuUnusable(device, describe_error(name, exc), UNUSABLE[code]) from None
             raise NvmlQueryError(device, describe_error(name, exc)) from None
 
