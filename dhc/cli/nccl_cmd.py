@@ -1,8 +1,10 @@
 """``dhc nccl-tests LOG``: a verdict on an existing nccl-tests all_reduce_perf log.
 
-The peak bus bandwidth over the largest sizes is judged against the instance type's intra-node or
-inter-node limit (inter when the log's ranks span several hosts); NCCL INFO lines in the same log,
-if any, are checked for the transport. Exit 0 Passed, 1 Failed, 3 Incomplete, 2 usage error.
+The worst sweep's peak bus bandwidth over its largest sizes is judged against the instance type's
+intra-node or inter-node limit; NCCL INFO lines in the same log, if any, are checked for the
+transport. The scope comes from the log (its ranks' hosts, the hosts of its NCCL INFO lines, or
+more ranks than one node has GPUs) or from ``--scope``; a log that cannot tell is a usage error,
+never a guess. Exit 0 Passed, 1 Failed, 3 Incomplete, 2 usage error.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from pathlib import Path
 
 from dhc.errors import UsageError
 from dhc.model import Judgement, Measurement
-from dhc.probes import nccl_log, nccl_tests
+from dhc.probes import nccl_log, nccl_tests, nccl_verdict
 from dhc.settings import Settings
 from dhc.thresholds import load
+
+CHECK = "connectivity.allreduce"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("log", help="an all_reduce_perf output, as printed (rank prefixes and wrappers are fine)")
     parser.add_argument("--instance-type", required=True)
     parser.add_argument("--scope", choices=["auto", "intra", "inter"], default="auto",
-                        help="which limit applies (auto: inter when the ranks span several hosts)")
+                        help="which limit applies (auto: from the hosts the log lists; exit 2 when it cannot tell)")
     parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
 
 
@@ -36,28 +40,52 @@ def nccl_command(args: argparse.Namespace) -> int:
     except nccl_tests.NcclTestsOutputError as exc:
         print(f"verdict: Incomplete: {args.log}: {exc}")
         return 3
-    scope = args.scope if args.scope != "auto" else ("inter" if len(run.hosts) > 1 else "intra")
-    metric = f"busbw_{scope}_node"
-    peak = run.peak_busbw(run.largest().size_bytes // 8)
-    measured = Measurement("connectivity.allreduce", metric, max(peak.busbw, peak.in_place_busbw), "GB/s", None,
-                           limits.check("connectivity.allreduce").limits.get(metric))
-    where = f"{run.ranks} ranks on {len(run.hosts)} host(s)" if run.ranks else "ranks not listed"
-    print(f"{args.log}: {where}; largest size {run.largest().size_bytes} B; judging {metric} "
-          f"(the best of the largest sizes, not nccl-tests' average {run.avg_busbw})")
-    print(f"  {measured.describe()}")
-    faults = [f"{run.wrong} wrong elements"] if run.wrong else []
+    min_largest = int(limits.timing(CHECK).settings.get("max_bytes", 0))
+    result = nccl_verdict.assess(run, min_largest)
+    scope, why = nccl_verdict.scope(run, result.ranks, limits.instance_type.gpus)
+    if args.scope != "auto":
+        scope, why = args.scope, "--scope"
+    print(f"{args.log}: {len(run.rows)} rows in {len(run.sweeps)} sweep(s), largest {run.largest().size_bytes} B; "
+          f"scope: {scope or 'unknown'} ({why})")
+    if scope is None:
+        if not result.faults and not result.unknowns:
+            raise UsageError(f"{args.log}: cannot tell intra-node from inter-node: {why}; "
+                             "pass --scope intra or --scope inter")
+        return _verdict(result.faults, result.unknowns)
     summary = nccl_log.parse(text)
-    if summary.networks or summary.net_channels or summary.p2p_channels:
-        faults += nccl_log.transport_faults(summary, limits.instance_type.efa > 0,
-                                            limits.instance_type.nvlinks_per_gpu > 0, scope == "inter")
-    judgement = measured.judgement
+    efa, nvlink = limits.instance_type.efa > 0, limits.instance_type.nvlinks_per_gpu > 0
+    print(f"  transport: {summary.describe()}")
+    if summary.logged:
+        for unknown in nccl_log.transport_unknowns(summary, efa, scope == "inter"):
+            print(f"  transport: {unknown}")
+    faults = result.faults + nccl_log.transport_faults(summary, efa, nvlink, scope == "inter")
+    if result.judged is not None:
+        faults += _bandwidth(result.judged, f"busbw_{scope}_node", run, limits, result.unknowns)
+    return _verdict(faults, result.unknowns)
+
+
+def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRun, limits, unknowns: list[str]) -> list[str]:
+    measured = Measurement(CHECK, metric, row.best_busbw, "GB/s", None, limits.check(CHECK).limits.get(metric))
+    print(f"  judging {metric} at {row.size_bytes} B (line {row.line}): the best of each sweep's largest sizes, "
+          f"the worst of {len(run.sweeps)} sweep(s); nccl-tests' average over all sizes ({run.avg_busbw}) is not judged")
+    print(f"  {measured.describe()}")
+    if measured.judgement is Judgement.OUTSIDE:
+        return [measured.describe()]
+    if measured.judgement is not Judgement.WITHIN:
+        unknowns.append(f"no calibrated {metric} limit for {limits.instance_type.name}")
+    return []
+
+
+def _verdict(faults: list[str], unknowns: list[str]) -> int:
     for fault in faults:
         print(f"  fault: {fault}")
-    if judgement is Judgement.OUTSIDE or faults:
+    for unknown in unknowns:
+        print(f"  cannot judge: {unknown}")
+    if faults:
         print("verdict: Failed")
         return 1
-    if judgement is not Judgement.WITHIN:
-        print(f"verdict: Incomplete: no calibrated {metric} limit for {limits.instance_type.name}")
+    if unknowns:
+        print(f"verdict: Incomplete: {unknowns[0]}")
         return 3
     print("verdict: Passed")
     return 0

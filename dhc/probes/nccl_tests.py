@@ -1,95 +1,193 @@
-"""nccl-tests output (``all_reduce_perf`` and kin): parse the results table into measurements.
+"""nccl-tests output (``all_reduce_perf`` and kin): read a whole log into what it can prove.
 
-Tolerates a rank prefix (``0: ``), the header and footer, wrapper text around the log, and rows
-repeated by a copy-paste (the last row for a size wins). nccl-tests' "Avg bus bandwidth" averages
-every size; dhc judges the largest sizes instead.
+What the real tool prints (NVIDIA/nccl-tests): rank 0 writes to stdout a ``#`` preamble (2.17.3+:
+``# Collective test starting: all_reduce_perf``; every release: ``# nThread .. minBytes ..
+maxBytes .. step: 2(factor)``; one ``#  Rank N .. on HOST device D`` line per rank), the table
+(see ``nccl_table``), then ``# Out of bounds values : N OK|FAILED`` and ``# Avg bus bandwidth``.
+A rank that fails prints ``HOST: Test NCCL failure FILE:LINE 'reason'`` (or ``Test CUDA failure``)
+and `` .. HOST pid P: Test failure ..``, and the process exits non-zero (MPI then kills the rest).
+With no GPU it fails in ``cudaGetDeviceCount`` (``Test CUDA failure .. 'no CUDA-capable device'``).
+
+Every row is kept, in order: a size repeated by a second table or a ``-d all`` sweep starts a new
+sweep, and every sweep is judged. Unreadable rows and impossible numbers are named, never dropped.
+The judgement (what the log can speak to) lives in ``nccl_verdict``.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dhc.probes import tool
+from dhc.probes.nccl_table import Layout, RowError, SizeRow, header_layout, looks_like_row, parse_row, strip_prefix
 from dhc.settings import child_environment
 
-_ROW = re.compile(
-    r"^(?:\s*\d+:)?\s+(?P<size>\d+)\s+(?P<count>\d+)\s+(?P<type>\w+)\s+(?P<redop>\w+|-)\s+(?P<root>-?\d+)\s+"
-    r"(?P<time>[\d.]+)\s+(?P<algbw>[\d.]+)\s+(?P<busbw>[\d.]+)\s+(?P<wrong>\S+)\s+"
-    r"(?P<ip_time>[\d.]+)\s+(?P<ip_algbw>[\d.]+)\s+(?P<ip_busbw>[\d.]+)\s+(?P<ip_wrong>\S+)\s*$")
-_RANK = re.compile(r"#\s+Rank\s+(?P<rank>\d+)\s+(?:Group\s+\d+\s+)?Pid\s+\d+\s+on\s+(?P<host>\S+)\s+device\s+(?P<device>\d+)")
-_AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(?P<avg>[\d.]+)")
+__all__ = ["NcclTestsOutputError", "NcclTestsRun", "SizeRow", "Sweep", "parse", "run_all_reduce_perf"]
+
+_RANK = re.compile(r"#\s+Rank\s+(?P<rank>\d+)\s+(?:Group\s+\d+\s+)?(?:Pid\s+\d+\s+)?on\s+(?P<host>\S+)\s+device\s+\d+")
+_AVG = re.compile(r"#?\s*Avg bus bandwidth\s*:\s*(?P<avg>\S+)")
+_BOUNDS = re.compile(r"#?\s*Out of bounds values\s*:\s*(?P<n>\d+)")
+_NTHREAD = re.compile(r"#?\s*nThread \d+ nGpus \d+ minBytes \d+ maxBytes (?P<max>\d+) step: (?P<step>\d+)\((?P<kind>\w+)\)")
+_PROGRAM = re.compile(r"# Collective test starting: (?P<program>\S+)")
+_BLOCKING = re.compile(r"#?\s*Blocking Enabled")
+_FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure.*|\bmpirun noticed that process rank .*")
+_WARN = re.compile(r"NCCL WARN .*")
+_INFO_HOST = re.compile(r"^(?P<host>[\w.-]+):\d+:\d+ \[\d+\] NCCL (?:INFO|WARN)")
+_ELISION = re.compile(r"^\s*(?:\.{3,}|…|\[\.\.\.\]|\[\s*\d+ lines? (?:elided|omitted)\s*\])\s*$")
 
 
 class NcclTestsOutputError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class SizeRow:
-    size_bytes: int
-    dtype: str
-    time_us: float  # out-of-place
-    algbw: float  # GB/s
-    busbw: float  # GB/s, out-of-place
-    in_place_busbw: float
-    wrong: int | None  # elements wrong (None when validation was off: "N/A")
+@dataclass
+class Sweep:
+    """One run of sizes (one table, or one type/op of a ``-d all`` table) and what was asked of it."""
+
+    rows: list[SizeRow]
+    max_bytes: int | None  # -e, from the "# nThread" line above it (None when the log lacks it)
+    step: tuple[int, str] | None  # (2, "factor") or (1048576, "bytes")
 
 
-@dataclass(frozen=True)
+@dataclass
 class NcclTestsRun:
     rows: tuple[SizeRow, ...]
-    ranks: int
-    hosts: tuple[str, ...]
+    sweeps: tuple[Sweep, ...]
+    ranks: int  # ranks listed in "# Rank" lines (0 when not listed)
+    hosts: tuple[str, ...]  # their hosts, in rank order
     avg_busbw: float | None
+    info_hosts: tuple[str, ...] = ()  # hosts that printed NCCL INFO/WARN lines
+    program: str | None = None
+    out_of_bounds: int | None = None  # the footer's count; None when the log has no footer
+    failures: tuple[str, ...] = ()  # "Test NCCL failure ..." and the first NCCL WARNs
+    unreadable: tuple[str, ...] = ()  # "line N: why: first bytes"
+    elided: bool = False
+    blocking: bool = False
 
     def peak_busbw(self, from_bytes: int = 0) -> SizeRow:
         """The row with the highest bus bandwidth among sizes >= ``from_bytes``."""
         rows = [r for r in self.rows if r.size_bytes >= from_bytes] or list(self.rows)
-        return max(rows, key=lambda r: max(r.busbw, r.in_place_busbw))
+        return max(rows, key=lambda r: r.best_busbw)
 
     def largest(self) -> SizeRow:
         return max(self.rows, key=lambda r: r.size_bytes)
 
     @property
     def wrong(self) -> int:
-        return sum(r.wrong or 0 for r in self.rows)
+        return int(sum(r.wrong or 0 for r in self.rows))
+
+
+@dataclass
+class _Reader:
+    layout: Layout | None = None
+    max_bytes: int | None = None
+    step: tuple[int, str] | None = None
+    sweeps: list[Sweep] = field(default_factory=list)
+    ranks: dict[int, str] = field(default_factory=dict)
+    info_hosts: dict[str, None] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    out_of_bounds: int | None = None
+    avg: float | None = None
+    program: str | None = None
+    blocking: bool = False
+    elided: bool = False
+
+    def row(self, row: SizeRow) -> None:
+        last = self.sweeps[-1].rows[-1] if self.sweeps and self.sweeps[-1].rows else None
+        if last is None or row.size_bytes <= last.size_bytes or (row.dtype, row.redop) != (last.dtype, last.redop):
+            self.sweeps.append(Sweep([], self.max_bytes, self.step))
+        self.sweeps[-1].rows.append(row)
+
+    def comment(self, line: str) -> None:
+        if (layout := header_layout(line)) is not None:
+            self.layout = layout
+            self.sweeps.append(Sweep([], self.max_bytes, self.step))
+        elif (found := _RANK.search(line)) is not None:
+            self.ranks[int(found["rank"])] = found["host"]
+        elif not self.summary(line) and (found := _PROGRAM.match(line)) is not None:
+            self.program = found["program"].rsplit("/", 1)[-1]
+        elif _BLOCKING.match(line):
+            self.blocking = True
+
+    def summary(self, line: str) -> bool:
+        """The run's parameters and footer (nccl-tests 1.x printed them without the leading "#")."""
+        if (found := _NTHREAD.match(line)) is not None:
+            self.max_bytes, self.step = int(found["max"]), (int(found["step"]), found["kind"])
+        elif (found := _BOUNDS.match(line)) is not None:  # one footer per table: add them up
+            self.out_of_bounds = int(found["n"]) + (self.out_of_bounds or 0)
+        elif (found := _AVG.match(line)) is not None:
+            self.avg = _number(found["avg"])
+        return found is not None
+
+    def other(self, line: str, number: int) -> None:
+        if (found := _INFO_HOST.match(line)) is not None:
+            self.info_hosts[found["host"]] = None
+        if self.summary(line.strip()):
+            return
+        if _ELISION.match(line):
+            self.elided = True
+        elif (failure := _FAILURE.search(line)) is not None:
+            self.failures.append(failure.group(0).strip()[:300])
+        elif (warning := _WARN.search(line)) is not None:
+            self.warnings.append(warning.group(0).strip()[:300])
+        elif "NCCL INFO" not in line and looks_like_row(line):
+            try:
+                self.row(parse_row(line, number, self.layout))
+            except RowError as exc:
+                self.unreadable.append(f"line {number}: {exc}: {line.strip()[:80]!r}")
 
 
 def parse(text: str) -> NcclTestsRun:
-    by_size: dict[int, SizeRow] = {}
-    hosts: dict[int, str] = {}
-    avg = None
-    for line in text.splitlines():
-        line = line.rstrip()
-        if (row := _ROW.match(line)) is not None:
-            by_size[int(row["size"])] = SizeRow(
-                int(row["size"]), row["type"], float(row["time"]), float(row["algbw"]), float(row["busbw"]),
-                float(row["ip_busbw"]), _wrong(row["wrong"], row["ip_wrong"]))
-        elif (rank := _RANK.search(line)) is not None:
-            hosts[int(rank["rank"])] = rank["host"]
-        elif (found := _AVG.search(line)) is not None:
-            avg = float(found["avg"])
-    if not by_size:
-        raise NcclTestsOutputError("no results table in the nccl-tests output")
-    rows = tuple(by_size[s] for s in sorted(by_size))
-    return NcclTestsRun(rows, len(hosts), tuple(dict.fromkeys(hosts[r] for r in sorted(hosts))), avg)
+    """Every row, sweep and fact of an nccl-tests log; ``NcclTestsOutputError`` when it has no row at all."""
+    reader = _Reader()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = strip_prefix(raw.rstrip())
+        if line.lstrip().startswith("#"):
+            reader.comment(line.lstrip())
+        else:
+            reader.other(line, number)
+    rows = tuple(r for s in reader.sweeps for r in s.rows)
+    failures = tuple(dict.fromkeys(reader.failures[:4] + reader.warnings[:2]))
+    if not rows and not reader.unreadable:
+        raise NcclTestsOutputError(_no_table(text, failures))
+    return NcclTestsRun(
+        rows, tuple(s for s in reader.sweeps if s.rows), len(reader.ranks),
+        tuple(dict.fromkeys(reader.ranks[r] for r in sorted(reader.ranks))), reader.avg, tuple(reader.info_hosts),
+        reader.program, reader.out_of_bounds, failures if reader.failures else (), tuple(reader.unreadable),
+        reader.elided, reader.blocking)
 
 
-def _wrong(out_of_place: str, in_place: str) -> int | None:
-    values = [int(x) for x in (out_of_place, in_place) if x.isdigit()]
-    return sum(values) if values else None
+def _no_table(text: str, failures: tuple[str, ...]) -> str:
+    if failures:
+        return "the run died before its results table: " + "; ".join(failures)
+    first = text.strip()[:80]
+    return f"no results table in the nccl-tests output (first bytes: {first!r})" if first else \
+        "no results table in the nccl-tests output (the log is empty)"
+
+
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
 
 
 def run_all_reduce_perf(binary: str = "all_reduce_perf", min_bytes: str = "8", max_bytes: str = "2G",
                         gpus: int = 1, timeout_s: float = 600, environment: dict[str, str] | None = None) -> str:
-    """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs, results checked)."""
-    path = shutil.which(binary)
-    if path is None:
-        raise FileNotFoundError(f"{binary} is not on PATH")
-    proc = subprocess.run([path, "-b", min_bytes, "-e", max_bytes, "-f", "2", "-g", str(gpus), "-c", "1"],
-                          capture_output=True, text=True, timeout=timeout_s, env=child_environment(environment))
-    if proc.returncode != 0:
-        raise NcclTestsOutputError(f"{binary} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}")
-    return proc.stdout
+    """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs, results checked).
+
+    Raises ``tool.ToolMissing`` / ``tool.ToolTimeout`` (the whole process group killed), or
+    ``NcclTestsOutputError`` with the NCCL/CUDA error it printed when it exits non-zero.
+    """
+    path = tool.locate(binary, "build NVIDIA/nccl-tests or point DHC_NCCL_TESTS at all_reduce_perf")
+    argv = [path, "-b", min_bytes, "-e", max_bytes, "-f", "2", "-g", str(gpus), "-c", "1"]
+    result = tool.run_tool(argv, timeout_s, env=child_environment(environment), merge_stderr=True)
+    if result.returncode != 0:
+        lines = result.stdout.splitlines()
+        failures = [m.group(0).strip() for m in map(_FAILURE.search, lines) if m]
+        warnings = [m.group(0).strip() for m in map(_WARN.search, lines) if m]
+        said = "; ".join(dict.fromkeys(failures[:3] + warnings[:1])) or result.tail()
+        raise NcclTestsOutputError(f"{binary} exited {result.returncode}: {said}")
+    return result.stdout

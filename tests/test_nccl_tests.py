@@ -1,0 +1,290 @@
+"""nccl-tests logs: every release's table, launcher prefixes, corrupt and partial logs, scope, transport.
+
+Fixtures in tests/data/nccl are written in the exact printf layouts of NVIDIA/nccl-tests releases
+(see tests/data/nccl/README.md); the two real captures in ../shared/fixtures/nccl are used where present.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dhc.cli import main
+from dhc.probes import nccl_log, nccl_table, nccl_tests, nccl_verdict, tool
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "nccl"
+SHARED = ROOT.parent / "shared" / "fixtures" / "nccl"
+FAKES = Path(__file__).parent / "fakes"
+THRESHOLDS = str(ROOT / "thresholds.yaml")
+GiB = 2**30
+
+
+def verdict(capsys, path, instance_type="p5.48xlarge", *args):
+    code = main(["nccl-tests", str(path), "--instance-type", instance_type, "--thresholds", THRESHOLDS, *args])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+CASES = [  # fixture, instance type, extra args, exit code, what the person reading it needs to see
+    # layouts across releases
+    ("ar_v1_2018_p4d_intra.log", "p4d.24xlarge", [], 0, "busbw_intra_node: measured 230.79 GB/s, expected minimum 228"),
+    ("ar_v2_10_p4d_intra.log", "p4d.24xlarge", [], 0, "busbw_intra_node: measured 234.3 GB/s"),
+    ("ar_v2_13_p5_intra.log", "p5.48xlarge", [], 0, "busbw_intra_node: measured 481.88 GB/s, expected minimum 460"),
+    ("ar_v2_17_timestamps_p5_intra.log", "p5.48xlarge", [], 0, "busbw_intra_node: measured 481.88 GB/s"),
+    ("ar_v2_19_per_iteration_p5_intra.log", "p5.48xlarge", [], 0, "busbw_intra_node: measured 480.91 GB/s"),
+    ("two_type_sweep_p5_intra.log", "p5.48xlarge", [], 0, "the worst of 2 sweep(s)"),
+    ("ar_v2_10_no_footer.log", "p4d.24xlarge", [], 3,
+     "older nccl-tests layout prints only each row's max error and the log has no '# Out of bounds values' line"),
+    ("ar_v2_10_out_of_bounds.log", "p4d.24xlarge", [], 1, "fault: nccl-tests reported 3 out-of-bounds results"),
+    # launchers, interleaving, elision, wide numbers
+    ("ompi_tag_output_socket_fallback_p5.log", "p5.48xlarge", [], 1,
+     "fault: NCCL used the Socket transport on an EFA instance type"),
+    ("srun_label_efa_p5_inter.log", "p5.48xlarge", [], 0, "busbw_inter_node: measured 487.81 GB/s, expected minimum 430"),
+    ("interleaved_info_efa_p5_inter.log", "p5.48xlarge", [], 0, "channels: 5 network (5 GDRDMA)"),
+    ("elided_with_footer_p5_inter.log", "p5.48xlarge", [], 0, "busbw_inter_node: measured 487.81 GB/s"),
+    ("elided_without_footer_p5_inter.log", "p5.48xlarge", [], 3, "verdict: Incomplete: rows were elided ('...')"),
+    ("wide_numbers_p5_inter.log", "p5.48xlarge", [], 0, "judging busbw_inter_node at 1099511627776 B"),
+    # runs that died
+    ("died_before_table_p5.log", "p5.48xlarge", [], 3,
+     "the run died before its results table: Test NCCL failure common.cu:1279 'unhandled system error"),
+    ("died_mid_table_p5.log", "p5.48xlarge", [], 3,
+     "verdict: Incomplete: the run reported a failure: Test CUDA failure common.cu:893 'an illegal memory access"),
+    # corrupt logs
+    ("repeated_tables_earlier_wrong_p5_inter.log", "p5.48xlarge", [], 1,
+     "fault: 128 wrong elements in 1 row(s): 128 at 33554432 B (line 60)"),
+    ("repeated_tables_earlier_slow_p5_inter.log", "p5.48xlarge", [], 1,
+     "fault: connectivity.allreduce busbw_inter_node: measured 356.71 GB/s, expected minimum 430"),
+    ("row_inf_p5_inter.log", "p5.48xlarge", [], 3, "line 54 (8589934592 B): out-of-place algbw inf is not a measurement"),
+    ("row_1e309_p5_inter.log", "p5.48xlarge", [], 3, "line 54 (8589934592 B): out-of-place busbw inf is not a measurement"),
+    ("row_negative_p5_inter.log", "p5.48xlarge", [], 3, "out-of-place busbw -487.1 is not a measurement"),
+    ("truncated_sweep_p5_inter.log", "p5.48xlarge", [], 3,
+     "stopped at 1048576 B, short of the 17179869184 B that -e asked for"),
+    ("truncated_mid_row_p5_inter.log", "p5.48xlarge", [], 3, "unrecognised row, line 54: 3 fields where the header announces 13"),
+    ("malformed_number_p5_inter.log", "p5.48xlarge", [], 3, "unrecognised row, line 52: algbw '4.8.7' is not a number"),
+    # logs that cannot speak to all-reduce bus bandwidth
+    ("all_gather_perf_p5_inter.log", "p5.48xlarge", [], 3, "the log is from all_gather_perf, not all_reduce_perf"),
+    ("reduce_scatter_perf_v2_10_p5_inter.log", "p5.48xlarge", [], 3, "busbw/algbw is 0.938, but all-reduce over 16 ranks"),
+    ("sendrecv_perf_no_program_line_p5_inter.log", "p5.48xlarge", [], 3, "busbw/algbw is 1.000, but all-reduce over 16"),
+    ("single_rank_p5.log", "p5.48xlarge", [], 3, "a single rank: all-reduce bus bandwidth is 0 by definition"),
+    ("single_rank_no_rank_lines_p5.log", "p5.48xlarge", [], 3, "a single rank"),
+    ("small_sweep_p5_intra.log", "p5.48xlarge", [], 3,
+     "the largest size is 134217728 B, below the 2147483648 B dhc sweeps to"),
+    ("blocking_p5_intra.log", "p5.48xlarge", [], 3, "blocking mode (-z)"),
+    ("op_max_p5_intra.log", "p5.48xlarge", [], 3, "reduction op max only: the limits are set on the default sum"),
+    ("validation_off_p5_intra.log", "p5.48xlarge", [], 3, "validation was off (-c 0; #wrong is N/A on 31 rows"),
+    # scope and transport
+    ("two_node_4gpu_no_hosts_p5.log", "p5.48xlarge", [], 2, "cannot tell intra-node from inter-node"),
+    ("two_node_4gpu_no_hosts_p5.log", "p5.48xlarge", ["--scope", "inter"], 1,
+     "fault: connectivity.allreduce busbw_inter_node: measured 350.5 GB/s, expected minimum 430"),
+    ("efa_without_channels_p5_inter.log", "p5.48xlarge", [], 0,
+     "transport: GPUDirect RDMA unknown: no channel line shows a network hop"),
+    ("efa_old_plugin_p4de_inter.log", "p4de.24xlarge", [], 0, "AWS Libfabric, provider efa; channels: 2 network (2 GDRDMA)"),
+]
+
+
+@pytest.mark.parametrize(("fixture", "instance_type", "args", "code", "words"), CASES,
+                         ids=[f"{c[0]}{'+' + '-'.join(c[2]) if c[2] else ''}" for c in CASES])
+def test_verdict_on_each_log(capsys, fixture, instance_type, args, code, words):
+    got, out = verdict(capsys, DATA / fixture, instance_type, *args)
+    assert (got, words in out) == (code, True), out
+    assert "Traceback" not in out
+
+
+def test_a_log_without_transport_lines_says_unknown(capsys):
+    code, out = verdict(capsys, DATA / "ar_v2_13_p5_intra.log")
+    assert code == 0 and "transport: unknown (no NCCL INFO transport lines" in out, out
+
+
+def test_the_earlier_wrong_table_is_not_hidden_by_a_later_clean_one():
+    run = nccl_tests.parse((DATA / "repeated_tables_earlier_wrong_p5_inter.log").read_text())
+    assert len(run.sweeps) == 2 and len(run.rows) == 64 and run.wrong == 128
+    assert [r.size_bytes for r in run.rows].count(33554432) == 2
+
+
+def test_wide_numbers_are_split_on_whitespace():
+    run = nccl_tests.parse((DATA / "wide_numbers_p5_inter.log").read_text())
+    assert (run.largest().size_bytes, run.largest().count, run.largest().busbw) == (2**40, 2**38, 2156.10)
+
+
+@pytest.mark.parametrize(("raw", "bare"), [
+    ("[1,0]<stdout>:#  Rank  0 Group  0 Pid 4100 on h device 0", "#  Rank  0 Group  0 Pid 4100 on h device 0"),
+    (" 0:            8             2", "           8             2"),
+    ("13: # Out of bounds values : 0 OK", "# Out of bounds values : 0 OK"),
+    ("[3] # nThread 1", "# nThread 1"),
+    ("2025-05-16T16:40:02.222574581Z [1,0]<stdout>:  8  2", " 8  2"),
+    ("  | 2025-05-16T16:40:02.222-07:00 | ip-10-36-29-253:82:2548 [0] NCCL INFO x",
+     "ip-10-36-29-253:82:2548 [0] NCCL INFO x"),
+    ("8h200-2:6831:6840 [0] NCCL INFO Using network Libfabric", "8h200-2:6831:6840 [0] NCCL INFO Using network Libfabric"),
+])
+def test_launcher_prefixes_are_removed(raw, bare):
+    assert nccl_table.strip_prefix(raw) == bare
+
+
+@pytest.mark.parametrize(("header", "lead", "checks", "width"), [
+    ("#       bytes             N    type      op     time  algbw  busbw      res     time  algbw  busbw      res",
+     ("size", "count", "type", "redop"), "delta", 12),
+    ("#       size         count      type   redop     time   algbw   busbw  error     time   algbw   busbw  error",
+     ("size", "count", "type", "redop"), "delta", 12),
+    ("#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong",
+     ("size", "count", "type", "redop", "root"), "count", 13),
+    ("#  size count type redop root cputime algbw busbw #wrong cputime algbw busbw #wrong    timestamp",
+     ("size", "count", "type", "redop", "root"), "count", 15),
+    ("#       size         count      type",  # an all_gather of 2.0-2.12: no redop
+     None, None, None),
+])
+def test_each_release_header(header, lead, checks, width):
+    layout = nccl_table.header_layout(header)
+    if lead is None:
+        assert layout is None
+    else:
+        assert (layout.lead, layout.checks, layout.width) == (lead, checks, width)
+
+
+def test_a_header_dhc_does_not_know_makes_its_rows_unrecognised():
+    layout = nccl_table.header_layout("# size count type redop root time algbw busbw #wrong")
+    assert layout is not None and layout.checks == "unknown"
+    with pytest.raises(nccl_table.RowError, match="under a header dhc does not know"):
+        nccl_table.parse_row("8 2 float sum -1 1.0 0.00 0.00 0", 7, layout)
+
+
+def test_the_shared_p5_capture_proves_two_nodes_by_its_busbw_ratio(capsys):
+    path = SHARED / "all_reduce_perf_2x8_h100_p5_efa.txt"
+    if not path.exists():
+        pytest.skip(f"shared capture {path} is not beside this checkout")
+    run = nccl_tests.parse(path.read_text())
+    assert nccl_verdict.implied_ranks(run.rows) == 16
+    code, out = verdict(capsys, path)
+    assert code == 0 and "busbw/algbw implies 16 ranks, more than the 8 GPUs of one node" in out, out
+    assert "busbw_inter_node: measured 487.26 GB/s, expected minimum 430" in out
+
+
+def test_ranks_are_not_implied_from_rounded_small_numbers():
+    run = nccl_tests.parse((DATA / "two_node_4gpu_no_hosts_p5.log").read_text())
+    assert nccl_verdict.implied_ranks(run.rows) == 8  # 8 ranks fit one p5: scope stays unknown
+    assert nccl_verdict.implied_ranks(run.rows[:3]) is None  # busbw 0.00 at 8-32 B proves nothing
+
+
+def test_unreadable_file_is_a_usage_error(capsys, tmp_path):
+    code, out = verdict(capsys, tmp_path / "missing.log")
+    assert code == 2 and "missing.log: cannot read" in out
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("", "the log is empty"),
+    ("# nThread 1 nGpus 1\n# Avg bus bandwidth    : 1.0\n", "first bytes: '# nThread 1 nGpus 1"),
+    ("garbage\x00\n", "first bytes: 'garbage\\x00'"),
+])
+def test_no_table_names_what_was_seen(text, words):
+    with pytest.raises(nccl_tests.NcclTestsOutputError, match="no results table") as caught:
+        nccl_tests.parse(text)
+    assert words in str(caught.value)
+
+
+# ---- transport strings across aws-ofi-nccl and NCCL versions ---------------------------------------
+
+@pytest.mark.parametrize(("lines", "networks", "providers", "net", "gdrdma"), [
+    (["h:1:1 [0] NCCL INFO NET/OFI Selected Provider is efa", "h:1:1 [0] NCCL INFO Using network AWS Libfabric",
+      "h:1:2 [0] NCCL INFO Channel 00 : 7[7] -> 8[0] [send] via NET/AWS Libfabric/0/GDRDMA"],
+     {"AWS Libfabric"}, {"efa"}, 1, 1),
+    (["h:1:1 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 16 nics)",
+      "h:1:1 [0] NCCL INFO Using network Libfabric",
+      "h:1:2 [0] NCCL INFO Channel 01/1 : 6[6] -> 10[2] [send] via NET/Libfabric/1(2)/GDRDMA/Shared",
+      "h:1:2 [0] NCCL INFO Channel 02/0 : 15[7] -> 0[0] [receive] via NET/Libfabric/0/GDRDMA/flush=None"],
+     {"Libfabric"}, {"efa"}, 2, 2),
+    (["h:1:1 [0] NCCL INFO NET/OFI Selected Provider is efa (found 4 nics)",
+      "h:1:2 [0] NCCL INFO Ring 00 : 7 -> 8 [receive] via NET/AWS Libfabric/0"],
+     set(), {"efa"}, 1, 0),
+])
+def test_transport_strings(lines, networks, providers, net, gdrdma):
+    summary = nccl_log.parse("\n".join(lines))
+    assert (summary.networks, summary.providers, summary.net_channels, summary.gdrdma_channels) == \
+        (networks, providers, net, gdrdma)
+    assert summary.uses_libfabric
+
+
+def test_efa_fabric_is_recorded():
+    summary = nccl_log.parse("h:1:1 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 16 nics)")
+    assert summary.fabrics == {"efa-direct"} and "fabric efa-direct" in summary.describe()
+
+
+def test_what_a_log_does_not_show_is_unknown_not_ok():
+    nothing = nccl_log.parse("# nThread 1 nGpus 8\n")
+    assert nccl_log.transport_faults(nothing, True, True, True) == []
+    assert nccl_log.transport_unknowns(nothing, True, True)[0].startswith("transport unknown")
+    no_channels = nccl_log.parse("h:1:1 [0] NCCL INFO NET/OFI Selected provider is efa\n"
+                                 "h:1:1 [0] NCCL INFO Using network Libfabric\n")
+    assert nccl_log.transport_faults(no_channels, True, True, True) == []
+    assert nccl_log.transport_unknowns(no_channels, True, True) == [
+        "GPUDirect RDMA unknown: no channel line shows a network hop ('via NET/...')"]
+    no_provider = nccl_log.parse("h:1:2 [0] NCCL INFO Channel 00/0 : 7[7] -> 8[0] [send] via NET/Libfabric/0/GDRDMA")
+    assert nccl_log.transport_unknowns(no_provider, True, True) == [
+        "libfabric provider unknown: no 'NET/OFI Selected provider' line"]
+
+
+def test_a_tcp_provider_is_a_fault():
+    summary = nccl_log.parse("h:1:1 [0] NCCL INFO NET/OFI Selected provider is tcp\n"
+                             "h:1:1 [0] NCCL INFO Using network Libfabric\n")
+    assert nccl_log.transport_faults(summary, True, True, True) == ["libfabric provider was tcp, not efa"]
+
+
+# ---- running all_reduce_perf ------------------------------------------------------------------------
+
+def fake_env(monkeypatch, **variables):
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_a_failed_run_reports_the_nccl_error_it_printed(monkeypatch):
+    fake_env(monkeypatch, FAKE_NCCL_TESTS_OUTPUT=str(DATA / "died_before_table_p5.log"), FAKE_NCCL_TESTS_EXIT="3")
+    with pytest.raises(nccl_tests.NcclTestsOutputError) as caught:
+        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
+    message = str(caught.value)
+    assert message.startswith("all_reduce_perf exited 3: Test NCCL failure common.cu:1279 'unhandled system error")
+    assert "NCCL WARN NET/OFI Request 0x7f3c completed with error" in message
+
+
+def test_a_missing_binary_is_named(monkeypatch):
+    monkeypatch.setenv("PATH", str(FAKES / "nowhere"))
+    with pytest.raises(tool.ToolMissing, match="all_reduce_perf is not on PATH"):
+        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
+
+
+def test_a_hung_run_is_killed_with_everything_it_started(monkeypatch, tmp_path):
+    pids = tmp_path / "pids"
+    fake_env(monkeypatch, FAKE_NCCL_TESTS_HANG=str(pids), FAKE_NCCL_TESTS_OUTPUT=str(DATA / "ar_v2_13_p5_intra.log"))
+    with pytest.raises(tool.ToolTimeout, match="ran past 3 s and was stopped"):
+        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 3)
+    parent, child = (int(p) for p in pids.read_text().split())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (alive(parent) or alive(child)):
+        time.sleep(0.05)
+    assert not alive(parent) and not alive(child)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_engine_names_the_error_of_a_run_that_died(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env.update(DHC_IMDS="off", PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(FAKES),
+               FAKE_NVML_FILE=str(Path(__file__).parent / "data" / "nvml_p5_h100.json"),
+               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(DATA / "died_mid_table_p5.log"),
+               FAKE_NCCL_TESTS_EXIT="2")
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
+                           "connectivity.allreduce", "--out", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert reason.startswith("nccl-tests: all_reduce_perf exited 2: Test CUDA failure common.cu:893 'an illegal"), reason
