@@ -5,13 +5,11 @@ data), or local CPU ranks over gloo on type ``cpu``. The largest sizes are judge
 average over the sweep.
 """
 
-import subprocess
-
 import pytest
 
 from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.model import Action
-from dhc.probes import nccl_log, nccl_tests
+from dhc.probes import nccl_log, nccl_tests, nccl_verdict, tool
 
 
 @pytest.mark.check("connectivity.allreduce")
@@ -89,18 +87,23 @@ def _measure(dhc_check, allreduce, launch, run, metric, placement):
 def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
     """The second engine: nccl-tests' all_reduce_perf on this node, one process driving every GPU."""
     timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.9
+    max_bytes = int(dhc_check.settings["max_bytes"])
     try:
-        output = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(int(dhc_check.settings["max_bytes"])),
+        output = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(max_bytes),
                                                 len(dhc_devices), timeout_s, {"NCCL_DEBUG": "INFO"})
         run = nccl_tests.parse(output)
-    except (FileNotFoundError, nccl_tests.NcclTestsOutputError, subprocess.TimeoutExpired) as exc:
+    except (tool.ToolMissing, tool.ToolTimeout, nccl_tests.NcclTestsOutputError) as exc:
         raise CheckIncomplete(f"nccl-tests: {exc}") from None
     (dhc_run.out / "all_reduce_perf.log").write_text(output)
     dhc_check.covered(*dhc_devices)
-    dhc_check.record("busbw_intra_node", run.peak_busbw(run.largest().size_bytes // 8).busbw, "GB/s")
-    dhc_check.record("busbw_intra_node_at_largest_size", run.largest().busbw, "GB/s")
-    if run.wrong:
-        dhc_check.fault(f"all_reduce_perf found {run.wrong} wrong elements", None, Action.REPLACE)
+    result = nccl_verdict.assess(run, max_bytes)
+    for fault in result.faults:
+        dhc_check.fault(f"all_reduce_perf: {fault}", None, Action.REPLACE)
+    if result.unknowns and not result.faults:
+        raise CheckIncomplete("nccl-tests: " + "; ".join(result.unknowns))
+    if result.judged is not None:
+        dhc_check.record("busbw_intra_node", result.judged.best_busbw, "GB/s")
+        dhc_check.record("busbw_intra_node_at_largest_size", run.largest().best_busbw, "GB/s")
     _judge_transport(dhc_check, nccl_log.parse(output), dhc_limits.instance_type, inter_node=False)
 
 
@@ -119,6 +122,9 @@ def _judge_transport(dhc_check, summary, node_type, inter_node, nvlink=True):
                                            expects_nvlink=nvlink and node_type.nvlinks_per_gpu > 0,
                                            inter_node=inter_node):
         dhc_check.fault(fault, None, Action.REBOOT)
+    unknowns = nccl_log.transport_unknowns(summary, node_type.efa > 0, inter_node)
+    if unknowns and not dhc_check.findings():  # NCCL_DEBUG=INFO was set: a log that proves nothing is no pass
+        raise CheckIncomplete("; ".join(unknowns))
 
 
 def _require_cuda():
