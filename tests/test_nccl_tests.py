@@ -288,3 +288,41 @@ def test_the_engine_names_the_error_of_a_run_that_died(tmp_path):
     reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert reason.startswith("nccl-tests: all_reduce_perf exited 2: Test CUDA failure common.cu:893 'an illegal"), reason
+
+
+def test_only_unreadable_rows_is_incomplete_not_a_traceback(capsys, tmp_path):
+    log = tmp_path / "bad.log"
+    log.write_text("#  Rank  0 Group  0 Pid   4100 on a device  0\n#  Rank  1 Group  0 Pid   4101 on b device  0\n"
+                   "     8     2   float   sum   -1   12.1   0.00   0.00   0   11.9   0.00   0.00   0x\n")
+    code, out = verdict(capsys, log)
+    assert code == 3 and "largest none readable" in out and "unrecognised row, line 3" in out, out
+
+
+@pytest.mark.parametrize("fixture", ["repeated_tables_earlier_wrong_p5_inter.log", "ar_v2_19_per_iteration_p5_intra.log",
+                                     "ompi_tag_output_socket_fallback_p5.log", "ar_v1_2018_p4d_intra.log"])
+def test_a_log_cut_anywhere_never_raises_and_never_passes_short(fixture):
+    text = (DATA / fixture).read_text()
+    for end in range(0, len(text), 97):
+        try:
+            run = nccl_tests.parse(text[:end])
+        except nccl_tests.NcclTestsOutputError:
+            continue
+        result = nccl_verdict.assess(run, 2 * GiB)
+        nccl_verdict.scope(run, result.ranks, 8)
+        if result.judged is not None:  # judged only when every sweep reached the -e it asked for
+            assert all(s.rows[-1].size_bytes * 2 > s.max_bytes for s in run.sweeps), end
+
+
+def test_wrapper_text_that_starts_with_a_number_is_not_a_row():
+    text = (DATA / "ar_v2_13_p5_intra.log").read_text()
+    run = nccl_tests.parse("2 nodes were asked for, 1 answered\n" + text)
+    assert run.unreadable == () and len(run.rows) == 31
+
+
+def test_a_max_bytes_lowered_for_memory_is_the_end_the_sweep_is_held_to():
+    lines = (DATA / "truncated_sweep_p5_inter.log").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("#  Rank 15"))
+    lowered = lines[:at + 1] + ["#", "# Reducing maxBytes to 1048576 due to memory limitation"] + lines[at + 1:]
+    run = nccl_tests.parse("\n".join(lowered))
+    assert run.sweeps[0].max_bytes == 1048576
+    assert nccl_verdict.assess(run, 1048576).judged is not None

@@ -45,7 +45,8 @@ def nccl_command(args: argparse.Namespace) -> int:
     scope, why = nccl_verdict.scope(run, result.ranks, limits.instance_type.gpus)
     if args.scope != "auto":
         scope, why = args.scope, "--scope"
-    print(f"{args.log}: {len(run.rows)} rows in {len(run.sweeps)} sweep(s), largest {run.largest().size_bytes} B; "
+    largest = f"{run.largest().size_bytes} B" if run.rows else "none readable"
+    print(f"{args.log}: {len(run.rows)} rows in {len(run.sweeps)} sweep(s), largest {largest}; "
           f"scope: {scope or 'unknown'} ({why})")
     if scope is None:
         if not result.faults and not result.unknowns:

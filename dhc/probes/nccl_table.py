@@ -139,8 +139,9 @@ class RowError(ValueError):
 
 
 def looks_like_row(line: str) -> bool:
-    first = line.split(maxsplit=1)[:1]
-    return bool(first) and first[0].isdigit()
+    """A size and a count first: a results row, readable or not (wrapper text rarely starts so)."""
+    first = line.split(maxsplit=2)[:2]
+    return len(first) == 2 and first[0].isdigit() and first[1].isdigit()
 
 
 def parse_row(line: str, number: int, layout: Layout | None) -> SizeRow:

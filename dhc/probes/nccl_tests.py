@@ -28,6 +28,7 @@ _RANK = re.compile(r"#\s+Rank\s+(?P<rank>\d+)\s+(?:Group\s+\d+\s+)?(?:Pid\s+\d+\
 _AVG = re.compile(r"#?\s*Avg bus bandwidth\s*:\s*(?P<avg>\S+)")
 _BOUNDS = re.compile(r"#?\s*Out of bounds values\s*:\s*(?P<n>\d+)")
 _NTHREAD = re.compile(r"#?\s*nThread \d+ nGpus \d+ minBytes \d+ maxBytes (?P<max>\d+) step: (?P<step>\d+)\((?P<kind>\w+)\)")
+_REDUCED = re.compile(r"#?\s*Reducing maxBytes to (?P<max>\d+)")
 _PROGRAM = re.compile(r"# Collective test starting: (?P<program>\S+)")
 _BLOCKING = re.compile(r"#?\s*Blocking Enabled")
 _FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure.*|\bmpirun noticed that process rank .*")
@@ -115,6 +116,8 @@ class _Reader:
         """The run's parameters and footer (nccl-tests 1.x printed them without the leading "#")."""
         if (found := _NTHREAD.match(line)) is not None:
             self.max_bytes, self.step = int(found["max"]), (int(found["step"]), found["kind"])
+        elif (found := _REDUCED.match(line)) is not None:  # too little GPU memory for -e: nccl-tests lowers it
+            self.max_bytes = int(found["max"])
         elif (found := _BOUNDS.match(line)) is not None:  # one footer per table: add them up
             self.out_of_bounds = int(found["n"]) + (self.out_of_bounds or 0)
         elif (found := _AVG.match(line)) is not None:

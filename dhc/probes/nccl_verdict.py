@@ -154,7 +154,7 @@ def _short_sweep(sweep: Sweep) -> str | None:
     if sweep.max_bytes is None or sweep.step is None:
         return None
     step, kind = sweep.step
-    last = sweep.rows[-1].size_bytes + 64  # sizes are rounded down to whole elements
+    last = sweep.rows[-1].size_bytes  # the next step would pass -e: the sweep ran to its end
     reached = last * step > sweep.max_bytes if kind == "factor" and step > 1 else last + step > sweep.max_bytes
     if reached:
         return None
