@@ -146,6 +146,13 @@ def test_runs_that_did_not_happen_say_why(name, code, words):
     assert faults == [] and undecided[0].startswith(words)
 
 
+@pytest.mark.parametrize("code", [222, 217, 202, 219])
+def test_in_use_exit_codes_without_json(code):
+    faults, undecided, _ = dcgm.assess("Error: Unable to complete diagnostic.\n", code)
+    assert faults == [] and undecided[0].startswith(f"GPU in use by another DCGM client (dcgmi exit {code}: Error: ")
+    assert "pause dcgm-exporter and any other DCGM client" in undecided[0]
+
+
 def test_exit_205_without_json_is_a_replace():
     faults, undecided, run = dcgm.assess("", dcgm.EXIT_ISOLATE)
     assert run is None and undecided == [] and faults[0].action is Action.REPLACE and faults[0].gpu is None
@@ -170,12 +177,19 @@ def test_severity_table_is_dcgms():
 # -- the host engine: real processes (fake binaries) -----------------------------------------------
 @pytest.fixture
 def fakes_env(monkeypatch, tmp_path):
+    """The fakes first on PATH, their logs in tmp_path, and an empty tmp_path/proc: no other engine seen."""
+    (tmp_path / "proc").mkdir()
     for key in [k for k in os.environ if k.startswith(("FAKE_", "DHC_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_DCGMI_ARGS_LOG", str(tmp_path / "dcgmi-args"))
     monkeypatch.setenv("FAKE_NV_HOSTENGINE_ARGS_LOG", str(tmp_path / "hostengine-args"))
     return tmp_path
+
+
+def engine_in(home: Path, configured: str | None, binary: str = "nv-hostengine"):
+    """dcgm.host_engine with the fakes, seeing no other engine on the node (no pid file, an empty proc)."""
+    return dcgm.host_engine("dcgmi", configured, binary, home, pid_files=(), proc=home / "proc")
 
 
 def alive(pid: int) -> bool:
@@ -202,13 +216,13 @@ def node_engine(tmp_path):
 
 def test_configured_engine_that_answers_is_used_and_none_started(fakes_env, node_engine):
     address, pid = node_engine
-    with dcgm.host_engine("dcgmi", address, "nv-hostengine", fakes_env, pid_files=()) as engine:
+    with engine_in(fakes_env, address) as engine:
         assert engine.address == address and "DHC_DCGM_HOSTENGINE" in engine.origin
     assert not (fakes_env / "hostengine-args").exists() and alive(pid)  # not ours: left running
 
 
 def test_no_engine_answers_so_dhc_starts_one_and_stops_it(fakes_env):
-    with dcgm.host_engine("dcgmi", "127.0.0.1:9", "nv-hostengine", fakes_env, pid_files=()) as engine:
+    with engine_in(fakes_env, "127.0.0.1:9") as engine:
         socket_path = engine.address.removeprefix("unix://")
         pid = int((Path(socket_path).parent / "nv-hostengine.pid").read_text())
         assert alive(pid) and engine.origin.startswith("the nv-hostengine dhc started")
@@ -232,7 +246,7 @@ def test_which_engines_are_tried_before_starting_one(configured, tried):
 def test_the_started_engine_is_stopped_on_an_interrupt(fakes_env, monkeypatch, ignore_term):
     monkeypatch.setenv("FAKE_NV_HOSTENGINE_IGNORE_TERM", ignore_term)  # one that ignores SIGTERM gets SIGKILL
     with pytest.raises(KeyboardInterrupt):
-        with dcgm.host_engine("dcgmi", None, "nv-hostengine", fakes_env, pid_files=()) as engine:
+        with engine_in(fakes_env, None) as engine:
             pid = int((Path(engine.address.removeprefix("unix://")).parent / "nv-hostengine.pid").read_text())
             raise KeyboardInterrupt
     assert not alive(pid)
@@ -244,14 +258,32 @@ def test_another_engine_on_the_node_that_does_not_answer_is_not_joined_by_a_seco
         pid_file = fakes_env / "nvhostengine.pid"
         pid_file.write_text(f"{sleeper.pid}\n")
         with pytest.raises(dcgm.HostEngineUnavailable) as caught:
-            with dcgm.host_engine("dcgmi", None, "nv-hostengine", fakes_env, pid_files=[str(pid_file)]):
+            with dcgm.host_engine("dcgmi", None, "nv-hostengine", fakes_env, pid_files=[str(pid_file)],
+                                  proc=fakes_env / "proc"):
                 pytest.fail("must not run against a second host engine")
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert f"another nv-hostengine runs on this node (pid {sleeper.pid}, from {pid_file})" in str(caught.value)
+    assert f"another nv-hostengine runs on this node (pid {sleeper.pid}, from {pid_file}) but does not answer (tried " \
+           "localhost (Error: Unable to connect to host engine. Host engine connection invalid/disconnected.))" \
+        in str(caught.value)
     assert "NVIDIA does not support two host engines on one node" in str(caught.value)
     assert not (fakes_env / "hostengine-args").exists()
+
+
+def test_another_engine_seen_by_name_in_proc(fakes_env):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (fakes_env / "proc" / str(sleeper.pid)).mkdir()
+        (fakes_env / "proc" / str(sleeper.pid) / "comm").write_text("nv-hostengine\n")
+        (fakes_env / "proc" / "1").mkdir()
+        (fakes_env / "proc" / "1" / "comm").write_text("systemd\n")
+        with pytest.raises(dcgm.HostEngineUnavailable, match=rf"\(pid {sleeper.pid}, seen in {fakes_env}/proc\)"):
+            with engine_in(fakes_env, None):
+                pytest.fail("must not run against a second host engine")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_nv_hostengine_that_finds_another_running_names_both(fakes_env, node_engine):
@@ -267,11 +299,11 @@ def test_nv_hostengine_that_finds_another_running_names_both(fakes_env, node_eng
 def test_engine_that_cannot_start_or_is_missing(fakes_env, monkeypatch):
     monkeypatch.setenv("FAKE_NV_HOSTENGINE_FAIL", "1")
     with pytest.raises(dcgm.HostEngineUnavailable, match=r"failed to start \(exit 1\): Err: Failed to start DCGM"):
-        with dcgm.host_engine("dcgmi", None, "nv-hostengine", fakes_env, pid_files=()):
+        with engine_in(fakes_env, None):
             pass
     with pytest.raises(dcgm.HostEngineUnavailable, match="no DCGM host engine answers .*localhost.* dhc cannot start "
                                                          "one: nv-hostengine-missing is not on PATH"):
-        with dcgm.host_engine("dcgmi", None, "nv-hostengine-missing", fakes_env, pid_files=()):
+        with engine_in(fakes_env, None, "nv-hostengine-missing"):
             pass
 
 
@@ -349,7 +381,7 @@ def test_the_nodes_host_engine_is_used_when_configured(tmp_path, node_engine):
 @pytest.mark.slow
 def test_a_hung_dcgmi_is_incomplete_and_the_engine_is_stopped(tmp_path, thresholds_file):
     def short(document):
-        document["profiles"]["quick"]["stress.dcgm"].update(expected_s=1, timeout_s=8)
+        document["profiles"]["quick"]["stress.dcgm"].update(expected_s=1, timeout_s=12)
 
     proc, report = dhc_run(tmp_path, DATA / "r2_4x_pass_4gpu.json", 0, "--thresholds", str(thresholds_file(short)),
                            sleep="60")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from dhc.probes.tool import ToolMissing, ToolTimeout, locate, run_tool
 
-PROBE_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S = 20.0, 60.0, 30.0
+# Stopping must fit in the watchdog's grace past a check's timeout (30 s): --term, then SIGKILL and wait.
+PROBE_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S, KILL_WAIT_S = 20.0, 60.0, 15.0, 5.0
 WELL_KNOWN_PID_FILES = ("/var/run/nvhostengine.pid", "/run/nvhostengine.pid")
 _ALREADY_RUNNING = re.compile(r"Host engine already running with pid (\d+)")
 
@@ -65,8 +66,11 @@ def answers(dcgmi: str, address: str, timeout_s: float = PROBE_TIMEOUT_S) -> tup
 
 @contextmanager
 def host_engine(dcgmi: str, configured: str | None, nv_hostengine: str, log_dir: Path,
-                pid_files: Sequence[str] = WELL_KNOWN_PID_FILES) -> Iterator[Endpoint]:
-    """Yield the host engine to run against; stop the one dhc started on the way out, whatever happens."""
+                pid_files: Sequence[str] = WELL_KNOWN_PID_FILES, proc: Path = Path("/proc")) -> Iterator[Endpoint]:
+    """Yield the host engine to run against; stop the one dhc started on the way out, whatever happens.
+
+    ``pid_files`` and ``proc`` are where other host engines on this node show (tests point them elsewhere).
+    """
     tried = []
     for address, origin in _candidates(configured):
         ok, said = answers(dcgmi, address)
@@ -74,7 +78,7 @@ def host_engine(dcgmi: str, configured: str | None, nv_hostengine: str, log_dir:
             yield Endpoint(address, origin)
             return
         tried.append(f"{address} ({said.splitlines()[-1] if said.strip() else 'no answer'})")
-    _refuse_second_engine(pid_files, tried)
+    _refuse_second_engine(_other_engines(pid_files, proc), tried)
     with _started(dcgmi, nv_hostengine, log_dir, tried) as endpoint:
         yield endpoint
 
@@ -86,14 +90,30 @@ def _candidates(configured: str | None) -> list[tuple[str, str]]:
     return found
 
 
-def _refuse_second_engine(pid_files: Sequence[str], tried: list[str]) -> None:
-    for path in pid_files:
-        pid = _read_pid(Path(path))
-        if pid is not None and _alive(pid):
-            raise HostEngineUnavailable(
-                f"another nv-hostengine runs on this node (pid {pid}, from {path}) but does not answer "
-                f"(tried {'; '.join(tried)}); NVIDIA does not support two host engines on one node, so dhc "
-                "did not start its own: set DHC_DCGM_HOSTENGINE to that engine's address, or stop it")
+def _other_engines(pid_files: Sequence[str], proc: Path) -> list[str]:
+    """Live host engines this process can see: named by a well-known pid file, or by name in ``proc``."""
+    found = {pid: f"pid {pid}, from {path}" for path in pid_files
+             if (pid := _read_pid(Path(path))) is not None and _alive(pid)}
+    for comm in proc.glob("[0-9]*/comm"):
+        pid = int(comm.parent.name)
+        if pid not in found and _comm(comm) == "nv-hostengine" and _alive(pid):
+            found[pid] = f"pid {pid}, seen in {proc}"
+    return list(found.values())
+
+
+def _comm(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:  # the process ended while we looked
+        return ""
+
+
+def _refuse_second_engine(others: list[str], tried: list[str]) -> None:
+    if others:
+        raise HostEngineUnavailable(
+            f"another nv-hostengine runs on this node ({'; '.join(others)}) but does not answer "
+            f"(tried {'; '.join(tried)}); NVIDIA does not support two host engines on one node, so dhc "
+            "did not start its own: set DHC_DCGM_HOSTENGINE to that engine's address, or stop it")
 
 
 @contextmanager
@@ -144,14 +164,19 @@ def stop(binary: str, pid_file: Path) -> None:
         run_tool([binary, "--term", "--pid", str(pid_file)], STOP_TIMEOUT_S, merge_stderr=True)
     except (ToolTimeout, OSError):
         pass
-    if pid is not None and _alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:  # not our child: init reaps it
-            time.sleep(0.05)
+    finally:  # also when the check's own timeout fires while --term runs
+        if pid is not None and _alive(pid):
+            _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + KILL_WAIT_S
+    while _alive(pid) and time.monotonic() < deadline:  # not our child: init reaps it
+        time.sleep(0.05)
 
 
 def _read_pid(path: Path) -> int | None:

@@ -12,7 +12,9 @@ an unsigned byte: 0 when every test passed or was skipped, 226 (-30, NVVS_ERROR)
 (printing "Error: unable to establish a connection to the specified host: ..." and "Error: Unable to
 connect to host engine. Host engine connection invalid/disconnected."), 222 (-34) "the affected
 resource is in use", 217 (-39) "A diag instance is already running", 202 (-54) "Diagnostic could not
-be run while DCGM is paused". With ``-j`` such errors come as a ``runtime_error`` document.
+be run while DCGM is paused", 219 (-37) "The third-party Profiling module returned an unrecoverable
+error" (what DCGM clients contending for the GPU's profiling hardware see, NVIDIA/dcgm-exporter#7).
+With ``-j`` such errors come as a ``runtime_error`` document.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dhc.model import Action
 from dhc.probes.dcgm_parse import DcgmOutputError, DcgmResult, DcgmRun, DcgmWarning, parse_diag
 
 EXIT_TEST_FAILED, EXIT_ISOLATE, EXIT_NO_HOST_ENGINE = 226, 205, 235
-EXIT_IN_USE = {222: "resource in use", 217: "another diagnostic running", 202: "DCGM paused"}
+EXIT_IN_USE = {222: "resource in use", 217: "another diagnostic running", 202: "DCGM paused",
+               219: "profiling hardware held by another client"}
 
 # error_severity -> (name, action); CONFIG has no action: it is a setting to fix, not a faulty GPU.
 SEVERITIES: dict[int, tuple[str, Action | None]] = {

@@ -21,7 +21,8 @@ def test_dcgm(dhc_check, dhc_run, dhc_devices):
         raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {settings.dcgmi!r} "
                               "is not on PATH (install datacenter-gpu-manager or set DHC_DCGMI)")
     level = int(dhc_check.settings.get("level", 2))
-    budget_end = time.monotonic() + dhc_run.limits.timing("stress.dcgm").timeout_s * 0.9  # room to stop cleanly
+    timeout_s = dhc_run.limits.timing("stress.dcgm").timeout_s
+    budget_end = time.monotonic() + timeout_s - min(max(0.1 * timeout_s, 5.0), 0.5 * timeout_s)  # room to stop
     try:
         with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out) as engine:
             output, exit_code = dcgm.run_diag(dcgmi, level, max(budget_end - time.monotonic(), 1.0), engine)
