@@ -72,6 +72,8 @@ CASES = [  # fixture, instance type, extra args, exit code, what the person read
     ("sendrecv_perf_no_program_line_p5_inter.log", "p5.48xlarge", [], 3, "busbw/algbw is 1.000, but all-reduce over 16"),
     ("single_rank_p5.log", "p5.48xlarge", [], 3, "a single rank: all-reduce bus bandwidth is 0 by definition"),
     ("single_rank_no_rank_lines_p5.log", "p5.48xlarge", [], 3, "a single rank"),
+    ("built_without_mpi_two_processes_p4d.log", "p4d.24xlarge", [], 3,
+     "one rank is listed on two hosts (rank 0 on ip-10-1-9-201 and ip-10-1-4-17)"),
     ("small_sweep_p5_intra.log", "p5.48xlarge", [], 3,
      "the largest size is 134217728 B, below the 2147483648 B dhc sweeps to"),
     ("blocking_p5_intra.log", "p5.48xlarge", [], 3, "blocking mode (-z)"),
@@ -326,3 +328,12 @@ def test_a_max_bytes_lowered_for_memory_is_the_end_the_sweep_is_held_to():
     run = nccl_tests.parse("\n".join(lowered))
     assert run.sweeps[0].max_bytes == 1048576
     assert nccl_verdict.assess(run, 1048576).judged is not None
+
+
+def test_in_place_not_validated_is_not_validation_off():
+    text = (DATA / "ar_v2_13_p5_intra.log").read_text().splitlines()
+    rows = [i for i, line in enumerate(text) if nccl_table.looks_like_row(line)]
+    for i in rows:  # as alltoall_perf prints: out-of-place checked, in-place "N/A"
+        text[i] = text[i].rsplit(maxsplit=1)[0] + "    N/A"
+    result = nccl_verdict.assess(nccl_tests.parse("\n".join(text)), 2 * GiB)
+    assert result.unknowns == [] and result.judged is not None

@@ -64,6 +64,7 @@ class NcclTestsRun:
     unreadable: tuple[str, ...] = ()  # "line N: why: first bytes"
     elided: bool = False
     blocking: bool = False
+    repeated_ranks: tuple[str, ...] = ()  # one rank listed on two hosts: separate runs, not one
 
     def peak_busbw(self, from_bytes: int = 0) -> SizeRow:
         """The row with the highest bus bandwidth among sizes >= ``from_bytes``."""
@@ -85,6 +86,7 @@ class _Reader:
     step: tuple[int, str] | None = None
     sweeps: list[Sweep] = field(default_factory=list)
     ranks: dict[int, str] = field(default_factory=dict)
+    repeated_ranks: list[str] = field(default_factory=list)
     info_hosts: dict[str, None] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -106,7 +108,10 @@ class _Reader:
             self.layout = layout
             self.sweeps.append(Sweep([], self.max_bytes, self.step))
         elif (found := _RANK.search(line)) is not None:
-            self.ranks[int(found["rank"])] = found["host"]
+            rank = int(found["rank"])
+            if self.ranks.get(rank, found["host"]) != found["host"]:  # each process its own "Rank 0": no MPI
+                self.repeated_ranks.append(f"rank {rank} on {self.ranks[rank]} and {found['host']}")
+            self.ranks[rank] = found["host"]
         elif not self.summary(line) and (found := _PROGRAM.match(line)) is not None:
             self.program = found["program"].rsplit("/", 1)[-1]
         elif _BLOCKING.match(line):
@@ -159,7 +164,7 @@ def parse(text: str) -> NcclTestsRun:
         rows, tuple(s for s in reader.sweeps if s.rows), len(reader.ranks),
         tuple(dict.fromkeys(reader.ranks[r] for r in sorted(reader.ranks))), reader.avg, tuple(reader.info_hosts),
         reader.program, reader.out_of_bounds, failures if reader.failures else (), tuple(reader.unreadable),
-        reader.elided, reader.blocking)
+        reader.elided, reader.blocking, tuple(reader.repeated_ranks))
 
 
 def _no_table(text: str, failures: tuple[str, ...]) -> str:

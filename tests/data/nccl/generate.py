@@ -225,3 +225,16 @@ write("efa_old_plugin_p4de_inter.log", info(["{h}:{p}:{p} [0] NCCL INFO NET/OFI 
       "{h}:{p}:{t} [0] NCCL INFO Channel 00/0 : 15[7] -> 0[0] [receive] via NET/AWS Libfabric/0/GDRDMA",
       "{h}:{p}:{t} [0] NCCL INFO Channel 01/1 : 15[7] -> 0[0] [receive] via NET/AWS Libfabric/1(2)/GDRDMA/Shared"], "ip-172-31-4-21")
       + [nthread(8, 16 * GiB, 1), "#", "# Using devices"] + rank_lines(["ip-172-31-4-21", "ip-172-31-9-88"], 8, "v3", "NVIDIA A100-SXM4-80GB") + v213_header() + table213(8, 16 * GiB, 16, 42.0, 60) + footer(17.0))
+
+# nccl-tests built without MPI=1 but started by mpirun -np 2: each process runs its own one-rank test
+# and both print their preamble, so two "Rank  0" lines on two hosts (as in nccl-tests issue #107).
+def solo_v2_row(size):
+    t, a, _ = model(size, 1, 700.0, 8)
+    return "%12li  %12li  %8s  %6s" % (size, size // 4, "float", "sum") + ("  %7s  %6.2f  %6.2f  %5s" % (time_str(t), a, 0.0, "0e+00")) * 2
+solo = []
+for _host in P5:
+    solo += [nthread(8, 4 * GiB, 1, new=False), "#", "# Using devices"]
+solo += ["#   Rank  0 Pid   4100 on %10s device  0 [0x10] NVIDIA A100-SXM4-40GB" % P5[1],
+         "#   Rank  0 Pid   5200 on %10s device  0 [0x10] NVIDIA A100-SXM4-40GB" % P5[0]]
+solo += v2_head + v2_head + [solo_v2_row(s) for s in sizes(8, 4 * GiB)] + [solo_v2_row(s) for s in sizes(8, 4 * GiB)] + footer(0) + footer(0)
+write("built_without_mpi_two_processes_p4d.log", ["$ mpirun -host %s,%s -np 2 ./build/all_reduce_perf -b 8 -e 4G -g 1" % tuple(P5)] + solo)
