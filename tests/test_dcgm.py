@@ -68,6 +68,7 @@ def test_dcgm3_capture_passes_with_eud_skipped():
                                     "required test 'diagnostic' reported Skip on GPU 0",
                                     "required test 'pcie' reported Skip on GPU 0",
                                     "no DCGM test ran to completion: all 3 results were skipped or not run"]),
+    ("r2_4x_summary_only_fail.json", 226, [(None, R)], []),  # a failure DCGM attached to no entity
     ("r2_4x_pass_4gpu.json", 226, [], ["dcgmi exited 226 (a test failed) but its JSON shows no failure"]),
     ("r2_4x_pass_4gpu.json", 1, [], ["dcgmi exited 1 although its JSON reports results"]),
 ])

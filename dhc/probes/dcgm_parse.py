@@ -113,19 +113,28 @@ def _test_results(test: dict[str, Any], category: str, where: str) -> list[DcgmR
     name = test.get("name")
     if not isinstance(name, str) or not name:
         raise DcgmOutputError(f"expected a string under {where}.name, got {_kind(name)}")
-    rows = _list(test.get("results"), f"{where}.results")
-    if not rows and isinstance(test.get("test_summary"), dict):  # 4.x: a test that ran on no entity
-        rows = [{k: v for k, v in test["test_summary"].items() if k in ("status", "warnings", "info")}]
     out = []
-    for r, row in enumerate(rows):
-        if row is None:
-            continue
-        row, here = _object(row, f"{where}.results[{r}]"), f"{where}.results[{r}]"
-        status = _status(row.get("status"), f"{here}.status")
-        warnings, info = _warnings(row, here), _info(row.get("info"), f"{here}.info")
-        for gpu, entity in _entities(row, here):
-            out.append(DcgmResult(name, category, gpu, status, warnings, info, entity))
+    for r, row in enumerate(_list(test.get("results"), f"{where}.results")):
+        if row is not None:
+            out.extend(_row_results(_object(row, f"{where}.results[{r}]"), name, category, f"{where}.results[{r}]"))
+    summary = test.get("test_summary")
+    if isinstance(summary, dict) and _summary_adds(summary, out):
+        out.extend(_row_results({k: summary[k] for k in ("status", "warnings", "info") if k in summary}, name,
+                                category, f"{where}.test_summary"))
     return out
+
+
+def _summary_adds(summary: dict[str, Any], rows: list[DcgmResult]) -> bool:
+    """4.x: the summary stands for the node when no row does: a test that ran on no entity, or a failure
+    DCGM attached to no entity (it shows only in the summary), so dcgmi's Fail is never read as a pass."""
+    status = STATUSES.get(str(summary.get("status", "")).strip().lower())
+    return not rows or (status == "Fail" and not any(r.status == "Fail" for r in rows))
+
+
+def _row_results(row: dict[str, Any], name: str, category: str, here: str) -> list[DcgmResult]:
+    status = _status(row.get("status"), f"{here}.status")
+    warnings, info = _warnings(row, here), _info(row.get("info"), f"{here}.info")
+    return [DcgmResult(name, category, gpu, status, warnings, info, entity) for gpu, entity in _entities(row, here)]
 
 
 def _entities(row: dict[str, Any], where: str) -> list[tuple[int | None, str]]:
