@@ -37,7 +37,7 @@ def main() -> None:
         configuration.connection_pool_maxsize = args.workers + 4
         kube = Kube(client.ApiClient(configuration), timeout_s=30)
         controller = Controller(kube, thresholds.load(), ControllerSettings(
-            jobs=JobSettings(), workers=args.workers, resync_s=30, watch_timeout_s=60))
+            jobs=JobSettings(image="dhc-node:bench"), workers=args.workers, resync_s=30, watch_timeout_s=60))
         stop = threading.Event()
         threading.Thread(target=controller.run, args=(stop,), daemon=True).start()
         time.sleep(1.0)  # the controller has listed the empty cluster and is watching

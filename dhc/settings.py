@@ -37,6 +37,7 @@ class Settings:
     sys_infiniband: str = "/sys/class/infiniband"  # where the kernel lists EFA devices
     cluster_id: str | None = None  # for the CloudWatch log group name (DHC_CLUSTER_ID)
     k8s_prefix: str = "sagemaker.amazonaws.com"  # key prefix of the node labels, taint and annotations
+    termination_log: str = "/dev/termination-log"  # --sink termination writes the verdict here (DHC_TERMINATION_LOG)
     log_group: str | None = None  # a CloudWatch log group instead of HyperPod's (DHC_CLOUDWATCH_LOG_GROUP)
     nodes: int = 1  # nodes in a multi-node run (DHC_NODES)
     node_index: int = 0  # this node's place in it (DHC_NODE_INDEX, or a Kubernetes Indexed Job's index)
@@ -75,6 +76,7 @@ class Settings:
             sys_infiniband=env.get("DHC_SYS_INFINIBAND") or "/sys/class/infiniband",
             cluster_id=env.get("DHC_CLUSTER_ID") or None,
             k8s_prefix=env.get("DHC_K8S_PREFIX") or "sagemaker.amazonaws.com",
+            termination_log=env.get("DHC_TERMINATION_LOG") or "/dev/termination-log",
             log_group=env.get("DHC_CLOUDWATCH_LOG_GROUP") or None,
             nodes=_whole(env, "DHC_NODES", 1, minimum=1),
             node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),

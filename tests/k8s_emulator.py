@@ -1,10 +1,15 @@
-"""A small Kubernetes API server for tests, over real HTTP: nodes, Jobs and events, with planted faults.
+"""A small Kubernetes API server for tests, over real HTTP: nodes, Jobs, pods and events, with planted faults.
 
 It honours what dhc relies on: resourceVersion bumps on every write, JSON patch (RFC 6902, with
 ``test``), 404 for unknown objects, 409 for a duplicate create, label selectors of the ``k=v`` and
-``k`` forms, list and watch with resourceVersion (410 Gone once history is compacted past it),
-watches that can be dropped mid-stream, and a queue of faults (status, body, headers) for the next
-requests that match a method and path prefix.
+``k`` forms, the ``spec.nodeName=`` field selector on pods, list and watch with resourceVersion
+(410 Gone once history is compacted past it), watches that can be dropped mid-stream, a queue of
+faults (status, body, headers) for the next requests that match a method and path prefix, and a
+log of every request (method, path with query, content type).
+
+Pods are what the Job controller and the kubelet make of a Job: ``run_pod`` creates an ended pod of
+a Job on a node, owned by the Job (its UID), labelled ``batch.kubernetes.io/job-name``, with the
+container's exit code, reason and termination message in its status, as the kubelet reports them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class Emulator:
         self.before_patch: list[Any] = []  # callables run once before a patch: a concurrent writer
         self.jobs: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, kind, type, object)
         self.oldest = 0  # watches from before this version get 410 Gone
         self.changed = threading.Condition(self.lock)
@@ -78,11 +84,12 @@ class Emulator:
 
     # -- test helpers --------------------------------------------------------------------------------
     def add_node(self, name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
-                 provider_id: str | None = None) -> None:
+                 provider_id: str | None = None, status: dict[str, Any] | None = None,
+                 annotations: dict[str, str] | None = None) -> None:
         with self.lock:
             node = {"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": name, "uid": f"uid-{name}", "labels": labels or {}},
-                "spec": {"providerID": provider_id, "taints": taints or []}, "status": {}}
+                "name": name, "uid": f"uid-{name}", "labels": labels or {}, "annotations": annotations or {}},
+                "spec": {"providerID": provider_id, "taints": taints or []}, "status": status or {}}
             self._record("nodes", "ADDED", node)
             self.nodes[name] = node
 
@@ -102,6 +109,29 @@ class Emulator:
                              "conditions": [{"type": kind, "status": "True", "reason": reason or kind, "message": message}]}
             self._record("jobs", "MODIFIED", job)
             self.jobs[name] = job
+
+    def run_pod(self, job: str, node: str, message: str | None = None, exit_code: int = 0, reason: str = "",
+                index: int | None = None, owner_uid: str | None = None, name: str | None = None) -> str:
+        """An ended pod of ``job`` on ``node``: what the kubelet reports of its container ``dhc``."""
+        with self.lock:
+            owner = owner_uid or self.jobs[job]["metadata"]["uid"]
+            pod_name = name or f"{job}-{index if index is not None else 0}-{len(self.pods):05d}"
+            terminated = {"exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error")}
+            if message is not None:
+                terminated["message"] = message
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": pod_name, "namespace": self.jobs[job]["metadata"]["namespace"], "uid": f"uid-{pod_name}",
+                "labels": {"batch.kubernetes.io/job-name": job, "job-name": job, "batch.kubernetes.io/controller-uid": owner},
+                "annotations": {} if index is None else {"batch.kubernetes.io/job-completion-index": str(index)},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": owner,
+                                     "controller": True, "blockOwnerDeletion": True}]},
+                "spec": {"nodeName": node, "containers": [{"name": "dhc", "image": "dhc-node:test"}]},
+                "status": {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": [
+                    {"name": "dhc", "ready": False, "restartCount": 0, "image": "dhc-node:test", "imageID": "",
+                     "state": {"terminated": terminated}}]}}
+            self._record("pods", "ADDED", pod)
+            self.pods[pod_name] = pod
+            return pod_name
 
     def compact(self) -> None:
         """Forget history: watches resuming from before now get 410 Gone."""
@@ -140,7 +170,7 @@ class Emulator:
         url = urlsplit(handler.path)
         path, query = url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        self.requests.append((method, path, handler.headers.get("Content-Type", "")))
+        self.requests.append((method, handler.path if url.query else path, handler.headers.get("Content-Type", "")))
         self.authorizations.append(handler.headers.get("Authorization", ""))
         for fault in self.faults:
             if fault[0] == method and path.startswith(fault[1]):
@@ -160,6 +190,13 @@ class Emulator:
                 self._record("services", "ADDED", service)
                 self.services[service["metadata"]["name"]] = service
             return _reply(handler, 201, service)
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods" and method == "GET":
+            with self.lock:
+                items = [copy.deepcopy(p) for p in self.pods.values() if p["metadata"]["namespace"] == parts[3]
+                         and _selects(query.get("labelSelector", ""), p) and _fields(query.get("fieldSelector", ""), p)]
+                version = str(self.version)
+            return _reply(handler, 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": version},
+                                         "items": items})
         if parts[:4] == ["apis", "batch", "v1", "namespaces"] and len(parts) >= 6 and parts[5] == "jobs":
             return self._jobs(handler, method, parts[4], parts[6] if len(parts) > 6 else None, query, body)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "events" and method == "POST":
@@ -204,6 +241,7 @@ class Emulator:
                 if job["metadata"]["name"] in self.jobs:
                     return _reply(handler, 409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
                 job.setdefault("status", {})
+                job["metadata"]["uid"] = f"uid-job-{job['metadata']['name']}"
                 self._record("jobs", "ADDED", job)
                 self.jobs[job["metadata"]["name"]] = job
                 return _reply(handler, 201, job)
@@ -273,6 +311,16 @@ def _selects(selector: str, obj: dict[str, Any]) -> bool:
     for term in filter(None, (t.strip() for t in selector.split(","))):
         key, sep, value = term.partition("=")
         if (sep and labels.get(key) != value) or (not sep and key not in labels):
+            return False
+    return True
+
+
+def _fields(selector: str, obj: dict[str, Any]) -> bool:
+    """Field selectors of the ``spec.nodeName=NAME`` and ``metadata.name=NAME`` forms."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, _, value = term.partition("=")
+        section, _, field_name = key.partition(".")
+        if (obj.get(section) or {}).get(field_name) != value:
             return False
     return True
 

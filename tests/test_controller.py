@@ -1,7 +1,13 @@
-"""The controller with the real kubernetes client against the emulated API server, faults included."""
+"""The controller with the real kubernetes client against the emulated API server, faults included.
+
+Check pods hand their verdict over in their termination message; the controller, alone, writes the
+node. Tests wait for a positive signal (a request made, a label written, a node looked at again),
+never for time to pass.
+"""
 
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -13,15 +19,16 @@ from kubernetes import client  # noqa: E402
 from dhc import thresholds  # noqa: E402
 from dhc.controller.jobs import JobSettings, job_name  # noqa: E402
 from dhc.controller.loop import Controller, ControllerSettings  # noqa: E402
-from dhc.k8s import scheme  # noqa: E402
+from dhc.k8s import message, scheme  # noqa: E402
 from dhc.k8s.client import Kube  # noqa: E402
-from dhc.sinks.node import write_verdict  # noqa: E402
 
 KEYS = scheme.Keys()
 P5 = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+P5_STATUS = {"capacity": {"nvidia.com/gpu": "8"},
+             "allocatable": {"cpu": "191450m", "memory": "2097152000Ki", "nvidia.com/gpu": "8"}}
 
 
-def wait_for(condition, timeout=15.0, what="condition"):
+def wait_for(condition, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -33,11 +40,25 @@ def wait_for(condition, timeout=15.0, what="condition"):
 class Running:
     def __init__(self, emulator, **overrides):
         kube = Kube(client.ApiClient(client.Configuration(host=emulator.url)), timeout_s=5, backoff_s=0.01)
-        settings = ControllerSettings(jobs=JobSettings(namespace="dhc", image="dhc-node:test"), workers=2,
-                                      resync_s=0.5, watch_timeout_s=3, **overrides)
+        jobs = overrides.pop("jobs", JobSettings(namespace="dhc", image="dhc-node:test"))
+        settings = ControllerSettings(jobs=jobs, workers=2, resync_s=0.5, watch_timeout_s=3, **overrides)
         self.kube, self.stop = kube, threading.Event()
         self.controller = Controller(kube, thresholds.load(), settings)
+        self.looked: Counter = Counter()  # (node, decision) -> how often the controller reconciled it so
+        reconcile = self.controller.reconcile
+
+        def counted(name):
+            kind = reconcile(name)
+            self.looked[name, kind] += 1
+            return kind
+
+        self.controller.reconcile = counted
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop,), daemon=True)
+
+    def settled(self, node, kind="nothing", times=2):
+        """Wait until the controller has looked at ``node`` ``times`` more and decided ``kind`` each time."""
+        start = self.looked[node, kind]
+        wait_for(lambda: self.looked[node, kind] >= start + times, what=f"{node} looked at again ({kind})")
 
     def __enter__(self):
         self.thread.start()
@@ -58,15 +79,28 @@ def labels(emulator, node):
     return emulator.nodes[node]["metadata"]["labels"]
 
 
-def verdict(status, action="None"):
+def annotations(emulator, node):
+    return emulator.nodes[node]["metadata"].get("annotations") or {}
+
+
+def document(status, action="None", itype="p5.48xlarge", run_id="r"):
     return {"verdict": {"status": status, "action": action, "reasons": [] if status == "Passed" else [
-        {"check": "stress.gemm", "status": "Failed", "action": action, "message": "SDC on GPU 2",
+        {"check": "stress.gemm", "status": status, "action": action, "message": "SDC on GPU 2",
          "device": {"kind": "gpu", "index": 2, "uuid": "GPU-2"}}]},
-        "instance": {"instance_id": {"value": "i-1"}, "instance_type": {"value": "p5.48xlarge"}}, "run": {"run_id": "r"}}
+        "instance": {"instance_id": {"value": "i-1"}, "instance_type": {"value": itype}}, "run": {"run_id": run_id}}
 
 
-def test_a_joining_node_is_tainted_labelled_and_gets_its_job(emulator):
-    emulator.add_node("gpu-a", dict(P5, team="llm"), [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}])
+def finish(emulator, job, node, status, action="None", stage="stress", itype="p5.48xlarge", exit_code=None, **pod):
+    """What the check pod and the Job controller do: the pod ends with its verdict, then the Job ends."""
+    text = message.encode(document(status, action, itype), stage)
+    code = message.EXIT_CODES[status] if exit_code is None else exit_code
+    emulator.run_pod(job, node, text, code, **pod)
+    emulator.finish_job(job, succeeded=code == 0)
+
+
+def test_a_joining_node_is_tainted_labelled_and_gets_a_least_privilege_job(emulator):
+    emulator.add_node("gpu-a", dict(P5, team="llm"), [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+                      status=P5_STATUS)
     with Running(emulator):
         wait_for(lambda: emulator.jobs, what="a Job")
         name = job_name("gpu-a", 1, 1)
@@ -77,26 +111,100 @@ def test_a_joining_node_is_tainted_labelled_and_gets_its_job(emulator):
     assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"]["taints"]
     [job] = emulator.jobs.values()
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert job["metadata"]["name"] == name and (spec["backoffLimit"], spec["ttlSecondsAfterFinished"]) == (0, 3600)
     assert spec["activeDeadlineSeconds"] >= 600 + 900 + 900 + 600  # the quick profile's stress timeouts
     assert pod["nodeName"] == "gpu-a" and pod["serviceAccountName"] == "dhc-node"
-    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}
+    assert pod["automountServiceAccountToken"] is False  # no API access: the verdict leaves in the termination message
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {"privileged": False, "allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
+    assert not any("hostPath" in v for v in pod["volumes"])
+    resources = container["resources"]
+    assert {k: resources["limits"][k] for k in ("nvidia.com/gpu", "vpc.amazonaws.com/efa")} == {
+        "nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}
+    assert resources["requests"]["cpu"] == "4000m" and resources["limits"]["cpu"] == "191450m"
+    assert resources["requests"]["memory"] == f"{(16 + 8) * 1024}Mi"  # 16 GiB plus /dev/shm's 8 GiB
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}  # 1 GiB per GPU
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert env["DHC_DCGM_HOSTENGINE"]["value"] == "$(HOST_IP):5555"
+    assert [e["name"] for e in container["env"]].index("HOST_IP") < [e["name"] for e in container["env"]].index(
+        "DHC_DCGM_HOSTENGINE")  # a $(VAR) reference resolves only to a variable defined before it
+    assert (container["terminationMessagePath"], container["terminationMessagePolicy"]) == ("/dev/termination-log", "File")
+    command = container["command"]
+    assert command[command.index("--sink") + 1] == "termination" and "p5.48xlarge" in command
+    assert command[command.index("--stage") + 1] == "stress"
     assert {t["key"] for t in pod["tolerations"]} == {KEYS.health, "nvidia.com/gpu", "vpc.amazonaws.com/efa"}
-    assert "--sink" in pod["containers"][0]["command"] and "p5.48xlarge" in pod["containers"][0]["command"]
     writes = [(m, p) for m, p, _ in emulator.requests if m in ("PATCH", "POST") and "events" not in p]
     assert len(writes) == 2  # the join costs one node patch and one Job
 
 
-def test_a_verdict_written_by_the_job_stands(emulator):
-    emulator.add_node("gpu-b", P5)
+@pytest.mark.parametrize(("labels_", "status"), [
+    ({"node.kubernetes.io/instance-type": "ml.g6e.12xlarge"}, {"capacity": {"nvidia.com/gpu": "4"}}),
+    ({"node.kubernetes.io/instance-type": "p5.4xlarge", "dhc.dev/deep-health-check": "enabled"}, {}),
+    ({"dhc.dev/deep-health-check": "enabled"}, {}),
+])
+def test_a_node_dhc_cannot_judge_stays_out_of_service_never_checked_as_cpu(emulator, labels_, status):
+    emulator.add_node("gpu-u", labels_, status=status)
     with Running(emulator) as running:
+        wait_for(lambda: labels(emulator, "gpu-u").get(KEYS.check_status) == "Incomplete", what="Incomplete")
+        running.settled("gpu-u", "unsupported")
+    node = emulator.nodes["gpu-u"]
+    assert labels(emulator, "gpu-u")[KEYS.health] == "Unschedulable"
+    assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in node["spec"]["taints"]
+    reason = annotations(emulator, "gpu-u")[KEYS.reasons]
+    assert "dhc cannot judge this node" in reason and "thresholds.yaml" in reason
+    itype = labels_.get("node.kubernetes.io/instance-type")
+    assert (repr(itype) in reason) if itype else ("no node.kubernetes.io/instance-type label" in reason)
+    assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckUnsupported"]  # once, not on every resync
+    assert emulator.jobs == {}  # above all, no Job with --instance-type cpu
+
+
+def test_a_verdict_handed_over_by_the_pod_is_written_by_the_controller(emulator):
+    emulator.add_node("gpu-b", P5, provider_id="aws:///us-east-2a/i-0aaaabbbbccccdddd")
+    with Running(emulator, batch_window_s=3600):
         wait_for(lambda: emulator.jobs, what="a Job")
-        write_verdict(running.kube, "gpu-b", verdict("Failed", "Replace"))  # what the Job's sink does
-        emulator.finish_job(job_name("gpu-b", 1, 1), succeeded=True)
-        time.sleep(1.5)
-    assert labels(emulator, "gpu-b")[KEYS.check_status] == "Failed"
+        finish(emulator, job_name("gpu-b", 1, 1), "gpu-b", "Failed", "Replace")
+        wait_for(lambda: labels(emulator, "gpu-b")[KEYS.check_status] == "Failed", what="Failed")
     assert labels(emulator, "gpu-b")[KEYS.health] == "UnschedulablePendingReplacement"
-    assert len(emulator.jobs) == 1
+    reasons = annotations(emulator, "gpu-b")[KEYS.reasons]
+    assert "SDC on GPU 2" in reasons and "i-0aaaabbbbccccdddd" in reasons  # the node's own instance ID
+    record = annotations(emulator, "gpu-b")[KEYS.record]
+    assert f'"job":"{job_name("gpu-b", 1, 1)}"' in record and '"digest":"sha256:' in record
+    assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckStressFailed"]
+    assert "i-0aaaabbbbccccdddd" in emulator.events[0]["message"] and len(emulator.jobs) == 1
+    pod_lists = [p for m, p, _ in emulator.requests if m == "GET" and "/pods" in p]
+    assert pod_lists and "fieldSelector=spec.nodeName%3Dgpu-b" in pod_lists[0]
+
+
+@pytest.mark.parametrize(("pod", "why"), [
+    ({"message": None, "exit_code": 137, "reason": "OOMKilled"},
+     "exited 137 (OOMKilled) without a verdict: the termination message is empty"),
+    ({"message": "Traceback (most recent call last):\n  File x", "exit_code": 1},
+     "without a verdict: expected a JSON dhc verdict, got 'Traceback"),
+    ({"status": "Passed", "exit_code": 3}, "it says Passed, which exits 0; its verdict is not used"),
+    ({"status": "Passed", "itype": "cpu"}, "it judged instance type 'cpu', the Job asked for 'p5.48xlarge'"),
+    ({"status": "Passed", "stage": "final"}, "it is a 'final' verdict, the Job asked for 'stress'"),
+    ({"status": "Passed", "owner_uid": "uid-someone-else"}, "is not owned by Job"),
+    ({"status": "Incomplete"}, "came out Incomplete: SDC on GPU 2"),
+])
+def test_a_pod_without_a_trustworthy_verdict_is_a_named_incomplete_try(emulator, pod, why):
+    emulator.add_node("gpu-c", P5)
+    with Running(emulator, max_attempts=2):
+        wait_for(lambda: job_name("gpu-c", 1, 1) in emulator.jobs, what="try 1")
+        status = pod.pop("status", None)
+        if status is None:
+            emulator.run_pod(job_name("gpu-c", 1, 1), "gpu-c", pod.pop("message"), **pod)
+            emulator.finish_job(job_name("gpu-c", 1, 1), succeeded=False)
+        else:
+            finish(emulator, job_name("gpu-c", 1, 1), "gpu-c", status, **pod)
+        wait_for(lambda: job_name("gpu-c", 1, 2) in emulator.jobs, what="try 2")
+    assert labels(emulator, "gpu-c")[KEYS.check_status] == "InProgress"
+    assert emulator.events[0]["reason"] == "DeepHealthCheckRetry" and why in emulator.events[0]["message"]
+    assert KEYS.record not in annotations(emulator, "gpu-c")
 
 
 def test_a_job_without_a_verdict_is_retried_then_failed(emulator):
@@ -106,21 +214,31 @@ def test_a_job_without_a_verdict_is_retried_then_failed(emulator):
         emulator.finish_job(job_name("gpu-c", 1, 1), succeeded=False, reason="DeadlineExceeded",
                             message="Job was active longer than specified deadline")
         wait_for(lambda: job_name("gpu-c", 1, 2) in emulator.jobs, what="try 2")
-        emulator.finish_job(job_name("gpu-c", 1, 2), succeeded=True)  # ended, but no verdict on the node
+        emulator.finish_job(job_name("gpu-c", 1, 2), succeeded=True)  # ended, and no pod left a verdict
         wait_for(lambda: labels(emulator, "gpu-c").get(KEYS.check_status) == "Failed", what="Failed")
     node = emulator.nodes["gpu-c"]
     assert labels(emulator, "gpu-c")[KEYS.health] == "UnschedulablePendingReplacement"
-    assert "no verdict after 2 tries" in node["metadata"]["annotations"][KEYS.reasons]
-    reasons = [e["reason"] for e in emulator.events]
-    assert reasons == ["DeepHealthCheckRetry", "DeepHealthCheckFailed"]
+    reasons = node["metadata"]["annotations"][KEYS.reasons]
+    assert "no verdict after 2 tries" in reasons and f"no pod of Job {job_name('gpu-c', 1, 2)} ran on node gpu-c" in reasons
+    assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckRetry", "DeepHealthCheckFailed"]
     assert "DeadlineExceeded" in emulator.events[0]["message"] and len(emulator.jobs) == 2
+
+
+def test_a_passed_label_nobody_earned_is_checked(emulator):
+    emulator.add_node("gpu-p", dict(P5, **{KEYS.check_status: "Passed", KEYS.health: "Schedulable"}))
+    with Running(emulator):
+        wait_for(lambda: job_name("gpu-p", 1, 1) in emulator.jobs, what="a Job for the self-labelled node")
+        wait_for(lambda: labels(emulator, "gpu-p")[KEYS.check_status] == "InProgress", what="InProgress")
+    assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in emulator.nodes["gpu-p"]["spec"]["taints"]
+    assert emulator.events[0]["reason"] == "DeepHealthCheckUnearned"
+    assert "without dhc's record" in emulator.events[0]["message"]
 
 
 def test_api_faults_cost_no_duplicate_jobs_or_lost_transitions(emulator):
     emulator.fail_next("PATCH", "/api/v1/nodes/gpu-d", 409)
     emulator.fail_next("POST", "/apis/batch/v1/namespaces/dhc/jobs", 500)
     emulator.add_node("gpu-d", P5)
-    with Running(emulator):
+    with Running(emulator) as running:
         wait_for(lambda: job_name("gpu-d", 1, 1) in emulator.jobs, what="the Job despite faults")
         emulator.drop_watches()  # a dropped watch
         emulator.add_node("gpu-e", P5)
@@ -129,7 +247,8 @@ def test_api_faults_cost_no_duplicate_jobs_or_lost_transitions(emulator):
         emulator.drop_watches()
         emulator.add_node("gpu-f", P5)
         wait_for(lambda: job_name("gpu-f", 1, 1) in emulator.jobs, what="a node seen after 410 Gone")
-        time.sleep(1.0)
+        for node in ("gpu-d", "gpu-e", "gpu-f"):
+            running.settled(node)
     assert sorted(emulator.jobs) == sorted(job_name(n, 1, 1) for n in ("gpu-d", "gpu-e", "gpu-f"))
     creates = [p for m, p, _ in emulator.requests if m == "POST" and p.endswith("/jobs")]
     assert len(creates) >= 4  # the 500 was retried; repeats after that met 409 and created nothing
@@ -140,25 +259,47 @@ def test_a_restarted_controller_carries_on_without_duplicates(emulator):
     with Running(emulator):
         wait_for(lambda: emulator.jobs, what="a Job")
     emulator.finish_job(job_name("gpu-g", 1, 1), succeeded=False, reason="Evicted")
-    with Running(emulator, max_attempts=3):
+    with Running(emulator, max_attempts=3) as running:
         wait_for(lambda: job_name("gpu-g", 1, 2) in emulator.jobs, what="the retry by the new controller")
-        time.sleep(1.0)
+        running.settled("gpu-g")
     assert sorted(emulator.jobs) == [job_name("gpu-g", 1, 1), job_name("gpu-g", 1, 2)]
 
 
 def test_recheck_on_request_and_nodes_that_are_not_ours(emulator):
-    emulator.add_node("gpu-h", dict(P5, **{KEYS.check_status: "Passed", KEYS.health: "Schedulable"}))
+    record = '{"status":"Passed","stage":"final","node":"gpu-h","job":"dhc-x","pod":"p","run_id":"r","generation":1}'
+    emulator.add_node("gpu-h", dict(P5, **{KEYS.check_status: "Passed", KEYS.health: "Schedulable"}),
+                      annotations={KEYS.record: record, KEYS.generation: "1"})
     emulator.add_node("cpu-1", {"node.kubernetes.io/instance-type": "m5.large"})
-    emulator.add_node("opted", {"dhc.dev/deep-health-check": "enabled"})
-    with Running(emulator):
+    emulator.add_node("opted", {"dhc.dev/deep-health-check": "enabled", "node.kubernetes.io/instance-type": "g5.xlarge"})
+    with Running(emulator) as running:
         wait_for(lambda: job_name("opted", 1, 1) in emulator.jobs, what="the opted-in node's Job")
-        time.sleep(0.5)
-        assert not any("gpu-h" in j for j in emulator.jobs)  # already passed: left alone
+        running.settled("gpu-h")
+        assert not any("gpu-h" in j for j in emulator.jobs)  # passed, with dhc's record: left alone
         emulator.set_node_labels("gpu-h", {KEYS.request: "recheck"})
         wait_for(lambda: job_name("gpu-h", 2, 1) in emulator.jobs, what="the re-check Job")
         wait_for(lambda: KEYS.request not in labels(emulator, "gpu-h"), what="the request label removed")
     assert labels(emulator, "gpu-h")[KEYS.check_status] == "InProgress"
     assert not any("cpu-1" in j for j in emulator.jobs) and "cpu-1" not in str(emulator.requests)
+
+
+def test_nodes_sharing_their_first_63_characters_are_never_judged_by_each_others_jobs(emulator):
+    stem = "ip-10-1-2-3.us-east-2.compute.internal.a-very-long-cluster-suffix-"
+    one, two = stem + "one", stem + "two"
+    for name in (one, two):
+        emulator.add_node(name, P5)
+    with Running(emulator, jobs=JobSettings(namespace="dhc", image="dhc-node:test", connectivity=False)):
+        wait_for(lambda: len(emulator.jobs) == 2, what="a Job for each node")
+        job_one, job_two = job_name(one, 1, 1), job_name(two, 1, 1)
+        assert job_one != job_two and set(emulator.jobs) == {job_one, job_two}
+        label_one = emulator.jobs[job_one]["metadata"]["labels"]["dhc.dev/node"]
+        assert label_one != emulator.jobs[job_two]["metadata"]["labels"]["dhc.dev/node"] and len(label_one) <= 63
+        finish(emulator, job_one, two, "Passed", stage="final")  # one's Job, but its pod ran on two
+        finish(emulator, job_two, two, "Failed", "Replace", stage="final")
+        wait_for(lambda: labels(emulator, two)[KEYS.check_status] == "Failed", what="two Failed")
+        wait_for(lambda: job_name(one, 1, 2) in emulator.jobs, what="one's next try")
+    assert labels(emulator, one)[KEYS.check_status] == "InProgress"  # never Passed by a pod on another node
+    assert f"no pod of Job {job_one} ran on node {one}" in next(
+        e["message"] for e in emulator.events if e["involvedObject"]["name"] == one)
 
 
 def batches(emulator):
@@ -167,46 +308,46 @@ def batches(emulator):
 
 def test_nodes_whose_stress_passed_test_their_fabric_together(emulator):
     for name in ("gpu-x", "gpu-y"):
-        emulator.add_node(name, P5)
-    with Running(emulator, batch_window_s=0.5) as running:
+        emulator.add_node(name, P5, status=P5_STATUS)
+    with Running(emulator, batch_window_s=0.5):
         wait_for(lambda: len(emulator.jobs) == 2, what="two stress Jobs")
-        assert "--stage" in emulator.jobs[job_name("gpu-x", 1, 1)]["spec"]["template"]["spec"]["containers"][0]["command"]
         for name in ("gpu-x", "gpu-y"):
-            write_verdict(running.kube, name, verdict("Passed"), final=False)  # the stress Job's sink
-            emulator.finish_job(job_name(name, 1, 1), succeeded=True)
+            finish(emulator, job_name(name, 1, 1), name, "Passed")  # the stress pods' verdicts
         wait_for(lambda: batches(emulator), what="the connectivity batch")
         [batch] = batches(emulator)
         assert labels(emulator, "gpu-x")[KEYS.health] == "Unschedulable"  # stress alone does not free the node
+        assert [e["reason"] for e in emulator.events].count("DeepHealthCheckStressPassed") == 2
         job, pod = emulator.jobs[batch], emulator.jobs[batch]["spec"]["template"]["spec"]
         assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 2, 2)
         assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
             "matchFields"][0]["values"] == ["gpu-x", "gpu-y"]
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         assert env["DHC_NODES"] == "2" and env["DHC_RENDEZVOUS"] == f"{batch}-0.{batch}:29500"
+        assert pod["automountServiceAccountToken"] is False and "--sink" in pod["containers"][0]["command"]
         assert batch in emulator.services and emulator.services[batch]["spec"]["clusterIP"] == "None"
-        wait_for(lambda: all((emulator.nodes[n]["metadata"].get("annotations") or {}).get(KEYS.batch) == batch
-                             for n in ("gpu-x", "gpu-y")), what="the nodes marked with their batch")
-        write_verdict(running.kube, "gpu-x", verdict("Passed"))  # the batch pods' sinks: y is the culprit
-        write_verdict(running.kube, "gpu-y", verdict("Failed", "Replace"))
-        emulator.finish_job(batch, succeeded=True)
-        time.sleep(1.0)
-    assert (labels(emulator, "gpu-x")[KEYS.check_status], labels(emulator, "gpu-x")[KEYS.health]) == ("Passed", "Schedulable")
-    assert labels(emulator, "gpu-y")[KEYS.check_status] == "Failed" and batches(emulator) == [batch]
+        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == batch for n in ("gpu-x", "gpu-y")),
+                 what="the nodes marked with their batch")
+        # index 0 ran on gpu-y and index 1 on gpu-x: the node is the pod's spec.nodeName, not its index
+        emulator.run_pod(batch, "gpu-y", message.encode(document("Failed", "Replace"), "final"), 1, index=0)
+        emulator.run_pod(batch, "gpu-x", message.encode(document("Passed"), "final"), 0, index=1)
+        emulator.finish_job(batch, succeeded=False)
+        wait_for(lambda: labels(emulator, "gpu-x")[KEYS.check_status] == "Passed", what="gpu-x Passed")
+        wait_for(lambda: labels(emulator, "gpu-y")[KEYS.check_status] == "Failed", what="gpu-y Failed")
+    assert labels(emulator, "gpu-x")[KEYS.health] == "Schedulable" and batches(emulator) == [batch]
+    assert f'"job":"{batch}"' in annotations(emulator, "gpu-x")[KEYS.record]
 
 
 def test_a_batch_without_verdicts_is_tried_again_then_failed(emulator):
     emulator.add_node("gpu-z", P5)
-    with Running(emulator, batch_window_s=0.2, max_attempts=2) as running:
+    with Running(emulator, batch_window_s=0.2, max_attempts=2):
         wait_for(lambda: emulator.jobs, what="the stress Job")
-        write_verdict(running.kube, "gpu-z", verdict("Passed"), final=False)
-        emulator.finish_job(job_name("gpu-z", 1, 1), succeeded=True)
+        finish(emulator, job_name("gpu-z", 1, 1), "gpu-z", "Passed")
         wait_for(lambda: len(batches(emulator)) == 1, what="the first batch")
-        wait_for(lambda: (emulator.nodes["gpu-z"]["metadata"].get("annotations") or {}).get(KEYS.stage) == "connectivity",
-                 what="the node in its batch")
+        wait_for(lambda: annotations(emulator, "gpu-z").get(KEYS.stage) == "connectivity", what="the node in its batch")
         emulator.finish_job(batches(emulator)[0], succeeded=False, reason="DeadlineExceeded")
         wait_for(lambda: len(batches(emulator)) == 2, what="a second batch")
-        wait_for(lambda: (emulator.nodes["gpu-z"]["metadata"].get("annotations") or {}).get(KEYS.batch)
-                 == batches(emulator)[1], what="the node in its second batch")
+        wait_for(lambda: annotations(emulator, "gpu-z").get(KEYS.batch) == batches(emulator)[1],
+                 what="the node in its second batch")
         emulator.finish_job(batches(emulator)[1], succeeded=True)  # ended, no verdict
         wait_for(lambda: labels(emulator, "gpu-z").get(KEYS.check_status) == "Failed", what="Failed")
-    assert "no connectivity verdict after 2 tries" in emulator.nodes["gpu-z"]["metadata"]["annotations"][KEYS.reasons]
+    assert "no connectivity verdict after 2 tries" in annotations(emulator, "gpu-z")[KEYS.reasons]

@@ -202,3 +202,80 @@ def test_in_cluster_configuration_uses_the_service_account(tmp_path):
                                 {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(emulator.port)})
         assert Kube(api, timeout_s=5).node("in-pod")["metadata"]["name"] == "in-pod"
         assert emulator.authorizations[-1].lower() == "bearer sa-token-123"  # the scheme is case-insensitive
+
+
+# -- the check pod's termination message: what the controller reads instead of trusting the node ----------------
+from dhc.k8s import message  # noqa: E402
+
+
+def test_the_verdict_message_round_trips():
+    text = message.encode(document("Failed", "Replace", [GPU3_FAULT]), "stress")
+    verdict = message.decode(text)
+    assert (verdict.status, verdict.action, verdict.stage, verdict.run_id, verdict.instance_type) == (
+        "Failed", "Replace", "stress", "r1", "p5.48xlarge")
+    assert verdict.reasons[0]["gpu"] == {"index": 3, "uuid": "GPU-3", "serial": "S3", "pci_bus_id": "00000000:86:00.0"}
+    assert verdict.reasons[0]["value"] == 612.0 and verdict.truncated == 0
+
+
+def test_a_long_verdict_is_cut_to_fit_the_4096_bytes_kubernetes_keeps():
+    many = [dict(GPU3_FAULT, message="é" * 500 + f" fault {i}") for i in range(60)]
+    text = message.encode(document("Failed", "Replace", many), "final")
+    verdict = message.decode(text)
+    assert len(text.encode()) <= 4096 and verdict.status == "Failed"
+    assert 0 < len(verdict.reasons) < 60 and verdict.truncated == 60 - len(verdict.reasons)
+    assert verdict.reasons[0]["message"].endswith("...")
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("", "the termination message is empty"),
+    ("   \n", "the termination message is empty"),
+    ("Traceback (most recent call last):", "expected a JSON dhc verdict, got 'Traceback"),
+    ('{"status": "Passed"}', 'expected a dhc verdict ("dhc": 1)'),
+    ('{"dhc": 2, "status": "Passed"}', 'expected a dhc verdict ("dhc": 1)'),
+    ('{"dhc": 1, "status": "Fine", "action": "None", "stage": "final"}', "verdict status: expected one of Passed"),
+    ('{"dhc": 1, "status": "Passed", "action": "None", "stage": "final", "run_id": "r", "instance_id": "i",'
+     ' "instance_type": "p5.48xlarge", "reasons": "none"}', "verdict reasons: expected a list of objects"),
+    ('{"dhc": 1, "status": "Passed", "action": "None", "stage": "final", "run_id": "", "instance_id": "i"}',
+     "verdict run_id: expected a non-empty string"),
+])
+def test_a_message_that_is_not_a_verdict_is_named_never_guessed(text, why):
+    with pytest.raises(message.MessageError) as caught:
+        message.decode(text)
+    assert why in str(caught.value)
+
+
+@pytest.mark.slow
+def test_dhc_run_hands_its_verdict_over_in_the_termination_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "KUBE"))}
+    env.update(DHC_IMDS="off", NODE_NAME="cpu-node", DHC_TERMINATION_LOG=str(tmp_path / "termination-log"))
+    argv = [sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "termination", "--stage", "stress"]
+    proc = subprocess.run([*argv, "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, timeout=120)
+    verdict = message.decode((tmp_path / "termination-log").read_text())
+    assert proc.returncode == message.EXIT_CODES[verdict.status], proc.stderr  # what the controller cross-checks
+    assert verdict.stage == "stress" and verdict.run_id and "handed to the controller" in proc.stderr
+    report = json.loads(next((tmp_path / "r").glob("**/report.json")).read_text())
+    assert (verdict.status, verdict.run_id) == (report["verdict"]["status"], report["run"]["run_id"])
+    env["DHC_TERMINATION_LOG"] = str(tmp_path / "missing" / "termination-log")
+    proc = subprocess.run([*argv, "--out", str(tmp_path / "r2")], capture_output=True, text=True, env=env, timeout=120)
+    assert "sink termination failed, the local report is intact: cannot write" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.returncode == message.EXIT_CODES[verdict.status]
+
+
+@pytest.mark.parametrize(("image", "ok"), [
+    ("dhc-node:0.1.0", True), ("registry.example.com:5000/dhc/dhc-node:2024.08.1", True),
+    ("dhc-node@sha256:" + "a" * 64, True), ("dhc-node:latest", False), ("dhc-node", False),
+    ("registry.example.com:5000/dhc-node", False), ("dhc-node@sha256:abc", False),
+])
+def test_the_controller_runs_only_a_pinned_image(image, ok):
+    from dhc.controller.jobs import pinned_image
+    if ok:
+        assert pinned_image(image) == image
+    else:
+        with pytest.raises(ValueError, match="pinned build|digest must be"):
+            pinned_image(image)
+
+
+@pytest.mark.parametrize("args", [[], ["--image", "dhc-node:latest"]])
+def test_dhc_controller_without_a_pinned_image_exits_2(args):
+    proc = subprocess.run([sys.executable, "-m", "dhc", "controller", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--image" in proc.stderr and "Traceback" not in proc.stderr

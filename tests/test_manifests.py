@@ -27,33 +27,45 @@ def test_kustomize_renders_offline_and_every_object_validates():
     objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     assert "Deployment/dhc-controller" in kinds and "Namespace/dhc" in kinds
-    assert {"ServiceAccount/dhc-controller", "ServiceAccount/dhc-node", "ClusterRole/dhc-node"} <= set(kinds)
+    assert {"ServiceAccount/dhc-controller", "ServiceAccount/dhc-node", "ConfigMap/dhc-settings",
+            "ValidatingAdmissionPolicy/dhc-node-writes", "ValidatingAdmissionPolicyBinding/dhc-node-writes"} <= set(kinds)
+    assert not any(k.startswith(("ClusterRole/dhc-node", "ClusterRoleBinding/dhc-node")) for k in kinds)
     for obj in objects:
         validate(obj)
 
 
+def documents(name):
+    return list(yaml.safe_load_all((K8S / name).read_text()))
+
+
 def test_rbac_is_least_privilege():
-    node_rules = next(o for o in yaml.safe_load_all((K8S / "rbac-node.yaml").read_text())
-                      if o["kind"] == "ClusterRole")["rules"]
-    assert node_rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]},
-                          {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
-    controller = [o for o in yaml.safe_load_all((K8S / "rbac-controller.yaml").read_text()) if o["kind"] == "Role"]
-    assert controller[0]["metadata"]["namespace"] == "dhc"  # Jobs and Services only in its own namespace
+    [node_account] = documents("rbac-node.yaml")  # the check Jobs' account: no role, no token
+    assert node_account["kind"] == "ServiceAccount" and node_account["automountServiceAccountToken"] is False
+    controller = {o["kind"]: o for o in documents("rbac-controller.yaml")}
+    assert controller["ClusterRole"]["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]}]
+    role = controller["Role"]
+    assert role["metadata"]["namespace"] == "dhc"  # Jobs, Services, pods and Events only in its own namespace
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]} in role["rules"]
 
 
-@pytest.mark.parametrize("name", ["one-node-job.yaml", "node-patch-policy.yaml"])
-def test_optional_manifests_validate(name):
-    for obj in yaml.safe_load_all((K8S / "optional" / name).read_text()):
-        validate(obj)
+def test_optional_manifests_validate():
+    [job] = documents("optional/one-node-job.yaml")
+    validate(job)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and not any("hostPath" in v for v in pod["volumes"])
+    assert pod["containers"][0]["securityContext"]["privileged"] is False
 
 
 def test_the_controllers_jobs_and_service_validate():
     from dhc.controller.jobs import JobSettings, batch_manifests, job_manifest
     from dhc.k8s.scheme import Keys
+    settings = JobSettings(image="dhc-node:0.1.0")
+    allocatable = {"cpu": "191450m", "memory": "2097152000Ki"}
     validate(job_manifest("ip-10-1-2-3.us-east-2.compute.internal", 1, 2, "p5.48xlarge", 8, 32, 3600, Keys(),
-                          JobSettings()))
+                          settings, allocatable))
     for obj in batch_manifests(["ip-10-1-2-3.ec2.internal", "ip-10-1-2-4.ec2.internal"], 1, "p5.48xlarge", 8, 32,
-                               3600, Keys(), JobSettings()):
+                               3600, Keys(), settings):
         validate(obj)
 
 

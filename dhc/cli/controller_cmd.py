@@ -11,10 +11,21 @@ from dhc.settings import Settings
 from dhc.thresholds import load
 
 
+def _pinned(value: str) -> str:
+    from dhc.controller.jobs import pinned_image
+
+    try:
+        return pinned_image(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="dhc", help="where the check Jobs run (default: dhc)")
-    parser.add_argument("--image", default="dhc-node:latest", help="the node image the Jobs run")
-    parser.add_argument("--service-account", default="dhc-node", help="the Jobs' ServiceAccount (patches nodes)")
+    parser.add_argument("--image", required=True, type=_pinned,
+                        help="the node image the Jobs run, pinned: a tag other than latest, or @sha256:<digest>")
+    parser.add_argument("--service-account", default="dhc-node",
+                        help="the Jobs' ServiceAccount (needs no role: the pods make no API calls)")
     parser.add_argument("--profile", choices=["quick", "full"], default="quick")
     parser.add_argument("--max-attempts", type=int, default=3, help="tries before an undecided node is Failed")
     parser.add_argument("--workers", type=int, default=8)

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=["quick", "full"], default="quick", help="default: quick")
     parser.add_argument("--inject", choices=sorted(INJECTIONS), metavar="FAULT",
                         help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
-    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch", "kubernetes"],
+    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch", "kubernetes", "termination"],
                         help="also send the verdict's log lines here (repeatable)")
     parser.add_argument("--stage", choices=["final", "stress"], default="final",
                         help="with --sink kubernetes: 'stress' when a connectivity stage follows (a pass keeps the "
@@ -65,6 +65,9 @@ def run_command(args: argparse.Namespace) -> int:
             _to_cloudwatch(document, args.log_group)
         if "kubernetes" in args.sink:
             _to_node(document, final=args.stage == "final")
+        if "termination" in args.sink:  # the controller's check pods: the verdict rides on the pod's status
+            from dhc.sinks import termination
+            termination.hand_over(document, args.stage, Settings.from_env().termination_log, sys.stderr)
     return int(document["verdict"]["exit_code"])
 
 

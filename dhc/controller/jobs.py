@@ -1,5 +1,7 @@
 """The Job that checks one node: pinned to it, tolerating dhc's and the usual GPU/EFA taints,
-asking for all its GPUs and EFA devices, bounded by the profile's timeouts, named deterministically.
+asking for all its GPUs and EFA devices, bounded by the profile's timeouts, named deterministically;
+and the Indexed Job of a connectivity batch. Their pods hand the verdict back in their termination
+message (``dhc run --sink termination``); what the pods may do is ``podspec``'s.
 """
 
 from __future__ import annotations
@@ -9,71 +11,96 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dhc.controller import podspec
 from dhc.k8s.scheme import Keys, label_value
 
 JOB_LABEL = "app.kubernetes.io/managed-by"
-NODE_LABEL = "dhc.dev/node"
+NODE_LABEL = "dhc.dev/node"  # a label value: the name cut to fit, with a hash of the whole name
 ATTEMPT_LABEL = "dhc.dev/attempt"
+NODE_ANNOTATION = "dhc.dev/node-name"  # the node's full name: checked before a Job's outcome is used
+NODES_ANNOTATION = "dhc.dev/nodes"  # a connectivity batch's nodes
+STAGE_ANNOTATION = "dhc.dev/stage"  # stress | final | connectivity: what a verdict of this Job means
+TYPE_ANNOTATION = "dhc.dev/instance-type"  # the profile the Job was told to judge against
+CONTAINER = "dhc"
 
 
 @dataclass(frozen=True)
 class JobSettings:
     namespace: str = "dhc"
-    image: str = "dhc-node:latest"
-    service_account: str = "dhc-node"
+    image: str = ""  # required: a pinned tag or a digest (see pinned_image)
+    service_account: str = "dhc-node"  # bound to no role: the pod makes no API calls
     profile: str = "quick"
     suite: str = "InstanceStress"
     ttl_s: int = 3600
     extra_args: tuple[str, ...] = ()
     connectivity: bool = True  # after stress passes, nodes that joined together test their fabric
     rendezvous_port: int = 29500
+    cpu: float = 4.0  # CPU request (cores), at most a quarter of the node's allocatable
+    memory_gib: float = 16.0  # memory request besides /dev/shm, at most a quarter of the node's allocatable
+
+
+def pinned_image(image: str) -> str:
+    """The image if it names one build (a tag other than latest, or a digest); ValueError otherwise."""
+    name, _, digest = image.partition("@")
+    if digest:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ValueError(f"image {image!r}: a digest must be sha256:<64 hex digits>")
+        return image
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    if not tag or tag == "latest":
+        raise ValueError(f"image {image!r}: name a pinned build (a tag other than 'latest', or @sha256:<digest>); "
+                         "a moving tag makes each node's check run whatever the tag points to that day")
+    return image
+
+
+def node_label(node: str) -> str:
+    """A label value for the node: the name cut to fit 63 characters, with a hash of the whole name."""
+    digest = hashlib.sha256(node.encode()).hexdigest()[:10]
+    return label_value(f"{label_value(node)[:52]}-{digest}")
 
 
 def job_name(node: str, generation: int, attempt: int) -> str:
-    """Deterministic and valid (<= 63 chars): a restarted controller finds, never duplicates, its Jobs."""
+    """Deterministic, valid (<= 63 chars) and distinct per node (a hash of the full name): a restarted
+    controller finds, never duplicates, its Jobs, and two nodes never share one."""
     base = re.sub(r"[^a-z0-9-]", "-", node.lower()).strip("-")
-    suffix = f"-g{generation}-a{attempt}"
-    if len(base) + len(suffix) + 4 > 63:
-        digest = hashlib.sha256(node.encode()).hexdigest()[:8]
-        base = f"{base[: 63 - len(suffix) - 4 - 9]}-{digest}"
-    return f"dhc-{base}{suffix}"
+    suffix = f"-{hashlib.sha256(node.encode()).hexdigest()[:8]}-g{generation}-a{attempt}"
+    return f"dhc-{base[: 63 - 4 - len(suffix)].strip('-')}{suffix}"
 
 
 def job_manifest(node: str, generation: int, attempt: int, instance_type: str, gpus: int, efa: int,
-                 deadline_s: int, keys: Keys, settings: JobSettings) -> dict[str, Any]:
-    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
-    if efa:
-        limits["vpc.amazonaws.com/efa"] = str(efa)
-    stage = ["--stage", "stress"] if settings.connectivity else []
+                 deadline_s: int, keys: Keys, settings: JobSettings,
+                 allocatable: dict[str, str] | None = None) -> dict[str, Any]:
+    stage = "stress" if settings.connectivity else "final"
     command = ["dhc", "run", "--suite", settings.suite, "--profile", settings.profile, "--instance-type",
-               instance_type, "--sink", "kubernetes", *stage, *settings.extra_args]
-    labels = {JOB_LABEL: "dhc", NODE_LABEL: label_value(node), ATTEMPT_LABEL: f"g{generation}-a{attempt}"}
+               instance_type, "--sink", "termination", "--stage", stage, *settings.extra_args]
+    labels = {JOB_LABEL: "dhc", NODE_LABEL: node_label(node), ATTEMPT_LABEL: f"g{generation}-a{attempt}"}
+    vols, mounts = podspec.volumes(gpus)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(node, generation, attempt), "namespace": settings.namespace, "labels": labels,
-                     "annotations": {"dhc.dev/node-name": node}},
+                     "annotations": {NODE_ANNOTATION: node, STAGE_ANNOTATION: stage, TYPE_ANNOTATION: instance_type}},
         "spec": {
             "backoffLimit": 0, "activeDeadlineSeconds": int(deadline_s), "ttlSecondsAfterFinished": settings.ttl_s,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
                     "nodeName": node, "restartPolicy": "Never", "serviceAccountName": settings.service_account,
+                    "automountServiceAccountToken": False, "enableServiceLinks": False,
+                    "securityContext": podspec.pod_security_context(),
                     "tolerations": [
                         {"key": keys.health, "operator": "Exists", "effect": "NoSchedule"},
                         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
                         {"key": "vpc.amazonaws.com/efa", "operator": "Exists", "effect": "NoSchedule"},
                     ],
                     "containers": [{
-                        "name": "dhc", "image": settings.image, "command": command,
-                        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                                {"name": "DHC_K8S_PREFIX", "value": keys.check_status.split("/")[0]}],
+                        "name": CONTAINER, "image": settings.image, "command": command, "env": podspec.env(),
                         "workingDir": "/var/lib/dhc",  # reports land in /var/lib/dhc/reports/<instance>-<time>
-                        "resources": {"limits": limits, "requests": dict(limits)},
-                        "securityContext": {"privileged": True},  # DCGM, NVML and the kernel log need the host
-                        "volumeMounts": [{"name": "reports", "mountPath": "/var/lib/dhc/reports"}],
+                        "resources": podspec.resources(gpus, efa, allocatable, settings.cpu, settings.memory_gib),
+                        "securityContext": podspec.security_context(),
+                        "terminationMessagePath": podspec.TERMINATION_LOG, "terminationMessagePolicy": "File",
+                        "volumeMounts": mounts,
                     }],
-                    "volumes": [{"name": "reports", "hostPath": {"path": "/var/lib/dhc/reports",
-                                                                 "type": "DirectoryOrCreate"}}],
+                    "volumes": vols,
                 },
             },
         },
@@ -90,7 +117,8 @@ def batch_name(nodes: list[str], attempt: int) -> str:
 
 
 def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: int, efa: int, deadline_s: int,
-                    keys: Keys, settings: JobSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+                    keys: Keys, settings: JobSettings,
+                    allocatable: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """A headless Service and an Indexed Job: one pod on each node, meeting at pod 0 for torch's rendezvous."""
     name = batch_name(nodes, attempt)
     labels = {JOB_LABEL: "dhc", BATCH_LABEL: name}
@@ -98,9 +126,9 @@ def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: in
                "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
                "spec": {"clusterIP": "None", "selector": {BATCH_LABEL: name}, "publishNotReadyAddresses": True,
                         "ports": [{"name": f"rendezvous-{i}", "port": settings.rendezvous_port + i} for i in range(3)]}}
-    job = job_manifest(nodes[0], 0, attempt, instance_type, gpus, efa, deadline_s, keys, settings)
-    job["metadata"].update(name=name, labels=dict(labels),
-                           annotations={"dhc.dev/nodes": ",".join(sorted(nodes))})
+    job = job_manifest(nodes[0], 0, attempt, instance_type, gpus, efa, deadline_s, keys, settings, allocatable)
+    job["metadata"].update(name=name, labels=dict(labels), annotations={
+        NODES_ANNOTATION: ",".join(sorted(nodes)), STAGE_ANNOTATION: "connectivity", TYPE_ANNOTATION: instance_type})
     spec = job["spec"]
     spec.update(completionMode="Indexed", completions=len(nodes), parallelism=len(nodes))
     pod = spec["template"]["spec"]
@@ -115,7 +143,7 @@ def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: in
     }
     container = pod["containers"][0]
     container["command"] = ["dhc", "run", "--suite", "InstanceConnectivity", "--profile", settings.profile,
-                            "--instance-type", instance_type, "--sink", "kubernetes", *settings.extra_args]
+                            "--instance-type", instance_type, "--sink", "termination", *settings.extra_args]
     container["env"] += [{"name": "DHC_NODES", "value": str(len(nodes))},
                          {"name": "DHC_RENDEZVOUS", "value": f"{name}-0.{name}:{settings.rendezvous_port}"}]
     return service, job

@@ -1,9 +1,10 @@
-"""The controller: watch Nodes and dhc's Jobs, and bring each node's check to a verdict.
+"""The controller: bring each node's check to a verdict, from the cached node and its Jobs.
 
-Level-triggered: every node event, Job event and periodic resync puts the node's name on a queue;
-workers decide from the cached node and Jobs (``reconcile.decide``) and act. Watches resume from
-their last resourceVersion and re-list on 410 Gone. Acting on a Job that ended re-reads the node
-first, so a verdict the node-side sink just wrote is never mistaken for a missing one.
+Which nodes it checks (``wants``), what it does for one (``reconcile.decide``, then act), and the
+connectivity stage's batches. The watching and queueing is ``watch.WorkQueue``'s. A Job that ended
+is read for its pods' verdicts (``verdicts``), which the controller alone writes onto the node; a
+node it would check but cannot judge (an instance type not in thresholds.yaml) stays out of
+service with the reason, and is never checked against another type's profile.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dhc.controller import reconcile
-from dhc.controller.jobs import JOB_LABEL, JobSettings, batch_manifests, job_manifest
+from dhc.controller import reconcile, verdicts
+from dhc.controller.jobs import JobSettings, batch_manifests, job_manifest
+from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
-from dhc.k8s.client import K8sError, K8sGone, K8sNotFound, Kube
+from dhc.k8s.client import K8sError, K8sNotFound, Kube
 from dhc.thresholds import CATALOGUE, Thresholds
 
 log = logging.getLogger("dhc.controller")
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 OPT_IN_LABEL = "dhc.dev/deep-health-check"  # "enabled": check this node whatever its type
+AWAIT_BATCH, UNSUPPORTED = reconcile.AWAIT_BATCH, "unsupported"
 
 
 @dataclass
@@ -37,113 +40,19 @@ class ControllerSettings:
     batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
 
 
-class Controller:
+class Controller(WorkQueue):
     def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings):
-        self.kube, self.thresholds, self.settings = kube, thresholds, settings
+        super().__init__(kube, settings.jobs.namespace, settings.workers, settings.resync_s, settings.watch_timeout_s)
+        self.thresholds, self.settings = thresholds, settings
         self.keys = scheme.Keys(settings.prefix)
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self._pending: list[str] = []
-        self._queued: set[str] = set()
-        self._wake = threading.Condition()
-        self._locks: dict[str, threading.Lock] = {}
         self.candidates: dict[str, float] = {}  # node -> when its stress passed (waiting for a batch)
         self._batching = threading.Lock()
 
-    # -- running -------------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        threads = [threading.Thread(target=self._watch_loop, args=(kind, stop), daemon=True, name=f"watch-{kind}")
-                   for kind in ("jobs", "nodes")]
-        threads += [threading.Thread(target=self._worker, args=(stop,), daemon=True, name=f"worker-{i}")
-                    for i in range(self.settings.workers)]
-        threads.append(threading.Thread(target=self._batcher, args=(stop,), daemon=True, name="batcher"))
-        for thread in threads:
-            thread.start()
-        while not stop.wait(self.settings.resync_s):
-            for name in list(self.nodes):
-                self.enqueue(name)
-        with self._wake:
-            self._wake.notify_all()
-        for thread in threads:
-            thread.join(timeout=5)
-
-    def enqueue(self, name: str) -> None:
-        with self._wake:
-            if name not in self._queued:
-                self._queued.add(name)
-                self._pending.append(name)
-                self._wake.notify()
-
-    def _worker(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            with self._wake:
-                while not self._pending and not stop.is_set():
-                    self._wake.wait(timeout=1.0)
-                if stop.is_set():
-                    return
-                name = self._pending.pop(0)
-                self._queued.discard(name)
-            lock = self._locks.setdefault(name, threading.Lock())
-            with lock:  # one worker per node at a time
-                try:
-                    self.reconcile(name)
-                except K8sError as exc:
-                    log.warning("node %s: %s; will retry", name, exc)
-                    threading.Timer(2.0, self.enqueue, args=(name,)).start()
-
-    def _watch_loop(self, kind: str, stop: threading.Event) -> None:
-        version = self._relist(kind)
-        while not stop.is_set():
-            try:
-                for event_type, obj in self.kube.watch(kind, version, self.settings.watch_timeout_s,
-                                                       self.settings.jobs.namespace, self._selector(kind)):
-                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    if event_type != "BOOKMARK":
-                        self._observe(kind, event_type, obj)
-                    if stop.is_set():
-                        return
-            except K8sGone:
-                version = self._relist(kind)
-            except K8sError as exc:  # a dropped watch: resume from the last version seen
-                log.info("watch %s interrupted (%s); resuming from %s", kind, exc, version)
-                time.sleep(0.5)
-
-    def _relist(self, kind: str) -> str:
-        while True:
-            try:
-                if kind == "nodes":
-                    items, version = self.kube.list_nodes()
-                    self.nodes = {n["metadata"]["name"]: n for n in items}
-                    for name in self.nodes:
-                        self.enqueue(name)
-                else:
-                    items, version = self.kube.list_jobs(self.settings.jobs.namespace, self._selector("jobs"))
-                    self.jobs = {j["metadata"]["name"]: j for j in items}
-                return version
-            except K8sError as exc:
-                log.warning("list %s failed (%s); retrying", kind, exc)
-                time.sleep(1.0)
-
-    def _selector(self, kind: str) -> str:
-        return f"{JOB_LABEL}=dhc" if kind == "jobs" else ""
-
-    def _observe(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
-        store = self.nodes if kind == "nodes" else self.jobs
-        if event_type == "DELETED":
-            store.pop(name, None)
-        else:
-            store[name] = obj
-        annotations = obj["metadata"].get("annotations") or {}
-        names = [name] if kind == "nodes" else \
-            [annotations.get("dhc.dev/node-name")] + annotations.get("dhc.dev/nodes", "").split(",")
-        for node in filter(None, names):
-            self.enqueue(node)
-
     # -- deciding and acting ---------------------------------------------------------------------------
     def wants(self, node: dict[str, Any]) -> bool:
+        """Opted in, of a GPU instance type dhc knows, or with GPUs whatever its type."""
         labels = node["metadata"].get("labels") or {}
-        if labels.get(OPT_IN_LABEL) == "enabled":
+        if labels.get(OPT_IN_LABEL) == "enabled" or _gpu_capacity(node):
             return True
         itype = labels.get(INSTANCE_TYPE_LABEL)
         return bool(itype) and itype in self.thresholds.names and self._type(itype).gpus > 0
@@ -152,21 +61,59 @@ class Controller:
         node = self.nodes.get(name)
         if node is None or not self.wants(node):
             return reconcile.NOTHING
+        if not self._known(node):
+            return self._unsupported(node)
         decision = self._decide(node)
-        if decision.kind in (reconcile.RETRY, reconcile.GIVE_UP, reconcile.REBATCH):
-            node = self.kube.node(name)  # a verdict may have landed since the cache saw the node
+        if decision.kind in (reconcile.ENDED, reconcile.GIVE_UP, reconcile.REBATCH):
+            node = self.kube.node(name)  # a re-check request may have landed since the cache saw the node
             self.nodes[name] = node
             decision = self._decide(node)
-        if decision.kind == reconcile.AWAIT_BATCH and self.settings.jobs.connectivity:
+        if decision.kind == reconcile.ENDED:
+            decision = self._collect(name, decision)
+        if decision.kind == AWAIT_BATCH and self.settings.jobs.connectivity:
             self.candidates.setdefault(name, time.monotonic())
             return decision.kind
         self.candidates.pop(name, None)
         act = {reconcile.JOIN: self._join, reconcile.START: self._start, reconcile.RETRY: self._retry,
                reconcile.GIVE_UP: self._give_up, reconcile.RECHECK: self._recheck,
-               reconcile.REBATCH: self._rebatch}.get(decision.kind)
+               reconcile.REBATCH: self._rebatch, reconcile.UNEARNED: self._unearned}.get(decision.kind)
         if act is not None:
             act(name, decision)
         return decision.kind
+
+    def _collect(self, name: str, ended: reconcile.Decision) -> reconcile.Decision:
+        """The ended Job's verdict for this node, written by the controller; or the next try without one."""
+        job = self.jobs.get(ended.job)
+        outcome = verdicts.read(self.kube, job, name) if job is not None else verdicts.Outcome(why="the Job is gone")
+        if outcome.verdict is None:
+            return reconcile.next_try(ended, outcome.why, self.settings.max_attempts)
+        assert job is not None
+        self.nodes[name] = verdicts.apply(self.kube, self.keys, name, job, outcome, ended.generation,
+                                          self.settings.jobs.namespace)
+        return self._decide(self.nodes[name])  # AWAIT_BATCH after a stress pass; otherwise nothing more
+
+    def _known(self, node: dict[str, Any]) -> bool:
+        return (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) in self.thresholds.names
+
+    def _unsupported(self, node: dict[str, Any]) -> str:
+        """A node dhc would check but cannot judge: out of service with the reason, never a CPU-only pass."""
+        name, labels = node["metadata"]["name"], node["metadata"].get("labels") or {}
+        itype = labels.get(INSTANCE_TYPE_LABEL)
+        reason = (f"instance type {itype!r} is not in thresholds.yaml" if itype else
+                  f"the node has no {INSTANCE_TYPE_LABEL} label") + \
+            ": dhc cannot judge this node (add the type, or an alias, to thresholds.yaml, then label the node " \
+            f"{self.keys.request}=recheck)"
+        annotations = (node["metadata"].get("annotations") or {})
+        if labels.get(self.keys.check_status) == "Incomplete" and annotations.get(self.keys.reasons) == reason \
+                and self.keys.request not in labels:
+            return UNSUPPORTED
+        state = scheme.NodeState("Incomplete", "Unschedulable", reason)
+        self.nodes[name] = patched = self.kube.patch_node(
+            name, lambda n: scheme.node_ops(n, self.keys, state, drop_labels=(self.keys.request,)))
+        self.kube.node_event(patched, "DeepHealthCheckUnsupported", reason, warning=True,
+                             namespace=self.settings.jobs.namespace)
+        log.warning("node %s: %s", name, reason)
+        return UNSUPPORTED
 
     def _decide(self, node: dict[str, Any]) -> reconcile.Decision:
         name = node["metadata"]["name"]
@@ -174,11 +121,17 @@ class Controller:
                                 self.settings.max_attempts, self.jobs)
 
     def _join(self, name: str, decision: reconcile.Decision) -> None:
-        self._patch(name, scheme.joining(), decision, drop_request=False)
+        self._patch(name, scheme.joining(), decision, drop_request=False, extra={self.keys.stage: "stress"})
         self._start(name, decision)
 
     def _recheck(self, name: str, decision: reconcile.Decision) -> None:
-        self._patch(name, scheme.joining(), decision, drop_request=True)
+        self._patch(name, scheme.joining(), decision, drop_request=True, extra={self.keys.stage: "stress"})
+        self._start(name, decision)
+
+    def _unearned(self, name: str, decision: reconcile.Decision) -> None:
+        """Labelled Passed by someone else: taint it and check it, and say why in a Warning Event."""
+        self._mark(name, decision, "InProgress", "Unschedulable", "DeepHealthCheckUnearned",
+                   extra={self.keys.stage: "stress"})
         self._start(name, decision)
 
     def _retry(self, name: str, decision: reconcile.Decision) -> None:
@@ -200,6 +153,9 @@ class Controller:
                    extra={self.keys.stage: "stress-passed"})
 
     # -- the connectivity stage: batches of nodes whose stress passed ------------------------------
+    def background(self) -> list[tuple[str, Any]]:
+        return [("batcher", self._batcher)]
+
     def _batcher(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):
             try:
@@ -213,20 +169,19 @@ class Controller:
             for name, since in list(self.candidates.items()):
                 node = self.nodes.get(name)
                 if node is not None:
-                    itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) or "cpu"
-                    groups.setdefault(itype, []).append((since, name))
+                    itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL)
+                    if itype in self.thresholds.names:  # an unknown type never passed its stress stage
+                        groups.setdefault(itype, []).append((since, name))
             for itype, members in groups.items():
                 if now - min(since for since, _ in members) >= self.settings.batch_window_s:
                     self._start_batch(itype, sorted(name for _, name in members))
 
     def _start_batch(self, itype: str, names: list[str]) -> None:
-        known = itype in self.thresholds.names
-        limits = self._type(itype) if known else None
+        limits = self._type(itype)
         attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
-        settings = self.settings.jobs
-        deadline = self._deadline(itype, "InstanceConnectivity") if known else 3600
-        service, job = batch_manifests(names, attempt, itype if known else "cpu", limits.gpus if limits else 0,
-                                       limits.efa if limits else 0, deadline, self.keys, settings)
+        deadline = self._deadline(itype, "InstanceConnectivity")
+        service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
+                                       self.settings.jobs, _allocatable(self.nodes[names[0]]))
         self.kube.create_service(service)
         self.kube.create_job(job)
         self.jobs.setdefault(job["metadata"]["name"], job)
@@ -249,13 +204,10 @@ class Controller:
 
     def _start(self, name: str, decision: reconcile.Decision) -> None:
         node = self.nodes[name]
-        itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) or "cpu"
-        known = itype in self.thresholds.names
-        limits = self._type(itype) if known else None
-        deadline = self._deadline(itype) if known else 7200
-        manifest = job_manifest(name, decision.generation, decision.attempt, itype if known else "cpu",
-                                limits.gpus if limits else 0, limits.efa if limits else 0, deadline, self.keys,
-                                self.settings.jobs)
+        itype = node["metadata"]["labels"][INSTANCE_TYPE_LABEL]  # reconcile judged only known types
+        limits = self._type(itype)
+        manifest = job_manifest(name, decision.generation, decision.attempt, itype, limits.gpus, limits.efa,
+                                self._deadline(itype), self.keys, self.settings.jobs, _allocatable(node))
         self.kube.create_job(manifest)
         self.jobs.setdefault(manifest["metadata"]["name"], manifest)  # until the watch reports it
 
@@ -268,6 +220,15 @@ class Controller:
         prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[suite or self.settings.jobs.suite]
         checks = [c for c in CATALOGUE if c.startswith(prefix) and not limits.check(c).skip]
         return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
+
+
+def _gpu_capacity(node: dict[str, Any]) -> bool:
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    return str(capacity.get("nvidia.com/gpu", "0")).strip() not in ("", "0")
+
+
+def _allocatable(node: dict[str, Any]) -> dict[str, str] | None:
+    return (node.get("status") or {}).get("allocatable")
 
 
 def _attempts(node: dict[str, Any], keys: scheme.Keys) -> int:

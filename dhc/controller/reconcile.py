@@ -1,9 +1,11 @@
 """What the controller should do for one node, from the node and its Jobs alone (pure, no API calls).
 
-A node without dhc's status label has just joined: taint it, mark it InProgress, start a Job. An
-InProgress node needs its current Job; a Job that ended without a verdict on the node is a try
-that came out Incomplete: another try, up to the limit, then Failed. A Passed or Failed node is
-left alone until someone labels it for a re-check.
+A node without dhc's status label has just joined: taint it, mark it InProgress, start a Job. So has
+a node labelled Passed without the controller's record of the run that earned it (a launch
+template's ``--node-labels``, a hand edit). An InProgress node needs its current Job; a Job that
+ended (``ENDED``) is read for its pods' verdict by the controller, and without one it is a try that
+came out Incomplete: another try, up to the limit, then Failed (``next_try``). A Passed, Failed or
+Incomplete (cannot be judged) node is left alone until someone labels it for a re-check.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dhc.controller.jobs import ATTEMPT_LABEL, NODE_LABEL
-from dhc.k8s.scheme import Keys, label_value
+from dhc.controller.jobs import ATTEMPT_LABEL, NODE_ANNOTATION, NODE_LABEL, node_label
+from dhc.controller.verdicts import earned
+from dhc.k8s.scheme import Keys
 
 JOIN, START, RETRY, GIVE_UP, RECHECK, NOTHING = "join", "start", "retry", "give-up", "recheck", "nothing"
 AWAIT_BATCH, REBATCH = "await-batch", "rebatch"  # the connectivity stage: wait for a batch; try it again
+ENDED = "ended"  # the node's Job ended: read its verdict from the pods, then next_try if there is none
+UNEARNED = "unearned"  # labelled Passed without dhc's record: check it as if it had just joined
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class Decision:
     generation: int = 1
     attempt: int = 1
     reason: str = ""
+    job: str = ""  # ENDED: the Job that ended
+    again: str = ""  # ENDED: RETRY or REBATCH when no verdict comes of it
 
 
 def job_state(job: dict[str, Any]) -> tuple[str, str]:
@@ -49,9 +56,11 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     status = labels.get(keys.check_status)
     generation, attempt = _int(annotations.get(keys.generation), 1), _int(annotations.get(keys.attempts), 1)
-    if status is None:
-        return Decision(JOIN, 1, 1)
-    if status in ("Passed", "Failed"):
+    if status is None or (status == "InProgress" and keys.generation not in annotations):
+        return Decision(JOIN, 1, 1)  # new, or registered with a label dhc did not write
+    if status == "Passed" and (why := earned(node, keys)):
+        return Decision(UNEARNED, generation + 1 if keys.generation in annotations else 1, 1, why)
+    if status in ("Passed", "Failed", "Incomplete"):
         if labels.get(keys.request) == "recheck":
             return Decision(RECHECK, generation + 1, 1)
         return Decision(NOTHING, generation, attempt)
@@ -65,29 +74,43 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
     if job is None:
         return Decision(START, generation, attempt)
     state, why = job_state(job)
-    return _after(state, why, "", RETRY, generation, attempt, max_attempts)
+    if state == "running":
+        return Decision(NOTHING, generation, attempt)
+    return Decision(ENDED, generation, attempt, why, job["metadata"]["name"], RETRY)
 
 
 def _connectivity(batch: str | None, batches: dict[str, dict[str, Any]], generation: int, attempt: int,
                   max_attempts: int) -> Decision:
     job = batches.get(batch or "")
-    state, why = job_state(job) if job is not None else ("gone", "its connectivity Job is gone")
-    return _after(state, why, "connectivity ", REBATCH, generation, attempt, max_attempts)
-
-
-def _after(state: str, why: str, stage: str, again: str, generation: int, attempt: int, max_attempts: int) -> Decision:
-    """A Job that ended without a verdict on the node: another try, or Failed once the tries are spent."""
+    if job is None:
+        return next_try(Decision(ENDED, generation, attempt, "its connectivity Job is gone", "", REBATCH), "",
+                        max_attempts)
+    state, why = job_state(job)
     if state == "running":
         return Decision(NOTHING, generation, attempt)
-    reason = why or f"the {stage}check Job ended without writing a verdict on the node (Incomplete)"
-    if attempt < max_attempts:
-        return Decision(again, generation, attempt + 1, f"{stage}try {attempt} of {max_attempts}: {reason}")
-    return Decision(GIVE_UP, generation, attempt, f"no {stage}verdict after {max_attempts} tries; last: {reason}")
+    return Decision(ENDED, generation, attempt, why, job["metadata"]["name"], REBATCH)
+
+
+def next_try(ended: Decision, note: str, max_attempts: int) -> Decision:
+    """An ended Job without a verdict for the node: another try, or Failed once the tries are spent.
+
+    ``note`` says why its pods gave no verdict; the Job's own failure reason comes first.
+    """
+    stage = "connectivity " if ended.again == REBATCH else ""
+    reason = "; ".join(filter(None, (ended.reason, note))) or \
+        f"the {stage}check Job ended without a verdict for the node (Incomplete)"
+    if ended.attempt < max_attempts:
+        return Decision(ended.again, ended.generation, ended.attempt + 1,
+                        f"{stage}try {ended.attempt} of {max_attempts}: {reason}")
+    return Decision(GIVE_UP, ended.generation, ended.attempt,
+                    f"no {stage}verdict after {max_attempts} tries; last: {reason}")
 
 
 def jobs_of(node_name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    key = label_value(node_name)
-    return [j for j in jobs if (j["metadata"].get("labels") or {}).get(NODE_LABEL) == key]
+    """The node's Jobs: its hashed label to find them, its full name on the Job to be sure."""
+    key = node_label(node_name)
+    return [j for j in jobs if (j["metadata"].get("labels") or {}).get(NODE_LABEL) == key
+            and (j["metadata"].get("annotations") or {}).get(NODE_ANNOTATION) == node_name]
 
 
 def _int(value: str | None, default: int) -> int:

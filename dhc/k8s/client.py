@@ -97,6 +97,11 @@ class Kube:
                         label_selector=label_selector)
         return [self.api.sanitize_for_serialization(j) for j in raw.items], raw.metadata.resource_version
 
+    def list_pods(self, namespace: str, label_selector: str, field_selector: str = "") -> list[dict[str, Any]]:
+        raw = self.call(f"list pods in {namespace}", self.core.list_namespaced_pod, namespace,
+                        label_selector=label_selector, field_selector=field_selector)
+        return [self.api.sanitize_for_serialization(p) for p in raw.items]
+
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create the Job; False when a Job of that name exists already (a restarted controller)."""
         return self._create("job", self.batch.create_namespaced_job, manifest)

@@ -37,6 +37,7 @@ class Keys:
         self.request = f"{prefix}/deep-health-check-request"  # label: "recheck" asks for a new check
         self.stage = f"{prefix}/deep-health-check-stage"  # annotation: stress-passed | connectivity
         self.batch = f"{prefix}/deep-health-check-batch"  # annotation: the connectivity Job of the node
+        self.record = f"{prefix}/deep-health-check-record"  # annotation: the controller's record of the run
 
 
 def joining() -> NodeState:

@@ -1,0 +1,113 @@
+"""The verdict a check pod hands to the controller through its termination message.
+
+Kubernetes copies the file at the container's ``terminationMessagePath`` (default
+``/dev/termination-log``) into ``status.containerStatuses[].state.terminated.message`` when the
+container ends, keeping at most 4096 bytes (and 12 KiB for all containers of a pod together). With
+``terminationMessagePolicy: File`` an empty or missing file gives an empty message; with
+``FallbackToLogsOnError`` the last log lines would stand in for it, which is why the check pod uses
+``File`` and why ``decode`` accepts only a document that says it is a dhc verdict.
+
+The message is compact JSON: status, action, stage, run id, instance, and short reasons, cut to fit.
+Pure functions, no API calls: the node-side sink writes it, the controller reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BYTES = 4096
+VERSION = 1
+STATUSES = ("Passed", "Failed", "Incomplete")
+ACTIONS = ("None", "Reboot", "Replace")
+STAGES = ("stress", "final")
+EXIT_CODES = {"Passed": 0, "Failed": 1, "Incomplete": 3}  # what `dhc run` exits with for each verdict
+_REASON_KEYS = ("check", "status", "action", "metric", "value", "limit", "unit")
+_MESSAGE_CHARS = 240
+
+
+class MessageError(ValueError):
+    """The termination message is not a dhc verdict: says what was expected and what was seen."""
+
+
+@dataclass(frozen=True)
+class PodVerdict:
+    status: str
+    action: str
+    stage: str
+    run_id: str
+    instance_id: str
+    instance_type: str
+    reasons: tuple[dict[str, Any], ...]
+    truncated: int = 0  # reasons left out to fit in 4096 bytes
+
+    def reasons_text(self, instance_id: str | None = None) -> str:
+        """The node annotation's JSON: the same fields the node-side sink writes."""
+        head = {"verdict": self.status, "action": self.action, "instance_id": instance_id or self.instance_id,
+                "instance_type": self.instance_type, "run_id": self.run_id, "reasons": list(self.reasons)}
+        return json.dumps(head | ({"truncated": self.truncated} if self.truncated else {}), separators=(",", ":"))
+
+
+def encode(document: dict[str, Any], stage: str) -> str:
+    """The compact verdict of a report document, at most MAX_BYTES of UTF-8."""
+    verdict, instance = document["verdict"], document["instance"]
+    head = {"dhc": VERSION, "status": verdict["status"], "action": verdict["action"], "stage": stage,
+            "run_id": document["run"]["run_id"], "instance_id": instance["instance_id"]["value"],
+            "instance_type": instance["instance_type"]["value"]}
+    reasons = [_short(r) for r in verdict["reasons"]]
+    for kept in range(len(reasons), -1, -1):
+        left_out = len(reasons) - kept
+        text = json.dumps(head | {"reasons": reasons[:kept]} | ({"truncated": left_out} if left_out else {}),
+                          separators=(",", ":"))
+        if len(text.encode()) <= MAX_BYTES:
+            return text
+    raise AssertionError("a verdict without reasons always fits")
+
+
+def _short(reason: dict[str, Any]) -> dict[str, Any]:
+    out = {k: reason.get(k) for k in _REASON_KEYS if reason.get(k) is not None}
+    message = str(reason.get("message") or "")
+    out["message"] = message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 3] + "..."
+    device = reason.get("device") or {}
+    if device.get("kind") == "gpu":
+        out["gpu"] = {k: device.get(k) for k in ("index", "uuid", "serial", "pci_bus_id") if device.get(k) is not None}
+    return out
+
+
+def decode(text: str | None) -> PodVerdict:
+    """The verdict in a termination message; MessageError names what is wrong and the first bytes seen."""
+    if not text or not text.strip():
+        raise MessageError("the termination message is empty (the run wrote no verdict)")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise MessageError(f"expected a JSON dhc verdict, got {text[:60]!r}") from None
+    if not isinstance(doc, dict) or doc.get("dhc") != VERSION:
+        raise MessageError(f"expected a dhc verdict (\"dhc\": {VERSION}), got {text[:60]!r}")
+    return PodVerdict(status=_one_of(doc, "status", STATUSES), action=_one_of(doc, "action", ACTIONS),
+                      stage=_one_of(doc, "stage", STAGES), run_id=_text(doc, "run_id"),
+                      instance_id=_text(doc, "instance_id"), instance_type=_text(doc, "instance_type"),
+                      reasons=_reasons(doc), truncated=doc.get("truncated", 0) if isinstance(doc.get("truncated"), int)
+                      else 0)
+
+
+def _one_of(doc: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = doc.get(key)
+    if value not in allowed:
+        raise MessageError(f"verdict {key}: expected one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _text(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise MessageError(f"verdict {key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _reasons(doc: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    reasons = doc.get("reasons")
+    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
+        raise MessageError(f"verdict reasons: expected a list of objects, got {str(reasons)[:60]!r}")
+    return tuple(reasons)
