@@ -337,3 +337,18 @@ def test_in_place_not_validated_is_not_validation_off():
         text[i] = text[i].rsplit(maxsplit=1)[0] + "    N/A"
     result = nccl_verdict.assess(nccl_tests.parse("\n".join(text)), 2 * GiB)
     assert result.unknowns == [] and result.judged is not None
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("fengyun: Test NCCL failure common.cu:959 'internal error - please report this issue to the NCCL developers / '",
+     "Test NCCL failure common.cu:959 'internal error - please report this issue to the NCCL developers / '"),
+    ("c2211f46f318: Test NCCL failure common.cu:1005 'unhandled CUDA error'",
+     "Test NCCL failure common.cu:1005 'unhandled CUDA error'"),
+    ("Test CUDA failure common.cu:730 'unknown error'", "Test CUDA failure common.cu:730 'unknown error'"),
+    ("NCCL failure all_reduce.cu:95 'unhandled cuda error'", "NCCL failure all_reduce.cu:95 'unhandled cuda error'"),
+    ("Cuda failure common.cu:412 'out of memory'", "Cuda failure common.cu:412 'out of memory'"),  # 1.x
+])
+def test_each_release_failure_line_is_the_reason(line, reason):
+    with pytest.raises(nccl_tests.NcclTestsOutputError) as caught:
+        nccl_tests.parse("# nThread 1 nGpus 2 minBytes 8 maxBytes 128 step: 2(factor) warmup iters: 5\n#\n" + line + "\n")
+    assert str(caught.value) == f"the run died before its results table: {reason}"

@@ -4,8 +4,10 @@ What the real tool prints (NVIDIA/nccl-tests): rank 0 writes to stdout a ``#`` p
 ``# Collective test starting: all_reduce_perf``; every release: ``# nThread .. minBytes ..
 maxBytes .. step: 2(factor)``; one ``#  Rank N .. on HOST device D`` line per rank), the table
 (see ``nccl_table``), then ``# Out of bounds values : N OK|FAILED`` and ``# Avg bus bandwidth``.
-A rank that fails prints ``HOST: Test NCCL failure FILE:LINE 'reason'`` (or ``Test CUDA failure``)
-and `` .. HOST pid P: Test failure ..``, and the process exits non-zero (MPI then kills the rest).
+A rank that fails prints ``HOST: Test NCCL failure FILE:LINE 'reason'`` (or ``Test CUDA failure``;
+1.x: ``NCCL failure`` / ``Cuda failure``) and `` .. HOST pid P: Test failure FILE:LINE``, and exits
+non-zero; Open MPI then adds ``mpirun noticed that process rank N ...`` or ``Primary job terminated
+normally, but 1 process returned a non-zero exit code``.
 With no GPU it fails in ``cudaGetDeviceCount`` (``Test CUDA failure .. 'no CUDA-capable device'``).
 
 Every row is kept, in order: a size repeated by a second table or a ``-d all`` sweep starts a new
@@ -31,7 +33,8 @@ _NTHREAD = re.compile(r"#?\s*nThread \d+ nGpus \d+ minBytes \d+ maxBytes (?P<max
 _REDUCED = re.compile(r"#?\s*Reducing maxBytes to (?P<max>\d+)")
 _PROGRAM = re.compile(r"# Collective test starting: (?P<program>\S+)")
 _BLOCKING = re.compile(r"#?\s*Blocking Enabled")
-_FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure.*|\bmpirun noticed that process rank .*")
+_FAILURE = re.compile(r"(?:Test (?:NCCL |CUDA )?|\b(?:NCCL|Cuda) )failure \S+:\d+.*|\bmpirun noticed that process rank .*|"
+                      r"Primary job\s+terminated normally, but \d+ process(?:es)? returned.*")
 _WARN = re.compile(r"NCCL WARN .*")
 _INFO_HOST = re.compile(r"^(?P<host>[\w.-]+):\d+:\d+ \[\d+\] NCCL (?:INFO|WARN)")
 _ELISION = re.compile(r"^\s*(?:\.{3,}|…|\[\.\.\.\]|\[\s*\d+ lines? (?:elided|omitted)\s*\])\s*$")
