@@ -6,9 +6,9 @@ must be the Libfabric (aws-ofi-nccl) plugin with provider ``efa`` and GPUDirect 
 
 What the real tools print (each line ``HOST:PID:TID [DEV] NCCL INFO ...``, on stdout or in
 ``NCCL_DEBUG_FILE``; nothing at all without ``NCCL_DEBUG=INFO``): NCCL names the network with
-``Using network Socket|IB|Libfabric`` (aws-ofi-nccl < 1.7: ``AWS Libfabric``); aws-ofi-nccl names
-the provider (``NET/OFI Selected Provider is efa (found 4 nics)``; 1.14+: ``Selected provider is
-efa, fabric is efa-direct (found 16 nics)``); channel lines name each hop
+``Using network Socket|IB|Libfabric`` (``AWS Libfabric`` before aws-ofi-nccl 1.13, and on Neuron);
+aws-ofi-nccl names the provider (``NET/OFI Selected Provider is efa (found 4 nics)``; 1.15+:
+``Selected provider is efa, fabric is efa-direct (found 16 nics)``); channel lines name each hop
 (``Ring 00 : 7 -> 8 [receive] via NET/AWS Libfabric/0``, ``Channel 05/1 : 6[6] -> 10[2] [send]
 via NET/AWS Libfabric/1(2)/GDRDMA/Shared``, ``via NET/Libfabric/0/GDRDMA/flush=None``,
 ``via P2P/CUMEM/read``, ``via SHM/direct/direct``). What a log does not show is "unknown",
@@ -30,7 +30,7 @@ _CHANNEL = re.compile(r"NCCL INFO (?:Channel|Ring) \d+(?:/\d+)?\s*:\s*(?P<src>\d
 class TransportSummary:
     networks: set[str] = field(default_factory=set)  # "Libfabric", "AWS Libfabric", "Socket", "IB"
     providers: set[str] = field(default_factory=set)  # libfabric providers: "efa", "tcp", ...
-    fabrics: set[str] = field(default_factory=set)  # aws-ofi-nccl 1.14+: "efa-direct", "efa"
+    fabrics: set[str] = field(default_factory=set)  # aws-ofi-nccl 1.15+: "efa-direct", "efa"
     channel_networks: set[str] = field(default_factory=set)  # the network named on channel lines
     net_channels: int = 0
     gdrdma_channels: int = 0

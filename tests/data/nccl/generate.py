@@ -78,7 +78,7 @@ GiB = 2**30
 P5 = ["ip-10-1-4-17", "ip-10-1-9-201"]
 EFA_INFO = [
     "{h}:{p}:{p} [0] NCCL INFO Bootstrap : Using enp71s0:10.1.4.17<0>",
-    "{h}:{p}:{t} [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.14.0",
+    "{h}:{p}:{t} [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.15.0",
     "{h}:{p}:{t} [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 32 nics)",
     "{h}:{p}:{t} [0] NCCL INFO Using network Libfabric",
     "{h}:{p}:{t} [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/CUMEM/read",
