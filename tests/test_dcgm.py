@@ -126,6 +126,9 @@ def test_unexpected_shape_is_undecided_with_the_path_never_an_exception(name, wo
     ('{"something": 1}', 0, "expected a 'DCGM Diagnostic' or 'DCGM GPU Diagnostic' object"),
     ("Segmentation fault (core dumped)", 139, "dcgmi exited 139: expected a JSON object"),
     ("", -9, "dcgmi was killed by signal 9"),
+    ('{"DCGM Diagnostic": ' + "[" * 100000 + "]" * 100000 + "}", 0, "beyond what dhc reads (RecursionError"),
+    ('{"DCGM GPU Diagnostic": {"test_categories": [{"tests": [{"name": "PCIe", "results": [{"status": "Pass", '
+     '"gpu_ids": "' + "9" * 5000 + '"}]}]}]}}', 0, "beyond what dhc reads (ValueError"),
 ])
 def test_unreadable_output_is_undecided(output, code, words):
     faults, undecided, run = dcgm.assess(output, code)

@@ -60,6 +60,14 @@ class DcgmRun:
 
 
 def parse_diag(output: str, exit_code: int = 0) -> DcgmRun:
+    try:
+        return _parse(output, exit_code)
+    except (RecursionError, ValueError) as exc:  # JSON nested past Python's limit, a 5,000-digit "GPU id"
+        raise DcgmOutputError(f"dcgmi's JSON is beyond what dhc reads ({type(exc).__name__}: {str(exc)[:80]}); "
+                              f"first bytes: {_head(output)}") from None
+
+
+def _parse(output: str, exit_code: int) -> DcgmRun:
     document = first_json_object(output)
     if ROOT_4X in document:
         diag, layout = document[ROOT_4X], "4.x"
