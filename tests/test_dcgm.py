@@ -383,6 +383,18 @@ def test_the_nodes_host_engine_is_used_when_configured(tmp_path, node_engine):
 
 
 @pytest.mark.slow
+def test_no_host_engine_and_none_to_start_is_incomplete(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    proc, report = dhc_run(tmp_path, DATA / "r2_4x_pass_4gpu.json", 0, DHC_DCGM_HOSTENGINE=address,
+                           DHC_NV_HOSTENGINE="nv-hostengine-not-installed")
+    assert proc.returncode == 3 and report["checks"][0]["status"] == "Incomplete"
+    assert report["checks"][0]["reason"].startswith(
+        f"no DCGM host engine answers (tried {address} (Error: Unable to connect to host engine. Host engine "
+        "connection invalid/disconnected.)), and dhc cannot start one: nv-hostengine-not-installed is not on PATH")
+    assert "diag" not in (tmp_path / "dcgmi-args").read_text()
+
+
+@pytest.mark.slow
 def test_a_hung_dcgmi_is_incomplete_and_the_engine_is_stopped(tmp_path, thresholds_file):
     def short(document):
         document["profiles"]["quick"]["stress.dcgm"].update(expected_s=1, timeout_s=12)
