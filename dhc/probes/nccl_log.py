@@ -12,7 +12,9 @@ aws-ofi-nccl names the provider (``NET/OFI Selected Provider is efa (found 4 nic
 (``Ring 00 : 7 -> 8 [receive] via NET/AWS Libfabric/0``, ``Channel 05/1 : 6[6] -> 10[2] [send]
 via NET/AWS Libfabric/1(2)/GDRDMA/Shared``, ``via NET/Libfabric/0/GDRDMA/flush=None``,
 ``via P2P/CUMEM/read``, ``via SHM/direct/direct``). What a log does not show is "unknown",
-never "OK": a Libfabric network without channel lines leaves GPUDirect RDMA unproven.
+never "OK": a Libfabric network without channel lines leaves GPUDirect RDMA unproven. On a node
+without EFA devices aws-ofi-nccl logs ``No eligible providers were found`` and NCCL falls back to
+``Using network Socket`` (a fault on an EFA type), unless ``NCCL_NET`` forces the plugin and init fails.
 """
 
 from __future__ import annotations

@@ -189,16 +189,34 @@ def run_all_reduce_perf(binary: str = "all_reduce_perf", min_bytes: str = "8", m
                         gpus: int = 1, timeout_s: float = 600, environment: dict[str, str] | None = None) -> str:
     """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs, results checked).
 
-    Raises ``tool.ToolMissing`` / ``tool.ToolTimeout`` (the whole process group killed), or
-    ``NcclTestsOutputError`` with the NCCL/CUDA error it printed when it exits non-zero.
+    Raises ``tool.ToolMissing``, or ``NcclTestsOutputError`` with the NCCL/CUDA error it printed when
+    it exits non-zero, or with the last size it finished when it runs past ``timeout_s`` (then it
+    and everything it started are killed).
     """
     path = tool.locate(binary, "build NVIDIA/nccl-tests or point DHC_NCCL_TESTS at all_reduce_perf")
     argv = [path, "-b", min_bytes, "-e", max_bytes, "-f", "2", "-g", str(gpus), "-c", "1"]
-    result = tool.run_tool(argv, timeout_s, env=child_environment(environment), merge_stderr=True)
+    try:
+        result = tool.run_tool(argv, timeout_s, env=child_environment(environment), merge_stderr=True)
+    except tool.ToolTimeout as exc:
+        raise NcclTestsOutputError(f"{exc}; {_progress(exc.partial)}") from None
     if result.returncode != 0:
-        lines = result.stdout.splitlines()
-        failures = [m.group(0).strip() for m in map(_FAILURE.search, lines) if m]
-        warnings = [m.group(0).strip() for m in map(_WARN.search, lines) if m]
-        said = "; ".join(dict.fromkeys(failures[:3] + warnings[:1])) or result.tail()
-        raise NcclTestsOutputError(f"{binary} exited {result.returncode}: {said}")
+        raise NcclTestsOutputError(f"{binary} exited {result.returncode}: {_said(result.stdout) or result.tail()}")
     return result.stdout
+
+
+def _said(output: str) -> str:
+    """The failure lines (and the first NCCL WARN) a dying run printed."""
+    lines = output.splitlines()
+    failures = [m.group(0).strip() for m in map(_FAILURE.search, lines) if m]
+    warnings = [m.group(0).strip() for m in map(_WARN.search, lines) if m]
+    return "; ".join(dict.fromkeys(failures[:3] + warnings[:1]))
+
+
+def _progress(partial: str) -> str:
+    """How far a run that hung had got, from what it printed before it was killed."""
+    try:
+        rows = parse(partial).rows
+    except NcclTestsOutputError:
+        rows = ()
+    where = f"the last size it finished was {rows[-1].size_bytes} B" if rows else "it finished no size"
+    return f"{where}{'; ' + _said(partial) if _said(partial) else ''}"
