@@ -353,3 +353,17 @@ def test_each_release_failure_line_is_the_reason(line, reason):
     with pytest.raises(nccl_tests.NcclTestsOutputError) as caught:
         nccl_tests.parse("# nThread 1 nGpus 2 minBytes 8 maxBytes 128 step: 2(factor) warmup iters: 5\n#\n" + line + "\n")
     assert str(caught.value) == f"the run died before its results table: {reason}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "code", "words"), [
+    ("ompi_tag_output_socket_fallback_p5.log", 1, "fault: NCCL used the Socket transport on an EFA instance type"),
+    ("malformed_number_p5_inter.log", 3, "verdict: Incomplete: unrecognised row, line 52"),
+    ("two_node_4gpu_no_hosts_p5.log", 2, "pass --scope intra or --scope inter"),
+])
+def test_the_command_end_to_end(fixture, code, words):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))} | {"DHC_IMDS": "off"}
+    proc = subprocess.run([sys.executable, "-m", "dhc", "nccl-tests", str(DATA / fixture), "--instance-type",
+                           "p5.48xlarge"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == code and words in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
