@@ -249,3 +249,50 @@ def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp
     assert proc.returncode == 3, proc.stdout + proc.stderr
     reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
     assert reason.startswith("busbw_inter_node: ") and "rank 2 never joined; rank 3 never joined" in reason, reason
+
+
+# -- /dev/shm: room for the ranks before they start --------------------------------------------------
+def statvfs_of(size_mib, free_mib):
+    """A statvfs answer as the kernel gives it for a tmpfs of that size (4 KiB blocks)."""
+    blocks = 256  # 4 KiB blocks per MiB
+    return lambda path: os.statvfs_result((4096, 4096, size_mib * blocks, free_mib * blocks, free_mib * blocks,
+                                           1000, 900, 900, 0, 255))
+
+
+@pytest.mark.parametrize(("size", "free", "ranks", "per_rank_mib", "words"), [
+    (64, 64, 8, 128, "/dev/shm is 64 MiB; 8 ranks need at least 1 GiB (128 MiB each): mount a larger "
+                     "memory-backed /dev/shm (emptyDir medium Memory)"),
+    (2048, 512, 8, 128, "/dev/shm is 2 GiB, 512 MiB free; 8 ranks need at least 1 GiB (128 MiB each)"),
+    (64, 64, 2, 4, ""),  # the cpu profile's 2 gloo ranks fit a container's default 64 MiB
+    (1024, 1024, 8, 128, ""),  # NCCL's advice for a container (--shm-size=1g) is exactly enough for 8 GPUs
+])
+def test_shm_judgement(size, free, ranks, per_rank_mib, words):
+    from dhc.probes import host
+    space = host.shm_space("/dev/shm", statvfs_of(size, free))
+    assert (space.size_bytes, space.free_bytes) == (size * 2**20, free * 2**20)
+    shortfall = host.shm_shortfall(space, ranks, per_rank_mib * 2**20)
+    assert (words in shortfall) if words else shortfall == ""
+
+
+def test_an_unreadable_shm_is_a_shortfall_too():
+    from dhc.probes import host
+    words = host.shm_shortfall(FileNotFoundError(2, "No such file or directory"), 8, 2**27)
+    assert words.startswith("/dev/shm cannot be read (No such file or directory); 8 ranks need at least 1 GiB")
+
+
+@pytest.mark.slow
+def test_too_small_a_shm_makes_the_allreduce_incomplete_before_any_rank_starts(tmp_path, thresholds_file):
+    from dhc.probes import host
+    space = host.shm_space()
+    per_rank = space.free_bytes // 2 + 2**20  # two ranks need a little more than is free here
+
+    def small(doc):
+        doc["instance_types"]["cpu"]["profiles"]["quick"]["connectivity.allreduce"]["shm_bytes_per_rank"] = per_rank
+    proc = dhc("run", "--check", "connectivity.allreduce", "--thresholds", str(thresholds_file(small)),
+               "--out", str(tmp_path))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    check = json.loads((tmp_path / "report.json").read_text())["checks"][0]
+    assert check["status"] == "Incomplete" and check["reason"].startswith("/dev/shm is "), check["reason"]
+    assert "; 2 ranks need at least " in check["reason"] and "emptyDir medium Memory" in check["reason"]
+    assert not list(tmp_path.glob("nccl-*.log")) and not check.get("measurements")
+

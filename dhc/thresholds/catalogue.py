@@ -76,7 +76,7 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
     CheckSpec("connectivity.allreduce", "all-reduce bus bandwidth within and across nodes", {
         "busbw_intra_node": _m("bandwidth", "min", R, "single-node all-reduce bus bandwidth"),
         "busbw_inter_node": _m("bandwidth", "min", R, "multi-node all-reduce bus bandwidth"),
-    }, {"max_bytes": int, "cpu_ranks": int}),
+    }, {"max_bytes": int, "cpu_ranks": int, "shm_bytes_per_rank": int}),
     CheckSpec("connectivity.pairwise", "pairwise node bandwidth to find the slow node", {
         "busbw_pair": _m("bandwidth", "min", B, "two-node all-reduce bus bandwidth"),
     }, {"message_bytes": int}),

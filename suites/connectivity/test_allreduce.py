@@ -2,20 +2,22 @@
 
 One rank per GPU over NCCL (with NCCL_DEBUG=INFO, so the log proves which transport carried the
 data), or local CPU ranks over gloo on type ``cpu``. The largest sizes are judged, never the
-average over the sweep.
+average over the sweep. Before any rank starts, /dev/shm must have room for this node's ranks
+(``shm_bytes_per_rank`` in thresholds.yaml); when it has not, the check is Incomplete and names the size.
 """
 
 import pytest
 
 from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.model import Action
-from dhc.probes import nccl_log, nccl_tests, nccl_verdict, tool
+from dhc.probes import host, nccl_log, nccl_tests, nccl_verdict, tool
 
 
 @pytest.mark.check("connectivity.allreduce")
 def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
     node_type = dhc_limits.instance_type
     settings = dhc_check.settings
+    _require_shm(settings, len(dhc_devices) if node_type.gpus else int(settings.get("cpu_ranks", 2)))
     if node_type.gpus and dhc_run.settings.nccl_tests:
         return _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run)
     allreduce, launch = _engine()
@@ -125,6 +127,19 @@ def _judge_transport(dhc_check, summary, node_type, inter_node, nvlink=True):
     unknowns = nccl_log.transport_unknowns(summary, node_type.efa > 0, inter_node)
     if unknowns and not dhc_check.findings():  # NCCL_DEBUG=INFO was set: a log that proves nothing is no pass
         raise CheckIncomplete("; ".join(unknowns))
+
+
+def _require_shm(settings, ranks):
+    """Too small a /dev/shm makes NCCL fail at init ("failed to extend /dev/shm/nccl-..."): say so first."""
+    if "shm_bytes_per_rank" not in settings:  # a thresholds file from before the setting: nothing to hold to
+        return
+    try:
+        space = host.shm_space()
+    except OSError as exc:
+        space = exc
+    shortfall = host.shm_shortfall(space, ranks, int(settings["shm_bytes_per_rank"]))
+    if shortfall:
+        raise CheckIncomplete(shortfall)
 
 
 def _require_cuda():
