@@ -296,3 +296,66 @@ def test_too_small_a_shm_makes_the_allreduce_incomplete_before_any_rank_starts(t
     assert "; 2 ranks need at least " in check["reason"] and "emptyDir medium Memory" in check["reason"]
     assert not list(tmp_path.glob("nccl-*.log")) and not check.get("measurements")
 
+
+# -- the single-node rendezvous listens on loopback alone --------------------------------------------
+def wait_for_go(rank, world, folder):
+    """A rank's work in the loopback test: say where it runs, then hold the group until the test has looked."""
+    import time
+    Path(folder, f"rank{rank}.pid").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(folder, "go").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never said go")
+        time.sleep(0.05)
+    return os.getpid()
+
+
+def listening_addresses(pids):
+    """(address, port) of every TCP socket in LISTEN state that one of ``pids`` holds, from /proc alone."""
+    import ipaddress
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] != "0A" or fields[9] not in inodes:
+                continue
+            hexaddr, hexport = fields[1].split(":")
+            raw = bytes.fromhex(hexaddr)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # the kernel prints 32-bit words LE
+            found.append((ipaddress.ip_address(raw), int(hexport, 16)))
+    return found
+
+
+def is_loopback(address):
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+@torch_needed
+@pytest.mark.slow
+def test_a_single_node_run_listens_on_loopback_alone(tmp_path):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dhc.comm import launch
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(launch.run_local, 2, "gloo", wait_for_go, (str(tmp_path),), 120)
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("rank*.pid"))) < 2:  # both ranks are inside the group
+            assert not run.done(), run.result()
+            assert time.monotonic() < deadline, "the ranks never joined"
+            time.sleep(0.05)
+        pids = [int((tmp_path / f"rank{r}.pid").read_text()) for r in range(2)]
+        listening = listening_addresses(pids)
+        (tmp_path / "go").touch()
+        assert run.result(timeout=120) == pids
+    assert listening, "rank 0 hosts the rendezvous store, yet no rank was listening"
+    assert all(is_loopback(address) for address, _ in listening), listening

@@ -1,7 +1,9 @@
 """Launch ranks on this machine with an explicit rendezvous and a deadline.
 
-``run_local`` spawns one process per rank, joins them in a torch.distributed group over loopback
-TCP, runs a function in each, and returns each rank's result. A rank that dies or is still
+``run_local`` spawns one process per rank, joins them in a torch.distributed group, runs a function
+in each, and returns each rank's result. When every rank is on this machine nothing listens beyond
+loopback: the rendezvous store binds 127.0.0.1 (torch's TCPStore would otherwise listen on every
+interface) and gloo's pairs use ``lo``. A rank that dies or is still
 running at the deadline ends the whole launch with ``RankFailure`` naming it and its host; every
 rank left is killed, so no launch hangs forever.
 """
@@ -42,9 +44,12 @@ def left() -> None:
         _counters[2 * _rank + 1] += 1
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
 
 
@@ -77,11 +82,15 @@ def run_local(world: int, backend: str, target: Callable[..., Any], args: tuple[
     context = multiprocessing.get_context("spawn")
     results: queue.Queue[Any] = context.Queue()
     counters = context.Array("q", 2 * world, lock=False)
-    address, port = placement.address, placement.port or free_port()
+    local_only = placement.nodes == 1
+    address, port = (LOOPBACK if local_only else placement.address), placement.port or free_port()
+    if local_only and backend == "gloo":
+        environment = {"GLOO_SOCKET_IFNAME": "lo", **(environment or {})}
     first = placement.index * world
     processes = [context.Process(target=_rank_main, daemon=True, name=f"dhc-rank-{first + local}",
-                                 args=(local, first + local, world * placement.nodes, address, port, backend, target,
-                                       args, timeout_s, environment or {}, results, counters))
+                                 args=(local, first + local, world * placement.nodes, (address, port, local_only),
+                                       backend, target, args, time.time() + timeout_s, environment or {}, results,
+                                       counters))
                  for local in range(world)]
     for process in processes:
         process.start()
@@ -152,9 +161,9 @@ def _drain(results: Any, got: dict[int, Any]) -> None:
             got[rank] = value
 
 
-def _rank_main(local: int, rank: int, world: int, address: str, port: int, backend: str, target: Callable[..., Any],
-               args: tuple[Any, ...], timeout_s: float, environment: dict[str, str], results: Any,
-               counters: Any) -> None:
+def _rank_main(local: int, rank: int, world: int, meet: tuple[str, int, bool], backend: str,
+               target: Callable[..., Any], args: tuple[Any, ...], ends_at: float, environment: dict[str, str],
+               results: Any, counters: Any) -> None:
     global _counters, _rank
     _counters, _rank = counters, local
     apply_environment(environment)
@@ -162,9 +171,10 @@ def _rank_main(local: int, rank: int, world: int, address: str, port: int, backe
 
     book = None
     try:
-        # collectives give up before the parent's deadline, so a surviving rank can say who is missing
-        patience = timedelta(seconds=timeout_s * 0.8)
-        store = dist.TCPStore(address, port, world, is_master=rank == 0, timeout=patience, wait_for_workers=False)
+        # collectives give up before the parent's deadline (counted from the launch, not from this rank's
+        # start: a rank slow to import torch still reports in time), so a survivor can say who is missing
+        patience = timedelta(seconds=max(1.0, (ends_at - time.time()) * 0.8))
+        store = _store(dist, rank, world, meet, patience)
         book = peers.open_book(store, rank, world)
         dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=patience)
         try:
@@ -179,3 +189,14 @@ def _rank_main(local: int, rank: int, world: int, address: str, port: int, backe
     finally:
         if book is not None:
             book.close()
+
+
+def _store(dist: Any, rank: int, world: int, meet: tuple[str, int, bool], patience: timedelta) -> Any:
+    """The rendezvous store; node 0's rank 0 hosts it, on loopback alone when every rank is local."""
+    address, port, local_only = meet
+    listen_fd = None
+    if rank == 0 and local_only:
+        listener = socket.create_server((LOOPBACK, port), backlog=max(world, 128))
+        listen_fd = listener.detach()  # the store owns the socket from here
+    return dist.TCPStore(address, port, world, is_master=rank == 0, timeout=patience, wait_for_workers=False,
+                         master_listen_fd=listen_fd)
