@@ -278,19 +278,31 @@ def alive(pid):
         return False
 
 
-@pytest.mark.slow
-def test_the_engine_names_the_error_of_a_run_that_died(tmp_path):
+def engine(tmp_path, fixture, exit_code="0"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     env.update(DHC_IMDS="off", PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(FAKES),
                FAKE_NVML_FILE=str(Path(__file__).parent / "data" / "nvml_p5_h100.json"),
-               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(DATA / "died_mid_table_p5.log"),
-               FAKE_NCCL_TESTS_EXIT="2")
+               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(DATA / fixture),
+               FAKE_NCCL_TESTS_EXIT=exit_code)
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
                            "connectivity.allreduce", "--out", str(tmp_path)], capture_output=True, text=True,
                           env=env, timeout=300)
-    reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
+    return proc, json.loads((tmp_path / "report.json").read_text())["checks"][0]
+
+
+@pytest.mark.slow
+def test_the_engine_names_the_error_of_a_run_that_died(tmp_path):
+    proc, check = engine(tmp_path, "died_mid_table_p5.log", exit_code="2")
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert reason.startswith("nccl-tests: all_reduce_perf exited 2: Test CUDA failure common.cu:893 'an illegal"), reason
+    assert check["reason"].startswith(
+        "nccl-tests: all_reduce_perf exited 2: Test CUDA failure common.cu:893 'an illegal"), check["reason"]
+
+
+@pytest.mark.slow
+def test_the_engine_fails_on_wrong_elements_in_an_earlier_table(tmp_path):
+    proc, check = engine(tmp_path, "repeated_tables_earlier_wrong_p5_inter.log")
+    assert proc.returncode == 1 and check["status"] == "Failed", proc.stdout + proc.stderr
+    assert "all_reduce_perf: 128 wrong elements in 1 row(s): 128 at 33554432 B (line 60)" in check["reason"]
 
 
 def test_only_unreadable_rows_is_incomplete_not_a_traceback(capsys, tmp_path):
