@@ -114,7 +114,9 @@ def test_a_joining_node_is_tainted_labelled_and_gets_a_least_privilege_job(emula
     container = pod["containers"][0]
     assert job["metadata"]["name"] == name and (spec["backoffLimit"], spec["ttlSecondsAfterFinished"]) == (0, 3600)
     assert spec["activeDeadlineSeconds"] >= 600 + 900 + 900 + 600  # the quick profile's stress timeouts
-    assert pod["nodeName"] == "gpu-a" and pod["serviceAccountName"] == "dhc-node"
+    assert "nodeName" not in pod and pod["serviceAccountName"] == "dhc-node"  # the scheduler waits for the GPUs
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-a"]}]}]
     assert pod["automountServiceAccountToken"] is False  # no API access: the verdict leaves in the termination message
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {"privileged": False, "allowPrivilegeEscalation": False,

@@ -84,7 +84,12 @@ def job_manifest(node: str, generation: int, attempt: int, instance_type: str, g
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeName": node, "restartPolicy": "Never", "serviceAccountName": settings.service_account,
+                    # by the scheduler, not nodeName: a joining node's pod waits until the device plugins
+                    # advertise its GPUs and EFA devices, instead of failing the kubelet's admission at once
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchFields": [
+                            {"key": "metadata.name", "operator": "In", "values": [node]}]}]}}},
+                    "restartPolicy": "Never", "serviceAccountName": settings.service_account,
                     "automountServiceAccountToken": False, "enableServiceLinks": False,
                     "securityContext": podspec.pod_security_context(),
                     "tolerations": [
@@ -133,7 +138,6 @@ def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: in
     spec.update(completionMode="Indexed", completions=len(nodes), parallelism=len(nodes))
     pod = spec["template"]["spec"]
     spec["template"]["metadata"]["labels"] = dict(labels)
-    del pod["nodeName"]
     pod["subdomain"] = name
     pod["affinity"] = {
         "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
