@@ -1,7 +1,11 @@
-"""The node-side sink: a run in a Kubernetes Job writes its own node's verdict onto the node.
+"""The node-side sink (``dhc run --sink kubernetes``): a run writes its own node's verdict onto the node.
 
 Labels and taint from the scheme, the reasons in an annotation and a Node Event. Runs after the
-report is safely on disk; the instance ID comes from the node's ``spec.providerID``.
+report is safely on disk; the instance ID comes from the node's ``spec.providerID``. For a person's
+own kubeconfig and for the node agent to come; the controller's check pods do not use it (they have
+no API access and hand their verdict over with ``dhc.sinks.termination``). The controller does not
+count a Passed written here: it carries no controller record, and under the admission policy a
+node-bound ServiceAccount may only mark its own node unhealthy.
 """
 
 from __future__ import annotations
