@@ -379,3 +379,15 @@ def test_the_command_end_to_end(fixture, code, words):
                            "p5.48xlarge"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == code and words in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("cell", "why"), [("-3", "out-of-place #wrong -3"), ("nan", "out-of-place #wrong nan")])
+def test_an_impossible_wrong_count_is_named_not_counted(cell, why):
+    text = (DATA / "ar_v2_13_p5_intra.log").read_text().splitlines()
+    at = max(i for i, line in enumerate(text) if nccl_table.looks_like_row(line))
+    tokens = text[at].split()
+    tokens[8] = cell
+    text[at] = "  ".join(tokens)
+    result = nccl_verdict.assess(nccl_tests.parse("\n".join(text)), 2 * GiB)
+    assert result.faults == [] and result.judged is None
+    assert result.unknowns == [f"line {at + 1} (8589934592 B): {why} is not a measurement"]

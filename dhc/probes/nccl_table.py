@@ -122,15 +122,17 @@ class SizeRow:
     def wrong(self) -> float | None:
         """Elements wrong in both runs of this size (None when not validated or an older layout)."""
         values = [s.check for s in (self.out_of_place, self.in_place) if s.check is not None]
-        return sum(values) if values and self.checks == "count" else None
+        if not values or self.checks != "count":
+            return None
+        return sum(v for v in values if math.isfinite(v) and v > 0)  # an impossible count is named elsewhere
 
     def implausible(self) -> str | None:
         """Why a number in this row cannot be a measurement (inf, nan, negative), or None."""
         for label, side in (("out-of-place", self.out_of_place), ("in-place", self.in_place)):
-            for name in ("time", "algbw", "busbw"):
+            for name in ("time", "algbw", "busbw", "check"):
                 value = getattr(side, name)
-                if not math.isfinite(value) or value < 0:
-                    return f"{label} {name} {value:g}"
+                if value is not None and (not math.isfinite(value) or value < 0):
+                    return f"{label} {'#wrong' if name == 'check' else name} {value:g}"
         return None
 
 
