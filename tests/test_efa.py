@@ -185,3 +185,11 @@ def alive(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+@pytest.mark.slow
+def test_a_type_that_promises_no_efa_is_skipped_not_passed(tmp_path, thresholds_file):
+    def no_efa(doc):
+        doc["instance_types"]["ml.p5.48xlarge"]["efa"] = 0
+    proc, check, text = dhc(tmp_path, "--thresholds", str(thresholds_file(no_efa)), FAKE_EFA_DOMAINS="0")
+    assert check["status"] == "Skipped" and "ml.p5.48xlarge promises no EFA device (efa: 0" in text, proc.stdout

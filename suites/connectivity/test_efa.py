@@ -10,6 +10,7 @@ Verdicts:
 - the kernel and libfabric disagree on a count above zero: Failed, Replace, naming the NICs libfabric
   does not offer (a count below the promise is judged Replace whoever sees it; the node verdict
   would take the stronger action anyway).
+- a type that promises no EFA (``efa: 0``) and is not skipped by its thresholds: Skipped, saying so.
 - fi_info missing, hung, crashed, failing otherwise or printing what cannot be read: Incomplete, named.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dhc.errors import CheckIncomplete
+from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.model import Action
 from dhc.probes import efa
 from dhc.probes.tool import ToolMissing, ToolTimeout
@@ -26,6 +27,8 @@ from dhc.probes.tool import ToolMissing, ToolTimeout
 @pytest.mark.check("connectivity.efa")
 def test_efa_devices(dhc_check, dhc_limits, dhc_run):
     node_type = dhc_limits.instance_type
+    if not node_type.efa:  # nothing promised, nothing to judge: a count without a limit cannot fail
+        raise NotApplicable(f"{node_type.name} promises no EFA device (efa: 0 in the thresholds file)")
     expected = f"{node_type.name} expects {node_type.efa} EFA devices"
     try:
         found = efa.query(dhc_run.settings.fi_info, dhc_limits.timing("connectivity.efa").timeout_s * 0.5)
@@ -35,7 +38,7 @@ def test_efa_devices(dhc_check, dhc_limits, dhc_run):
     kernel = efa.sysfs_devices(sysfs)
     if not found.devices and kernel:
         raise CheckIncomplete(
-            f"{expected}; the kernel lists {len(kernel)} under {sysfs} ({', '.join(kernel[:4])}...) but libfabric "
+            f"{expected}; the kernel lists {len(kernel)} under {sysfs} ({_some(kernel)}) but libfabric "
             f"opens none ({found.no_data}): is /dev/infiniband mounted in this container (request "
             "vpc.amazonaws.com/efa) and does the efa provider load (FI_LOG_LEVEL=warn fi_info -p efa)?")
     dhc_check.record("efa_devices", len(found.devices), "count")
@@ -48,4 +51,8 @@ def test_efa_devices(dhc_check, dhc_limits, dhc_run):
         if kernel and len(kernel) != len(found.devices):
             unseen = sorted(set(kernel) - set(found.devices))
             dhc_check.fault(f"the kernel shows {len(kernel)} EFA devices but libfabric offers {len(found.devices)}"
-                            + (f" (not offered: {', '.join(unseen[:8])})" if unseen else ""), None, Action.REPLACE)
+                            + (f" (not offered: {_some(unseen)})" if unseen else ""), None, Action.REPLACE)
+
+
+def _some(names, count=8):
+    return ", ".join(names[:count]) + (f" and {len(names) - count} more" if len(names) > count else "")
