@@ -1,11 +1,15 @@
 """Settings from the environment. The only module in dhc that reads environment variables.
 
 Command-line flags win over these; these win over what dhc discovers (IMDS, hostname).
+Every value is checked here, before anything runs: a bad one is a ``UsageError`` naming the
+variable (exit 2), never a traceback or a failure found an hour later inside a collective.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,7 +28,8 @@ class Settings:
     provider_id: str | None = None  # a Kubernetes node's spec.providerID, passed in by the controller
     imds_mode: str = "auto"  # auto: only where the machine says it is EC2 | on | off
     imds_endpoint: str = IMDS_DEFAULT_ENDPOINT
-    imds_timeout_s: float = 0.5
+    imds_timeout_s: float = 0.5  # each IMDS request
+    imds_deadline_s: float = 2.0  # the whole IMDS exchange, however slowly a server trickles
     thresholds_file: str | None = None
     suites_dir: str | None = None
     out_dir: str | None = None
@@ -59,11 +64,13 @@ class Settings:
             raise UsageError(f"DHC_IMDS: expected auto, on or off, got {mode!r}")
         origins: dict[str, str] = {}
         identity = {name: _first(env, origins, name, *keys) for name, keys in _IDENTITY_VARS.items()}
+        nodes, index = _placement(env)
         return cls(
             **identity,
             imds_mode=mode,
             imds_endpoint=(endpoint or IMDS_DEFAULT_ENDPOINT).rstrip("/"),
-            imds_timeout_s=_positive_float(env, "DHC_IMDS_TIMEOUT_S", 0.5),
+            imds_timeout_s=_positive_float(env, "DHC_IMDS_TIMEOUT_S", 0.5, maximum=60.0),
+            imds_deadline_s=_positive_float(env, "DHC_IMDS_DEADLINE_S", 2.0, maximum=300.0),
             thresholds_file=env.get("DHC_THRESHOLDS") or None,
             suites_dir=env.get("DHC_SUITES") or None,
             out_dir=env.get("DHC_OUT") or None,
@@ -78,11 +85,11 @@ class Settings:
             k8s_prefix=env.get("DHC_K8S_PREFIX") or "sagemaker.amazonaws.com",
             termination_log=env.get("DHC_TERMINATION_LOG") or "/dev/termination-log",
             log_group=env.get("DHC_CLOUDWATCH_LOG_GROUP") or None,
-            nodes=_whole(env, "DHC_NODES", 1, minimum=1),
-            node_index=_whole(env, "DHC_NODE_INDEX", _whole(env, "JOB_COMPLETION_INDEX", 0, 0), 0),
-            rendezvous=env.get("DHC_RENDEZVOUS") or None,
-            watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0),
-            collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
+            nodes=nodes,
+            node_index=index,
+            rendezvous=_rendezvous(env),
+            watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0, maximum=_DAY_S),
+            collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0, maximum=_DAY_S),
             origins=origins,
         )
 
@@ -105,16 +112,44 @@ def _first(env: Mapping[str, str], origins: dict[str, str], name: str, *keys: st
     return None
 
 
-def _whole(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+_DAY_S = 86400.0
+MAX_NODES = 4096
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts '²' and int() then fails
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+_RENDEZVOUS = re.compile(rf"(?P<host>{_HOST}|\[[0-9A-Fa-f:.]{{2,45}}\]):(?P<port>[0-9]{{1,5}})")
+
+
+def _whole(env: Mapping[str, str], key: str, default: int, minimum: int, maximum: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
-    if not raw.strip().isdigit() or int(raw) < minimum:
-        raise UsageError(f"{key}: expected a whole number >= {minimum}, got {raw!r}")
-    return int(raw)
+    if not _DIGITS.fullmatch(raw.strip()) or not minimum <= int(raw.strip()) <= maximum:
+        raise UsageError(f"{key}: expected a whole number from {minimum} to {maximum}, got {raw!r}")
+    return int(raw.strip())
 
 
-def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+def _placement(env: Mapping[str, str]) -> tuple[int, int]:
+    """(nodes, this node's index): DHC_NODE_INDEX, else a Kubernetes Indexed Job's JOB_COMPLETION_INDEX."""
+    nodes = _whole(env, "DHC_NODES", 1, 1, MAX_NODES)
+    key = "DHC_NODE_INDEX" if env.get("DHC_NODE_INDEX") else "JOB_COMPLETION_INDEX"
+    index = _whole(env, key, 0, 0, MAX_NODES - 1)
+    if index >= nodes:
+        raise UsageError(f"{key}={index} is not a node of DHC_NODES={nodes} (expected 0 to {nodes - 1})")
+    return nodes, index
+
+
+def _rendezvous(env: Mapping[str, str]) -> str | None:
+    raw = env.get("DHC_RENDEZVOUS") or None
+    if raw is None:
+        return None
+    match = _RENDEZVOUS.fullmatch(raw.strip())
+    if not match or len(match["host"]) > 253 or not 1 <= int(match["port"]) <= 65535:
+        raise UsageError(f"DHC_RENDEZVOUS: expected HOST:PORT (a host name, IPv4 or [IPv6] address and a port "
+                         f"from 1 to 65535), got {raw[:100]!r}")
+    return raw.strip()
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float, maximum: float) -> float:
     raw = env.get(key)
     if raw is None:
         return default
@@ -122,14 +157,21 @@ def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise UsageError(f"{key}: expected a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise UsageError(f"{key}: expected a positive number of seconds, got {raw!r}")
+    if not math.isfinite(value) or not 0 < value <= maximum:  # NaN and inf are no durations
+        raise UsageError(f"{key}: expected a number of seconds above 0 and at most {maximum:g}, got {raw!r}")
     return value
 
 
 def apply_environment(variables: Mapping[str, str]) -> None:
     """Set variables for this process and its children (a rank's NCCL settings, say)."""
     os.environ.update(variables)
+
+
+def pytest_child_environment() -> dict[str, str]:
+    """The environment of ``dhc run``'s pytest child: the caller's own pytest settings (PYTEST_ADDOPTS,
+    PYTEST_PLUGINS, PYTEST_DEBUG, ...) left out, and no plugin loaded merely for being installed."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    return env | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,7 @@ from imds_server import ImdsServer
 
 from dhc.errors import UsageError
 from dhc.instance import parse_provider_id, resolve_identity
-from dhc.instance.identity import has_nvidia_gpu
+from dhc.instance.identity import has_nvidia_gpu, local_name
 from dhc.instance.imds import looks_like_ec2
 from dhc.settings import Settings
 
@@ -35,7 +35,7 @@ def values(identity):
 def test_local_fallback_without_gpu_is_cpu(no_gpu):
     got = values(resolve_identity({}, settings(), **no_gpu))
     assert got["instance_type"] == ("cpu", "no-gpu")
-    assert got["instance_id"] == (socket.gethostname(), "hostname")
+    assert got["instance_id"] == (local_name(socket.gethostname()), "hostname")
     assert got["region"] == (None, "unknown")
 
 
@@ -72,9 +72,9 @@ def test_imdsv2_token_then_gets(no_gpu):
 
 def test_provider_id_beats_imds_and_gives_region(no_gpu):
     with ImdsServer(P5) as imds:
-        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_PROVIDER_ID="aws:///us-west-2c/i-0fedcba987654321")
+        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_PROVIDER_ID="aws:///us-west-2c/i-0fedcba9876543210")
         got = values(resolve_identity({}, env, **no_gpu))
-    assert got["instance_id"] == ("i-0fedcba987654321", "provider-id")
+    assert got["instance_id"] == ("i-0fedcba9876543210", "provider-id")
     assert got["availability_zone"] == ("us-west-2c", "provider-id")
     assert got["region"] == ("us-west-2", "provider-id")
     assert got["instance_type"] == ("p5.48xlarge", "imds")
@@ -124,9 +124,9 @@ def test_auto_mode_without_ec2_evidence_sends_nothing(no_gpu):
 
 
 @pytest.mark.parametrize(("provider_id", "expected"), [
-    ("aws:///us-east-2a/i-0abc123", ("i-0abc123", "us-east-2a", "us-east-2")),
-    ("aws:///us-west-2-lax-1a/i-0abc", ("i-0abc", "us-west-2-lax-1a", "us-west-2")),
-    ("aws:///us-gov-west-1b/i-0abc", ("i-0abc", "us-gov-west-1b", "us-gov-west-1")),
+    ("aws:///us-east-2a/i-0abc1234", ("i-0abc1234", "us-east-2a", "us-east-2")),
+    ("aws:///us-west-2-lax-1a/i-0123456789abcdef0", ("i-0123456789abcdef0", "us-west-2-lax-1a", "us-west-2")),
+    ("aws:///us-gov-west-1b/i-abcdef01", ("i-abcdef01", "us-gov-west-1b", "us-gov-west-1")),
 ])
 def test_parse_provider_id(provider_id, expected):
     assert parse_provider_id(provider_id) == expected
@@ -156,3 +156,99 @@ def test_identity_round_trips():
     from dhc.instance import InstanceIdentity
     assert InstanceIdentity.from_dict(identity.to_dict()) == identity
     assert identity.cluster.value == "train-a"
+
+
+@pytest.mark.parametrize(("flags", "env", "named"), [
+    ({"instance_id": "i-0123456789abcdef0\n{\"level\":\"error\"}"}, {}, "--instance-id"),
+    ({}, {"DHC_INSTANCE_ID": "node 7"}, "DHC_INSTANCE_ID"),
+    ({}, {"DHC_INSTANCE_ID": "x" * 64}, "DHC_INSTANCE_ID"),
+    ({"instance_type": "p5.48xlarge\r\nforged"}, {}, "--instance-type"),
+    ({}, {"DHC_INSTANCE_TYPE": "P5/48XLARGE"}, "DHC_INSTANCE_TYPE"),
+    ({}, {"DHC_INSTANCE_TYPE": "p" * 65}, "DHC_INSTANCE_TYPE"),
+    ({}, {"NODE_NAME": "node\n7"}, "NODE_NAME"),
+    ({}, {"AWS_REGION": "us-east-2\n"}, "AWS_REGION"),
+    ({}, {"DHC_CLUSTER": "a b"}, "DHC_CLUSTER"),
+])
+def test_a_value_a_person_named_badly_is_refused_naming_where(no_gpu, flags, env, named):
+    with pytest.raises(UsageError, match=f"^{named}: expected") as err:
+        resolve_identity(flags, settings(**env), **no_gpu)
+    assert "\n" not in str(err.value).split("got ")[0]
+
+
+def test_ec2_form_and_local_names(no_gpu):
+    ec2 = resolve_identity({"instance_id": "i-abcdef01"}, settings(), **no_gpu)
+    assert ec2.instance_id.value == "i-abcdef01" and ec2.notes == ()
+    local = resolve_identity({}, settings(DHC_INSTANCE_ID="node-7"), **no_gpu)
+    assert local.instance_id.value == "node-7" and "not EC2's form" in local.notes[0]
+    assert "DHC_INSTANCE_ID" in local.notes[0]
+
+
+@pytest.mark.parametrize("hostname", ["ip-10-0-0-1.ec2.internal", "host with spaces\n", ".", "x" * 80])
+def test_the_hostname_fallback_is_a_valid_local_name(hostname):
+    from dhc.instance.identity import FORMS
+    name = local_name(hostname)
+    assert FORMS["instance_id"][0].fullmatch(name) and FORMS["node_name"][0].fullmatch(name)
+
+
+@pytest.mark.parametrize("bad", ["aws:///us-east-2a/i-0abc", "aws:///us-east-2a/i-0123456789abcdef",
+                                 "aws:///us-east-2a/i-0123456789ABCDEF0", "aws:///us-east-2a/i-01234567\n89"])
+def test_provider_id_needs_ec2s_instance_id_form(no_gpu, bad):
+    identity = resolve_identity({}, settings(DHC_PROVIDER_ID=bad), **no_gpu)
+    assert identity.instance_id.source == "hostname" and "DHC_PROVIDER_ID ignored" in identity.notes[0]
+
+
+def test_imds_answers_that_are_not_ec2s_form_are_dropped_with_a_note(no_gpu):
+    hostile = P5 | {"instance-id": "i-0123456789abcdef0\n{\"level\":\"error\"}", "instance-type": "p5 48xlarge"}
+    with ImdsServer(hostile) as imds:
+        identity = resolve_identity({}, settings(DHC_IMDS_ENDPOINT=imds.endpoint), **no_gpu)
+    assert identity.instance_id.source == "hostname" and identity.instance_type.source == "no-gpu"
+    notes = " | ".join(identity.notes)
+    assert "IMDS instance-id ignored: expected i- and 8 or 17 lowercase hex digits" in notes
+    assert "IMDS instance-type ignored" in notes
+    assert identity.region.value == "us-east-2"  # what was well-formed is still used
+
+
+def test_imds_item_that_fails_is_noted(no_gpu):
+    partial = {k: v for k, v in P5.items() if k != "instance-type"}
+    with ImdsServer(partial) as imds:
+        identity = resolve_identity({}, settings(DHC_IMDS_ENDPOINT=imds.endpoint), **no_gpu)
+    assert identity.instance_id.value == "i-0123456789abcdef0"
+    assert "IMDS instance-type not read: HTTP 404" in identity.notes
+
+
+def test_imds_trickling_a_byte_at_a_time_is_cut_at_the_total_deadline(no_gpu):
+    """Each byte comes within the 0.5 s socket timeout; only the whole-exchange deadline ends it."""
+    with ImdsServer(P5, trickle_s=0.4) as imds:
+        env = settings(DHC_IMDS_ENDPOINT=imds.endpoint, DHC_IMDS_TIMEOUT_S="0.5", DHC_IMDS_DEADLINE_S="1.5")
+        identity = resolve_identity({}, env, **no_gpu)
+        assert imds.trickled.is_set()  # the server really was trickling when the client gave up
+    assert identity.instance_id.source == "hostname" and identity.instance_type.source == "no-gpu"
+    assert "token request" in identity.notes[0] and "deadline" in identity.notes[0]
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"DHC_NODES": "\u00b2"}, "DHC_NODES"),
+    ({"DHC_NODES": "\u0662"}, "DHC_NODES"),  # Arabic-Indic two: isdigit() says yes
+    ({"DHC_NODES": "0"}, "DHC_NODES"),
+    ({"DHC_NODES": "99999999999"}, "DHC_NODES"),
+    ({"DHC_NODES": "2", "DHC_NODE_INDEX": "2"}, "DHC_NODE_INDEX=2 is not a node of DHC_NODES=2"),
+    ({"DHC_NODES": "2", "JOB_COMPLETION_INDEX": "3"}, "JOB_COMPLETION_INDEX=3 is not a node"),
+    ({"DHC_NODE_INDEX": "1"}, "DHC_NODE_INDEX=1 is not a node of DHC_NODES=1"),
+    ({"DHC_NODES": "2", "DHC_RENDEZVOUS": "node-0"}, "DHC_RENDEZVOUS: expected HOST:PORT"),
+    ({"DHC_NODES": "2", "DHC_RENDEZVOUS": "node-0:0"}, "DHC_RENDEZVOUS"),
+    ({"DHC_NODES": "2", "DHC_RENDEZVOUS": "node-0:65536"}, "DHC_RENDEZVOUS"),
+    ({"DHC_NODES": "2", "DHC_RENDEZVOUS": "node 0:29500"}, "DHC_RENDEZVOUS"),
+    ({"DHC_NODES": "2", "DHC_RENDEZVOUS": "http://node-0:29500"}, "DHC_RENDEZVOUS"),
+    ({"DHC_IMDS_TIMEOUT_S": "nan"}, "DHC_IMDS_TIMEOUT_S"),
+    ({"DHC_IMDS_DEADLINE_S": "inf"}, "DHC_IMDS_DEADLINE_S"),
+    ({"DHC_WATCHDOG_GRACE_S": "1e300"}, "DHC_WATCHDOG_GRACE_S"),
+])
+def test_settings_refuse_what_would_fail_later(env, named):
+    with pytest.raises(UsageError, match=named.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("rendezvous", ["127.0.0.1:29500", "dhc-conn-0.dhc-conn:29500", "[::1]:29500", "n:1"])
+def test_settings_accept_real_rendezvous(rendezvous):
+    got = Settings.from_env({"DHC_NODES": "2", "JOB_COMPLETION_INDEX": "1", "DHC_RENDEZVOUS": rendezvous})
+    assert (got.nodes, got.node_index, got.rendezvous) == (2, 1, rendezvous)

@@ -1,6 +1,13 @@
 """Resolve the instance identity: CLI flags > environment > EC2 IMDSv2 > local fallback.
 
 Every field remembers its source so a report can say why it believes it runs on, say, a p5.
+
+Every value is checked against a strict pattern before it is believed (``FORMS``): an instance ID
+is EC2's ``i-`` + 8 or 17 lowercase hex digits, or, only where a person named it (flag, environment)
+or the hostname fallback derived it, a local name of 1-63 of ``[A-Za-z0-9._-]`` starting with a
+letter or digit. IMDS and a providerID must give EC2's form. A bad value named by a person is a
+``UsageError`` naming its source (exit 2); a bad value discovered (providerID, IMDS) is dropped
+with a note. So no instance ID, type or name can carry a newline into a log line or a page.
 """
 
 from __future__ import annotations
@@ -11,10 +18,26 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dhc.errors import UsageError
 from dhc.instance import imds
 from dhc.settings import Settings
 
-_PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
+EC2_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+_LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "instance_id": (re.compile(f"{EC2_INSTANCE_ID.pattern}|{_LOCAL_NAME.pattern}"),
+                    "i- and 8 or 17 hex digits, or a local name of 1-63 letters, digits, '.', '_' or '-'"),
+    "instance_type": (re.compile(r"[a-z0-9][a-z0-9.-]{0,63}"),
+                      "an instance type such as p5.48xlarge: 1-64 lowercase letters, digits, '.' or '-'"),
+    "node_name": (re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?"),
+                  "a node name: 1-253 letters, digits, '.', '_' or '-'"),
+    "region": (re.compile(r"[a-z]{2}(?:-[a-z0-9]+){2,4}"), "a region such as us-east-2"),
+    "availability_zone": (re.compile(r"[a-z]{2}(?:-[a-z0-9]+){2,5}"), "a zone such as us-east-2a"),
+    "cluster": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"), "a cluster name: 1-128 letters, digits, '.', '_', ':', '/' or '-'"),
+}
+_DISCOVERED_FORMS = {"instance_id": EC2_INSTANCE_ID}  # what EC2 itself hands out
+
+_PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]+)/(?P<instance>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))$")
 _REGION_OF_ZONE = re.compile(r"^([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d+)")
 
 
@@ -65,15 +88,37 @@ def resolve_identity(flags: dict[str, str | None], settings: Settings, *,
     notes: list[str] = []
     for name in names:
         if flags.get(name):
-            found[name] = Sourced(flags[name], "cli")
+            found[name] = _named(name, flags[name], "cli", f"--{name.replace('_', '-')}")
         elif getattr(settings, name, None):
-            found[name] = Sourced(getattr(settings, name), f"env:{settings.origins.get(name, name)}")
+            variable = settings.origins.get(name, name)
+            found[name] = _named(name, getattr(settings, name), f"env:{variable}", variable)
     _fill_from_provider_id(found, settings, notes)
     if any(n not in found for n in imds.FIELDS) and _should_ask_imds(settings, sys_root):
         _fill_from_imds(found, settings, notes)
     _fill_fallbacks(found, proc_root, dev_root)
+    iid = found["instance_id"]
+    if iid.source != "hostname" and not EC2_INSTANCE_ID.fullmatch(iid.value or ""):
+        notes.append(f"instance ID {iid.value!r} ({iid.source}) is not EC2's form (i- and 8 or 17 hex digits); "
+                     "used as a local name")
     return InstanceIdentity(**{n: found.get(n, Sourced(None, "unknown")) for n in names},
                             notes=tuple(notes))
+
+
+def problem_with(name: str, value: str, discovered: bool = False) -> str | None:
+    """Why ``value`` cannot be the field ``name``, or None when it can."""
+    pattern, expected = FORMS[name]
+    if discovered and name in _DISCOVERED_FORMS:
+        pattern, expected = _DISCOVERED_FORMS[name], "i- and 8 or 17 lowercase hex digits"
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return None
+    return f"expected {expected}, got {str(value)[:80]!r}"
+
+
+def _named(name: str, value: str, source: str, where: str) -> Sourced:
+    problem = problem_with(name, value)
+    if problem:
+        raise UsageError(f"{where}: {problem}")
+    return Sourced(value, source)
 
 
 def has_nvidia_gpu(proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev")) -> bool:
@@ -108,16 +153,26 @@ def _should_ask_imds(settings: Settings, sys_root: Path) -> bool:
 
 def _fill_from_imds(found: dict[str, Sourced], settings: Settings, notes: list[str]) -> None:
     try:
-        answered = imds.fetch(settings.imds_endpoint, settings.imds_timeout_s)
+        answered = imds.fetch(settings.imds_endpoint, settings.imds_timeout_s, settings.imds_deadline_s, notes)
     except imds.ImdsUnavailable as exc:
         notes.append(str(exc))
         return
     for name, value in answered.items():
-        found.setdefault(name, Sourced(value, "imds"))
+        problem = problem_with(name, value, discovered=True)
+        if problem:
+            notes.append(f"IMDS {imds.FIELDS[name]} ignored: {problem}")
+        elif name not in found:
+            found[name] = Sourced(value, "imds")
+
+
+def local_name(hostname: str) -> str:
+    """The hostname's first label as a local name: other characters become '-', at most 63."""
+    label = re.sub(r"[^A-Za-z0-9._-]", "-", hostname.split(".")[0] or "localhost")[:63].strip("._-")
+    return label or "localhost"
 
 
 def _fill_fallbacks(found: dict[str, Sourced], proc_root: Path, dev_root: Path) -> None:
-    host = socket.gethostname()
+    host = local_name(socket.gethostname())
     found.setdefault("node_name", Sourced(host, "hostname"))
     found.setdefault("instance_id", Sourced(host, "hostname"))
     if "instance_type" not in found and not has_nvidia_gpu(proc_root, dev_root):

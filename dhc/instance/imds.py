@@ -1,12 +1,27 @@
-"""A minimal EC2 instance metadata (IMDSv2) client: one token PUT, then GETs, each with a short timeout."""
+"""A minimal EC2 instance metadata (IMDSv2) client: one token PUT, then GETs, under one total deadline.
+
+What the real service does: ``PUT /latest/api/token`` with ``X-aws-ec2-metadata-token-ttl-seconds``
+answers a token (200), or 403 where IMDS is disabled, or nothing at all off EC2 (the link-local
+address does not route: connect times out). ``GET /latest/meta-data/<item>`` with the token answers
+the item as short plain text, 401 for a missing or stale token, 404 for an item that does not exist.
+Answers come in milliseconds; a hop limit of 1 drops the token PUT from inside a container.
+
+A per-request socket timeout bounds each silence, not a server that trickles a byte every 0.4 s,
+so the whole exchange runs under one deadline: at the deadline a watchdog shuts the socket down and
+the read in progress fails at once.
+"""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import http.client
+import socket
+import threading
+import time
+import urllib.parse
 from pathlib import Path
 
 TOKEN_TTL_S = 300
+MAX_ANSWER_BYTES = 4096
 FIELDS = {
     "instance_id": "instance-id",
     "instance_type": "instance-type",
@@ -15,31 +30,91 @@ FIELDS = {
 }
 
 
-# IMDS is link-local: never route it through an HTTP proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 class ImdsUnavailable(Exception):
     pass
 
 
-def fetch(endpoint: str, timeout_s: float) -> dict[str, str]:
-    """Return the identity fields IMDS answers; raises ImdsUnavailable when the token PUT fails."""
+class _Failed(Exception):
+    pass
+
+
+def fetch(endpoint: str, timeout_s: float, deadline_s: float = 2.0,
+          notes: list[str] | None = None) -> dict[str, str]:
+    """The identity fields IMDS answers; raises ImdsUnavailable when the token PUT fails or time runs out.
+
+    An item that cannot be read is left to the next source, and why is appended to ``notes``.
+    """
+    notes = [] if notes is None else notes
+    client = _Client(endpoint, timeout_s, time.monotonic() + deadline_s)
     try:
-        token = _request("PUT", f"{endpoint}/latest/api/token", timeout_s,
-                         {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise ImdsUnavailable(f"IMDSv2 token request to {endpoint} failed: {_why(exc)}") from exc
+        token = client.request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
+    except _Failed as exc:
+        raise ImdsUnavailable(f"IMDSv2 token request to {endpoint} failed: {exc}") from None
     found: dict[str, str] = {}
     for name, path in FIELDS.items():
         try:
-            value = _request("GET", f"{endpoint}/latest/meta-data/{path}", timeout_s,
-                             {"X-aws-ec2-metadata-token": token})
-        except (OSError, urllib.error.URLError, ValueError):
-            continue  # a missing item is left to the next source
+            value = client.request("GET", f"/latest/meta-data/{path}", {"X-aws-ec2-metadata-token": token})
+        except _Failed as exc:
+            notes.append(f"IMDS {path} not read: {exc}")
+            if client.expired:
+                raise ImdsUnavailable(f"IMDS at {endpoint} did not finish within {deadline_s:g} s") from None
+            continue
         if value:
             found[name] = value
     return found
+
+
+class _Client:
+    def __init__(self, endpoint: str, timeout_s: float, deadline: float):
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme != "http" or not url.hostname:
+            raise ImdsUnavailable(f"IMDS endpoint {endpoint!r}: expected http://HOST[:PORT]")
+        self.host, self.port = url.hostname, url.port or 80
+        self.timeout_s, self.deadline = timeout_s, deadline
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def request(self, method: str, path: str, headers: dict[str, str]) -> str:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _Failed("the IMDS deadline passed")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=min(self.timeout_s, left))
+        watchdog = None
+        try:
+            conn.connect()  # bounded by the socket timeout
+            # the response keeps reading this socket even after the connection lets go of it
+            watchdog = threading.Timer(self.deadline - time.monotonic(), _shut, (conn.sock,))
+            watchdog.daemon = True
+            watchdog.start()
+            return _exchange(conn, method, path, headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise _Failed("the IMDS deadline passed" if self.expired else _why(exc)) from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            conn.close()
+
+
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str]) -> str:
+    conn.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
+    resp = conn.getresponse()
+    body = b""
+    while len(body) < MAX_ANSWER_BYTES and (chunk := resp.read(MAX_ANSWER_BYTES - len(body))):
+        body += chunk
+    if resp.status != 200:
+        raise ValueError(f"HTTP {resp.status}")
+    if resp.length:  # bytes the server announced but never sent (cut at the deadline), or far too many
+        raise ValueError(f"answer cut short after {len(body)} bytes")
+    return body.decode("ascii", errors="strict").strip()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
+    except OSError:
+        pass
 
 
 def looks_like_ec2(sys_root: Path = Path("/sys")) -> bool:
@@ -58,15 +133,7 @@ def looks_like_ec2(sys_root: Path = Path("/sys")) -> bool:
     return False
 
 
-def _request(method: str, url: str, timeout_s: float, headers: dict[str, str]) -> str:
-    req = urllib.request.Request(url, method=method, headers=headers, data=b"" if method == "PUT" else None)
-    with _OPENER.open(req, timeout=timeout_s) as resp:
-        body = resp.read(4096)
-    return body.decode("ascii", errors="strict").strip()
-
-
 def _why(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code}"
-    return str(reason or exc) or type(exc).__name__
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__
