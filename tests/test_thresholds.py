@@ -175,7 +175,7 @@ def test_wrong_unit(thresholds_file):
 def test_negative_limit(thresholds_file):
     err = edited(thresholds_file, lambda d: set_limit(d, "cpu", "stress.gemm", "tflops_fp32",
                                                       {"min": -1, "unit": "TFLOP/s", "source": "x"}))
-    assert err.key.endswith("tflops_fp32/min") and "expected a value >= 0, got -1" in str(err)
+    assert err.key.endswith("tflops_fp32/min") and "expected a value from 0 to 1e+09, got -1" in str(err)
 
 
 @pytest.mark.parametrize("bad", [".nan", "true", "'fast'"])
@@ -253,3 +253,74 @@ def test_instance_type_inherits_limits_per_metric(thresholds_file):
     assert gemm["tflops_bf16"].value == 650 and gemm["relative_to_median"].value == 0.9  # model default kept
     assert resolved.check("connectivity.allreduce").limits["busbw_intra_node"].value == 431  # from p5e
     assert gemm["tflops_bf16"].action is Action.REPLACE
+
+
+# -- numbers out of any sane range, nesting and inheritance too deep: exit 2 before anything runs ---
+@pytest.mark.parametrize(("where", "edit", "words"), [
+    ("profiles/quick/stress.gemm/timeout_s", lambda d: d["profiles"]["quick"]["stress.gemm"].update(timeout_s=1.0e300),
+     "expected a value from 0 to 86400, got 1e+300"),
+    ("profiles/full/stress.gemm/duration_s", lambda d: d["profiles"]["full"]["stress.gemm"].update(duration_s=1e9),
+     "expected a value from 0.01 to 86400"),
+    ("profiles/quick/stress.gemm/matrix_size", lambda d: d["profiles"]["quick"]["stress.gemm"].update(matrix_size=10**12),
+     "expected a value from 1 to 65536"),
+    ("profiles/quick/stress.memtest/memory_fraction",
+     lambda d: d["profiles"]["quick"]["stress.memtest"].update(memory_fraction=1.5), "from 0.0001 to 1"),
+    ("profiles/full/stress.dcgm/level", lambda d: d["profiles"]["full"]["stress.dcgm"].update(level=9), "from 1 to 4"),
+    ("instance_types/cpu/profiles/quick/connectivity.allreduce/cpu_ranks",
+     lambda d: d["instance_types"]["cpu"]["profiles"]["quick"]["connectivity.allreduce"].update(cpu_ranks=10**6),
+     "from 1 to 1024"),
+    ("instance_types/ml.p5.48xlarge/gpus", lambda d: d["instance_types"]["ml.p5.48xlarge"].update(gpus=10**6),
+     "from 0 to 64"),
+    ("instance_types/ml.p5.48xlarge/checks/stress.gemm/limits/tflops_bf16/min",
+     lambda d: set_limit(d, "ml.p5.48xlarge", "stress.gemm", "tflops_bf16",
+                         {"min": 1e300, "unit": "TFLOP/s", "source": "s"}), "from 0 to 1e+09"),
+])
+def test_every_number_has_a_sane_range(thresholds_file, where, edit, words):
+    err = edited(thresholds_file, edit)
+    assert err.key == where and words in err.problem and err.line and err.path.endswith("thresholds.yaml")
+
+
+def test_the_huge_timeout_from_the_brief_is_exit_2_on_the_command_line(thresholds_file):
+    import subprocess
+    import sys
+    path = thresholds_file(lambda d: d["profiles"]["quick"]["stress.gemm"].update(timeout_s=1.0e300))
+    proc = subprocess.run([sys.executable, "-m", "dhc", "thresholds", "validate", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "profiles/quick/stress.gemm/timeout_s: expected a value from 0 to 86400" in proc.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "schema_version: 1\nprofiles: " + "[" * 5000 + "]" * 5000 + "\n",
+    "schema_version: 1\nprofiles:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 600)),
+    "schema_version: 1\nprofiles: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+])
+def test_deep_nesting_is_a_config_error_not_a_recursion_error(tmp_path, text):
+    err = load_error(write(tmp_path, text))
+    assert "nested more than 32 levels deep" in err.problem and err.line
+
+
+def test_a_3000_long_extends_chain_is_a_config_error(thresholds_file):
+    def chain(d):
+        types = d["instance_types"]
+        for i in range(3000):
+            types[f"x{i}.large"] = {"extends": f"x{i + 1}.large" if i < 2999 else "cpu"}
+    err = edited(thresholds_file, chain)
+    assert "more than 16 levels of extends" in err.problem and err.key.endswith("/extends") and err.line
+
+
+def test_a_short_extends_chain_still_inherits(thresholds_file):
+    def chain(d):
+        d["instance_types"]["a.large"] = {"extends": "b.large"}
+        d["instance_types"]["b.large"] = {"extends": "cpu", "description": "b"}
+    path = thresholds_file(chain)
+    resolved = thresholds.load(path).resolve("a.large")
+    assert resolved.instance_type.description == "b" and resolved.check("stress.gemm").limits
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+    fifo = tmp_path / "thresholds.yaml"
+    os.mkfifo(fifo)
+    err = load_error(fifo)
+    assert "is a FIFO (named pipe), not a regular file" in err.problem and err.path == str(fifo)

@@ -24,6 +24,15 @@ _TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "
               "profiles"}
 _INHERITED = _TYPE_KEYS - {"aliases", "extends"}
 _LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
+MAX_EXTENDS = 16  # levels of ``extends``; real files use one or two
+DAY_S = 86400.0
+# Every number in the file has a sane range, so nothing huge validates and then overflows at run time.
+RANGES: dict[str, tuple[float, float]] = {
+    "expected_s": (0, DAY_S), "timeout_s": (0, DAY_S), "duration_s": (0.01, DAY_S),
+    "matrix_size": (1, 65536), "memory_fraction": (0.0001, 1), "max_bytes": (1, 1 << 42), "message_bytes": (1, 1 << 42),
+    "level": (1, 4), "cpu_ranks": (1, 1024), "shm_bytes_per_rank": (1, 1 << 40), "gpus": (0, 64), "efa": (0, 64), "nvlinks_per_gpu": (0, 64),
+}
+LIMIT_RANGE = (0.0, 1e9)  # any limit, in any of its units (1e9 GB/s is an exabyte per second)
 
 
 @dataclass(frozen=True)
@@ -75,14 +84,16 @@ class _Doc:
             raise self.fail(parent, key, keypath, f"missing required key {name!r}")
         return node
 
-    def number(self, parent: LineDict, key: str, keypath: str, integer: bool = False) -> float:
+    def number(self, parent: LineDict, key: str, keypath: str, integer: bool = False,
+               bounds: tuple[float, float] = LIMIT_RANGE) -> float:
         value = parent[key]
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok or not math.isfinite(value):
             raise self.fail(parent, key, keypath,
                             f"expected {'a whole number' if integer else 'a number'}, got {_kind(value)}")
-        if value < 0:
-            raise self.fail(parent, key, keypath, f"expected a value >= 0, got {value}")
+        low, high = bounds
+        if not low <= value <= high:
+            raise self.fail(parent, key, keypath, f"expected a value from {low:g} to {high:g}, got {value:g}")
         return value
 
     def text(self, parent: LineDict, key: str, keypath: str) -> str:
@@ -143,7 +154,8 @@ def _timing_values(doc: _Doc, parent: LineDict, check: str, keypath: str, requir
     spec = CATALOGUE[check]
     node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings}, required)
     kinds = {"expected_s": float, "timeout_s": float, **spec.settings}
-    return {key: doc.number(node, key, f"{keypath}/{key}", integer=kinds[key] is int) for key in node}
+    return {key: doc.number(node, key, f"{keypath}/{key}", integer=kinds[key] is int, bounds=RANGES[key])
+            for key in node}
 
 
 def _checked_timing(timing: Timing, doc: _Doc, node: LineDict, keypath: str) -> Timing:
@@ -181,7 +193,7 @@ def _type_profiles(doc: _Doc, node: LineDict, keypath: str,
 def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
                    profiles: dict[str, dict[str, Timing]], gpu_defaults: LineDict | None) -> InstanceType:
     keypath = f"instance_types/{name}"
-    node = _with_ancestors(doc, entries, name, [])
+    node = _with_ancestors(doc, entries, name)
     model_name = node.get("gpu_model")
     if model_name is not None:
         if model_name not in models:
@@ -192,7 +204,7 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
     aliases = own.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise doc.fail(own, "aliases", f"{keypath}/aliases", "expected a list of instance type names")
-    counts = {k: int(doc.number(node, k, f"{keypath}/{k}", integer=True)) if k in node else 0
+    counts = {k: int(doc.number(node, k, f"{keypath}/{k}", integer=True, bounds=RANGES[k])) if k in node else 0
               for k in ("gpus", "efa", "nvlinks_per_gpu")}
     if gpu_defaults is not None and counts["gpus"]:
         node = _merge(gpu_defaults, node)  # every GPU type starts from the shared defaults
@@ -209,18 +221,24 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
                         _type_profiles(doc, node, keypath, profiles))
 
 
-def _with_ancestors(doc: _Doc, entries: LineDict, name: str, seen: list[str]) -> LineDict:
-    keypath = f"instance_types/{name}"
-    node = doc.mapping(entries, name, keypath, _TYPE_KEYS)
-    parent = node.get("extends")
-    if parent is None:
-        return node
-    if parent not in entries:
-        raise doc.fail(node, "extends", f"{keypath}/extends", f"unknown instance type {parent!r}")
-    if parent in seen or parent == name:
-        raise doc.fail(node, "extends", f"{keypath}/extends", f"cycle: {' -> '.join([*seen, name, parent])}")
-    base = _with_ancestors(doc, entries, parent, [*seen, name])
-    return _merge(LineDict({k: v for k, v in base.items() if k in _INHERITED}), node)
+def _with_ancestors(doc: _Doc, entries: LineDict, name: str) -> LineDict:
+    """The type with everything it inherits through ``extends`` (a loop, not recursion: chains are capped)."""
+    chain, nodes = [name], [doc.mapping(entries, name, f"instance_types/{name}", _TYPE_KEYS)]
+    while (parent := nodes[-1].get("extends")) is not None:
+        where = f"instance_types/{chain[-1]}/extends"
+        if not isinstance(parent, str) or parent not in entries:
+            raise doc.fail(nodes[-1], "extends", where, f"unknown instance type {parent!r}")
+        if parent in chain:
+            raise doc.fail(nodes[-1], "extends", where, f"cycle: {' -> '.join([*chain, parent])}")
+        if len(chain) > MAX_EXTENDS:
+            raise doc.fail(nodes[0], "extends", f"instance_types/{name}/extends",
+                           f"more than {MAX_EXTENDS} levels of extends ({' -> '.join(chain[:4])} -> ...)")
+        chain.append(parent)
+        nodes.append(doc.mapping(entries, parent, f"instance_types/{parent}", _TYPE_KEYS))
+    merged = nodes[-1]
+    for node in reversed(nodes[:-1]):
+        merged = _merge(LineDict({k: v for k, v in merged.items() if k in _INHERITED}), node)
+    return merged
 
 
 def _merge(base: LineDict, top: LineDict) -> LineDict:

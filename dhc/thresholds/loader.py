@@ -1,6 +1,7 @@
 """Read a YAML file into plain dicts and lists that remember the line of every key.
 
-Hostile input is refused up front: files over 1 MiB, YAML aliases (no billion-laughs),
+Hostile input is refused up front: anything but a regular file (a FIFO never blocks), files over
+1 MiB, nesting deeper than 32 levels (no RecursionError), YAML aliases (no billion-laughs),
 duplicate keys, non-string keys, and tags other than YAML's plain types.
 """
 
@@ -12,8 +13,10 @@ from typing import Any
 import yaml
 
 from dhc.errors import ConfigError
+from dhc.textfile import FileRefused, read_regular
 
 MAX_BYTES = 1 << 20
+MAX_DEPTH = 32  # nesting levels; thresholds.yaml needs six
 
 
 class LineDict(dict):
@@ -33,11 +36,19 @@ class _Refused(Exception):
 
 
 class _LineLoader(yaml.SafeLoader):
+    depth = 0
+
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _Refused(event.start_mark.line + 1, "YAML aliases (*name) are not supported here")
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:  # refused before Python's recursion limit is near
+                raise _Refused(self.peek_event().start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -61,13 +72,9 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 def load_yaml(path: Path) -> Any:
     """Parse ``path``; every problem becomes a ConfigError naming the file and line."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(str(path), None, "", "file not found") from None
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BYTES:
-        raise ConfigError(str(path), None, "", f"file is {len(raw)} bytes; at most {MAX_BYTES} allowed")
+        raw = read_regular(path, MAX_BYTES)
+    except FileRefused as exc:
+        raise ConfigError(str(path), None, "", exc.problem) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
