@@ -32,6 +32,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "matrix_size": (1, 65536), "memory_fraction": (0.0001, 1), "max_bytes": (1, 1 << 42), "message_bytes": (1, 1 << 42),
     "level": (1, 4), "cpu_ranks": (1, 1024), "shm_bytes_per_rank": (1, 1 << 40), "gpus": (0, 64), "efa": (0, 64), "nvlinks_per_gpu": (0, 64),
 }
+SETTING_RANGE = (0.0, float(1 << 42))  # a check setting not named above: at most 4 TiB, or 4e12 of anything
 LIMIT_RANGE = (0.0, 1e9)  # any limit, in any of its units (1e9 GB/s is an exabyte per second)
 
 
@@ -154,7 +155,8 @@ def _timing_values(doc: _Doc, parent: LineDict, check: str, keypath: str, requir
     spec = CATALOGUE[check]
     node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings}, required)
     kinds = {"expected_s": float, "timeout_s": float, **spec.settings}
-    return {key: doc.number(node, key, f"{keypath}/{key}", integer=kinds[key] is int, bounds=RANGES[key])
+    return {key: doc.number(node, key, f"{keypath}/{key}", integer=kinds[key] is int,
+                              bounds=RANGES.get(key, SETTING_RANGE))
             for key in node}
 
 
