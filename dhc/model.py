@@ -7,6 +7,7 @@ plain JSON-able dicts so results can travel between pytest-xdist workers, the jo
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -72,8 +73,11 @@ class Limit:
         return self.value is not None
 
     def admits(self, value: float, unit: str) -> bool:
+        """Whether ``value`` is within the limit; NaN and infinities never are (outside any limit)."""
         assert self.value is not None, "an uncalibrated limit judges nothing"
         measured = units.convert(value, unit, self.unit)
+        if not math.isfinite(measured):
+            return False
         if self.comparison is Comparison.MIN:
             return measured >= self.value
         if self.comparison is Comparison.MAX:
@@ -106,6 +110,8 @@ class Measurement:
     def judgement(self) -> Judgement:
         if self.limit is None:
             return Judgement.UNLIMITED
+        if not math.isfinite(self.value):  # a NaN throughput is a broken device, whatever the limit
+            return Judgement.OUTSIDE
         if not self.limit.calibrated:
             return Judgement.UNCALIBRATED
         return Judgement.WITHIN if self.limit.admits(self.value, self.unit) else Judgement.OUTSIDE
@@ -133,7 +139,7 @@ class Finding:
 
     @classmethod
     def from_measurement(cls, m: Measurement) -> Finding:
-        assert m.limit is not None and m.limit.calibrated
+        assert m.limit is not None and (m.limit.calibrated or not math.isfinite(m.value))
         value = units.convert(m.value, m.unit, m.limit.unit)  # value and limit in one unit
         return cls(m.check, Status.FAILED, m.describe(), m.limit.action, m.device, m.name,
                    value, m.limit.value, m.limit.unit, m.limit.comparison)
@@ -247,14 +253,32 @@ def _num(value: float | None) -> str:
     return "?" if value is None else f"{value:.6g}"
 
 
+def non_finite(value: float | None) -> str | None:
+    """``"nan"``, ``"inf"`` or ``"-inf"`` for a value JSON cannot hold, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return None
+
+
 def _to_jsonable(obj: Any) -> Any:
+    """Plain JSON types. A non-finite ``value`` (JSON has no NaN) becomes ``null`` plus ``non_finite``."""
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (list, tuple)):
         return [_to_jsonable(x) for x in obj]
     if hasattr(obj, "__dataclass_fields__"):
-        return {f.name: _to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+        out = {f.name: _to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+        odd = non_finite(out.get("value"))
+        if odd:
+            out["value"], out["non_finite"] = None, odd
+        return out
     return obj
+
+
+def _value(d: dict[str, Any]) -> Any:
+    """The value a dict holds, NaN or an infinity again where ``non_finite`` says so."""
+    odd = d.get("non_finite")
+    return float(odd) if odd in ("nan", "inf", "-inf") else d.get("value")
 
 
 def _device(d: dict[str, Any] | None) -> Device | None:
@@ -268,12 +292,12 @@ def _limit(d: dict[str, Any] | None) -> Limit | None:
 
 
 def _measurement(d: dict[str, Any]) -> Measurement:
-    return Measurement(d["check"], d["name"], d["value"], d["unit"], _device(d.get("device")),
+    return Measurement(d["check"], d["name"], _value(d), d["unit"], _device(d.get("device")),
                        _limit(d.get("limit")))
 
 
 def _finding(d: dict[str, Any]) -> Finding:
     cmp = d.get("comparison")
     return replace(Finding(d["check"], Status(d["status"]), d["message"], Action(d["action"])),
-                   device=_device(d.get("device")), metric=d.get("metric"), value=d.get("value"),
+                   device=_device(d.get("device")), metric=d.get("metric"), value=_value(d),
                    limit=d.get("limit"), unit=d.get("unit"), comparison=Comparison(cmp) if cmp else None)

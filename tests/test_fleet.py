@@ -128,3 +128,107 @@ def test_the_fleet_page_runs_without_console_errors_and_filters(synthetic, tmp_p
     subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- hostile trees: NaN and huge values, a FIFO, a symlinked node folder, formula cells -------------
+@pytest.fixture
+def hostile(tmp_path):
+    import random
+    folder = tmp_path / "fleet"
+    fleetgen.write_fleet(folder, 6)
+    rng = random.Random(3)
+
+    def node(name, edit):
+        document = fleetgen.node_report(100 + len(list(folder.iterdir())), rng)
+        edit(document)
+        (folder / name).mkdir()
+        (folder / name / "report.json").write_text(json.dumps(document))  # json.dumps writes NaN literals as given
+
+    def gemm(document):
+        return next(c for c in document["checks"] if c["check"] == "stress.gemm")["measurements"]
+
+    node("nan-field", lambda d: gemm(d)[0].update(value=None, non_finite="nan", judgement="outside"))
+    node("nan-literal", lambda d: gemm(d)[1].update(value=float("nan")))
+    node("huge", lambda d: (gemm(d)[0].update(value=1e308), gemm(d)[1].update(value=-1e308),
+                            gemm(d)[2].update(value=float("inf"))))
+    node("formulas", lambda d: (d["instance"]["instance_id"].update(value="=HYPERLINK(\"http://x\",\"y\")"),
+                                d["verdict"].update(status="Failed", action="Replace", reasons=[
+                                    {"check": "stress.gemm", "status": "Failed", "action": "Replace",
+                                     "message": "@SUM(A1)"}]),
+                                d["instance"]["node_name"].update(value="\t-1+2"),
+                                d["run"].update(duration_s=-2.5)))
+    node("negative-id", lambda d: d["instance"]["instance_id"].update(value="-3"))
+    (folder / "fifo").mkdir()
+    os.mkfifo(folder / "fifo" / "report.json")
+    outside = tmp_path / "elsewhere"
+    fleetgen.write_fleet(outside, 1)
+    (folder / "linked").symlink_to(outside / "node-00000", target_is_directory=True)
+    return folder
+
+
+def test_fleet_review_of_a_hostile_tree(hostile, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with the test extra")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHC_")}
+    proc = subprocess.run([sys.executable, "-m", "dhc", "report", "fleet", str(hostile), "-o", str(tmp_path / "f.html"),
+                           "--json", str(tmp_path / "f.json"), "--csv", str(tmp_path / "f.csv")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    document = json.loads((tmp_path / "f.json").read_text())
+    jsonschema.validate(document, FLEET_SCHEMA)
+    assert document["reports"] == 11  # 6 healthy, 2 NaN, 1 huge, 1 formulas, 1 negative id: every one counted
+    skipped = {Path(s["file"]).relative_to(hostile).parts[0]: s["why"] for s in document["skipped"]}
+    assert skipped == {"fifo": "is a FIFO (named pipe), not a regular file; refused",
+                       "linked": "a symbolic link to a folder; not followed"}
+    [bf16] = [d for d in document["distributions"] if d["metric"] == "tflops_bf16"]
+    assert bf16["non_finite"] == 3 and bf16["count"] == 11 * 8 - 3
+    assert bf16["max"] == 1e308 and bf16["min"] == -1e308 and all(abs(e) <= 1e308 for e in bf16["histogram"]["edges"])
+    page = (tmp_path / "f.html").read_text()
+    assert "<script>" in page and "Fleet review: 11 node reports" in page
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(hostile, tmp_path):
+    document, table = fleet.review([hostile])
+    fleet.write_csv(table, tmp_path / "f.csv")
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    formulas = next(r for r in rows if "HYPERLINK" in r["instance_id"])
+    assert formulas["instance_id"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert formulas["reasons"] == "'@SUM(A1)" and formulas["node"] == "'\t-1+2"
+    assert formulas["duration_s"] == "-2.5"  # a numeric column: a negative number stays a number
+    assert next(r for r in rows if r["instance_id"] in ("-3", "'-3"))["instance_id"] == "-3"  # a plain number
+    for row in rows:
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")) and (
+                not cell.startswith("-") or cell.lstrip("-").replace(".", "", 1).isdigit())
+
+
+@pytest.mark.parametrize(("cell", "safe"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1+1", "'-1+1"), ("@A1", "'@A1"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("-12.5", "-12.5"), ("-1e5", "-1e5"), ("i-0abc", "i-0abc"), ("", ""), (-3.0, -3.0), (None, None),
+])
+def test_neutralise(cell, safe):
+    assert fleet.neutralise(cell) == safe
+
+
+def test_the_fleet_page_allows_only_its_own_script_by_hash(synthetic, tmp_path):
+    import base64
+    import hashlib
+    import re
+
+    from dhc.report.fleet_html import render_fleet
+    page = render_fleet(fleet.review([synthetic])[0])
+    script = re.search(r"<script>(.*?)</script>", page, re.S).group(1)
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1).replace("&#39;", "'")
+    for kind, text in (("script", script), ("style", style)):
+        digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        assert f"{kind}-src 'sha256-{digest}'" in csp
+    assert csp.startswith("default-src 'none'") and "unsafe" not in csp and page.count("<script") == 1
+
+
+def test_fleet_page_escapes_report_text(synthetic, tmp_path):
+    from dhc.report.fleet_html import render_fleet
+    document, _ = fleet.review([synthetic])
+    document["nodes"][0]["instance_id"] = '"><script>alert(1)</script>'
+    document["distributions"][0]["unit"] = '"><img src=x onerror=alert(2)>'
+    page = render_fleet(document)
+    assert page.count("<script") == 1 and "<img" not in page and "&lt;script&gt;alert(1)" in page

@@ -1,7 +1,10 @@
 """The per-node HTML page: written beside every report, escaped, and opened in a real headless Chromium."""
 
+import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +43,9 @@ def test_every_run_writes_the_page_beside_the_json(failed_run):
     assert "<title>dhc Failed: i-0123456789abcdef0 (ml.p5.48xlarge)</title>" in page
     assert "Failed: Replace the instance" in page
     assert "stress.inventory gpu_count: measured 7 count, expected exactly 8 count" in page
-    assert "<script" not in page and "http" not in page.split("</style>")[0]  # self-contained, no network
+    assert "<script" not in page and "://" not in page.split("</style>")[0]  # self-contained, no network
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert csp and "default-src &#39;none&#39;" in csp.group(1) and "script-src" not in csp.group(1)
 
 
 def test_text_from_checks_is_escaped(tmp_path):
@@ -85,3 +90,55 @@ def test_the_page_opens_in_headless_chromium(failed_run, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+XSS = '"><script>alert(1)</script><svg onload="alert(2)'
+
+
+def hostile_report(failed_run, tmp_path):
+    document = json.loads((failed_run / "report.json").read_text())
+    row = next(c for c in document["checks"] if c["measurements"])
+    row["measurements"][0]["judgement"] = XSS
+    row["measurements"][0]["name"] = XSS
+    row["reason"] = XSS
+    document["verdict"]["reasons"][0]["message"] = XSS
+    document["instance"]["node_name"]["value"] = XSS
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_report_show_escapes_a_payload_in_judgement_and_reason(failed_run, tmp_path):
+    """The stored XSS: judgement went into SVG attributes unescaped under |safe."""
+    proc = dhc("report", "show", str(hostile_report(failed_run, tmp_path)), "-o", str(tmp_path / "h.html"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "h.html").read_text()
+    assert "<script" not in page and "onload=" not in page.replace("onload=&#34;", "")
+    assert 'aria-label="unlimited"' in page  # an unknown judgement is drawn as the neutral kind
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown as text, escaped
+
+
+def test_style_is_allowed_by_its_hash_and_nothing_else(failed_run):
+    page = (failed_run / "report.html").read_text()
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1).replace("&#39;", "'")
+    assert f"style-src 'sha256-{digest}'" in csp and "unsafe" not in csp
+
+
+def test_a_nan_measurement_renders_as_nan_without_a_bar(failed_run, tmp_path):
+    document = json.loads((failed_run / "report.json").read_text())
+    row = next(c for c in document["checks"] if c["measurements"])
+    row["measurements"][0].update(value=None, non_finite="nan", judgement="outside")
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps(document))
+    proc = dhc("report", "show", str(path), "-o", str(tmp_path / "nan.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert '<td class="num">nan count</td>' in (tmp_path / "nan.html").read_text()
+
+
+def test_report_show_refuses_a_fifo_at_once(tmp_path):
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    proc = dhc("report", "show", str(fifo))
+    assert proc.returncode == 2 and "is a FIFO (named pipe), not a regular file; refused" in proc.stderr

@@ -103,3 +103,40 @@ def test_a_run_that_ended_early_is_never_passed():
                                                                      Action.REPLACE)])], ended_by="interrupted")
     assert failed.status is Status.FAILED and [r.message for r in failed.reasons] == ["SDC", "run ended early: interrupted"]
     assert node_verdict([], ended_by="collecting failed").reasons[0].message == "run ended early: collecting failed"
+
+
+# -- NaN and infinities: outside any limit, and stored in a way JSON can hold -----------------------
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("comparison", list(Comparison))
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_a_non_finite_value_is_outside_any_limit(comparison, value):
+    limit = Limit(comparison, 1.0, "ratio", "s")
+    assert Measurement("stress.gemm", "relative_to_median", value, "ratio", GPU3, limit).judgement is Judgement.OUTSIDE
+    uncalibrated = Limit(comparison, None, "ratio", "s")
+    assert Measurement("stress.gemm", "x", value, "ratio", GPU3, uncalibrated).judgement is Judgement.OUTSIDE
+
+
+@pytest.mark.parametrize(("value", "word"), [(NAN, "nan"), (INF, "inf"), (-INF, "-inf")])
+def test_a_non_finite_measurement_round_trips_through_strict_json(value, word):
+    import json
+    limit = Limit(Comparison.MIN, 700, "TFLOP/s", "s")
+    m = Measurement("stress.gemm", "tflops_bf16", value, "TFLOP/s", GPU3, limit)
+    finding = Finding.from_measurement(m)
+    result = CheckResult("stress.gemm", "InstanceStress", Status.FAILED, finding.message, (GPU3,), (m,), (finding,))
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # the journal's and the report's rule
+    row = data["measurements"][0]
+    assert (row["value"], row["non_finite"], row["judgement"]) == (None, word, "outside")
+    assert (data["findings"][0]["value"], data["findings"][0]["non_finite"]) == (None, word)
+    assert f"measured {word} TFLOP/s, expected minimum 700 TFLOP/s" in finding.message
+    back = CheckResult.from_dict(data)
+    assert repr(back.measurements[0].value) == repr(value) and back.measurements[0].judgement is Judgement.OUTSIDE
+    verdict = node_verdict([back]).to_dict()
+    assert verdict["status"] == "Failed" and json.dumps(verdict, allow_nan=False)
+
+
+def test_finite_values_carry_no_non_finite_field():
+    m = Measurement("stress.gemm", "tflops_bf16", 790.0, "TFLOP/s", GPU3, Limit(Comparison.MIN, 700, "TFLOP/s", "s"))
+    row = CheckResult("stress.gemm", "InstanceStress", Status.PASSED, measurements=(m,)).to_dict()["measurements"][0]
+    assert row["value"] == 790.0 and "non_finite" not in row

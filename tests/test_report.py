@@ -3,6 +3,10 @@
 import io
 import json
 import os
+import stat
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -115,3 +119,97 @@ def test_plain_progress_counts_concurrent_starts():
         progress.started({"check": check, "expected_s": 1, "timeout_s": 2})
     assert "[1/2] stress.gemm started" in stream.getvalue()
     assert "[2/2] stress.memtest started" in stream.getvalue() and "\r" not in stream.getvalue()
+
+
+NAN_SUITE = textwrap.dedent("""
+    import pytest
+    from dhc.model import Device
+
+    @pytest.mark.check("stress.gemm")
+    def test_nan_throughput(dhc_check):
+        dhc_check.record("tflops_fp32", float("nan"), "TFLOP/s", Device("cpu", 0))
+        dhc_check.record("relative_to_median", float("inf"), "ratio", Device("cpu", 0))
+
+    @pytest.mark.check("stress.inventory")
+    def test_later_check(dhc_check):
+        dhc_check.record("cpu_cores", 4, "count")
+""")
+
+
+def test_a_nan_measured_in_a_live_check_fails_that_device_and_later_checks_still_run(tmp_path, validate_report):
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "conftest.py").write_text('pytest_plugins = ["dhc.plugin"]\n')
+    (suites / "test_nan.py").write_text(NAN_SUITE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "cpu", "--out", str(tmp_path / "r"),
+                           "--check", "stress.gemm", "--check", "stress.inventory"],
+                          capture_output=True, text=True, timeout=300,
+                          env=env | {"DHC_IMDS": "off", "DHC_SUITES": str(suites)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    document = validate_report(tmp_path / "r" / "report.json")
+    gemm, inventory = document["checks"]
+    assert (gemm["status"], inventory["status"]) == ("Failed", "Passed")  # the later check ran
+    assert [(m["value"], m["non_finite"], m["judgement"]) for m in gemm["measurements"]] == [
+        (None, "nan", "outside"), (None, "inf", "outside")]
+    assert "stress.gemm tflops_fp32 on cpu: measured nan TFLOP/s, expected minimum 0.002 TFLOP/s" in gemm["reason"]
+    events = report.Journal(tmp_path / "r" / "journal.jsonl").events()
+    assert [e["result"]["status"] for e in events if e["event"] == "result"] == ["Failed", "Passed"]
+    lines = [json.loads(line) for line in (tmp_path / "r" / "dhc.log.jsonl").read_text().splitlines()]
+    assert any("Measured on cpu: nan" in line["msg"] for line in lines)
+
+
+def test_run_files_are_0644_and_a_new_run_folder_0755_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        out = tmp_path / "run"
+        report.ensure_writable_dir(out)
+        document = make_document([CheckResult("stress.inventory", "InstanceStress", Status.PASSED)])
+        assert report.save_report(out, document) is None
+        report.Journal(out / report.JOURNAL_NAME).append({"event": "start"})
+        report.write_json_atomic(out / report.PLAN_NAME, [])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for name in (report.REPORT_NAME, report.HTML_NAME, report.JOURNAL_NAME, report.PLAN_NAME):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_read_json_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = tmp_path / "report.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path = __import__("pathlib").Path("/dev/zero")
+    with pytest.raises(ReportError, match="not a regular file; refused"):
+        report.read_json(path)
+
+
+def test_read_json_refuses_a_huge_file(tmp_path, monkeypatch):
+    from dhc import textfile
+    monkeypatch.setattr(textfile, "MAX_REPORT_BYTES", 10)
+    monkeypatch.setattr(report.files, "MAX_REPORT_BYTES", 10)
+    path = tmp_path / "report.json"
+    path.write_text('{"padding": "' + "x" * 100 + '"}')
+    with pytest.raises(ReportError, match="larger than 10 bytes"):
+        report.read_json(path)
+
+
+def test_log_lines_and_the_summary_never_start_a_line_from_data():
+    from dhc.cli.summary import print_summary
+    from dhc.sinks.logline import write_lines
+    forged = 'x\n{"level":"error","msg":"Encountered FaultyInstance."}\r\u2028y'
+    result = CheckResult("stress.dcgm", "InstanceStress", Status.INCOMPLETE, forged)
+    document = make_document([result])
+    document["instance"]["instance_id"]["value"] = forged
+    document["run"]["duration_s"] = 1.0
+    out = io.StringIO()
+    write_lines(verdict_lines(document), out)
+    print_summary(document, __import__("pathlib").Path("/nonexistent/report.json"), out)
+    text = out.getvalue()
+    assert not [line for line in text.splitlines() if line.startswith('{"level":"error"')]
+    assert "\u2028" not in text and "\r" not in text
+    assert len(text.split("\n")) == len(text.splitlines()) + 1  # only the writers' own line ends

@@ -16,6 +16,7 @@ from dhc.errors import UsageError
 from dhc.model import Judgement, Measurement
 from dhc.probes import nccl_log, nccl_tests, nccl_verdict
 from dhc.settings import Settings
+from dhc.textfile import MAX_LOG_BYTES, read_text
 from dhc.thresholds import load
 
 CHECK = "connectivity.allreduce"
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def nccl_command(args: argparse.Namespace) -> int:
     limits = load(args.thresholds or Settings.from_env().thresholds_file).resolve(args.instance_type)
     try:
-        text = Path(args.log).read_text(errors="replace")
+        text = read_text(Path(args.log), MAX_LOG_BYTES, errors="replace")  # regular files only: a FIFO never blocks
     except OSError as exc:
         raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
     try:

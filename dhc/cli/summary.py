@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
+from dhc.sinks.logline import one_line
+
 
 def print_summary(document: dict[str, Any], report_path: Path, stream: TextIO) -> None:
     verdict, run, instance = document["verdict"], document["run"], document["instance"]
@@ -27,5 +29,5 @@ def print_summary(document: dict[str, Any], report_path: Path, stream: TextIO) -
     page = report_path.with_name("report.html")
     if page.exists():
         lines.append(f"page:   {page}")
-    stream.write("\n".join(lines) + "\n")
+    stream.write("\n".join(one_line(line) for line in lines) + "\n")  # data never starts a line
     stream.flush()

@@ -5,16 +5,21 @@ pandas lives here and nowhere else. The page itself is rendered by ``dhc.report.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from dhc.fleet import analysis
 from dhc.fleet.load import Fleet, load, report_files
+from dhc.report.files import write_text_atomic
 
 __all__ = ["Fleet", "load", "report_files", "review", "write_csv"]
 
-FLEET_SCHEMA_VERSION = "1.0"
+FLEET_SCHEMA_VERSION = "1.1"  # 1.1 added distributions[].non_finite
 
 
 def review(paths: list[Path], k: float = 3.5) -> tuple[dict[str, Any], Any]:
@@ -37,17 +42,37 @@ def review(paths: list[Path], k: float = 3.5) -> tuple[dict[str, Any], Any]:
     return document, table
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
 def write_csv(table: Any, path: Path) -> None:
-    table.to_csv(path, index=False)
+    """The node table as CSV that a spreadsheet opens without running anything (OWASP CSV injection).
+
+    A text cell that starts with ``= + - @``, a tab or a carriage return gets a leading single quote,
+    unless it is a plain number (``-12.5``); numeric columns are written as numbers, so negative
+    numbers stay numbers.
+    """
+    safe = table.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(neutralise).astype(object)
+    write_text_atomic(path, safe.to_csv(index=False))
+
+
+def neutralise(cell: Any) -> Any:
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars and NaN into JSON's types."""
+    """numpy scalars, NaN and infinities into JSON's types (None for what JSON cannot hold)."""
     out = {}
     for key, value in row.items():
         if hasattr(value, "item"):
             value = value.item()
-        if isinstance(value, float) and value != value:  # NaN
+        if isinstance(value, float) and not math.isfinite(value):
             value = None
         out[key] = value
     return out

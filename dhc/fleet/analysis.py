@@ -36,7 +36,7 @@ def failed_checks(fleet: Fleet) -> list[dict[str, Any]]:
 
 def outliers(fleet: Fleet, k: float = 3.5) -> pd.DataFrame:
     m = fleet.measurements
-    judged = m[m["comparison"].isin(["min", "max"])].copy()
+    judged = m[m["comparison"].isin(["min", "max"]) & np.isfinite(m["value"].astype(float))].copy()
     if judged.empty:
         return judged.assign(median=[], robust_z=[])
     keys = ["instance_type", "check", "metric"]
@@ -52,20 +52,37 @@ def outliers(fleet: Fleet, k: float = 3.5) -> pd.DataFrame:
 
 
 def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
+    """Per type, check, metric and unit: percentiles and a histogram of the finite values.
+
+    NaN and infinite values (a broken device's reading) are left out of the figures and counted in
+    ``non_finite``; their nodes still count everywhere else. Figures are computed on values scaled
+    by the largest magnitude, so 1e308 next to -1e308 cannot overflow.
+    """
     out = []
     for (itype, check, metric, unit), group in fleet.measurements.groupby(["instance_type", "check", "metric", "unit"]):
         values = group["value"].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            continue  # nothing to draw; the nodes still count in the tables
         limits = group["limit"].dropna()
         limit = float(limits.iloc[0]) if not limits.empty else None
         limit_unit = group["limit_unit"].dropna().iloc[0] if not limits.empty else None
-        counts_, edges = np.histogram(values, bins=min(bins, max(1, len(np.unique(values)))))
-        out.append({"instance_type": itype, "check": check, "metric": metric, "unit": unit, "count": int(values.size),
-                    "min": float(values.min()), "p5": float(np.percentile(values, 5)),
-                    "median": float(np.median(values)), "p95": float(np.percentile(values, 95)),
-                    "max": float(values.max()), "limit": limit, "limit_unit": limit_unit,
-                    "comparison": group["comparison"].dropna().iloc[0] if not limits.empty else None,
-                    "histogram": {"counts": [int(c) for c in counts_], "edges": [float(e) for e in edges]}})
+        out.append({"instance_type": itype, "check": check, "metric": metric, "unit": unit, "count": int(finite.size),
+                    "non_finite": int(values.size - finite.size), **_figures(finite, bins),
+                    "limit": limit, "limit_unit": limit_unit,
+                    "comparison": group["comparison"].dropna().iloc[0] if not limits.empty else None})
     return out
+
+
+def _figures(values: np.ndarray, bins: int) -> dict[str, Any]:
+    scale = float(np.abs(values).max()) or 1.0
+    scaled = values / scale
+    counts_, edges = np.histogram(scaled, bins=min(bins, max(1, len(np.unique(scaled)))))
+    return {"min": float(values.min()), "p5": float(np.percentile(scaled, 5)) * scale,
+            "median": float(np.median(scaled)) * scale, "p95": float(np.percentile(scaled, 95)) * scale,
+            "max": float(values.max()),
+            "histogram": {"counts": [int(c) for c in counts_],
+                          "edges": [float(e) * scale for e in np.clip(edges, -1.0, 1.0)]}}
 
 
 def node_table(fleet: Fleet, suspects: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck, Status, node_verdict
 from dhc.thresholds import InstanceLimits
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 added the optional non_finite field
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "report-v1.schema.json"
 
 

@@ -2,6 +2,10 @@
 
 The journal is written as checks start and finish, so a run that dies still leaves every
 finished result on disk; the report is replaced in one rename, so it is never half written.
+
+Permissions are deliberate, whatever the umask: every file of a run is 0644 and a run folder dhc
+creates is 0755. A report holds no secret (instance IDs, measurements, versions), and the person
+or fleet review that reads it is often not the root that wrote it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import ReportError
+from dhc.textfile import MAX_REPORT_BYTES, FileRefused, read_text
 
 REPORT_NAME = "report.json"
 JOURNAL_NAME = "journal.jsonl"
 PLAN_NAME = "plan.json"
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -31,6 +38,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -44,18 +52,21 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON document from a regular file of at most 64 MiB (a FIFO or device is refused, never waited on)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(read_text(path, MAX_REPORT_BYTES))
+    except FileRefused as exc:
+        raise ReportError(str(exc)) from None
+    except (ValueError, RecursionError) as exc:
         raise ReportError(f"{path}: not a readable JSON document ({exc})") from None
 
 
 def ensure_writable_dir(path: Path) -> None:
     """Fail before any check runs if the output folder cannot take files."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.mkdir(parents=True)
+            path.chmod(DIR_MODE)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".dhc-write-test.", delete=True)
         probe.close()
     except OSError as exc:
@@ -68,7 +79,9 @@ class Journal:
 
     def append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, allow_nan=False, separators=(",", ":")) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            os.fchmod(fd, FILE_MODE)
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())

@@ -2,14 +2,23 @@
 
 A verdict banner with the instance and the action, the reasons, one row per check, and every
 measurement drawn as an inline SVG bar against its limit.
+
+Nothing from a report is ever marked safe: Python computes only numbers (``bar``), the templates
+write every attribute and text through autoescape. Each page carries a Content-Security-Policy
+that allows nothing but its own stylesheet (and, on the fleet page, its own script) by hash, so
+even a markup bug could run no injected script and load nothing from the network.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from dhc import units
 from dhc.errors import ReportError
@@ -19,10 +28,36 @@ from dhc.report.files import read_json, write_text_atomic
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 BAR_WIDTH = 220
+JUDGEMENTS = ("within", "outside", "uncalibrated", "unlimited")
+
+
+@dataclass(frozen=True)
+class PageAssets:
+    """A page's own stylesheet and script (files shipped with dhc, not data) and the CSP allowing only them."""
+
+    style: Markup
+    script: Markup
+    csp: str
+
+
+def assets(style_file: str, script_file: str | None = None) -> PageAssets:
+    folder = Path(__file__).parent / "templates"
+    style = (folder / style_file).read_text(encoding="utf-8")
+    script = (folder / script_file).read_text(encoding="utf-8") if script_file else ""
+    policy = ["default-src 'none'", f"style-src '{_sha256(style)}'", "img-src data:", "base-uri 'none'",
+              "form-action 'none'"]
+    if script:
+        policy.insert(2, f"script-src '{_sha256(script)}'")
+    return PageAssets(Markup(style), Markup(script), "; ".join(policy))  # noqa: S704 (our files, not data)
+
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
 def render_node(document: dict[str, Any]) -> str:
-    return TEMPLATES.get_template("node.html.j2").render(**document, device_label=device_label, number=number, bar=bar)
+    return TEMPLATES.get_template("node.html.j2").render(**document, device_label=device_label, number=number, bar=bar,
+                                                         page=assets("node.css"))
 
 
 def write_node(document: dict[str, Any], path: Path) -> Path:
@@ -53,29 +88,36 @@ def device_label(device: dict[str, Any] | None) -> str:
 
 
 def number(value: float | None) -> str:
-    if value is None:
-        return "—"
+    if _finite(value) is None:
+        return "—" if value is None else str(value)
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def bar(measurement: dict[str, Any]) -> str:
-    """An SVG bar of the measured value, with the limit as a dark tick (scaled to fit both)."""
-    value, judgement = float(measurement["value"]), measurement["judgement"]
-    limit = _limit_in_measured_unit(measurement)
-    scale = max(abs(value), limit or 0.0, 1e-12) * 1.15
-    width = max(1.0, abs(value) / scale * BAR_WIDTH)
-    tick = "" if limit is None else (f'<line x1="{limit / scale * BAR_WIDTH:.1f}" x2="{limit / scale * BAR_WIDTH:.1f}" '
-                                     f'y1="0" y2="16" stroke="#1f2328" stroke-width="2"/>')
-    return (f'<svg class="bar" width="{BAR_WIDTH}" height="16" role="img" aria-label="{judgement}">'
-            f'<rect x="0" y="3" width="{BAR_WIDTH}" height="10" fill="#eaeef2"/>'
-            f'<rect class="value {judgement}" x="0" y="3" width="{width:.1f}" height="10"/>{tick}</svg>')
+def bar(measurement: dict[str, Any]) -> dict[str, Any]:
+    """Where to draw a measurement's bar and its limit's tick (the template draws them, escaped).
+
+    A value that is no finite number (NaN, infinite, or not a number at all) gets no bar.
+    """
+    judgement = measurement.get("judgement")
+    value = _finite(measurement.get("value"))
+    limit = _finite(_limit_in_measured_unit(measurement))
+    scale = max(abs(value or 0.0), abs(limit or 0.0), 1e-12) * 1.15
+    return {"width": BAR_WIDTH, "judgement": judgement if judgement in JUDGEMENTS else "unlimited",
+            "value": None if value is None else f"{max(1.0, abs(value) / scale * BAR_WIDTH):.1f}",
+            "tick": None if limit is None else f"{abs(limit) / scale * BAR_WIDTH:.1f}"}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if abs(value) < float("inf") else None  # NaN fails the comparison too
 
 
 def _limit_in_measured_unit(measurement: dict[str, Any]) -> float | None:
     limit = measurement.get("limit")
-    if not limit or limit.get("value") is None:
+    if not isinstance(limit, dict) or _finite(limit.get("value")) is None:
         return None
     try:
         return units.convert(float(limit["value"]), limit["unit"], measurement["unit"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError, OverflowError):
         return None

@@ -1,5 +1,7 @@
 """JSON log lines for a verdict, in the shape HyperPod users already parse.
 
+Every line is one JSON object on one physical line: ``json.dumps`` escapes newlines and, with
+``ensure_ascii``, U+2028/U+2029, so no value (an instance ID, a reason) can start a forged line.
 One ``error`` line per failure (``Encountered FaultyInstance. Replace the Instance. ...``), one
 ``warning`` line per reason a check could not decide, plus machine-readable fields.
 """
@@ -7,6 +9,8 @@ One ``error`` line per failure (``Encountered FaultyInstance. Replace the Instan
 from __future__ import annotations
 
 import json
+import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -63,7 +67,9 @@ def write_lines(lines: list[dict[str, Any]], stream: TextIO, log_file: Path | No
     stream.write(text)
     stream.flush()
     if log_file is not None and text:
-        with open(log_file, "a", encoding="utf-8") as handle:
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # as every run file
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            os.fchmod(fd, 0o644)
             handle.write(text)
 
 
@@ -73,8 +79,21 @@ def _detail(reason: dict[str, Any]) -> str:
         relation, bound = _DIRECTION[comparison]
         on = f" on {_device_label(reason.get('device'))}" if reason.get("device") else ""
         return (f"{reason['check']} {reason['metric']} has {relation} than threshold: Expected {bound} "
-                f"threshold :{reason['limit']:g} {reason['unit']},Measured{on}: {reason['value']:g}")
+                f"threshold :{_g(reason.get('limit'))} {reason['unit']},Measured{on}: "
+                f"{reason.get('non_finite') or _g(reason.get('value'))}")
     return reason["message"]
+
+
+def _g(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: object) -> str:
+    """``text`` with every line break and control character escaped (``\\n``), so data never starts a line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def _device_label(device: dict[str, Any] | None) -> str | None:
