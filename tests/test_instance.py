@@ -252,3 +252,22 @@ def test_settings_refuse_what_would_fail_later(env, named):
 def test_settings_accept_real_rendezvous(rendezvous):
     got = Settings.from_env({"DHC_NODES": "2", "JOB_COMPLETION_INDEX": "1", "DHC_RENDEZVOUS": rendezvous})
     assert (got.nodes, got.node_index, got.rendezvous) == (2, 1, rendezvous)
+
+
+@pytest.mark.parametrize(("args", "env", "words"), [
+    ([], {"DHC_NODES": "\u00b2"}, "DHC_NODES: expected a whole number from 1 to 4096, got '\u00b2'"),
+    ([], {"DHC_NODES": "2", "DHC_NODE_INDEX": "2", "DHC_RENDEZVOUS": "127.0.0.1:29500"},
+     "DHC_NODE_INDEX=2 is not a node of DHC_NODES=2"),
+    ([], {"DHC_NODES": "2", "DHC_RENDEZVOUS": "127.0.0.1"}, "DHC_RENDEZVOUS: expected HOST:PORT"),
+    (["--instance-id", 'i-0123456789abcdef0\n{"level":"error"}'], {}, "--instance-id: expected i- and 8 or 17 hex"),
+    (["--instance-type", "cpu\n"], {}, "--instance-type: expected an instance type"),
+])
+def test_dhc_run_refuses_before_anything_runs(tmp_path, args, env, words):
+    import os
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "JOB_"))}
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--out", str(tmp_path / "r"), *args],
+                          capture_output=True, text=True, timeout=120, env=base | {"DHC_IMDS": "off", **env})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert words in proc.stderr and not (tmp_path / "r").exists()  # refused before the run folder was made
