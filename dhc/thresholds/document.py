@@ -14,17 +14,13 @@ from dhc import units
 from dhc.errors import ConfigError
 from dhc.model import Action, Comparison, Limit
 from dhc.thresholds.catalogue import CATALOGUE, CheckSpec
+from dhc.thresholds.inherit import INHERITED, MAX_EXTENDS, MODEL_KEYS, TYPE_KEYS, merge
 from dhc.thresholds.loader import LineDict
 
 PROFILES = ("quick", "full")
 _TOP_KEYS = {"schema_version", "profiles", "gpu_defaults", "gpu_models", "instance_types"}
 _OPTIONAL_TOP = {"gpu_defaults"}
-_MODEL_KEYS = {"description", "name", "memory_gib", "checks"}
-_TYPE_KEYS = {"description", "aliases", "extends", "gpu_model", "gpus", "efa", "nvlinks_per_gpu", "checks",
-              "profiles"}
-_INHERITED = _TYPE_KEYS - {"aliases", "extends"}
 _LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
-MAX_EXTENDS = 16  # levels of ``extends``; real files use one or two
 DAY_S = 86400.0
 # Every number in the file has a sane range, so nothing huge validates and then overflows at run time.
 RANGES: dict[str, tuple[float, float]] = {
@@ -116,7 +112,7 @@ def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, 
     profiles = _profiles(doc, top)
     models = doc.mapping(top, "gpu_models", "gpu_models")
     for name in models:
-        doc.mapping(models, name, f"gpu_models/{name}", _MODEL_KEYS)
+        doc.mapping(models, name, f"gpu_models/{name}", MODEL_KEYS)
     gpu_defaults = doc.mapping(top, "gpu_defaults", "gpu_defaults", {"checks"}) if "gpu_defaults" in top else None
     entries = doc.mapping(top, "instance_types", "instance_types")
     types = {name: _instance_type(doc, entries, name, models, profiles, gpu_defaults) for name in entries}
@@ -201,7 +197,7 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
         if model_name not in models:
             raise doc.fail(node, "gpu_model", f"{keypath}/gpu_model",
                            f"unknown GPU model {model_name!r}; known: {', '.join(models) or 'none'}")
-        node = _merge(models[model_name], node)
+        node = merge(models[model_name], node)
     own = entries[name]
     aliases = own.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
@@ -209,7 +205,7 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
     counts = {k: int(doc.number(node, k, f"{keypath}/{k}", integer=True, bounds=RANGES[k])) if k in node else 0
               for k in ("gpus", "efa", "nvlinks_per_gpu")}
     if gpu_defaults is not None and counts["gpus"]:
-        node = _merge(gpu_defaults, node)  # every GPU type starts from the shared defaults
+        node = merge(gpu_defaults, node)  # every GPU type starts from the shared defaults
     checks = _checks(doc, node, keypath) if "checks" in node else {}
     if counts["gpus"]:
         _derive_count(checks, "stress.inventory", "gpu_count", counts["gpus"], f"{name}: {counts['gpus']} GPUs")
@@ -225,7 +221,7 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
 
 def _with_ancestors(doc: _Doc, entries: LineDict, name: str) -> LineDict:
     """The type with everything it inherits through ``extends`` (a loop, not recursion: chains are capped)."""
-    chain, nodes = [name], [doc.mapping(entries, name, f"instance_types/{name}", _TYPE_KEYS)]
+    chain, nodes = [name], [doc.mapping(entries, name, f"instance_types/{name}", TYPE_KEYS)]
     while (parent := nodes[-1].get("extends")) is not None:
         where = f"instance_types/{chain[-1]}/extends"
         if not isinstance(parent, str) or parent not in entries:
@@ -236,34 +232,10 @@ def _with_ancestors(doc: _Doc, entries: LineDict, name: str) -> LineDict:
             raise doc.fail(nodes[0], "extends", f"instance_types/{name}/extends",
                            f"more than {MAX_EXTENDS} levels of extends ({' -> '.join(chain[:4])} -> ...)")
         chain.append(parent)
-        nodes.append(doc.mapping(entries, parent, f"instance_types/{parent}", _TYPE_KEYS))
+        nodes.append(doc.mapping(entries, parent, f"instance_types/{parent}", TYPE_KEYS))
     merged = nodes[-1]
     for node in reversed(nodes[:-1]):
-        merged = _merge(LineDict({k: v for k, v in merged.items() if k in _INHERITED}), node)
-    return merged
-
-
-def _merge(base: LineDict, top: LineDict) -> LineDict:
-    """``top`` over ``base``; checks merge per check id, and limits per metric."""
-    merged = _overlay(LineDict({k: v for k, v in base.items() if k in _INHERITED | _MODEL_KEYS}), top)
-    merged.key_lines = {**getattr(base, "key_lines", {}), **merged.key_lines}
-    if isinstance(base.get("checks"), LineDict) and isinstance(top.get("checks"), LineDict):
-        checks = _overlay(base["checks"], top["checks"])
-        for check, entry in top["checks"].items():
-            below = base["checks"].get(check)
-            if isinstance(below, LineDict) and isinstance(entry, LineDict):
-                checks[check] = _overlay(below, entry)
-                if isinstance(below.get("limits"), LineDict) and isinstance(entry.get("limits"), LineDict):
-                    checks[check]["limits"] = _overlay(below["limits"], entry["limits"])
-        merged["checks"] = checks
-    return merged
-
-
-def _overlay(base: LineDict, top: LineDict) -> LineDict:
-    """One level of ``top`` over ``base``, keeping the line of every key where it was written."""
-    merged = LineDict(base | top)
-    merged.line = top.line
-    merged.key_lines = {**getattr(base, "key_lines", {}), **getattr(top, "key_lines", {})}
+        merged = merge(LineDict({k: v for k, v in merged.items() if k in INHERITED}), node)
     return merged
 
 
