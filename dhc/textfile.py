@@ -34,7 +34,7 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
         _require_regular(path, os.stat(path).st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise FileRefused(path, "file not found") from None
+        raise FileRefused(path, "cannot read: file not found") from None
     except OSError as exc:
         raise FileRefused(path, f"cannot read: {exc.strerror or exc}") from None
     try:
