@@ -1,11 +1,23 @@
 """The pytest plugin end to end (pytester): outcomes map to statuses, the report is always valid."""
 
 import json
+import re
 import textwrap
 
 import pytest
 
+from dhc.thresholds import CATALOGUE
+
 CONFTEST = 'pytest_plugins = ["dhc.plugin"]\n'
+
+
+def selection_for(files: dict[str, str], args: tuple[str, ...]) -> list[str]:
+    """--dhc-check for each check the files implement, unless the test selects itself: a run's plan
+    must cover its selection, and these tests are about one check at a time, not a whole suite."""
+    if any(a.startswith(("--dhc-check", "--dhc-suite", "--no-auto-selection")) for a in args):
+        return []
+    checks = re.findall(r"mark\.check\(['\"]([^'\"]+)['\"]\)", "".join(files.values()))
+    return [f"--dhc-check={c}" for c in dict.fromkeys(checks) if c in CATALOGUE]
 
 
 @pytest.fixture
@@ -23,7 +35,8 @@ def suite(pytester, thresholds_file, validate_report):
         pytester.makepyfile(**{name: textwrap.dedent(body) for name, body in files.items()})
         out = pytester.path / "out"
         argv = ["-p", "no:cacheprovider", f"--dhc-out={out}", f"--dhc-thresholds={thresholds}",
-                f"--dhc-instance-type={instance_type}", *args]
+                f"--dhc-instance-type={instance_type}", *selection_for(files, args),
+                *[a for a in args if a != "--no-auto-selection"]]
         outcome = (pytester.runpytest_inprocess if inprocess else pytester.runpytest_subprocess)(*argv)
         path = out / "report.json"
         return outcome, (validate_report(path) if path.exists() else None)
@@ -198,8 +211,10 @@ def test_selection_by_check_and_suite(suite):
     _, report = suite({"test_a": source}, "--dhc-check=stress.inventory")
     assert statuses(report) == {"stress.inventory": "Passed"}
     assert report["run"]["selection"]["checks"] == ["stress.inventory"]
-    _, report = suite({"test_a": source}, "--dhc-suite=InstanceConnectivity")
-    assert statuses(report) == {"connectivity.allreduce": "Passed"}
+    outcome, report = suite({"test_a": source}, "--dhc-suite=InstanceConnectivity")
+    assert statuses(report) == {"connectivity.allreduce": "Passed", "connectivity.efa": "Incomplete",
+                                "connectivity.pairwise": "Incomplete"}  # selected, never planned
+    assert outcome.ret == 3
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -261,3 +276,85 @@ def test_a_crashed_xdist_worker_is_incomplete(suite):
     assert outcome.ret == 3
     gemm = next(c for c in report["checks"] if c["check"] == "stress.gemm")
     assert gemm["status"] == "Incomplete" and "crash" in gemm["reason"]
+
+
+# -- the plan covers the selection -------------------------------------------------------------------
+TWO_CHECKS = PASSING + """
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check, dhc_devices):
+        dhc_check.record("tflops_fp32", 0.05, "TFLOP/s", dhc_devices[0])
+        dhc_check.record("relative_to_median", 1.0, "ratio", dhc_devices[0])
+"""
+
+
+def test_a_selected_check_left_out_by_k_is_incomplete_naming_it(suite):
+    outcome, report = suite({"test_a": TWO_CHECKS}, "-k", "inventory")
+    assert outcome.ret == 3
+    assert statuses(report) == {"stress.inventory": "Passed", "stress.gemm": "Incomplete"}
+    [reason] = report["verdict"]["reasons"]
+    assert reason["check"] == "stress.gemm" and "selected but not planned" in reason["message"]
+    assert report["run"]["selection"]["checks"] == ["stress.inventory", "stress.gemm"]
+
+
+def test_pytest_addopts_narrowing_a_run_by_hand_is_incomplete(suite, monkeypatch):
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-k inventory")
+    outcome, report = suite({"test_a": TWO_CHECKS}, inprocess=False)
+    assert outcome.ret == 3 and statuses(report)["stress.gemm"] == "Incomplete"
+
+
+def test_no_selection_means_every_check_must_be_planned(suite):
+    outcome, report = suite({"test_a": PASSING}, "--no-auto-selection")
+    assert outcome.ret == 3
+    missing = {r["check"] for r in report["verdict"]["reasons"]}
+    assert missing == {"stress.gemm", "stress.memtest", "stress.dcgm", "connectivity.efa",
+                       "connectivity.allreduce", "connectivity.pairwise"}
+    outcome.stdout.fnmatch_lines(["*Incomplete: connectivity.pairwise was selected but not planned*"])
+
+
+def test_plan_coverage_holds_under_xdist(suite):
+    outcome, report = suite({"test_a": TWO_CHECKS}, "-n", "2", "-k", "inventory", inprocess=False)
+    assert outcome.ret == 3, outcome.stdout.str()
+    assert statuses(report) == {"stress.inventory": "Passed", "stress.gemm": "Incomplete"}
+
+
+# -- checks that use the devices never run at once -----------------------------------------------------
+DEVICE_CHECKS = """
+    import os, pathlib, pytest
+
+    def note(name, dhc_check, dhc_devices):
+        pathlib.Path(name).write_text(os.environ["PYTEST_XDIST_WORKER"])
+        dhc_check.record("relative_to_median", 1.0, "ratio", dhc_devices[0])
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm_a(dhc_check, dhc_devices):
+        note("gemm_a", dhc_check, dhc_devices)
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm_b(dhc_check, dhc_devices):
+        note("gemm_b", dhc_check, dhc_devices)
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm_c(dhc_check, dhc_devices):
+        note("gemm_c", dhc_check, dhc_devices)
+"""
+
+
+@pytest.mark.parametrize("dist", ["load", "loadgroup", "worksteal"])
+def test_device_checks_share_one_worker_under_xdist(suite, pytester, dist):
+    outcome, report = suite({"test_a": DEVICE_CHECKS}, "-n", "3", "--dist", dist, inprocess=False)
+    workers = {(pytester.path / name).read_text() for name in ("gemm_a", "gemm_b", "gemm_c")}
+    assert len(workers) == 1, workers  # one after another on one worker, never side by side
+    assert [c["status"] for c in report["checks"]] == ["Passed"] * 3
+
+
+def test_scope_of_an_unknown_node_is_the_device_group():
+    from dhc.plugin.schedule import DEVICE_GROUP, scope_of
+
+    assert scope_of("t.py::test_inventory", "stress.inventory") == "t.py::test_inventory"
+    assert scope_of("t.py::test_gemm", "stress.gemm") == scope_of("t.py::test_x", None) == DEVICE_GROUP
+
+
+def test_xdist_each_is_refused(suite):
+    outcome, report = suite({"test_a": PASSING}, "-n", "2", "--dist", "each", inprocess=False)
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR and report is None
+    outcome.stderr.fnmatch_lines(["*-n 2 with --dist each would run dhc's checks that use the devices*"])

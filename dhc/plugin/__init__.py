@@ -15,7 +15,7 @@ import pytest
 from dhc.errors import CheckIncomplete, NotApplicable
 from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck
-from dhc.plugin import outcomes, timeouts
+from dhc.plugin import outcomes, schedule, timeouts
 from dhc.plugin.options import add_options
 from dhc.plugin.recorder import CheckRecorder
 from dhc.plugin.session import DhcRun
@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = DhcRun(config)
     config.stash[RUN_KEY] = run
     if not run.is_worker:
+        schedule.require_exclusive_devices(config)
         run.previous_sigterm = timeouts.sigterm_as_interrupt()
         config.pluginmanager.register(_Controller(run), "dhc-controller")
         if config.pluginmanager.hasplugin("xdist"):
@@ -77,6 +78,13 @@ class _XdistController:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput.update(self.run.worker_input_for_node())
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        return schedule.device_exclusive(config, log, self.run.check_of)
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.run.account_for_selection()  # a worker wrote plan.json before it reported its collection
+
 
 def _run(config: pytest.Config) -> DhcRun:
     return config.stash[RUN_KEY]
@@ -108,6 +116,7 @@ def _check_id(item: pytest.Item) -> str:
     return check
 
 
+@pytest.hookimpl(tryfirst=True)  # plan.json is on disk before an xdist worker reports its collection
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = _run(session.config)
     if any(CHECK_KEY not in item.stash for item in session.items):
@@ -118,6 +127,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         timing = run.limits.timing(check)
         plan.append(PlannedCheck(item.nodeid, check, suite_of(check), timing.expected_s, timing.timeout_s))
     run.set_plan(plan)
+    if not run.is_worker:
+        run.account_for_selection()
 
 
 # -- running a check ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dhc.thresholds import CATALOGUE, PROFILES, SUITES
 SUITE_NAMES = tuple(SUITES.values())
 
 
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("dhc", "dhc deep health checks")
     group.addoption("--dhc-instance-type", metavar="TYPE", help="instance type (default: discovered)")

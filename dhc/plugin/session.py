@@ -17,12 +17,13 @@ import pytest
 from dhc import report
 from dhc.errors import DhcError
 from dhc.instance import InstanceIdentity, resolve_identity
-from dhc.model import CheckResult, PlannedCheck
+from dhc.model import CheckResult, Finding, PlannedCheck, Status
+from dhc.plugin import timeouts
 from dhc.plugin.options import Options, read_options
 from dhc.probes.environment import software_versions
 from dhc.report import build_document, default_run_name
 from dhc.settings import Settings
-from dhc.thresholds import InstanceLimits, load
+from dhc.thresholds import CATALOGUE, InstanceLimits, load, suite_of
 
 IDENTITY_INPUT, OUT_INPUT, RUN_ID_INPUT = "dhc_identity", "dhc_out", "dhc_run_id"
 
@@ -53,6 +54,7 @@ class DhcRun:
         self.results: dict[str, CheckResult] = {}
         self.plan: list[PlannedCheck] | None = None
         self.collection_errors: list[str] = []
+        self.selection_accounted = False
         self.document: dict[str, Any] | None = None
         self.previous_sigterm: object | None = None
         self.html_problem: str | None = None
@@ -93,6 +95,30 @@ class DhcRun:
                 return []
         return self.plan
 
+    def selected(self) -> list[str]:
+        """The check ids the selection names (--dhc-check, --dhc-suite; none: every check)."""
+        return [check for check in CATALOGUE if (not self.options.checks or check in self.options.checks)
+                and (not self.options.suites or suite_of(check) in self.options.suites)]
+
+    def account_for_selection(self) -> None:
+        """Each selected check the plan lacks is Incomplete (journaled once), so a run that -k, a path or
+        PYTEST_ADDOPTS narrowed can never read as the whole selection passing."""
+        if self.selection_accounted or self.collection_errors:
+            return  # a collection error already names what could not be collected
+        self.selection_accounted = True
+        planned = {p.check for p in self.planned()}
+        for check in self.selected():
+            if check not in planned:
+                reason = (f"{check} was selected but not planned: no collected test implements it (left out by "
+                          f"-k, -m, a narrower path, or missing from the suites), so this run cannot vouch for it")
+                self.finished(CheckResult(check, suite_of(check), Status.INCOMPLETE, reason,
+                                          findings=(Finding(check, Status.INCOMPLETE, reason),),
+                                          nodeid=f"{check} (not collected)"))
+
+    def check_of(self, nodeid: str) -> str | None:
+        planned = self.planned_check(nodeid)
+        return planned.check if planned else None
+
     def planned_check(self, nodeid: str) -> PlannedCheck | None:
         return next((p for p in self.planned() if p.nodeid == nodeid), None)
 
@@ -119,7 +145,7 @@ class DhcRun:
         if self.collection_errors:
             return "collecting the checks failed: " + "; ".join(self.collection_errors)
         if exitstatus == pytest.ExitCode.INTERRUPTED:
-            return "interrupted (Ctrl-C or SIGTERM) before every check finished"
+            return timeouts.stop_reason()
         if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
             return "pytest hit an internal error"
         return None

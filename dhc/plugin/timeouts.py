@@ -1,11 +1,16 @@
-"""Per-check timeouts inside pytest, and SIGTERM treated like Ctrl-C so a report is still written.
+"""Per-check timeouts inside pytest, and SIGTERM and SIGHUP treated like Ctrl-C so a report is still written.
 
 The alarm interrupts Python code and interruptible system calls. A check stuck inside native code
 that never returns to the interpreter is caught one level up, by ``dhc run``'s watchdog.
+
+Which signal stopped the run is remembered for the report's ``ended_by``, and so is whether the
+process that started pytest has died (``dhc run`` arms SIGTERM as its child's parent-death signal):
+then the report says so, since nothing above it will write one.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -33,22 +38,42 @@ def alarm(seconds: float, message: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def sigterm_as_interrupt() -> object | None:
-    """Kubernetes stops a pod with SIGTERM: end the run as Ctrl-C would, with a report.
+_STOP: dict[str, object] = {"signal": None, "parent": None}
 
-    Returns the handler it replaced (to hand to ``restore_sigterm``), or None if it left it alone.
+
+def sigterm_as_interrupt() -> dict[int, object]:
+    """Kubernetes stops a pod with SIGTERM, a closed terminal sends SIGHUP: end the run as Ctrl-C would.
+
+    A signal someone deliberately set (ignored, or handled) is left alone. Returns the handlers it
+    replaced, to hand to ``restore_sigterm``.
     """
     if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+        return {}
+    _STOP.update(signal=None, parent=os.getppid())
+    replaced = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            replaced[sig] = signal.signal(sig, _raise_interrupt)
+    return replaced
 
 
-def restore_sigterm(previous: object | None) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
+def restore_sigterm(previous: dict[int, object] | None) -> None:
+    if previous and threading.current_thread() is threading.main_thread():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def stop_reason() -> str:
+    """Why an interrupted run stopped, for the report's ``ended_by``."""
+    name = _STOP["signal"] or "SIGINT"
+    if _STOP["parent"] is not None and os.getppid() != _STOP["parent"]:
+        return (f"the process that started pytest (pid {_STOP['parent']}, dhc run) died, and {name} stopped the "
+                f"checks before every one finished")
+    why = "Ctrl-C or kill -INT" if name == "SIGINT" else "Kubernetes stops a pod this way" \
+        if name == "SIGTERM" else "the terminal or session went away"
+    return f"interrupted by {name} ({why}) before every check finished"
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt("SIGTERM")
+    _STOP["signal"] = signal.Signals(signum).name
+    raise KeyboardInterrupt(_STOP["signal"])
