@@ -1,4 +1,8 @@
-"""Live progress of a run: a redrawn status line on a terminal, plain lines anywhere else."""
+"""Live progress of a run: a redrawn status line on a terminal, plain lines anywhere else.
+
+Progress is a courtesy: a stream that stops taking it (a closed pipe, a full disk) silences it
+and never stops the run.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def _clock(seconds: float) -> str:
 class Progress:
     def __init__(self, stream: TextIO, devices: str, live: bool | None = None):
         self.stream, self.devices = stream, devices
-        self.live = stream.isatty() if live is None else live
+        self.live = (stream is not None and stream.isatty()) if live is None else live
         self.total = 0
         self.done = 0
         self.begun = 0  # checks started so far; with xdist several run at once
@@ -54,8 +58,7 @@ class Progress:
                 f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
         if self._drawn == text:
             return  # redraw only when what it says changes
-        self.stream.write(f"\r\x1b[K{text}")
-        self.stream.flush()
+        self._write(f"\r\x1b[K{text}")
         self._drawn = text
 
     def note(self, text: str) -> None:
@@ -63,7 +66,15 @@ class Progress:
 
     def _line(self, text: str) -> None:
         if self._drawn:
-            self.stream.write("\r\x1b[K")
+            self._write("\r\x1b[K")
             self._drawn = ""
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None  # type: ignore[assignment]

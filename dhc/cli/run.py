@@ -1,35 +1,45 @@
 """``dhc run``: resolve who and what, run the suites through pytest, and stand behind one verdict.
 
 Configuration is checked here first (exit 2 before anything runs). pytest then runs in a child
-process under ``Supervisor``. Whatever happens to the child, a schema-valid report.json results:
-the child's own, or one rebuilt from its journal with every unfinished check Incomplete.
+process under ``Supervisor``, isolated from the caller's pytest setup: no PYTEST_* variables, no
+autoloaded plugins, the suites' own ini. Whatever happens to the child, a schema-valid report.json
+results: the child's own, or, when dhc stopped the run or the child died, one rebuilt from its
+journal with every unfinished check Incomplete and ``ended_by`` saying why.
+
+One run, one folder: an ``--out`` that holds an earlier run's files (report, journal, log lines)
+is started clean, and dhc says which files it removed. The verdict goes to every sink (log file,
+CloudWatch, the node) before stdout, and the exit code follows the verdict whatever stdout does.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import io
+import os
 import sys
 import uuid
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 from dhc import report
 from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
-from dhc.cli.supervise import ChildOutcome, Supervisor
+from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
 from dhc.errors import DhcError, UsageError
 from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity, resolve_identity
-from dhc.model import CheckResult, PlannedCheck
+from dhc.model import CheckResult, Device, PlannedCheck
 from dhc.probes.environment import software_versions
+from dhc.probes.nvml import GpuUnusable, Nvml, NvmlQueryError, NvmlUnavailable
 from dhc.resources import bundled
-from dhc.settings import Settings
+from dhc.settings import Settings, pytest_child_environment
 from dhc.sinks.logline import summary_line, verdict_lines, write_lines
 from dhc.thresholds import CATALOGUE, SUITES, InstanceLimits, load
 
 _CHILD_USAGE_ERROR = 4  # pytest's exit code when it refuses its arguments or configuration
+LOG_NAME = "dhc.log.jsonl"
+RUN_FILES = (report.REPORT_NAME, "report.html", report.JOURNAL_NAME, report.PLAN_NAME, LOG_NAME, "identity.json",
+             "pytest.log")  # what one run leaves in its folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,20 +65,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    document, out = execute(args, sys.stderr)
-    print_summary(document, out / report.REPORT_NAME, sys.stdout)
-    if args.inject:  # a planted fault must never reach log scrapers as a real one
-        print(f"self-test run with the fault {args.inject!r} planted: no fault log lines emitted")
-    else:
-        write_lines(verdict_lines(document), sys.stdout, out / "dhc.log.jsonl")
-        if "cloudwatch" in args.sink:
-            _to_cloudwatch(document, args.log_group)
-        if "kubernetes" in args.sink:
-            _to_node(document, final=args.stage == "final")
-        if "termination" in args.sink:  # the controller's check pods: the verdict rides on the pod's status
-            from dhc.sinks import termination
-            termination.hand_over(document, args.stage, Settings.from_env().termination_log, sys.stderr)
+    with StopSignals() as stops:
+        document, out = execute(args, sys.stderr, stops)
+        _deliver(args, document, out)
+        if stops.late:
+            _warn(f"{', '.join(stops.late)} arrived after the verdict stood; the report and sinks were finished first")
     return int(document["verdict"]["exit_code"])
+
+
+def _deliver(args: argparse.Namespace, document: dict[str, Any], out: Path) -> None:
+    """Every sink first, stdout last: a reader that went away never costs a sink or the exit code."""
+    text = io.StringIO()
+    print_summary(document, out / report.REPORT_NAME, text)
+    if args.inject:  # a planted fault must never reach log scrapers as a real one
+        text.write(f"self-test run with the fault {args.inject!r} planted: no fault log lines emitted\n")
+    else:
+        try:
+            write_lines(verdict_lines(document), text, out / LOG_NAME)
+        except OSError as exc:
+            _warn(f"cannot write {out / LOG_NAME}: {exc.strerror or exc}; the report stands")
+        _to_sinks(args, document)
+    _to_stdout(text.getvalue(), out / report.REPORT_NAME)
+
+
+def _to_stdout(text: str, report_path: Path) -> None:
+    """Print; a closed pipe or a full disk on stdout is said on stderr, never a crash or a new exit code."""
+    try:
+        if sys.stdout is None:
+            raise OSError("stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        _silence_stdout()
+        _warn(f"stdout did not take the summary ({getattr(exc, 'strerror', None) or exc}); the verdict is in "
+              f"{report_path}")
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush cannot fail and change the exit status."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except OSError:
+        pass
+
+
+def _warn(text: str) -> None:
+    try:
+        sys.stderr.write(f"dhc: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _to_sinks(args: argparse.Namespace, document: dict[str, Any]) -> None:
+    if "cloudwatch" in args.sink:
+        _to_cloudwatch(document, args.log_group)
+    if "kubernetes" in args.sink:
+        _to_node(document, final=args.stage == "final")
+    if "termination" in args.sink:  # the controller's check pods: the verdict rides on the pod's status
+        from dhc.sinks import termination
+        termination.hand_over(document, args.stage, Settings.from_env().termination_log, sys.stderr)
 
 
 def _to_node(document: dict[str, Any], final: bool) -> None:
@@ -101,8 +157,12 @@ def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
     sys.stderr.write(f"dhc: sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}\n")
 
 
-def execute(args: argparse.Namespace, progress_stream: TextIO) -> tuple[dict[str, Any], Path]:
+def execute(args: argparse.Namespace, progress_stream: TextIO,
+            stops: StopSignals | None = None) -> tuple[dict[str, Any], Path]:
     """Check the configuration, run the suites under supervision, return the report and its folder."""
+    if stops is None:
+        with StopSignals() as own:
+            return execute(args, progress_stream, own)
     settings = Settings.from_env()
     unknown = [c for c in args.check if c not in CATALOGUE]
     if unknown:
@@ -115,13 +175,14 @@ def execute(args: argparse.Namespace, progress_stream: TextIO) -> tuple[dict[str
         raise UsageError("cannot tell the instance type (a GPU is present, but no flag, DHC_INSTANCE_TYPE or "
                          "EC2 metadata named it): pass --instance-type")
     limits = thresholds.resolve(identity.instance_type.value, args.profile)
+    if not limits.instance_type.gpus:
+        _refuse_unseen_gpus(limits.instance_type.name)
     suites_dir = Path(settings.suites_dir) if settings.suites_dir else bundled("suites")
     if not (suites_dir / "conftest.py").is_file():
         raise UsageError(f"no dhc suites at {suites_dir} (set DHC_SUITES to the suites folder)")
     out = Path(args.out or settings.out_dir or Path("reports") / report.default_run_name(identity.instance_id.value or "unknown"))
     report.ensure_writable_dir(out)
-    for stale in (report.REPORT_NAME, report.JOURNAL_NAME, report.PLAN_NAME):
-        (out / stale).unlink(missing_ok=True)
+    earlier = _start_clean(out)
     run_info = report.RunInfo(uuid.uuid4().hex[:12], report.utc_now(), args.profile, args.suite, args.check,
                               ["dhc", *sys.argv[1:]], inject=args.inject)
     report.write_json_atomic(out / "identity.json", identity.to_dict())
@@ -130,32 +191,68 @@ def execute(args: argparse.Namespace, progress_stream: TextIO) -> tuple[dict[str
     progress = Progress(progress_stream, devices)
     progress.note(f"{identity.instance_id.value} ({limits.instance_type.name}), profile {args.profile}, "
                   f"report in {out}")
-    with _sigterm_as_interrupt():
-        outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, None,
-                             collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
+    if earlier:
+        progress.note(f"{out} held an earlier run ({', '.join(earlier)}): removed them; one run, one folder")
+    outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, pytest_child_environment(),
+                         collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
+    stops.settle()
     return _final_report(outcome, out, run_info, identity, limits, settings), out
 
 
+def _refuse_unseen_gpus(instance_type: str) -> None:
+    """A type without GPUs on a host where NVML counts GPUs would pass them unseen: refuse (exit 2)."""
+    try:
+        with Nvml() as nvml:
+            count = int(nvml.call("nvmlDeviceGetCount", Device("gpu", -1)))
+    except (NvmlQueryError, GpuUnusable) as exc:
+        raise UsageError(f"--instance-type {instance_type} names no GPUs, but NVML started here and could not count "
+                         f"its GPUs ({exc}): pass this host's GPU instance type") from None
+    except NvmlUnavailable:
+        return  # no driver, no library: no GPU that NVML could show
+    if count:
+        raise UsageError(f"--instance-type {instance_type} names no GPUs, but NVML sees {count} GPU(s) on this host; "
+                         f"a run would pass them unseen: pass this host's GPU instance type")
+
+
+def _start_clean(out: Path) -> list[str]:
+    """Remove an earlier run's files from ``out`` (and only those); return their names."""
+    earlier = [name for name in RUN_FILES if (out / name).exists()]
+    for name in earlier:
+        try:
+            (out / name).unlink()
+        except OSError as exc:
+            raise UsageError(f"--out {out} holds an earlier run's {name}, which cannot be removed "
+                             f"({exc.strerror or exc}): choose an empty folder") from None
+    return earlier
+
+
+def _suites_ini(suites_dir: Path) -> Path:
+    own = suites_dir / "pytest.ini"
+    return own if own.is_file() else bundled("suites") / "pytest.ini"
+
+
 def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, thresholds_path: str, run_id: str) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", str(suites_dir), "-rN", "--dhc-out", str(out.resolve()),
+    """pytest with the suites' own ini and root: a pytest.ini or pyproject in the caller's cwd has no say."""
+    argv = [sys.executable, "-m", "pytest", str(suites_dir), "-c", str(_suites_ini(suites_dir)),
+            "--rootdir", str(suites_dir), "--confcutdir", str(suites_dir), "-rN", "--dhc-out", str(out.resolve()),
             "--dhc-identity", str((out / "identity.json").resolve()), "--dhc-run-id", run_id,
             "--dhc-profile", args.profile, "--dhc-thresholds", str(Path(thresholds_path).resolve())]
     argv += [f"--dhc-suite={s}" for s in args.suite] + [f"--dhc-check={c}" for c in args.check]
     argv += [f"--dhc-inject={args.inject}"] if args.inject else []
-    return argv + (["-n", str(args.workers)] if args.workers else ["-p", "no:xdist"])
+    # the plugin's xdist scheduler runs the checks that use the devices one at a time (dhc.plugin.schedule)
+    return argv + (["-p", "xdist.plugin", "-n", str(args.workers)] if args.workers else [])
 
 
 def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, identity: InstanceIdentity,
                   limits: InstanceLimits, settings: Settings) -> dict[str, Any]:
     """The child's report when it wrote one for this run; else one rebuilt from the journal."""
-    path = out / report.REPORT_NAME
-    if path.exists():  # stale reports were removed at the start, so this one is the child's
-        document = report.read_json(path)
-        if document.get("run", {}).get("run_id") == run_info.run_id:
+    if outcome.stopped is None:  # when dhc stopped the run, its reason is the one to record
+        document = _childs_report(out / report.REPORT_NAME, run_info.run_id)
+        if document is not None:
             return document
-    if outcome.stopped is None and outcome.returncode == _CHILD_USAGE_ERROR:
-        raise DhcError(f"pytest refused to run the suites: {_log_tail(out / 'pytest.log')}")
-    run_info.ended_by = outcome.stopped or f"pytest ended (exit status {outcome.returncode}) without a report: " \
+        if outcome.returncode == _CHILD_USAGE_ERROR:
+            raise DhcError(f"pytest refused to run the suites: {_log_tail(out / 'pytest.log')}")
+    run_info.ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} without a report: " \
                                            f"{_log_tail(out / 'pytest.log')}"
     run_info.finished_at = report.utc_now()
     journal = report.Journal(out / report.JOURNAL_NAME).events()
@@ -167,6 +264,14 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
     if problem:
         sys.stderr.write(f"dhc: {problem}\n")
     return document
+
+
+def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
+    try:
+        document = report.read_json(path)
+    except DhcError:
+        return None  # none, or unreadable: rebuilt from the journal
+    return document if document.get("run", {}).get("run_id") == run_id else None
 
 
 def _read_plan(out: Path) -> list[PlannedCheck]:
@@ -182,17 +287,3 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     except OSError:
         return "(no pytest log)"
     return " | ".join(text[-lines:]) or "(empty pytest log)"
-
-
-class _sigterm_as_interrupt:
-    """Kubernetes stops a pod with SIGTERM: treat it like Ctrl-C so the report is still written."""
-
-    def __enter__(self) -> None:
-        self.previous = signal.signal(signal.SIGTERM, self._raise)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self.previous)
-
-    @staticmethod
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt("SIGTERM")

@@ -2,22 +2,48 @@
 
 The child's own alarms end a check that overruns in Python code. A check stuck in native code
 never returns to the interpreter; the watchdog kills the whole child process group once a check
-is ``grace_s`` past its timeout, so no run hangs forever. Ctrl-C and SIGTERM are passed on as one
-SIGINT, which lets the child finish its report, with a bounded wait.
+is ``grace_s`` past its timeout, so no run hangs forever. A stop (SIGINT, SIGTERM, SIGHUP, raised
+here as ``Stopped``) is passed on as one SIGINT, which lets the child stop the running check and
+finish its report, with a bounded wait: 60 s for Ctrl-C, 15 s for SIGTERM/SIGHUP (Kubernetes
+sends SIGKILL 30 s after SIGTERM, and the report and sinks still need their turn).
+
+The child starts with SIGINT, SIGTERM and SIGHUP at their defaults whatever dhc inherited (a
+script's ``dhc run &`` hands down SIGINT ignored), and on Linux it gets SIGTERM when dhc dies
+(``PR_SET_PDEATHSIG``), so a pytest child never outlives the dhc that watches it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dhc.cli.progress import Progress
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_WHY = {"SIGINT": "Ctrl-C or kill -INT", "SIGTERM": "Kubernetes stops a pod this way",
+        "SIGHUP": "the terminal or session went away"}
+
+
+class Stopped(KeyboardInterrupt):
+    """dhc was told to stop by ``signal_name``; raised by dhc run's signal handlers."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def stop_reason(signal_name: str) -> str:
+    return f"interrupted by {signal_name} ({_WHY.get(signal_name, 'a signal')}) before every check finished"
 
 
 @dataclass
@@ -53,11 +79,11 @@ class JournalTail:
 class Supervisor:
     def __init__(self, argv: list[str], cwd: Path, out: Path, log_path: Path, progress: Progress,
                  env: dict[str, str] | None, collect_timeout_s: float = 300.0, grace_s: float = 30.0,
-                 interrupt_wait_s: float = 60.0, poll_s: float = 0.2):
+                 interrupt_wait_s: float = 60.0, term_wait_s: float = 15.0, poll_s: float = 0.2):
         self.argv, self.cwd, self.out, self.log_path = argv, cwd, out, log_path
         self.progress, self.env = progress, env
         self.collect_timeout_s, self.grace_s = collect_timeout_s, grace_s
-        self.interrupt_wait_s, self.poll_s = interrupt_wait_s, poll_s
+        self.interrupt_wait_s, self.term_wait_s, self.poll_s = interrupt_wait_s, term_wait_s, poll_s
         self.tail = JournalTail(out / "journal.jsonl")
         self.plan_seen = False
         self.running: dict[str, tuple[dict[str, Any], float]] = {}  # nodeid -> (start event, since)
@@ -66,7 +92,8 @@ class Supervisor:
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             child = subprocess.Popen(self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, env=self.env, start_new_session=True,
+                                     preexec_fn=child_start(os.getpid()))
         stopped = None
         try:
             while child.poll() is None:
@@ -79,10 +106,11 @@ class Supervisor:
                     child.wait(timeout=self.poll_s)  # returns the moment the child ends
                 except subprocess.TimeoutExpired:
                     pass
-        except KeyboardInterrupt:
-            stopped = "interrupted (Ctrl-C or SIGTERM)"
-            self.progress.note("interrupted: letting the running check stop and the report be written")
-            self._interrupt(child)
+        except KeyboardInterrupt as exc:
+            name = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+            stopped = stop_reason(name)
+            self.progress.note(f"{name}: letting the running check stop and the report be written")
+            self._interrupt(child, self.interrupt_wait_s if name == "SIGINT" else self.term_wait_s)
         self._pump()
         return ChildOutcome(child.returncode, stopped)
 
@@ -114,15 +142,15 @@ class Supervisor:
                         f"{event['timeout_s']:g} s timeout, and did not respond; dhc stopped the run")
         return None
 
-    def _interrupt(self, child: subprocess.Popen[bytes]) -> None:
+    def _interrupt(self, child: subprocess.Popen[bytes], wait_s: float) -> None:
         _signal_group(child, signal.SIGINT)
         try:
-            deadline = time.monotonic() + self.interrupt_wait_s
+            deadline = time.monotonic() + wait_s
             while child.poll() is None and time.monotonic() < deadline:
                 self._pump()
                 time.sleep(self.poll_s)
         except KeyboardInterrupt:
-            pass  # a second Ctrl-C: stop waiting
+            pass  # a second stop signal: stop waiting
         if child.poll() is None:
             self._kill(child)
 
@@ -136,3 +164,72 @@ def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(child.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def child_start(parent_pid: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: default stop signals, and death with its parent."""
+    libc = _libc()  # loaded here, in the parent: nothing is loaded between fork and exec
+
+    def start() -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # dhc died before the death signal was armed
+            os._exit(128 + signal.SIGTERM)
+
+    return start
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the pytest child was killed by {name}"
+    return f"pytest ended (exit status {returncode})"
+
+
+class StopSignals:
+    """While a run is supervised, SIGINT, SIGTERM and SIGHUP raise ``Stopped``; afterwards they are noted.
+
+    SIGINT is handled even when it was inherited ignored (a script's ``dhc run &``): an operator's
+    explicit ``kill -INT`` must still stop the run. SIGHUP inherited ignored (``nohup``) stays ignored.
+    Once the verdict stands (``settle``), a stop signal no longer cuts the report or a sink short.
+    """
+
+    def __init__(self) -> None:
+        self.raising = True
+        self.late: list[str] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+
+    def settle(self) -> None:
+        self.raising = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.raising:
+            raise Stopped(name)
+        self.late.append(name)
