@@ -106,16 +106,18 @@ def test_a_run_started_with_sigint_ignored_still_stops_with_a_report(tmp_path, s
 
 
 def test_sigterm_after_every_check_finished_never_reads_as_passed(tmp_path, suites, validate_report):
-    # the last check has finished (its result is journaled) but the run has not ended: SIGTERM now
+    # the last check has finished (its result is journaled) but the run has not ended: SIGTERM now.
+    # Started with SIGINT ignored, the old child never heard the interrupt, finished its teardown
+    # and wrote Passed with ended_by null, which dhc run then returned as the verdict (exit 0).
     waiting = PASSING + """
-    import pathlib, time
+    import time
 
     def teardown_module():
-        time.sleep(600)
+        time.sleep(20)
     """
     env = dhc_env(DHC_SUITES=str(suites(a=waiting)))
     out = tmp_path / "r"
-    proc = start(out, "--check", "stress.inventory", env=env)
+    proc = start(out, "--check", "stress.inventory", env=env, ignore_sigint=True)
     end = time.monotonic() + 30
     while '"event":"result"' not in ((out / "journal.jsonl").read_text() if (out / "journal.jsonl").exists() else ""):
         assert time.monotonic() < end, "the check never finished"
