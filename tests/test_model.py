@@ -140,3 +140,16 @@ def test_finite_values_carry_no_non_finite_field():
     m = Measurement("stress.gemm", "tflops_bf16", 790.0, "TFLOP/s", GPU3, Limit(Comparison.MIN, 700, "TFLOP/s", "s"))
     row = CheckResult("stress.gemm", "InstanceStress", Status.PASSED, measurements=(m,)).to_dict()["measurements"][0]
     assert row["value"] == 790.0 and "non_finite" not in row
+
+
+@pytest.mark.parametrize(("value", "word"), [(float("nan"), "nan"), (10**400, "inf"), (-(10**400), "-inf")])
+def test_the_recorder_fails_a_device_whose_value_is_no_finite_number(value, word):
+    from dhc import thresholds
+    from dhc.errors import HardwareFault
+    from dhc.plugin.recorder import CheckRecorder
+    recorder = CheckRecorder("stress.gemm", thresholds.load().resolve("cpu"))
+    recorder.record("tflops_fp32", value, "TFLOP/s", Device("cpu", 0))
+    with pytest.raises(HardwareFault, match=f"tflops_fp32 on cpu: measured {word} TFLOP/s, expected minimum"):
+        recorder.conclude()
+    [finding] = recorder.findings()
+    assert finding.action is Action.REPLACE and finding.device == Device("cpu", 0)

@@ -3,7 +3,8 @@
 A check records numbers (judged against the limits of its check id) and faults that are not
 numbers (a corrupted result, an XID). When the check body returns, ``conclude`` turns what was
 recorded into the check's outcome: any miss is a HardwareFault, an uncalibrated limit is
-CheckIncomplete, and a check that recorded nothing at all cannot pass.
+CheckIncomplete, and a check that recorded nothing at all cannot pass. A NaN or infinite value
+(or an integer too large for a float) is outside any limit: the check is Failed on that device.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class CheckRecorder:
         units.quantity_of(unit)  # an unknown unit is a bug in the check: let it surface
         if limit is not None and units.quantity_of(unit) != units.quantity_of(limit.unit):
             raise ValueError(f"{self.check} {name}: recorded in {unit}, but its limit is in {limit.unit}")
-        measurement = Measurement(self.check, name, float(value), unit, device, limit)
+        measurement = Measurement(self.check, name, _as_float(value), unit, device, limit)
         self.measurements.append(measurement)
         if device is not None:
             self.covered(device)
@@ -76,3 +77,11 @@ class CheckRecorder:
     def _default_action(self) -> Action:
         actions = [m.action for m in CATALOGUE[self.check].metrics.values()]
         return max(actions, key=lambda a: a.severity, default=Action.REPLACE)
+
+
+def _as_float(value: float) -> float:
+    """``value`` as a float; an integer too large for one is infinite (and so outside any limit)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
