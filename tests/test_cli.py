@@ -277,3 +277,17 @@ def test_collection_that_hangs_is_stopped(tmp_path, custom_suites, validate_repo
     report = validate_report(tmp_path / "r" / "report.json")
     assert report["verdict"]["reasons"][0]["message"] == \
         "run ended early: collecting the checks took longer than 1 s; dhc stopped the run"
+
+
+def test_a_verdict_command_that_loses_its_reader_never_reads_as_a_pass(monkeypatch):
+    from dhc import cli
+    from dhc.cli import nccl_cmd, thresholds_cmd
+
+    def reader_left(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(nccl_cmd, "nccl_command", reader_left)
+    monkeypatch.setattr(thresholds_cmd, "thresholds_command", reader_left)
+    monkeypatch.setattr(os, "dup2", lambda *fds: None)  # leave pytest's own stdout where it is
+    assert cli.main(["nccl-tests", "some.log", "--instance-type", "p5.48xlarge"]) == 3
+    assert cli.main(["thresholds", "validate"]) == 0  # `dhc thresholds show T | head`: nothing was judged

@@ -104,5 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except BrokenPipeError:  # `dhc thresholds show T | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        # dhc run keeps its verdict's exit code itself; another command with a verdict (nccl-tests,
+        # selftest) that lost its reader mid-answer must not read as a pass: 3, undecided
+        return 0 if args.command in ("thresholds", "report") else 3
 
