@@ -232,3 +232,13 @@ def test_fleet_page_escapes_report_text(synthetic, tmp_path):
     document["distributions"][0]["unit"] = '"><img src=x onerror=alert(2)>'
     page = render_fleet(document)
     assert page.count("<script") == 1 and "<img" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_calibration_ignores_non_finite_values(hostile):
+    loaded = fleet.load([hostile])
+    m = loaded.measurements
+    bf16 = m.index[m["metric"] == "tflops_bf16"]
+    m.loc[bf16[bf16 % 5 != 0], "value"] = float("inf")  # most readings infinite: their median would be too
+    proposals = calibrate.propose(loaded, "ml.p5.48xlarge", 0.9)
+    gemm = next(p for p in proposals if p["metric"] == "tflops_bf16")
+    assert 700 < gemm["value"] < 720 and "inf" not in gemm["source"]

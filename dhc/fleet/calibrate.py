@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dhc.fleet.load import Fleet
@@ -19,8 +20,9 @@ def propose(fleet: Fleet, instance_type: str, factor: float) -> list[dict[str, A
     if not 0 < factor <= 1:
         raise ValueError(f"--factor: expected a number in (0, 1], got {factor}")
     healthy = fleet.nodes[(fleet.nodes["instance_type"] == instance_type) & (fleet.nodes["failed_checks"] == 0)]
-    rows = fleet.measurements[fleet.measurements["instance_id"].isin(healthy["instance_id"])
-                              & (fleet.measurements["instance_type"] == instance_type)]
+    m = fleet.measurements
+    rows = m[m["instance_id"].isin(healthy["instance_id"]) & (m["instance_type"] == instance_type)
+             & np.isfinite(m["value"].astype(float))]  # a NaN or infinity is no evidence for a limit
     proposals = []
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     for (check, metric, unit), group in rows.groupby(["check", "metric", "unit"]):
