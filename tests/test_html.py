@@ -142,3 +142,17 @@ def test_report_show_refuses_a_fifo_at_once(tmp_path):
     os.mkfifo(fifo)
     proc = dhc("report", "show", str(fifo))
     assert proc.returncode == 2 and "is a FIFO (named pipe), not a regular file; refused" in proc.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow
+def test_a_hostile_report_opens_in_chromium_without_running_anything(failed_run, tmp_path):
+    page = tmp_path / "h.html"
+    assert dhc("report", "show", str(hostile_report(failed_run, tmp_path)), "-o", str(page)).returncode == 0
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "<script" not in dom.stdout and "onload=" not in dom.stdout.replace("onload=&quot;", "")
+    assert "Content Security Policy" not in dom.stderr, dom.stderr[-2000:]  # its own stylesheet passed the CSP
+    assert "alert(1)" in dom.stdout  # the payload is there, as text
