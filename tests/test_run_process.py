@@ -187,6 +187,18 @@ def test_a_full_stdout_never_turns_a_verdict_into_a_crash(tmp_path, suites):
     assert line["level"] == "warning" and "cannot read the tool" in line["msg"]
 
 
+def test_a_full_stderr_costs_neither_the_progress_nor_the_verdict(tmp_path, suites):
+    incomplete = PASSING.replace('dhc_check.record("cpu_cores", 2, "count", dhc_devices[0])',
+                                 'raise ValueError("cannot read the tool")')
+    out = tmp_path / "r"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--out", str(out), "--check", "stress.inventory"],
+                              stdout=subprocess.PIPE, stderr=full, text=True, timeout=120,
+                              env=dhc_env(DHC_SUITES=str(suites(a=incomplete))))
+    assert proc.returncode == 3
+    assert proc.stdout.startswith("dhc verdict: Incomplete") and "cannot read the tool" in proc.stdout
+
+
 # -- the caller's pytest setup has no say --------------------------------------------------------
 def test_pytest_addopts_cannot_narrow_the_run(tmp_path, validate_report):
     env = dhc_env(PYTEST_ADDOPTS="-k inventory", PYTEST_PLUGINS="no_such_plugin_module")

@@ -133,14 +133,14 @@ def _to_node(document: dict[str, Any], final: bool) -> None:
 
     settings = Settings.from_env()
     if not settings.node_name:
-        sys.stderr.write("dhc: sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)\n")
+        _warn("sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)")
         return
     try:
         state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix, final)
     except node.K8sError as exc:
-        sys.stderr.write(f"dhc: sink kubernetes failed, the local report is intact: {exc}\n")
+        _warn(f"sink kubernetes failed, the local report is intact: {exc}")
         return
-    sys.stderr.write(f"dhc: node {settings.node_name} marked {state.check_status} / {state.health}\n")
+    _warn(f"node {settings.node_name} marked {state.check_status} / {state.health}")
 
 
 def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
@@ -152,9 +152,9 @@ def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
     try:
         sent = cloudwatch.send([*verdict_lines(document), summary_line(document)], where)
     except cloudwatch.SinkError as exc:
-        sys.stderr.write(f"dhc: sink failed, the local report is intact: {exc}\n")
+        _warn(f"sink failed, the local report is intact: {exc}")
         return
-    sys.stderr.write(f"dhc: sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}\n")
+    _warn(f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}")
 
 
 def execute(args: argparse.Namespace, progress_stream: TextIO,
@@ -262,7 +262,7 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
     document = report.build_document(run_info, identity, limits, software_versions(dcgmi=settings.dcgmi), results)
     problem = report.save_report(out, document)
     if problem:
-        sys.stderr.write(f"dhc: {problem}\n")
+        _warn(problem)
     return document
 
 
