@@ -271,7 +271,8 @@ def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
         document = report.read_json(path)
     except DhcError:
         return None  # none, or unreadable: rebuilt from the journal
-    return document if document.get("run", {}).get("run_id") == run_id else None
+    run = document.get("run") if isinstance(document, dict) else None
+    return document if isinstance(run, dict) and run.get("run_id") == run_id else None
 
 
 def _read_plan(out: Path) -> list[PlannedCheck]:
