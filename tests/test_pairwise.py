@@ -61,7 +61,10 @@ def test_simulated_nodes_on_loopback_name_the_slowed_one(nodes, slow):
         return allreduce.pair_busbw(per_rank[0], size)
 
     result = pairwise.localise(nodes, measure, limit_gbs=0.01)
-    assert result.bad == [slow] and result.suspects == [slow]
+    # Only the slowed node is named. On a loaded machine a healthy node may look slow in a round and
+    # become a suspect; the re-test against known-good partners must then clear it.
+    assert result.bad == [slow] and slow in result.suspects
+    assert set(result.suspects) == {slow, *result.cleared}
     assert len(result.pair_busbw) == nodes * (nodes - 1) // 2 and result.retest_busbw
 
 
