@@ -358,3 +358,58 @@ def test_xdist_each_is_refused(suite):
     outcome, report = suite({"test_a": PASSING}, "-n", "2", "--dist", "each", inprocess=False)
     assert outcome.ret == pytest.ExitCode.USAGE_ERROR and report is None
     outcome.stderr.fnmatch_lines(["*-n 2 with --dist each would run dhc's checks that use the devices*"])
+
+
+# -- faults recorded before the check stops are kept ------------------------------------------------
+@pytest.mark.parametrize(("stop", "why"), [
+    ("raise CheckIncomplete('NCCL wrote no debug log (nccl-main-*.log)')", "NCCL wrote no debug log"),
+    ("raise RuntimeError('rank 3 exited with 1')", "check error: RuntimeError: rank 3 exited with 1"),
+    ("time.sleep(30)", "timed out running after 2 s"),
+])
+def test_a_fault_recorded_before_the_check_stops_still_fails_it(suite, stop, why):
+    source = f"""
+        import time, pytest
+        from dhc.errors import CheckIncomplete
+        from dhc.model import Action, Device
+
+        @pytest.mark.check("stress.gemm")
+        def test_gemm(dhc_check):
+            dhc_check.fault("all-reduce over 8 ranks returned wrong values: 12 elements at 1024 B",
+                            Device("gpu", 3, "H100", "GPU-3c1f"), Action.REPLACE)
+            {stop}
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 1
+    check = report["checks"][0]
+    assert (check["status"], check["action"]) == ("Failed", "Replace")
+    assert "returned wrong values: 12 elements" in check["reason"] and why in check["reason"]
+    reasons = [(r["status"], r["action"], r["device"] and r["device"]["uuid"]) for r in report["verdict"]["reasons"]]
+    assert reasons == [("Failed", "Replace", "GPU-3c1f"), ("Incomplete", "None", None)]
+    assert why in report["verdict"]["reasons"][1]["message"]
+    assert (report["verdict"]["status"], report["verdict"]["action"]) == ("Failed", "Replace")
+
+
+def test_a_value_outside_its_limit_before_the_check_stops_still_fails_it(suite):
+    source = """
+        import pytest
+        from dhc.errors import CheckIncomplete
+
+        @pytest.mark.check("stress.inventory")
+        def test_inventory(dhc_check, dhc_devices):
+            dhc_check.record("cpu_cores", 0, "count", dhc_devices[0])
+            dhc_check.record("memory_gib", 64, "GiB", dhc_devices[0])  # within: not a finding
+            raise CheckIncomplete("kernel log unreadable")
+    """
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 1
+    assert report["checks"][0]["status"] == "Failed"
+    reasons = report["verdict"]["reasons"]
+    assert [(r["status"], r["metric"]) for r in reasons] == [("Failed", "cpu_cores"), ("Incomplete", None)]
+    assert "kernel log unreadable" in reasons[1]["message"]
+
+
+def test_a_check_that_stops_with_only_values_within_limits_stays_incomplete(suite):
+    source = PASSING.replace('dhc_devices[0])', 'dhc_devices[0])\n        raise RuntimeError("boom")')
+    outcome, report = suite({"test_a": source})
+    assert outcome.ret == 3
+    assert (report["checks"][0]["status"], report["checks"][0]["reason"]) == ("Incomplete", "check error: RuntimeError: boom")

@@ -2,7 +2,9 @@
 
 Passed only when the body returned and the recorder concluded cleanly. A HardwareFault is Failed;
 a not-applicable marker is Skipped; everything else that went wrong (an exception, a timeout, a
-plain pytest.skip, a crashed worker) is Incomplete: the check could not decide.
+plain pytest.skip, a crashed worker) is Incomplete: the check could not decide. Except that faults
+already recorded are never dropped: a check that recorded a fault (or a value outside its limit)
+and then could not finish is Failed on those findings, the reason it stopped kept beside them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,18 @@ def _classify(check: str, excinfo: Any, recorder: CheckRecorder | None,
               not_applicable: str | None) -> tuple[Status, str, list[Finding]]:
     if excinfo is None:
         return Status.PASSED, "", []
-    exc = excinfo.value
+    status, reason, findings = _undecided(check, excinfo.value, recorder, not_applicable)
+    recorded = recorder.findings() if recorder and status is not Status.FAILED else []
+    if not recorded:
+        return status, reason, findings
+    stopped = Finding(check, Status.INCOMPLETE, f"the check then stopped before it finished: {reason}")
+    findings = [*recorded, stopped]
+    return Status.FAILED, "; ".join(f.message for f in findings)[:1000], findings
+
+
+def _undecided(check: str, exc: BaseException, recorder: CheckRecorder | None,
+               not_applicable: str | None) -> tuple[Status, str, list[Finding]]:
+    """The status the exception alone gives, before the faults recorded so far are counted."""
     if isinstance(exc, pytest.skip.Exception):
         if not_applicable is not None:
             return Status.SKIPPED, not_applicable, []
