@@ -3,6 +3,7 @@
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,33 @@ def test_a_gpu_cuda_does_not_see_is_named():
     message = cuda_devices.unseen_message(unseen, 1)
     assert "NVML lists 3 GPU(s) that CUDA does not see among its 1 device(s)" in message
     assert "GPU 1 (GPU-7b9e4d22" in message and "GPU 3" in message
+
+
+# -- a maximum PCIe width of 0 lanes -----------------------------------------------------------------
+def _inventory_suite():
+    path = Path(__file__).parent.parent / "suites" / "stress" / "test_inventory.py"
+    spec = importlib.util.spec_from_file_location("dhc_suite_inventory", path)
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():  # its @pytest.mark.check is registered by the dhc plugin, not loaded here
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        spec.loader.exec_module(module)
+    return module
+
+
+def test_a_max_pcie_width_of_zero_is_unreadable_never_divided_by(fake_nvml):
+    fake_nvml.load_recording(_recording())
+    fake_nvml.nvmlDeviceGetMaxPcieLinkWidth = lambda handle: 0
+    with Nvml(fake_nvml) as nvml:
+        health = nvml.health(4)
+    assert health.pcie_width is None and health.temperature_c is not None  # the rest is still read
+    assert health.unreadable == {"pcie_width_ratio": "nvmlDeviceGetMaxPcieLinkWidth: answered 0 lanes "
+                                                     "(expected 1 to 32)"}
+    names = [name for name, _, _ in _inventory_suite().health_measurements(health)]
+    assert "pcie_width_ratio" not in names and "temperature_c" in names
+
+
+def test_health_measurements_leave_out_a_zero_width_and_keep_a_partial_ratio():
+    from dhc.probes.nvml import GpuHealth
+    suite = _inventory_suite()
+    assert suite.health_measurements(GpuHealth(index=0, pcie_width=(16, 0))) == []
+    assert suite.health_measurements(GpuHealth(index=0, pcie_width=(8, 16))) == [("pcie_width_ratio", 0.5, "ratio")]

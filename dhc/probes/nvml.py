@@ -14,6 +14,7 @@ answers GPU_IS_LOST; one lost before the driver loaded is simply not counted. Ho
   links, NVML answers INVALID_ARGUMENT (2) or NOT_SUPPORTED: that link does not exist.
 - GPU_IS_LOST (15): the GPU fell off the bus; RESET_REQUIRED (16): it needs a reset before use.
   Both raise ``GpuUnusable``, a finding on that GPU, never "not supported".
+- A maximum PCIe link width of 0 lanes (seen on some virtualised GPUs) is named unreadable, like an error.
 - TIMEOUT (10) from an event wait means no event came; anywhere else, like UNKNOWN (999),
   NO_PERMISSION (4) and every other code, the measurement could not be read: it is named in
   ``GpuHealth.unreadable`` (or raised as ``NvmlQueryError``) so the check cannot pass on it.
@@ -189,8 +190,7 @@ class Nvml:
         remap = ask(("remapped_rows_pending", "remap_failure"), "nvmlDeviceGetRemappedRows")  # (corr, unc, pending, failed)
         retired = [ask(("retired_pages",), "nvmlDeviceGetRetiredPages", cause) for cause in (RETIRED_BY_SBE, RETIRED_BY_DBE)]
         gen = (ask("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration"), ask("pcie_gen", "nvmlDeviceGetMaxPcieLinkGeneration"))
-        width = (ask("pcie_width_ratio", "nvmlDeviceGetCurrPcieLinkWidth"),
-                 ask("pcie_width_ratio", "nvmlDeviceGetMaxPcieLinkWidth"))
+        width = _pcie_width(ask)
         links = [ask("nvlinks_up", "nvmlDeviceGetNvLinkState", link, absent=NO_SUCH_LINK)
                  for link in range(NVLINK_MAX_LINKS)]
         return GpuHealth(
@@ -243,6 +243,18 @@ class _Asker:
             for metric in (metrics,) if isinstance(metrics, str) else metrics:
                 self.unreadable.setdefault(metric, exc.detail)
             return None
+
+
+def _pcie_width(ask: _Asker) -> tuple[int | None, int | None]:
+    """(current, max) lanes. A maximum below one lane (NVML has answered 0 on some virtualised GPUs)
+    gives no ratio to judge: the width is named unreadable, never divided by."""
+    current = ask("pcie_width_ratio", "nvmlDeviceGetCurrPcieLinkWidth")
+    widest = ask("pcie_width_ratio", "nvmlDeviceGetMaxPcieLinkWidth")
+    if widest is not None and widest < 1:
+        ask.unreadable.setdefault("pcie_width_ratio", f"nvmlDeviceGetMaxPcieLinkWidth: answered {widest} lanes "
+                                                      "(expected 1 to 32)")
+        return current, None
+    return current, widest
 
 
 def _device(gpu: Device | int) -> Device:

@@ -83,8 +83,9 @@ def health_measurements(health: GpuHealth):
         ("nvlinks_up", health.nvlinks_up, "count"),
         ("temperature_c", health.temperature_c, "C"),
     ]
-    if health.pcie_width:
+    items = [(name, int(value), unit) for name, value, unit in items if value is not None]
+    if health.pcie_width and health.pcie_width[1] > 0:  # a maximum of 0 lanes is in health.unreadable instead
         items.append(("pcie_width_ratio", round(health.pcie_width[0] / health.pcie_width[1], 4), "ratio"))
     if health.pcie_gen:  # idle GPUs drop their link generation: recorded, not judged
         items += [("pcie_gen", health.pcie_gen[0], "count"), ("pcie_gen_max", health.pcie_gen[1], "count")]
-    return [(name, int(value), unit) for name, value, unit in items if value is not None]
+    return items
