@@ -330,11 +330,84 @@ def test_a_lost_gpu_keeps_the_node_failed_replace_whatever_the_other_checks_say(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     env.update(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(tmp_path / "nvml.json"), DHC_IMDS="off",
                DHC_KERNEL_LOG=str(tmp_path / "kmsg"))
-    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
-                           "stress.inventory", "--check", "stress.gemm", "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    checks = ["stress.inventory", "stress.gemm", "stress.memtest", "stress.dcgm", "connectivity.allreduce"]
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge",
+                           *[a for c in checks for a in ("--check", c)], "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=240)
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert proc.returncode == 1
-    assert {c["check"]: c["status"] for c in report["checks"]} == {"stress.inventory": "Failed",
-                                                                   "stress.gemm": "Incomplete"}
+    # every GPU check names the lost GPU first, so it is Failed/Replace even where it then cannot run
+    # (no CUDA torch, no dcgmi here); why it stopped is kept beside the fault
+    assert {c["check"]: (c["status"], c["action"]) for c in report["checks"]} == dict.fromkeys(checks,
+                                                                                          ("Failed", "Replace"))
+    for check in report["checks"]:
+        lost = [f for f in check["findings"] if f["status"] == "Failed" and f["device"]]  # inventory: gpu_count 7 too
+        assert [(f["device"]["index"], f["action"]) for f in lost] == [(5, "Replace")], check["check"]
+        assert "GPU 5" in lost[0]["message"] and "NVML_ERROR_GPU_IS_LOST" in lost[0]["message"]
+    stopped = {c["check"]: c["findings"][-1]["message"] for c in report["checks"] if c["check"] != "stress.inventory"}
+    assert "torch has no CUDA" in stopped["stress.gemm"] and "torch has no CUDA" in stopped["stress.memtest"]
+    assert "not on PATH" in stopped["stress.dcgm"]
+    assert all(m.startswith("the check then stopped before it finished: ") for m in stopped.values())
     assert (report["verdict"]["status"], report["verdict"]["action"]) == ("Failed", "Replace")
+
+
+# -- a watch NVML stopped early cannot let the stress pass -------------------------------------------
+def _recorder(check="stress.gemm"):
+    from dhc import thresholds
+    from dhc.plugin.recorder import CheckRecorder
+    return CheckRecorder(check, thresholds.load().resolve("p5.48xlarge"))
+
+
+def _outcome(recorder, raised):
+    from dhc.plugin import outcomes
+    return outcomes.result_from_call(recorder.check, "stress", pytest.ExceptionInfo.from_exception(raised),
+                                     recorder, None, "2026-01-01T00:00:00Z", 1.0, "suites/stress/test_x.py::t")
+
+
+def _watch_until(module, indices, ready):
+    with StressWatch(indices, nvml=lambda: Nvml(module)) as watch:
+        deadline = time.monotonic() + 10
+        while not ready(watch) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return watch
+
+
+def test_a_watch_stopped_by_an_nvml_error_makes_the_stress_incomplete_naming_it(fake_nvml):
+    from dhc.errors import CheckIncomplete
+    from dhc.model import Device, Status
+    module = fake_nvml(recording(gpu0={"errors": {"nvmlEventSetWait_v2": "UNKNOWN"}}))
+    watch = _watch_until(module, [0], lambda w: w.xids.error is not None)
+    recorder = _recorder()
+    recorder.record("tflops_bf16", 900.0, "TFLOP/s", Device("gpu", 0))  # the burn itself went well
+    with pytest.raises(CheckIncomplete) as stopped:
+        watch.conclude(recorder, {0: Device("gpu", 0)})
+    assert "XID event watch stopped: GPU 0: nvmlEventSetWait_v2: NVML_ERROR_UNKNOWN (Unknown Error)" in str(stopped.value)
+    assert "may have gone unseen" in str(stopped.value)
+    assert {m.name: m.value for m in recorder.measurements if m.name.endswith("_watched")} == {
+        "clock_events_watched": 1.0, "xid_events_watched": 0.0}
+    result = _outcome(recorder, stopped.value)
+    assert result.status is Status.INCOMPLETE and "nvmlEventSetWait_v2: NVML_ERROR_UNKNOWN" in result.reason
+
+
+def test_a_fault_the_watch_saw_still_fails_the_stress_when_another_watch_stopped(fake_nvml):
+    from dhc.errors import CheckIncomplete
+    from dhc.model import Device, Status
+    module = fake_nvml(recording(gpu0={"errors": {"nvmlEventSetWait_v2": "UNKNOWN"}},
+                                 gpu6={"clock_event_reasons": 0x40}))  # HW slowdown on GPU 6
+    watch = _watch_until(module, [0, 6], lambda w: w.xids.error is not None and 6 in w.clocks.hardware_slowdowns())
+    recorder = _recorder()
+    with pytest.raises(CheckIncomplete) as stopped:
+        watch.conclude(recorder, {0: Device("gpu", 0), 6: Device("gpu", 6, uuid="GPU-66")})
+    result = _outcome(recorder, stopped.value)
+    assert (result.status, result.action) == (Status.FAILED, Action.REPLACE)
+    failed = [f for f in result.findings if f.status is Status.FAILED]
+    assert [(f.device.uuid, f.message.startswith("clocks held down")) for f in failed] == [("GPU-66", True)]
+    assert "NVML_ERROR_UNKNOWN" in result.findings[-1].message and result.findings[-1].status is Status.INCOMPLETE
+
+
+def test_watches_that_ran_to_the_end_let_the_stress_conclude(fake_nvml):
+    from dhc.model import Device
+    watch = _watch_until(fake_nvml(recording()), [0, 1], lambda w: w.clocks.samples > 0)
+    recorder = _recorder()
+    watch.conclude(recorder, {0: Device("gpu", 0), 1: Device("gpu", 1)})  # raises nothing
+    assert recorder.faults == [] and [m.value for m in recorder.measurements] == [1.0, 1.0]

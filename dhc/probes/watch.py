@@ -1,11 +1,18 @@
-"""Watch the GPUs while a stress runs: hardware clock slowdowns, critical XIDs and GPUs lost, as faults."""
+"""Watch the GPUs while a stress runs: hardware clock slowdowns, critical XIDs and GPUs lost, as faults.
+
+A watch that NVML stopped early (any error but a lost GPU, e.g. NVML_ERROR_UNKNOWN from an event
+wait) could not see what it was there to see, so the stress it watched cannot pass: ``conclude``
+records what was seen and then raises CheckIncomplete naming the watch and the NVML error.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from dhc.model import Action
+from dhc.errors import CheckIncomplete
+from dhc.model import Action, Device
 from dhc.probes.clocks import ClockEventSampler
 from dhc.probes.nvml import Nvml
 from dhc.probes.xid import XidWatcher
@@ -55,6 +62,18 @@ class StressWatch:
         """Which watches ran to the end (1) or stopped early (0), for the report."""
         return {f"{name}_watched": int(w.error is None)
                 for name, w in (("clock_events", self.clocks), ("xid_events", self.xids)) if w is not None}
+
+    def conclude(self, check: Any, devices: dict[int, Device]) -> None:
+        """Record on ``check`` (a check's recorder: ``fault`` and ``record``) each fault seen, on its
+        device by GPU index, and which watches ran to the end; then raise CheckIncomplete if one stopped
+        early. Faults recorded before that still make the check Failed (dhc.plugin.outcomes)."""
+        for fault in self.faults():
+            check.fault(fault.message, devices.get(fault.gpu) if fault.gpu is not None else None, fault.action)
+        for name, ran in self.watching().items():
+            check.record(name, ran, "count")
+        if self.problems():
+            raise CheckIncomplete("NVML could not watch the GPUs for the whole stress, so an XID or a clock "
+                                  f"slowdown may have gone unseen: {'; '.join(self.problems())}")
 
     def problems(self) -> list[str]:
         """Why a watcher stopped early, if one did (the stress itself still counts)."""

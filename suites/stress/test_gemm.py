@@ -15,6 +15,8 @@ DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")
 
 @pytest.mark.check("stress.gemm")
 def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    for lost in getattr(dhc_devices, "lost", ()):  # named first: the check is Failed on it even if it stops below
+        dhc_check.fault(f"not burned: {lost}", lost.device, lost.action)
     gemm = _engine()
     devices, names = _burn_targets(dhc_devices, dhc_limits, dhc_run.options.inject)
     limits = dhc_limits.check("stress.gemm").limits
@@ -23,15 +25,10 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
     duration = float(dhc_check.settings["duration_s"]) / len(dtypes)
     size = int(dhc_check.settings["matrix_size"])
     by_index = {d.index: d for d in devices if d.kind == "gpu"}
-    for lost in getattr(dhc_devices, "lost", ()):  # a GPU lost to NVML is named, never silently left out
-        dhc_check.fault(f"not burned: {lost}", lost.device, lost.action)
     with StressWatch(list(by_index)) as watch:
         for dtype in dtypes:
             _judge(dhc_check, gemm.burn(names, dtype, size, duration, inject=inject), devices)
-    for fault in watch.faults():
-        dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
-    for name, ran in watch.watching().items():  # a watch NVML refused is shown, not silently dropped
-        dhc_check.record(name, ran, "count")
+    watch.conclude(dhc_check, by_index)  # a watch NVML stopped early makes the check Incomplete, named
 
 
 def _judge(dhc_check, result, devices):

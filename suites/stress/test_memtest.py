@@ -17,31 +17,32 @@ SIZES = {"cpu": (2**20, 64 * 2**20, 256 * 2**20), "cuda": (32 * 2**20, GIB, 2 * 
 
 @pytest.mark.check("stress.memtest")
 def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    for lost in getattr(dhc_devices, "lost", ()):  # named first: the check is Failed on it even if it stops below
+        dhc_check.fault(f"memory not tested: {lost}", lost.device, lost.action)
     memtest = _engine()
     targets = _targets(dhc_devices, dhc_limits)
     inject = memtest.MemtestInjection() if dhc_run.options.inject == "memtest-word" else None
     fraction, cap = float(dhc_check.settings["memory_fraction"]), int(dhc_check.settings["max_bytes"])
     by_index = {d.index: d for d, _ in targets if d.kind == "gpu"}
-    for lost in getattr(dhc_devices, "lost", ()):  # a GPU lost to NVML is named, never silently left out
-        dhc_check.fault(f"memory not tested: {lost}", lost.device, lost.action)
     with StressWatch(list(by_index)) as watch, ThreadPoolExecutor(max_workers=len(targets)) as pool:
         runs = list(pool.map(lambda t: _test_one(memtest, t, fraction, cap, inject if t[0] is targets[0][0] else None),
                              targets))
-    for fault in watch.faults():
-        dhc_check.fault(fault.message, by_index.get(fault.gpu), fault.action)
-    for name, ran in watch.watching().items():  # a watch NVML refused is shown, not silently dropped
-        dhc_check.record(name, ran, "count")
-    for device, free, result, copy in runs:
-        dhc_check.record("copy_bandwidth", round(2 * copy / 1e9, 3), "GB/s", device)  # read + write
-        dhc_check.record("memory_errors", result.errors, "count", device)
-        dhc_check.record("tested_gib", round(result.bytes_covered / GIB, 3), "GiB", device)
-        dhc_check.record("coverage_of_free", round(result.bytes_covered / free, 4), "ratio", device)
-        dhc_check.record("verified_gb_per_s", round(result.verified_bytes_per_s / 1e9, 3), "GB/s", device)
-        if result.errors:
-            listed = "; ".join(_describe(e) for e in result.first_errors)  # up to 8 per chunk
-            dhc_check.fault(f"{result.errors} word(s) of device memory read back wrong ({len(result.patterns)} patterns "
-                            f"+ moving inversions over {result.bytes_covered / GIB:.2f} GiB); first: {listed}",
-                            device, Action.REPLACE)
+    for run in runs:
+        _judge(dhc_check, *run)
+    watch.conclude(dhc_check, by_index)  # a watch NVML stopped early makes the check Incomplete, named
+
+
+def _judge(dhc_check, device, free, result, copy):
+    dhc_check.record("copy_bandwidth", round(2 * copy / 1e9, 3), "GB/s", device)  # read + write
+    dhc_check.record("memory_errors", result.errors, "count", device)
+    dhc_check.record("tested_gib", round(result.bytes_covered / GIB, 3), "GiB", device)
+    dhc_check.record("coverage_of_free", round(result.bytes_covered / free, 4), "ratio", device)
+    dhc_check.record("verified_gb_per_s", round(result.verified_bytes_per_s / 1e9, 3), "GB/s", device)
+    if result.errors:
+        listed = "; ".join(_describe(e) for e in result.first_errors)  # up to 8 per chunk
+        dhc_check.fault(f"{result.errors} word(s) of device memory read back wrong ({len(result.patterns)} patterns "
+                        f"+ moving inversions over {result.bytes_covered / GIB:.2f} GiB); first: {listed}",
+                        device, Action.REPLACE)
 
 
 def _describe(error):
@@ -54,6 +55,8 @@ def _test_one(memtest, target, fraction, cap, inject):
     kind = "cuda" if name.startswith("cuda") else "cpu"
     tile, chunk, copy_buffer = SIZES[kind]
     free = _free_bytes(name)
+    if free <= 0:
+        raise CheckIncomplete(f"memtest on {device.label()}: no free memory to test ({free} bytes free)")
     want = min(int(free * fraction), cap)
     try:
         result = memtest.memtest(name, want, min(chunk, max(want, tile)), tile, inject=inject)
