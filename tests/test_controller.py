@@ -144,12 +144,26 @@ def test_a_joining_node_is_tainted_labelled_and_gets_a_least_privilege_job(emula
     assert len(writes) == 2  # the join costs one node patch and one Job
 
 
-@pytest.mark.parametrize(("labels_", "status"), [
-    ({"node.kubernetes.io/instance-type": "ml.g6e.12xlarge"}, {"capacity": {"nvidia.com/gpu": "4"}}),
-    ({"node.kubernetes.io/instance-type": "p5.4xlarge", "dhc.dev/deep-health-check": "enabled"}, {}),
-    ({"dhc.dev/deep-health-check": "enabled"}, {}),
+GPU8 = {"capacity": {"nvidia.com/gpu": "8"}}
+
+
+@pytest.mark.parametrize(("labels_", "status", "why"), [
+    ({"node.kubernetes.io/instance-type": "ml.g6e.12xlarge"}, {"capacity": {"nvidia.com/gpu": "4"}},
+     "is not in thresholds.yaml"),
+    ({"node.kubernetes.io/instance-type": "p5.4xlarge", "dhc.dev/deep-health-check": "enabled"}, {},
+     "is not in thresholds.yaml"),
+    ({"dhc.dev/deep-health-check": "enabled"}, {}, "no node.kubernetes.io/instance-type label"),
+    # a GPU node whose type promises no GPUs (or fewer than it has) would pass on a profile that ignores them
+    ({"node.kubernetes.io/instance-type": "cpu"}, GPU8,
+     "it has 8 GPUs (nvidia.com/gpu capacity) but instance type 'cpu' promises 0"),
+    ({"node.kubernetes.io/instance-type": "ml.cpu", "dhc.dev/deep-health-check": "enabled"}, GPU8,
+     "it has 8 GPUs (nvidia.com/gpu capacity) but instance type 'ml.cpu' promises 0"),
+    ({"node.kubernetes.io/instance-type": "p5.48xlarge"}, {"capacity": {"nvidia.com/gpu": "16"}},
+     "it has 16 GPUs (nvidia.com/gpu capacity) but instance type 'p5.48xlarge' promises 8"),
+    ({"node.kubernetes.io/instance-type": "p5.48xlarge"}, {"capacity": {"nvidia.com/gpu": "8k"}},
+     "its nvidia.com/gpu capacity '8k' is not a whole number"),
 ])
-def test_a_node_dhc_cannot_judge_stays_out_of_service_never_checked_as_cpu(emulator, labels_, status):
+def test_a_node_dhc_cannot_judge_stays_out_of_service_never_checked_as_cpu(emulator, labels_, status, why):
     emulator.add_node("gpu-u", labels_, status=status)
     with Running(emulator) as running:
         wait_for(lambda: labels(emulator, "gpu-u").get(KEYS.check_status) == "Incomplete", what="Incomplete")
@@ -159,8 +173,7 @@ def test_a_node_dhc_cannot_judge_stays_out_of_service_never_checked_as_cpu(emula
     assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in node["spec"]["taints"]
     reason = annotations(emulator, "gpu-u")[KEYS.reasons]
     assert "dhc cannot judge this node" in reason and "thresholds.yaml" in reason
-    itype = labels_.get("node.kubernetes.io/instance-type")
-    assert (repr(itype) in reason) if itype else ("no node.kubernetes.io/instance-type label" in reason)
+    assert why in reason and f"{KEYS.request}=recheck" in reason
     assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckUnsupported"]  # once, not on every resync
     assert emulator.jobs == {}  # above all, no Job with --instance-type cpu
 
@@ -234,6 +247,32 @@ def test_a_passed_label_nobody_earned_is_checked(emulator):
     assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in emulator.nodes["gpu-p"]["spec"]["taints"]
     assert emulator.events[0]["reason"] == "DeepHealthCheckUnearned"
     assert "without dhc's record" in emulator.events[0]["message"]
+
+
+def test_a_stale_pass_from_an_earlier_generation_earns_nothing(emulator):
+    """Passed in generation 1, re-checked and given up as Failed in generation 2, then relabelled Passed."""
+    record = '{"status":"Passed","stage":"final","node":"gpu-s","job":"dhc-x","pod":"p","run_id":"r","generation":1}'
+    emulator.add_node("gpu-s", dict(P5, **{KEYS.check_status: "Passed", KEYS.health: "Schedulable"}),
+                      annotations={KEYS.record: record, KEYS.generation: "2", KEYS.attempts: "3"})
+    with Running(emulator):
+        wait_for(lambda: job_name("gpu-s", 3, 1) in emulator.jobs, what="a Job for the next generation")
+        wait_for(lambda: labels(emulator, "gpu-s")[KEYS.check_status] == "InProgress", what="InProgress")
+    assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in emulator.nodes["gpu-s"]["spec"]["taints"]
+    assert emulator.events[0]["reason"] == "DeepHealthCheckUnearned"
+    assert "record is of check generation 1, the node's check is at generation '2': a stale pass" in \
+        emulator.events[0]["message"]
+
+
+@pytest.mark.parametrize("status", ["Failed", "Incomplete"])
+def test_a_status_dhc_never_wrote_is_a_join(emulator, status):
+    """Registered Failed or Incomplete but Schedulable (a launch template's --node-labels): checked like a new node."""
+    emulator.add_node("gpu-r", dict(P5, **{KEYS.check_status: status, KEYS.health: "Schedulable"}))
+    with Running(emulator):
+        wait_for(lambda: job_name("gpu-r", 1, 1) in emulator.jobs, what="the join's Job")
+        wait_for(lambda: labels(emulator, "gpu-r")[KEYS.health] == "Unschedulable", what="Unschedulable")
+    assert labels(emulator, "gpu-r")[KEYS.check_status] == "InProgress"
+    assert {"key": KEYS.health, "value": "Unschedulable", "effect": "NoSchedule"} in emulator.nodes["gpu-r"]["spec"]["taints"]
+    assert annotations(emulator, "gpu-r")[KEYS.generation] == "1"
 
 
 def test_api_faults_cost_no_duplicate_jobs_or_lost_transitions(emulator):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from dhc.controller import reconcile, verdicts
-from dhc.controller.jobs import JobSettings, batch_manifests, job_manifest
+from dhc.controller.jobs import STAGE_ANNOTATION, JobSettings, batch_manifests, job_manifest
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound, Kube
@@ -40,6 +41,14 @@ class ControllerSettings:
     batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    check_status: Counter[str]  # nodes by dhc's deep-health-check-status label
+    health: Counter[str]  # nodes by dhc's node-health-status label
+    unjudged: int  # nodes dhc would check but cannot judge
+    tally: dict[tuple[str, str], int]  # Jobs started by stage, verdicts written by status, unearned labels found
+
+
 class Controller(WorkQueue):
     def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings):
         super().__init__(kube, settings.jobs.namespace, settings.workers, settings.resync_s, settings.watch_timeout_s)
@@ -47,6 +56,23 @@ class Controller(WorkQueue):
         self.keys = scheme.Keys(settings.prefix)
         self.candidates: dict[str, float] = {}  # node -> when its stress passed (waiting for a batch)
         self._batching = threading.Lock()
+        self.unjudged: set[str] = set()  # nodes dhc would check but cannot judge
+        self.tally: Counter[tuple[str, str]] = Counter()  # ("jobs", stage), ("verdicts", status), ("unearned", "")
+        self._counting = threading.Lock()
+
+    def count(self, what: str, kind: str = "") -> None:
+        with self._counting:
+            self.tally[what, kind] += 1
+
+    def snapshot(self) -> Snapshot:
+        """What the metrics show: dhc's labels over the cached nodes, and the counts so far."""
+        nodes = list(self.nodes.values())
+        labels = [n["metadata"].get("labels") or {} for n in nodes]
+        with self._counting:
+            tally = dict(self.tally)
+        return Snapshot(Counter(v for v in (lb.get(self.keys.check_status) for lb in labels) if v),
+                        Counter(v for v in (lb.get(self.keys.health) for lb in labels) if v),
+                        len(self.unjudged), tally)
 
     # -- deciding and acting ---------------------------------------------------------------------------
     def wants(self, node: dict[str, Any]) -> bool:
@@ -60,9 +86,12 @@ class Controller(WorkQueue):
     def reconcile(self, name: str) -> str:
         node = self.nodes.get(name)
         if node is None or not self.wants(node):
+            self.unjudged.discard(name)
             return reconcile.NOTHING
-        if not self._known(node):
-            return self._unsupported(node)
+        why = self._cannot_judge(node)
+        if why:
+            return self._unsupported(node, why)
+        self.unjudged.discard(name)
         decision = self._decide(node)
         if decision.kind in (reconcile.ENDED, reconcile.GIVE_UP, reconcile.REBATCH):
             node = self.kube.node(name)  # a re-check request may have landed since the cache saw the node
@@ -90,19 +119,30 @@ class Controller(WorkQueue):
         assert job is not None
         self.nodes[name] = verdicts.apply(self.kube, self.keys, name, job, outcome, ended.generation,
                                           self.settings.jobs.namespace)
+        self.count("verdicts", outcome.verdict.status)
         return self._decide(self.nodes[name])  # AWAIT_BATCH after a stress pass; otherwise nothing more
 
-    def _known(self, node: dict[str, Any]) -> bool:
-        return (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) in self.thresholds.names
+    def _cannot_judge(self, node: dict[str, Any]) -> str:
+        """'' when a profile in thresholds.yaml fits the node; else why not, with what to do about it."""
+        itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL)
+        if not itype or itype not in self.thresholds.names:
+            fix = "add the type, or an alias, to thresholds.yaml"
+            why = f"instance type {itype!r} is not in thresholds.yaml" if itype else \
+                f"the node has no {INSTANCE_TYPE_LABEL} label"
+        else:
+            have, promised = _gpu_count(node), self._type(itype).gpus
+            if have is not None and have <= promised:
+                return ""
+            fix = f"correct the node's {INSTANCE_TYPE_LABEL} label or the type in thresholds.yaml"
+            why = f"its nvidia.com/gpu capacity {_capacity(node)!r} is not a whole number" if have is None else \
+                f"it has {have} GPUs (nvidia.com/gpu capacity) but instance type {itype!r} promises {promised} in " \
+                "thresholds.yaml, so a check against that profile would not test them all"
+        return f"{why}: dhc cannot judge this node ({fix}, then label the node {self.keys.request}=recheck)"
 
-    def _unsupported(self, node: dict[str, Any]) -> str:
+    def _unsupported(self, node: dict[str, Any], reason: str) -> str:
         """A node dhc would check but cannot judge: out of service with the reason, never a CPU-only pass."""
         name, labels = node["metadata"]["name"], node["metadata"].get("labels") or {}
-        itype = labels.get(INSTANCE_TYPE_LABEL)
-        reason = (f"instance type {itype!r} is not in thresholds.yaml" if itype else
-                  f"the node has no {INSTANCE_TYPE_LABEL} label") + \
-            ": dhc cannot judge this node (add the type, or an alias, to thresholds.yaml, then label the node " \
-            f"{self.keys.request}=recheck)"
+        self.unjudged.add(name)
         annotations = (node["metadata"].get("annotations") or {})
         if labels.get(self.keys.check_status) == "Incomplete" and annotations.get(self.keys.reasons) == reason \
                 and self.keys.request not in labels:
@@ -130,6 +170,7 @@ class Controller(WorkQueue):
 
     def _unearned(self, name: str, decision: reconcile.Decision) -> None:
         """Labelled Passed by someone else: taint it and check it, and say why in a Warning Event."""
+        self.count("unearned")
         self._mark(name, decision, "InProgress", "Unschedulable", "DeepHealthCheckUnearned",
                    extra={self.keys.stage: "stress"})
         self._start(name, decision)
@@ -140,6 +181,7 @@ class Controller(WorkQueue):
 
     def _give_up(self, name: str, decision: reconcile.Decision) -> None:
         self._mark(name, decision, "Failed", "UnschedulablePendingReplacement", "DeepHealthCheckFailed")
+        self.count("verdicts", "Failed")
 
     def _mark(self, name: str, decision: reconcile.Decision, status: str, health: str, event: str,
               extra: dict[str, str] | None = None) -> None:
@@ -183,7 +225,8 @@ class Controller(WorkQueue):
         service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
                                        self.settings.jobs, _allocatable(self.nodes[names[0]]))
         self.kube.create_service(service)
-        self.kube.create_job(job)
+        if self.kube.create_job(job):  # False: it exists already (a restarted controller)
+            self.count("jobs", "connectivity")
         self.jobs.setdefault(job["metadata"]["name"], job)
         for name in names:
             annotations = {self.keys.stage: "connectivity", self.keys.batch: job["metadata"]["name"]}
@@ -208,7 +251,8 @@ class Controller(WorkQueue):
         limits = self._type(itype)
         manifest = job_manifest(name, decision.generation, decision.attempt, itype, limits.gpus, limits.efa,
                                 self._deadline(itype), self.keys, self.settings.jobs, _allocatable(node))
-        self.kube.create_job(manifest)
+        if self.kube.create_job(manifest):
+            self.count("jobs", manifest["metadata"]["annotations"][STAGE_ANNOTATION])
         self.jobs.setdefault(manifest["metadata"]["name"], manifest)  # until the watch reports it
 
     def _type(self, itype: str) -> Any:
@@ -222,9 +266,18 @@ class Controller(WorkQueue):
         return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
 
 
+def _capacity(node: dict[str, Any]) -> str:
+    return str(((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu", "0")).strip()
+
+
 def _gpu_capacity(node: dict[str, Any]) -> bool:
-    capacity = (node.get("status") or {}).get("capacity") or {}
-    return str(capacity.get("nvidia.com/gpu", "0")).strip() not in ("", "0")
+    return _capacity(node) not in ("", "0")
+
+
+def _gpu_count(node: dict[str, Any]) -> int | None:
+    """The node's nvidia.com/gpu capacity (an extended resource: a whole number), or None if it is not one."""
+    text = _capacity(node)
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _allocatable(node: dict[str, Any]) -> dict[str, str] | None:

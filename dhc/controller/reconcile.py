@@ -1,7 +1,8 @@
 """What the controller should do for one node, from the node and its Jobs alone (pure, no API calls).
 
 A node without dhc's status label has just joined: taint it, mark it InProgress, start a Job. So has
-a node labelled Passed without the controller's record of the run that earned it (a launch
+one with any status but without dhc's generation annotation (a status dhc never wrote), and a node
+labelled Passed without the controller's record of the run that earned it in its current generation (a launch
 template's ``--node-labels``, a hand edit). An InProgress node needs its current Job; a Job that
 ended (``ENDED``) is read for its pods' verdict by the controller, and without one it is a try that
 came out Incomplete: another try, up to the limit, then Failed (``next_try``). A Passed, Failed or
@@ -56,8 +57,8 @@ def decide(node: dict[str, Any], jobs: list[dict[str, Any]], keys: Keys, max_att
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     status = labels.get(keys.check_status)
     generation, attempt = _int(annotations.get(keys.generation), 1), _int(annotations.get(keys.attempts), 1)
-    if status is None or (status == "InProgress" and keys.generation not in annotations):
-        return Decision(JOIN, 1, 1)  # new, or registered with a label dhc did not write
+    if status is None or (status != "Passed" and keys.generation not in annotations):
+        return Decision(JOIN, 1, 1)  # new, or registered with a status dhc did not write (Failed, Incomplete too)
     if status == "Passed" and (why := earned(node, keys)):
         return Decision(UNEARNED, generation + 1 if keys.generation in annotations else 1, 1, why)
     if status in ("Passed", "Failed", "Incomplete"):

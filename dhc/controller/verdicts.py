@@ -7,7 +7,8 @@ code its verdict implies, and judged the instance type and stage the Job asked f
 is no verdict, with the reason a person needs, and the node's try counts as Incomplete.
 
 A Passed label counts only beside the record the controller writes with it (``record``): the Job,
-the pod, the node, the run id and a digest of the message it came from. The admission policy keeps
+the pod, the node, the run id, the check's generation and a digest of the message it came from; a
+record from an earlier generation (the node was re-checked since) earns nothing. The admission policy keeps
 everyone but the controller from writing that annotation.
 """
 
@@ -122,6 +123,11 @@ def earned(node: dict[str, Any], keys: scheme.Keys) -> str:
     if not isinstance(rec, dict) or (rec.get("status"), rec.get("stage"), rec.get("node")) != ("Passed", "final",
                                                                                                  meta.get("name")):
         return f"labelled Passed, but dhc's record is of another verdict or node: {text[:120]!r}"
+    current = (meta.get("annotations") or {}).get(keys.generation)
+    if current is None or str(rec.get("generation")) != current:
+        # a pass from an earlier check: the node has been re-checked since (and may have failed it)
+        return f"labelled Passed, but dhc's record is of check generation {rec.get('generation')!r}, " \
+               f"the node's check is at generation {current!r}: a stale pass"
     return ""
 
 
