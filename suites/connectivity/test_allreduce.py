@@ -15,6 +15,8 @@ from dhc.probes import host, nccl_log, nccl_tests, nccl_verdict, tool
 
 @pytest.mark.check("connectivity.allreduce")
 def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
+    for lost in getattr(dhc_devices, "lost", ()):  # never a quiet 7-rank all-reduce on an 8-GPU type
+        dhc_check.fault(f"left out of the all-reduce: {lost}", lost.device, lost.action)
     node_type = dhc_limits.instance_type
     settings = dhc_check.settings
     _require_shm(settings, len(dhc_devices) if node_type.gpus else int(settings.get("cpu_ranks", 2)))

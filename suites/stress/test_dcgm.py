@@ -15,6 +15,8 @@ from dhc.probes import dcgm
 
 @pytest.mark.check("stress.dcgm")
 def test_dcgm(dhc_check, dhc_run, dhc_devices):
+    for lost in getattr(dhc_devices, "lost", ()):  # a GPU lost to NVML fails the check, even if DCGM cannot run
+        dhc_check.fault(f"not diagnosed: {lost}", lost.device, lost.action)
     settings = dhc_run.settings
     dcgmi = shutil.which(settings.dcgmi)
     if dcgmi is None:
