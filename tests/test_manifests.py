@@ -75,3 +75,14 @@ def test_dockerfiles_lint_clean(image):
     proc = subprocess.run([HADOLINT, str(ROOT / "containers" / image / "Dockerfile")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_controller_serves_its_metrics_on_the_port_it_declares():
+    [deployment] = documents("controller.yaml")
+    validate(deployment)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    port = int(args[args.index("--metrics-port") + 1])
+    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    dockerfile = (ROOT / "containers" / "controller" / "Dockerfile").read_text()
+    assert f"EXPOSE {port}" in dockerfile and "dhc.controller.metrics" in dockerfile  # the image can serve them

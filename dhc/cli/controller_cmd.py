@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 
 from dhc.settings import Settings
@@ -20,6 +21,12 @@ def _pinned(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a TCP port, 1-65535 (0: no metrics)")
+    return int(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="dhc", help="where the check Jobs run (default: dhc)")
     parser.add_argument("--image", required=True, type=_pinned,
@@ -30,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-attempts", type=int, default=3, help="tries before an undecided node is Failed")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
+    parser.add_argument("--metrics-port", type=_port, default=9400, metavar="PORT",
+                        help="serve Prometheus metrics on PORT at /metrics (default: 9400; 0: off)")
 
 
 def controller_command(args: argparse.Namespace) -> int:
@@ -44,6 +53,14 @@ def controller_command(args: argparse.Namespace) -> int:
     controller = Controller(Kube(), load(args.thresholds or settings.thresholds_file),
                             ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
                                                workers=args.workers))
+    if args.metrics_port:
+        from dhc.controller.metrics import serve
+
+        try:
+            serve(controller.snapshot, args.metrics_port)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            print(f"dhc controller: cannot serve metrics on port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

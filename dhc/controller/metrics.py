@@ -1,0 +1,76 @@
+"""The controller's Prometheus metrics: the one module that imports ``prometheus_client``.
+
+Served over HTTP on ``dhc controller --metrics-port`` (``/metrics``). Everything is read from the
+controller's ``snapshot()`` at scrape time, so a scrape shows the cache as it is, never a copy
+that drifted:
+
+- ``dhc_nodes{check_status}`` and ``dhc_nodes_health{health}``: nodes by dhc's two labels;
+- ``dhc_nodes_cannot_judge``: nodes dhc would check but cannot judge (no profile fits them), kept
+  out of service with the reason; alert on it above 0;
+- ``dhc_jobs_started_total{stage}``, ``dhc_verdicts_written_total{status}`` and
+  ``dhc_unearned_labels_total`` (Passed labels without dhc's record of a check that earned them):
+  counts since the controller started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from dhc.controller.loop import Snapshot
+
+STATUSES = ("InProgress", "Passed", "Failed", "Incomplete")  # always shown, 0 included, so alerts have a series
+HEALTH = ("Schedulable", "Unschedulable", "UnschedulablePendingReboot", "UnschedulablePendingReplacement")
+STAGES = ("stress", "final", "connectivity")
+VERDICTS = ("Passed", "Failed")
+
+
+class ControllerCollector:
+    """A custom collector: builds every family from one snapshot per scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot()
+        yield _gauge("dhc_nodes", "Nodes by dhc's deep-health-check-status label", "check_status",
+                     snap.check_status, STATUSES)
+        yield _gauge("dhc_nodes_health", "Nodes by dhc's node-health-status label", "health", snap.health, HEALTH)
+        yield GaugeMetricFamily("dhc_nodes_cannot_judge", "Nodes dhc would check but cannot judge (no profile in "
+                                "thresholds.yaml fits them): kept out of service", value=snap.unjudged)
+        yield _counter("dhc_jobs_started", "Check Jobs the controller created, by stage", "stage", snap.tally, "jobs",
+                       STAGES)
+        yield _counter("dhc_verdicts_written", "Verdicts the controller wrote onto nodes, by status", "status",
+                       snap.tally, "verdicts", VERDICTS)
+        unearned = CounterMetricFamily("dhc_unearned_labels", "Passed labels found without dhc's record of a check "
+                                       "that earned them (then checked)", value=snap.tally.get(("unearned", ""), 0))
+        yield unearned
+
+
+def _gauge(name: str, doc: str, label: str, counts: Any, always: tuple[str, ...]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for value in sorted(set(always) | set(counts)):
+        family.add_metric([value], counts.get(value, 0))
+    return family
+
+
+def _counter(name: str, doc: str, label: str, tally: dict[tuple[str, str], int], what: str,
+             always: tuple[str, ...]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    kinds = set(always) | {kind for (w, kind) in tally if w == what}
+    for kind in sorted(kinds):
+        family.add_metric([kind], tally.get((what, kind), 0))
+    return family
+
+
+def serve(snapshot: Callable[[], Snapshot], port: int, address: str = "0.0.0.0") -> tuple[Any, Any]:
+    """Serve ``/metrics`` on ``address:port`` in a daemon thread (port 0: any free port, for tests).
+
+    Returns (server, thread); ``server.server_port`` is the port bound, ``server.shutdown()`` stops it.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControllerCollector(snapshot))
+    return start_http_server(port, address, registry)
