@@ -359,3 +359,27 @@ def test_a_single_node_run_listens_on_loopback_alone(tmp_path):
         assert run.result(timeout=120) == pids
     assert listening, "rank 0 hosts the rendezvous store, yet no rank was listening"
     assert all(is_loopback(address) for address, _ in listening), listening
+
+
+@torch_needed
+@pytest.mark.slow
+def test_a_low_bandwidth_measured_before_a_later_run_fails_still_fails_the_check(tmp_path, thresholds_file,
+                                                                                  validate_report):
+    """The intra-node busbw is below its limit, then the inter-node run cannot meet its peer (nobody at the
+    rendezvous): the check is Failed on the bandwidth, the failed run kept beside it, never Incomplete."""
+    from dhc.comm.launch import free_port
+
+    def edit(doc):
+        cpu = doc["instance_types"]["cpu"]
+        cpu["profiles"]["quick"]["connectivity.allreduce"].update(timeout_s=100, max_bytes=2**20)
+        cpu["checks"]["connectivity.allreduce"]["limits"]["busbw_intra_node"]["min"] = 5000  # GB/s: gloo won't
+    proc = dhc("run", "--instance-type", "cpu", "--check", "connectivity.allreduce", "--thresholds",
+               str(thresholds_file(edit)), "--out", str(tmp_path / "r"), DHC_NODES="2", JOB_COMPLETION_INDEX="1",
+               DHC_RENDEZVOUS=f"127.0.0.1:{free_port()}")
+    report = validate_report(tmp_path / "r" / "report.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    check = report["checks"][0]
+    assert (check["status"], check["action"]) == ("Failed", "Replace")
+    failed, stopped = check["findings"]
+    assert (failed["status"], failed["metric"], failed["limit"]) == ("Failed", "busbw_intra_node", 5000)
+    assert stopped["status"] == "Incomplete" and "busbw_inter_node: " in stopped["message"]
