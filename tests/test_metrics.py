@@ -142,3 +142,20 @@ def test_a_taken_metrics_port_exits_2_with_the_reason(emulator, tmp_path):
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and f"cannot serve metrics on port {port}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_prometheus_client_lives_in_the_metrics_module_alone():
+    import ast
+    from pathlib import Path
+    root = Path(metrics.__file__).resolve().parents[1]
+    importers = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "prometheus_client" for n in names):
+                importers.add(path.relative_to(root).as_posix())
+    assert importers == {"controller/metrics.py"}
+    proc = subprocess.run([sys.executable, "-c", "import sys, dhc.cli, dhc.controller.loop; "
+                           "print('prometheus_client' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr  # the controller runs without it when --metrics-port is 0
