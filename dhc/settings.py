@@ -36,6 +36,8 @@ class Settings:
     dcgmi: str = "dcgmi"  # the dcgmi binary: a name looked up on PATH, or a path
     dcgm_hostengine: str | None = None  # HOST[:PORT] of the node's standalone nv-hostengine (DHC_DCGM_HOSTENGINE)
     nv_hostengine: str = "nv-hostengine"  # started for the run when no host engine answers (DHC_NV_HOSTENGINE)
+    dcgm_start_hostengine: str = "auto"  # auto (not inside a pod) | never | always (DHC_DCGM_START_HOSTENGINE)
+    in_kubernetes: bool = False  # KUBERNETES_SERVICE_HOST is set: dhc runs inside a pod
     kernel_log: str = "/dev/kmsg"  # where XIDs since boot are read from (a file works too)
     fi_info: str = "fi_info"  # libfabric's fi_info: a name looked up on PATH, or a path
     nccl_tests: str | None = None  # all_reduce_perf to measure with instead of torch (DHC_NCCL_TESTS)
@@ -77,6 +79,8 @@ class Settings:
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
             dcgm_hostengine=env.get("DHC_DCGM_HOSTENGINE") or None,
             nv_hostengine=env.get("DHC_NV_HOSTENGINE") or "nv-hostengine",
+            dcgm_start_hostengine=_choice(env, "DHC_DCGM_START_HOSTENGINE", ("auto", "never", "always")),
+            in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
             nccl_tests=env.get("DHC_NCCL_TESTS") or None,
@@ -147,6 +151,14 @@ def _rendezvous(env: Mapping[str, str]) -> str | None:
         raise UsageError(f"DHC_RENDEZVOUS: expected HOST:PORT (a host name, IPv4 or [IPv6] address and a port "
                          f"from 1 to 65535), got {raw[:100]!r}")
     return raw.strip()
+
+
+def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default), in any case."""
+    raw = env.get(key) or choices[0]
+    if raw.strip().lower() not in choices:
+        raise UsageError(f"{key}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {raw[:100]!r}")
+    return raw.strip().lower()
 
 
 def _positive_float(env: Mapping[str, str], key: str, default: float, maximum: float) -> float:

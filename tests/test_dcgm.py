@@ -3,6 +3,8 @@ the host engine found, started and always stopped with fake dcgmi / nv-hostengin
 
 import json
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -10,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from dhc.errors import UsageError
 from dhc.model import Action
-from dhc.probes import dcgm, dcgm_hostengine
+from dhc.probes import dcgm, dcgm_hostengine, environment
+from dhc.settings import Settings
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "dcgm"
 DATA = Path(__file__).parent / "data" / "dcgm"
@@ -63,6 +67,9 @@ def test_dcgm3_capture_passes_with_eud_skipped():
     ("r2_32_gpu_ids_warning_string.json", 226, [(0, R), (1, R), (2, R), (3, R)], []),
     ("r1_4x_node_config.json", 226, [], ["configuration: DCGM software failed on a setting, not the hardware: "
                                          "Environment Variables: Found CUDA performance-limiting"]),
+    ("r2_4x_gpu_persistence_config.json", 226, [], [f"configuration: DCGM software on GPU {i} failed on a setting, "
+                                                    "not the hardware: Persistence Mode: Persistence mode for GPU "
+                                                    f"{i} is disabled" for i in range(4)]),
     ("r3_4x_pcie_skip.json", 0, [], ["required test 'pcie' reported Skip on GPU 0"]),
     ("r2_4x_all_skip.json", 0, [], ["required test 'memory' reported Skip on GPU 0",
                                     "required test 'diagnostic' reported Skip on GPU 0",
@@ -96,6 +103,23 @@ def test_fault_messages_name_the_gpu_error_category_and_severity():
     old, _, run = dcgm.assess(data("r2_32_gpu_ids_warning_string.json"), 226)
     assert run.layout == "3.x" and {r.status for r in run.results} == {"Pass", "Fail"}  # PASS / FAIL read as such
     assert old[2].message.startswith("DCGM PCIe on GPU 2 failed: Bandwidth of GPU 2") and "(error 30)" in old[2].message
+
+
+def test_per_gpu_persistence_mode_off_is_configuration_never_a_replace():
+    faults, undecided, run = dcgm.assess(data("r2_4x_gpu_persistence_config.json"), dcgm.EXIT_TEST_FAILED)
+    assert faults == [] and [r.gpu for r in run.results if r.status == "Fail"] == [0, 1, 2, 3]
+    assert all("(error 29, software other, severity CONFIG); fix the node's configuration" in u for u in undecided)
+    assert all("`nvidia-smi -pm 1` as root" in u for u in undecided)
+
+
+def test_a_real_fault_beside_persistence_mode_off_fails_only_its_gpu():
+    document = json.loads(data("r2_4x_gpu_persistence_config.json"))
+    memory = document["DCGM Diagnostic"]["test_categories"][1]["tests"][0]
+    memory["results"][1].update(status="Fail", warnings=[{"error_category": 10, "error_id": 52, "error_severity": 2,
+                                                          "warning": "A memory mismatch was detected on GPU 1"}])
+    faults, undecided, _ = dcgm.assess(json.dumps(document), dcgm.EXIT_TEST_FAILED)
+    assert [(f.gpu, f.action) for f in faults] == [(1, R)] and "severity ISOLATE" in faults[0].message
+    assert len(undecided) == 4 and all(u.startswith("configuration: DCGM software on GPU") for u in undecided)
 
 
 def test_33_deployment_row_names_its_gpu_and_its_text_key():
@@ -239,6 +263,54 @@ def test_no_engine_answers_so_dhc_starts_one_and_stops_it(fakes_env):
     assert f"-f {fakes_env / 'nv-hostengine.log'}" in (fakes_env / "hostengine-args").read_text()
 
 
+@pytest.mark.parametrize(("environ", "start", "in_pod"), [
+    ({}, "auto", False), ({"DHC_DCGM_START_HOSTENGINE": "Never "}, "never", False),
+    ({"DHC_DCGM_START_HOSTENGINE": "always", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}, "always", True),
+    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, "auto", True), ({"KUBERNETES_SERVICE_HOST": ""}, "auto", False)])
+def test_start_hostengine_setting(environ, start, in_pod):
+    settings = Settings.from_env(environ)
+    assert (settings.dcgm_start_hostengine, settings.in_kubernetes) == (start, in_pod)
+
+
+def test_a_bad_start_hostengine_setting_names_the_variable():
+    with pytest.raises(UsageError, match=r"DHC_DCGM_START_HOSTENGINE: expected auto, never or always, got 'yes'"):
+        Settings.from_env({"DHC_DCGM_START_HOSTENGINE": "yes"})
+
+
+@pytest.mark.parametrize(("start", "in_pod", "words"), [
+    ("auto", True, "dhc does not start one inside a pod, where the node's other host engines (the GPU Operator's, "
+                   "dcgm-exporter's embedded one) cannot be seen without hostPID (set DHC_DCGM_HOSTENGINE to the "
+                   "node's engine, or DHC_DCGM_START_HOSTENGINE=always to allow starting one)"),
+    ("never", False, "dhc does not start one (DHC_DCGM_START_HOSTENGINE=never)"),
+    ("never", True, "dhc does not start one (DHC_DCGM_START_HOSTENGINE=never)"),
+])
+def test_no_engine_answers_and_dhc_may_not_start_one(fakes_env, start, in_pod, words):
+    with pytest.raises(dcgm.HostEngineUnavailable) as caught:
+        with dcgm.host_engine("dcgmi", "127.0.0.1:9", "nv-hostengine", fakes_env, pid_files=(),
+                              proc=fakes_env / "proc", start=start, in_pod=in_pod):
+            pytest.fail("no engine answers and none may be started")
+    assert str(caught.value) == ("no DCGM host engine answered at 127.0.0.1:9 (Error: Unable to connect to host "
+                                 f"engine. Host engine connection invalid/disconnected.); {words}")
+    assert not (fakes_env / "hostengine-args").exists()  # nv-hostengine never ran
+
+
+@pytest.mark.parametrize("start", ["auto", "never", "always"])
+def test_an_engine_that_answers_is_used_in_a_pod_whatever_the_mode(fakes_env, node_engine, start):
+    address, pid = node_engine
+    with dcgm.host_engine("dcgmi", address, "nv-hostengine", fakes_env, pid_files=(), proc=fakes_env / "proc",
+                          start=start, in_pod=True) as engine:
+        assert engine.address == address
+    assert not (fakes_env / "hostengine-args").exists() and alive(pid)
+
+
+def test_always_starts_one_inside_a_pod_and_stops_it(fakes_env):
+    with dcgm.host_engine("dcgmi", None, "nv-hostengine", fakes_env, pid_files=(), proc=fakes_env / "proc",
+                          start="always", in_pod=True) as engine:
+        pid = int((Path(engine.address.removeprefix("unix://")).parent / "nv-hostengine.pid").read_text())
+        assert alive(pid) and engine.origin.startswith("the nv-hostengine dhc started")
+    assert not alive(pid)
+
+
 @pytest.mark.parametrize(("configured", "tried"), [
     (None, ["localhost"]), ("10.0.3.7:5555", ["10.0.3.7:5555", "localhost"]), ("localhost:5556", ["localhost:5556"]),
     ("unix:///run/nvidia/dcgm.sock", ["unix:///run/nvidia/dcgm.sock", "localhost"])])
@@ -318,7 +390,7 @@ def test_run_diag_kills_a_hung_dcgmi(fakes_env, monkeypatch, node_engine):
 
 
 # -- end to end: dhc run with the fakes on PATH ----------------------------------------------------
-def dhc_run(tmp_path, output_file, exit_code, *args, sleep="0", **extra):
+def dhc_run(tmp_path, output_file, exit_code, *args, sleep="0", umask=None, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     env.update(PATH=f"{FAKES}{os.pathsep}{env['PATH']}", PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING),
                FAKE_DCGMI_OUTPUT=str(output_file), FAKE_DCGMI_EXIT=str(exit_code), FAKE_DCGMI_SLEEP=sleep,
@@ -326,7 +398,7 @@ def dhc_run(tmp_path, output_file, exit_code, *args, sleep="0", **extra):
                FAKE_NV_HOSTENGINE_ARGS_LOG=str(tmp_path / "hostengine-args"), **extra)
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
                            "stress.dcgm", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=env, timeout=120, preexec_fn=None if umask is None else lambda: os.umask(umask))
     return proc, json.loads((tmp_path / "r" / "report.json").read_text())
 
 
@@ -357,13 +429,17 @@ def test_fake_dcgmi_failure_names_the_gpu(tmp_path, validate_report):
 
 @pytest.mark.slow
 def test_fake_dcgmi_pass_config_and_garbage(tmp_path):
-    proc, report = dhc_run(tmp_path, DATA / "text_before_json.txt", 0)
+    proc, report = dhc_run(tmp_path, DATA / "text_before_json.txt", 0, umask=0o077)
     assert proc.returncode == 0 and report["checks"][0]["status"] == "Passed"
     assert (tmp_path / "dcgmi-args").read_text().splitlines()[-1].startswith("diag -r 2 -j ")  # quick: level 2
-    capture("diag_r2_fail_dcgm4.5.2.json")
-    proc, report = dhc_run(tmp_path, SHARED / "diag_r2_fail_dcgm4.5.2.json", 226)
-    assert proc.returncode == 3 and report["checks"][0]["status"] == "Incomplete"
-    assert report["checks"][0]["reason"].startswith("configuration: DCGM software on GPU 0 failed on a setting")
+    kept = tmp_path / "r" / "dcgm-diag.txt"  # 0644 like every run file, whatever the umask
+    assert kept.read_text() == data("text_before_json.txt") and kept.stat().st_mode & 0o777 == 0o644
+    proc, report = dhc_run(tmp_path, DATA / "r2_4x_gpu_persistence_config.json", 226)
+    [check] = report["checks"]
+    assert proc.returncode == 3 and check["status"] == "Incomplete"
+    assert check["reason"].startswith("configuration: DCGM software on GPU 0 failed on a setting, not the hardware")
+    assert check["reason"].count("configuration: DCGM software on GPU") == 4
+    assert not any(f.get("action") == "Replace" for f in check["findings"])
     garbage = tmp_path / "garbage.txt"
     garbage.write_text("Segmentation fault (core dumped)\n")
     proc, report = dhc_run(tmp_path, garbage, 139)
@@ -415,3 +491,74 @@ def test_dcgmi_missing_on_a_gpu_type_is_incomplete(tmp_path):
                            "stress.dcgm", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 3 and "'dcgmi-not-installed-here' is not on PATH" in proc.stdout
+
+
+@pytest.mark.slow
+def test_inside_a_pod_dhc_starts_no_engine_unless_told(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    proc, report = dhc_run(tmp_path, DATA / "r2_4x_pass_4gpu.json", 0, DHC_DCGM_HOSTENGINE=address,
+                           KUBERNETES_SERVICE_HOST="10.96.0.1")
+    assert proc.returncode == 3 and report["checks"][0]["status"] == "Incomplete"
+    assert report["checks"][0]["reason"].startswith(
+        f"no DCGM host engine answered at {address} (Error: Unable to connect to host engine. Host engine connection "
+        "invalid/disconnected.); dhc does not start one inside a pod")
+    assert not (tmp_path / "hostengine-args").exists() and "diag" not in (tmp_path / "dcgmi-args").read_text()
+    proc, report = dhc_run(tmp_path, DATA / "r2_4x_pass_4gpu.json", 0, DHC_DCGM_HOSTENGINE=address,
+                           KUBERNETES_SERVICE_HOST="10.96.0.1", DHC_DCGM_START_HOSTENGINE="always")
+    assert proc.returncode == 0 and report["checks"][0]["status"] == "Passed"
+    assert started_engine_is_gone(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_bad_start_hostengine_value_is_a_usage_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env.update(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING), DHC_IMDS="off", DHC_DCGM_START_HOSTENGINE="on")
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
+                           "stress.dcgm", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2 and "DHC_DCGM_START_HOSTENGINE: expected auto, never or always, got 'on'" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+# -- the DCGM version in the report: dcgmi --version through run_tool -------------------------------
+def test_dcgm_version_from_dcgmi(fakes_env, monkeypatch):
+    monkeypatch.setenv("FAKE_DCGMI_VERSION", "4.6.0")
+    assert environment._dcgm_version("dcgmi") == "4.6.0"
+    assert environment._dcgm_version("dcgmi-not-installed") is None and environment._dcgm_version(None) is None
+
+
+def test_a_hung_dcgmi_version_is_unknown_and_killed_with_its_children(tmp_path, monkeypatch):
+    hung = tmp_path / "dcgmi"
+    hung.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {tmp_path}/child\nwait\n")
+    hung.chmod(0o755)
+    monkeypatch.setattr(environment, "VERSION_TIMEOUT_S", 1.0)
+    assert environment._dcgm_version(str(hung)) is None
+    assert not alive(int((tmp_path / "child").read_text()))  # the whole process group went, not only dcgmi
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "code", "status"), [("r2_4x_pass_4gpu.json", 0, "Incomplete"),
+                                                         ("r3_4x_isolate_gpu1_reset_gpu3.json", 226, "Failed")])
+def test_output_that_cannot_be_kept_never_passes_and_never_hides_a_fault(tmp_path, fixture, code, status):
+    """A file size limit (ulimit -f, as a quota would) lets report.json through but not dcgmi's 1 MiB output."""
+    output = tmp_path / "big.txt"
+    output.write_text("Successfully ran diagnostic for group.\n" * 30000 + data(fixture))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "PYTEST_"))}
+    env.update(PATH=f"{FAKES}{os.pathsep}{env['PATH']}", PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING),
+               FAKE_DCGMI_OUTPUT=str(output), FAKE_DCGMI_EXIT=str(code), DHC_IMDS="off", DHC_INSTANCE_ID="i-0abc")
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    suites = Path(__file__).resolve().parent.parent / "suites"
+    subprocess.run([sys.executable, "-m", "pytest", str(suites), f"--dhc-out={tmp_path / 'r'}", "-p", "no:xdist",
+                    "--dhc-instance-type=p5.48xlarge", "--dhc-check=stress.dcgm"], capture_output=True, text=True,
+                   env=env, timeout=120, preexec_fn=limit_file_size)
+    [check] = json.loads((tmp_path / "r" / "report.json").read_text())["checks"]
+    assert check["status"] == status
+    if status == "Incomplete":
+        assert check["reason"].startswith(f"dcgmi's output could not be kept: cannot write {tmp_path}/r/dcgm-diag.txt: "
+                                          "File too large")
+    else:
+        assert [f["action"] for f in check["findings"]] == ["Replace", "Reboot"]

@@ -17,7 +17,10 @@ What the real tools do (NVIDIA/DCGM 4.6.0 hostengine/src/main.cpp, HostEngineCom
   with "Error: Unable to connect to host engine. ..." when none does.
 NVIDIA does not support two host engines on one node (they do not coordinate and can deadlock the
 driver): a live engine named by the well-known pid file that does not answer is reported, never joined
-by a second one.
+by a second one. dhc can see another engine only where this process can look: the pid file in its own
+``/var/run`` and the processes in its own ``/proc``. Inside a container without ``hostPID`` (and without
+the host's ``/var/run``) the GPU Operator's engine or dcgm-exporter's embedded one is invisible, so
+inside a pod (``KUBERNETES_SERVICE_HOST`` set) dhc starts none unless ``DHC_DCGM_START_HOSTENGINE=always``.
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ def answers(dcgmi: str, address: str, timeout_s: float = PROBE_TIMEOUT_S) -> tup
 
 @contextmanager
 def host_engine(dcgmi: str, configured: str | None, nv_hostengine: str, log_dir: Path,
-                pid_files: Sequence[str] = WELL_KNOWN_PID_FILES, proc: Path = Path("/proc")) -> Iterator[Endpoint]:
+                pid_files: Sequence[str] = WELL_KNOWN_PID_FILES, proc: Path = Path("/proc"),
+                start: str = "auto", in_pod: bool = False) -> Iterator[Endpoint]:
     """Yield the host engine to run against; stop the one dhc started on the way out, whatever happens.
 
-    ``pid_files`` and ``proc`` are where other host engines on this node show (tests point them elsewhere).
+    ``pid_files`` and ``proc`` are where other host engines on this node show (tests point them elsewhere);
+    ``start`` (``auto`` | ``never`` | ``always``) and ``in_pod`` decide whether dhc may start its own.
     """
     tried = []
     for address, origin in _candidates(configured):
@@ -79,6 +84,9 @@ def host_engine(dcgmi: str, configured: str | None, nv_hostengine: str, log_dir:
             return
         tried.append(f"{address} ({said.splitlines()[-1] if said.strip() else 'no answer'})")
     _refuse_second_engine(_other_engines(pid_files, proc), tried)
+    refusal = start_refusal(start, in_pod)
+    if refusal:
+        raise HostEngineUnavailable(f"no DCGM host engine answered at {'; '.join(tried)}; {refusal}")
     with _started(dcgmi, nv_hostengine, log_dir, tried) as endpoint:
         yield endpoint
 
@@ -90,8 +98,21 @@ def _candidates(configured: str | None) -> list[tuple[str, str]]:
     return found
 
 
+def start_refusal(start: str, in_pod: bool) -> str | None:
+    """Why dhc must not start a host engine of its own here, or None when it may."""
+    if start == "never":
+        return "dhc does not start one (DHC_DCGM_START_HOSTENGINE=never)"
+    if start == "auto" and in_pod:
+        return ("dhc does not start one inside a pod, where the node's other host engines (the GPU Operator's, "
+                "dcgm-exporter's embedded one) cannot be seen without hostPID (set DHC_DCGM_HOSTENGINE to the "
+                "node's engine, or DHC_DCGM_START_HOSTENGINE=always to allow starting one)")
+    return None
+
+
 def _other_engines(pid_files: Sequence[str], proc: Path) -> list[str]:
-    """Live host engines this process can see: named by a well-known pid file, or by name in ``proc``."""
+    """Live host engines this process can see: named by a well-known pid file, or by name in ``proc``.
+
+    Only this process's view: in a container without hostPID neither shows an engine on the host."""
     found = {pid: f"pid {pid}, from {path}" for path in pid_files
              if (pid := _read_pid(Path(path))) is not None and _alive(pid)}
     for comm in proc.glob("[0-9]*/comm"):

@@ -1,7 +1,8 @@
 """stress.dcgm: NVIDIA DCGM diagnostics at the profile's level, judged per test and GPU.
 
 dcgmi talks to a DCGM host engine: the node's own (DHC_DCGM_HOSTENGINE, else localhost:5555), or one
-dhc starts for the run and always stops (see dhc.probes.dcgm_hostengine).
+dhc starts for the run and always stops; inside a pod only with DHC_DCGM_START_HOSTENGINE=always (see
+dhc.probes.dcgm_hostengine). dcgmi's output is kept as dcgm-diag.txt (0644, like every run file).
 """
 
 import shutil
@@ -9,8 +10,9 @@ import time
 
 import pytest
 
-from dhc.errors import CheckIncomplete
+from dhc.errors import CheckIncomplete, ReportError
 from dhc.probes import dcgm
+from dhc.report.files import write_text_atomic
 
 
 @pytest.mark.check("stress.dcgm")
@@ -26,12 +28,16 @@ def test_dcgm(dhc_check, dhc_run, dhc_devices):
     timeout_s = dhc_run.limits.timing("stress.dcgm").timeout_s
     budget_end = time.monotonic() + timeout_s - min(max(0.1 * timeout_s, 5.0), 0.5 * timeout_s)  # room to stop
     try:
-        with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out) as engine:
+        with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out,
+                              start=settings.dcgm_start_hostengine, in_pod=settings.in_kubernetes) as engine:
             output, exit_code = dcgm.run_diag(dcgmi, level, max(budget_end - time.monotonic(), 1.0), engine)
     except (dcgm.HostEngineUnavailable, dcgm.DcgmTimeout) as exc:
         raise CheckIncomplete(str(exc)) from None
-    (dhc_run.out / "dcgm-diag.txt").write_text(output)
     faults, undecided, run = dcgm.assess(output, exit_code)
+    try:
+        write_text_atomic(dhc_run.out / "dcgm-diag.txt", output)
+    except ReportError as exc:  # a fault found still fails the check; a pass without its evidence does not pass
+        undecided.append(f"dcgmi's output could not be kept: {exc}")
     by_index = {d.index: d for d in dhc_devices}
     dhc_check.covered(*dhc_devices)
     dhc_check.record("level", level, "count")
