@@ -1,16 +1,21 @@
-"""Versions of the software stack a verdict was reached on (driver, CUDA, torch, NCCL, DCGM)."""
+"""Versions of the software stack a verdict was reached on (driver, CUDA, torch, NCCL, DCGM).
+
+What ``dcgmi --version`` does: prints "dcgmi  version: X.Y.Z" on stdout and exits 0, without a host engine
+(it does not connect); on a node without DCGM the binary is absent. A hung or crashing dcgmi reads as an
+unknown version (None), never as an exception, and is killed with its process group after a few seconds.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
-import shutil
-import subprocess
 
 import dhc
 from dhc.probes.nvml import Nvml, NvmlUnavailable
+from dhc.probes.tool import ToolMissing, ToolTimeout, locate, run_tool
 
 _NCCL_DISTRIBUTIONS = ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11")
+VERSION_TIMEOUT_S = 10.0
 
 
 def software_versions(nvml: Nvml | None = None, dcgmi: str | None = "dcgmi") -> dict[str, str | None]:
@@ -37,12 +42,11 @@ def _dist_version(name: str) -> str | None:
 
 
 def _dcgm_version(dcgmi: str | None) -> str | None:
-    path = dcgmi and shutil.which(dcgmi)
-    if not path:
+    if not dcgmi:
         return None
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_tool([locate(dcgmi), "--version"], VERSION_TIMEOUT_S).stdout
+    except (ToolMissing, ToolTimeout, OSError):
         return None
     for line in out.splitlines():
         if "version" in line.lower() and ":" in line:
