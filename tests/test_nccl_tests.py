@@ -244,11 +244,27 @@ def fake_env(monkeypatch, **variables):
 
 def test_a_failed_run_reports_the_nccl_error_it_printed(monkeypatch):
     fake_env(monkeypatch, FAKE_NCCL_TESTS_OUTPUT=str(DATA / "died_before_table_p5.log"), FAKE_NCCL_TESTS_EXIT="3")
-    with pytest.raises(nccl_tests.NcclTestsOutputError) as caught:
-        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
-    message = str(caught.value)
+    finished = nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
+    message = finished.failure()
+    assert finished.returncode == 3 and "Test NCCL failure" in finished.output
     assert message.startswith("all_reduce_perf exited 3: Test NCCL failure common.cu:1279 'unhandled system error")
     assert "NCCL WARN NET/OFI Request 0x7f3c completed with error" in message
+
+
+def test_a_run_with_wrong_elements_exits_1_and_its_table_is_returned(monkeypatch):
+    fake_env(monkeypatch, FAKE_NCCL_TESTS_OUTPUT=str(DATA / "repeated_tables_earlier_wrong_p5_inter.log"))
+    finished = nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
+    assert finished.returncode == 1  # as the real tool: errors[0] -> exit(EXIT_FAILURE)
+    assert nccl_tests.parse(finished.output).wrong == 128
+    assert finished.failure().startswith("all_reduce_perf exited 1: ")
+    assert "# Out of bounds values : 0 OK" in finished.failure()  # no failure line: the end of its output
+
+
+def test_a_clean_run_exits_0_and_has_no_failure(monkeypatch):
+    fake_env(monkeypatch, FAKE_NCCL_TESTS_OUTPUT=str(DATA / "ar_v2_13_p5_intra.log"))
+    finished = nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 60)
+    assert (finished.returncode, finished.failure()) == (0, None)
+    assert nccl_tests.Finished("all_reduce_perf", "", 139).failure() == "all_reduce_perf exited 139: (no output)"
 
 
 def test_a_missing_binary_is_named(monkeypatch):
@@ -278,12 +294,14 @@ def alive(pid):
         return False
 
 
-def engine(tmp_path, fixture, exit_code="0"):
+def engine(tmp_path, fixture, exit_code=None):
+    """``dhc run`` of connectivity.allreduce on the fake all_reduce_perf; it exits as the real one unless told."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     env.update(DHC_IMDS="off", PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(FAKES),
                FAKE_NVML_FILE=str(Path(__file__).parent / "data" / "nvml_p5_h100.json"),
-               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(DATA / fixture),
-               FAKE_NCCL_TESTS_EXIT=exit_code)
+               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_OUTPUT=str(DATA / fixture))
+    if exit_code is not None:
+        env["FAKE_NCCL_TESTS_EXIT"] = exit_code
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
                            "connectivity.allreduce", "--out", str(tmp_path)], capture_output=True, text=True,
                           env=env, timeout=300)
@@ -300,9 +318,32 @@ def test_the_engine_names_the_error_of_a_run_that_died(tmp_path):
 
 @pytest.mark.slow
 def test_the_engine_fails_on_wrong_elements_in_an_earlier_table(tmp_path):
-    proc, check = engine(tmp_path, "repeated_tables_earlier_wrong_p5_inter.log")
+    proc, check = engine(tmp_path, "repeated_tables_earlier_wrong_p5_inter.log")  # the fake exits 1, as the real one
     assert proc.returncode == 1 and check["status"] == "Failed", proc.stdout + proc.stderr
     assert "all_reduce_perf: 128 wrong elements in 1 row(s): 128 at 33554432 B (line 60)" in check["reason"]
+    assert (tmp_path / "all_reduce_perf.log").read_text().count("Out of bounds values") == 2
+
+
+@pytest.mark.slow
+def test_the_engine_fails_on_wrong_elements_when_2_19_6_returns_7(tmp_path):
+    log = tmp_path / "wrong_2_19_6.log"  # 2.19.6+: main returns testNumResults (7) after a TESTCHECK line
+    log.write_text((DATA / "repeated_tables_earlier_wrong_p5_inter.log").read_text()
+                   + " .. ip-10-1-9-201 pid 4100: Test failure common.cu:1454\n")
+    proc, check = engine(tmp_path / "out", log, exit_code="7")
+    assert proc.returncode == 1 and check["status"] == "Failed", proc.stdout + proc.stderr
+    assert "all_reduce_perf: 128 wrong elements in 1 row(s)" in check["reason"]
+
+
+@pytest.mark.slow
+def test_the_engine_names_a_non_zero_exit_when_the_table_shows_no_fault(tmp_path):
+    text = (DATA / "ar_v2_13_p5_intra.log").read_text()  # NCCL_TESTS_MIN_BW missed: "FAILED" and exit 1
+    log = tmp_path / "min_bw_failed.log"
+    log.write_text(text.replace("# Avg bus bandwidth    : 120.3 ", "# Avg bus bandwidth    : 120.3 FAILED"))
+    assert "FAILED" in log.read_text()
+    proc, check = engine(tmp_path / "out", log)
+    assert proc.returncode == 3 and check["status"] == "Incomplete", proc.stdout + proc.stderr
+    assert check["reason"].startswith("nccl-tests: all_reduce_perf exited 1: "), check["reason"]
+    assert "# Avg bus bandwidth    : 120.3 FAILED" in check["reason"]
 
 
 def test_only_unreadable_rows_is_incomplete_not_a_traceback(capsys, tmp_path):

@@ -9,6 +9,10 @@ A rank that fails prints ``HOST: Test NCCL failure FILE:LINE 'reason'`` (or ``Te
 non-zero; Open MPI then adds ``mpirun noticed that process rank N ...`` or ``Primary job terminated
 normally, but 1 process returned a non-zero exit code``.
 With no GPU it fails in ``cudaGetDeviceCount`` (``Test CUDA failure .. 'no CUDA-capable device'``).
+A run that finishes also exits non-zero when results were wrong (its ``Out of bounds values`` count
+above 0) or the average busbw fell below ``NCCL_TESTS_MIN_BW``: ``exit(EXIT_FAILURE)`` (1) up to
+2.19.5; since 2.19.6 ``main`` returns ``testNumResults`` (7) after `` .. HOST pid P: Test failure``.
+So a non-zero exit is judged from the table first: wrong elements are a fault, not an error.
 
 Every row is kept, in order: a size repeated by a second table or a ``-d all`` sweep starts a new
 sweep, and every sweep is judged. Unreadable rows and impossible numbers are named, never dropped.
@@ -24,7 +28,7 @@ from dhc.probes import tool
 from dhc.probes.nccl_table import Layout, RowError, SizeRow, header_layout, looks_like_row, parse_row, strip_prefix
 from dhc.settings import child_environment
 
-__all__ = ["NcclTestsOutputError", "NcclTestsRun", "SizeRow", "Sweep", "parse", "run_all_reduce_perf"]
+__all__ = ["Finished", "NcclTestsOutputError", "NcclTestsRun", "SizeRow", "Sweep", "parse", "run_all_reduce_perf"]
 
 _RANK = re.compile(r"#\s+Rank\s+(?P<rank>\d+)\s+(?:Group\s+\d+\s+)?(?:Pid\s+\d+\s+)?on\s+(?P<host>\S+)\s+device\s+\d+")
 _AVG = re.compile(r"#?\s*Avg bus bandwidth\s*:\s*(?P<avg>\S+)")
@@ -185,12 +189,29 @@ def _number(token: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What all_reduce_perf printed (stdout and stderr together) and how it exited."""
+
+    binary: str
+    output: str
+    returncode: int
+
+    def failure(self) -> str | None:
+        """Why its exit status is no pass, with the error text it printed; None when it exited 0."""
+        if self.returncode == 0:
+            return None
+        said = _said(self.output) or (self.output.strip()[-300:] or "(no output)")
+        return f"{self.binary} exited {self.returncode}: {said}"
+
+
 def run_all_reduce_perf(binary: str = "all_reduce_perf", min_bytes: str = "8", max_bytes: str = "2G",
-                        gpus: int = 1, timeout_s: float = 600, environment: dict[str, str] | None = None) -> str:
+                        gpus: int = 1, timeout_s: float = 600, environment: dict[str, str] | None = None) -> Finished:
     """Run nccl-tests' all_reduce_perf on this node (one process driving ``gpus`` GPUs, results checked).
 
-    Raises ``tool.ToolMissing``, or ``NcclTestsOutputError`` with the NCCL/CUDA error it printed when
-    it exits non-zero, or with the last size it finished when it runs past ``timeout_s`` (then it
+    Returns its output and exit status whatever the status (a non-zero exit may carry a table with
+    wrong elements: the caller judges the table, then the status). Raises ``tool.ToolMissing``, or
+    ``NcclTestsOutputError`` with the last size it finished when it runs past ``timeout_s`` (then it
     and everything it started are killed).
     """
     path = tool.locate(binary, "build NVIDIA/nccl-tests or point DHC_NCCL_TESTS at all_reduce_perf")
@@ -199,9 +220,7 @@ def run_all_reduce_perf(binary: str = "all_reduce_perf", min_bytes: str = "8", m
         result = tool.run_tool(argv, timeout_s, env=child_environment(environment), merge_stderr=True)
     except tool.ToolTimeout as exc:
         raise NcclTestsOutputError(f"{exc}; {_progress(exc.partial)}") from None
-    if result.returncode != 0:
-        raise NcclTestsOutputError(f"{binary} exited {result.returncode}: {_said(result.stdout) or result.tail()}")
-    return result.stdout
+    return Finished(binary, result.stdout, result.returncode)
 
 
 def _said(output: str) -> str:

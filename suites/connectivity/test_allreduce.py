@@ -89,18 +89,27 @@ def _measure(dhc_check, allreduce, launch, run, metric, placement):
 
 
 def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
-    """The second engine: nccl-tests' all_reduce_perf on this node, one process driving every GPU."""
+    """The second engine: nccl-tests' all_reduce_perf on this node, one process driving every GPU.
+
+    The tool exits non-zero when results were wrong, so its table is judged before its exit status:
+    wrong elements are Failed; a non-zero exit with nothing wrong found is Incomplete, naming it.
+    """
     timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.9
     max_bytes = int(dhc_check.settings["max_bytes"])
     try:
-        output = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(max_bytes),
-                                                len(dhc_devices), timeout_s, {"NCCL_DEBUG": "INFO"})
-        run = nccl_tests.parse(output)
+        finished = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(max_bytes),
+                                                  len(dhc_devices), timeout_s, {"NCCL_DEBUG": "INFO"})
     except (tool.ToolMissing, tool.ToolTimeout, nccl_tests.NcclTestsOutputError) as exc:
         raise CheckIncomplete(f"nccl-tests: {exc}") from None
-    (dhc_run.out / "all_reduce_perf.log").write_text(output)
+    (dhc_run.out / "all_reduce_perf.log").write_text(finished.output)
+    try:
+        run = nccl_tests.parse(finished.output)
+    except nccl_tests.NcclTestsOutputError as exc:
+        raise CheckIncomplete(f"nccl-tests: {finished.failure() or exc}") from None
     dhc_check.covered(*dhc_devices)
     result = nccl_verdict.assess(run, max_bytes)
+    if (failure := finished.failure()) is not None:  # after the table: a fault found there still fails the check
+        result.unknowns.insert(0, failure)
     for fault in result.faults:
         dhc_check.fault(f"all_reduce_perf: {fault}", None, Action.REPLACE)
     if result.judged is not None:
@@ -108,7 +117,7 @@ def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
         dhc_check.record("busbw_intra_node_at_largest_size", run.largest().best_busbw, "GB/s")
     if result.unknowns and not dhc_check.findings():  # a fault or a low bandwidth still fails the check
         raise CheckIncomplete("nccl-tests: " + "; ".join(result.unknowns))
-    _judge_transport(dhc_check, nccl_log.parse(output), dhc_limits.instance_type, inter_node=False)
+    _judge_transport(dhc_check, nccl_log.parse(finished.output), dhc_limits.instance_type, inter_node=False)
 
 
 def _prove_transport(dhc_check, dhc_run, pattern, node_type, inter_node, nvlink=True):
