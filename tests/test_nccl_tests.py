@@ -6,6 +6,7 @@ Fixtures in tests/data/nccl are written in the exact printf layouts of NVIDIA/nc
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -163,6 +164,39 @@ def test_the_shared_p5_capture_proves_two_nodes_by_its_busbw_ratio(capsys):
     code, out = verdict(capsys, path)
     assert code == 0 and "busbw/algbw implies 16 ranks, more than the 8 GPUs of one node" in out, out
     assert "busbw_inter_node: measured 487.26 GB/s, expected minimum 430" in out
+
+
+def one_host_name(tmp_path, fixture, name):
+    """The fixture with every host (rank lines and NCCL INFO lines) renamed ``name``, as in containers."""
+    log = tmp_path / f"{name}_{fixture}"
+    log.write_text(re.sub(r"ip-10-\d+-\d+-\d+", name, (DATA / fixture).read_text()))
+    assert set(re.findall(r"ip-10-[\d-]+", log.read_text())) <= {name}
+    return log
+
+
+@pytest.mark.parametrize("name", ["localhost", "ip-10-1-4-17"])
+def test_more_ranks_than_the_type_has_gpus_on_one_host_name_is_inter_node(capsys, tmp_path, name):
+    code, out = verdict(capsys, one_host_name(tmp_path, "elided_with_footer_p5_inter.log", name))
+    assert code == 0, out
+    assert f"scope: inter (listed 16 ranks, more than the 8 GPUs of one node (all named {name}: the names do not " \
+           "tell the nodes apart))" in out
+    assert "busbw_inter_node: measured 487.81 GB/s, expected minimum 430" in out
+
+
+def test_ranks_on_localhost_prove_no_node(capsys, tmp_path):
+    log = one_host_name(tmp_path, "ar_v2_13_p5_intra.log", "localhost")  # 8 ranks: one node, or 2 x 4 containers
+    code, out = verdict(capsys, log)
+    assert code == 2, out
+    assert "cannot tell intra-node from inter-node: every rank is listed on localhost, a name that does not " \
+           "identify a node; pass --scope intra or --scope inter" in out
+    code, out = verdict(capsys, log, "p5.48xlarge", "--scope", "intra")
+    assert code == 0 and "busbw_intra_node: measured 481.88 GB/s" in out, out
+
+
+def test_ranks_within_the_type_on_one_named_host_are_intra_node():
+    run = nccl_tests.parse((DATA / "ar_v2_13_p5_intra.log").read_text())
+    assert nccl_verdict.scope(run, run.ranks, 8) == ("intra", "8 ranks on one host (ip-10-1-4-17)")
+    assert nccl_verdict.scope(run, run.ranks, 4)[0] == "inter"  # 8 ranks cannot share 4 GPUs
 
 
 def test_ranks_are_not_implied_from_rounded_small_numbers():

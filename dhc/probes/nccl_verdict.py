@@ -170,14 +170,28 @@ def _peak(sweep: Sweep) -> SizeRow:
     return max((r for r in sweep.rows if r.size_bytes >= largest // 8), key=lambda r: r.best_busbw)
 
 
+_ANONYMOUS_HOSTS = {"localhost", "localhost.localdomain", "127.0.0.1", "::1"}
+
+
 def scope(run: NcclTestsRun, ranks: int | None, gpus_per_node: int) -> tuple[str | None, str]:
-    """``("inter"|"intra", why)`` when the log proves where its ranks ran; ``(None, why not)`` otherwise."""
+    """``("inter"|"intra", why)`` when the log proves where its ranks ran; ``(None, why not)`` otherwise.
+
+    nccl-tests gives each rank of a host its own GPU (device = local rank x GPUs per rank, and NCCL
+    refuses two ranks on one GPU), so more ranks than the type has GPUs span nodes whatever the rank
+    lines' host names say (containers may all be ``localhost``); a name such as ``localhost`` proves
+    no node at all.
+    """
+    listed = len(run.hosts) == 1 and run.hosts[0].lower() not in _ANONYMOUS_HOSTS
     if len(run.hosts) > 1:
         return "inter", f"{run.ranks} ranks on {len(run.hosts)} hosts ({', '.join(run.hosts[:4])})"
-    if len(run.hosts) == 1:
+    if listed and not (gpus_per_node and run.ranks > gpus_per_node):
         return "intra", f"{run.ranks} ranks on one host ({run.hosts[0]})"
     if len(run.info_hosts) > 1:
         return "inter", f"NCCL INFO lines from {len(run.info_hosts)} hosts ({', '.join(run.info_hosts[:4])})"
-    if ranks and gpus_per_node and ranks > gpus_per_node:
-        return "inter", f"busbw/algbw implies {ranks} ranks, more than the {gpus_per_node} GPUs of one node"
+    for count, how in ((run.ranks, "listed"), (ranks, "busbw/algbw implies")):
+        if count and gpus_per_node and count > gpus_per_node:
+            named = f" (all named {run.hosts[0]}: the names do not tell the nodes apart)" if run.hosts else ""
+            return "inter", f"{how} {count} ranks, more than the {gpus_per_node} GPUs of one node{named}"
+    if run.hosts:
+        return None, f"every rank is listed on {run.hosts[0]}, a name that does not identify a node"
     return None, "the log does not list its ranks' hosts ('#  Rank N ... on HOST' lines)"
