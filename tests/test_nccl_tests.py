@@ -456,6 +456,36 @@ def test_the_command_end_to_end(fixture, code, words):
     assert "Traceback" not in proc.stderr
 
 
+def command_into(sink, fixture):
+    """``dhc nccl-tests`` in a subprocess whose stdout is ``sink``: a pipe nobody reads, or /dev/full."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))} | {"DHC_IMDS": "off"}
+    argv = [sys.executable, "-m", "dhc", "nccl-tests", str(DATA / fixture), "--instance-type", "p5.48xlarge"]
+    if sink == "closed pipe":
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader left before a byte was written, as `| head` does after its lines
+        try:
+            return subprocess.run(argv, stdout=writer, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        finally:
+            os.close(writer)
+    with open("/dev/full", "w") as full:
+        return subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sink", ["closed pipe", "/dev/full"])
+@pytest.mark.parametrize(("fixture", "code"), [("repeated_tables_earlier_wrong_p5_inter.log", 1),
+                                               ("malformed_number_p5_inter.log", 3), ("ar_v2_13_p5_intra.log", 0),
+                                               ("two_node_4gpu_no_hosts_p5.log", 2)])
+def test_a_stdout_that_takes_nothing_keeps_the_verdicts_exit_code(sink, fixture, code):
+    if sink == "/dev/full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this machine")
+    proc = command_into(sink, fixture)
+    assert proc.returncode == code, proc.stderr
+    assert "dhc: stdout did not take the answer (" in proc.stderr and "the exit code is the verdict's" in proc.stderr
+    assert code != 2 or "pass --scope intra or --scope inter" in proc.stderr  # a usage error still says why
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize(("cell", "why"), [("-3", "out-of-place #wrong -3"), ("nan", "out-of-place #wrong nan")])
 def test_an_impossible_wrong_count_is_named_not_counted(cell, why):
     text = (DATA / "ar_v2_13_p5_intra.log").read_text().splitlines()

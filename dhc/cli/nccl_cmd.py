@@ -5,11 +5,18 @@ intra-node or inter-node limit; NCCL INFO lines in the same log, if any, are che
 transport. The scope comes from the log (its ranks' hosts, the hosts of its NCCL INFO lines, or
 more ranks than one node has GPUs) or from ``--scope``; a log that cannot tell is a usage error,
 never a guess. Exit 0 Passed, 1 Failed, 3 Incomplete, 2 usage error.
+
+The answer is written to stdout once, at the end, through a guarded writer: a reader that left
+(``| head``) or a full stdout (``> /dev/full``) is said on stderr and never changes the exit code,
+which stays the verdict's (Python's own exit-time flush would otherwise turn it into 120).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from dhc.errors import UsageError
@@ -31,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def nccl_command(args: argparse.Namespace) -> int:
+    lines: list[str] = []
+    try:
+        return _judge(args, lines.append)
+    finally:  # a usage error still shows what was read before it
+        _to_stdout("".join(f"{line}\n" for line in lines))
+
+
+def _judge(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     limits = load(args.thresholds or Settings.from_env().thresholds_file).resolve(args.instance_type)
     try:
         text = read_text(Path(args.log), MAX_LOG_BYTES, errors="replace")  # regular files only: a FIFO never blocks
@@ -39,7 +54,7 @@ def nccl_command(args: argparse.Namespace) -> int:
     try:
         run = nccl_tests.parse(text)
     except nccl_tests.NcclTestsOutputError as exc:
-        print(f"verdict: Incomplete: {args.log}: {exc}")
+        say(f"verdict: Incomplete: {args.log}: {exc}")
         return 3
     min_largest = int(limits.timing(CHECK).settings.get("max_bytes", 0))
     result = nccl_verdict.assess(run, min_largest)
@@ -47,30 +62,31 @@ def nccl_command(args: argparse.Namespace) -> int:
     if args.scope != "auto":
         scope, why = args.scope, "--scope"
     largest = f"{run.largest().size_bytes} B" if run.rows else "none readable"
-    print(f"{args.log}: {len(run.rows)} rows in {len(run.sweeps)} sweep(s), largest {largest}; "
-          f"scope: {scope or 'unknown'} ({why})")
+    say(f"{args.log}: {len(run.rows)} rows in {len(run.sweeps)} sweep(s), largest {largest}; "
+        f"scope: {scope or 'unknown'} ({why})")
     if scope is None:
         if not result.faults and not result.unknowns:
             raise UsageError(f"{args.log}: cannot tell intra-node from inter-node: {why}; "
                              "pass --scope intra or --scope inter")
-        return _verdict(result.faults, result.unknowns)
+        return _verdict(result.faults, result.unknowns, say)
     summary = nccl_log.parse(text)
     efa, nvlink = limits.instance_type.efa > 0, limits.instance_type.nvlinks_per_gpu > 0
-    print(f"  transport: {summary.describe()}")
+    say(f"  transport: {summary.describe()}")
     if summary.logged:
         for unknown in nccl_log.transport_unknowns(summary, efa, scope == "inter"):
-            print(f"  transport: {unknown}")
+            say(f"  transport: {unknown}")
     faults = result.faults + nccl_log.transport_faults(summary, efa, nvlink, scope == "inter")
     if result.judged is not None:
-        faults += _bandwidth(result.judged, f"busbw_{scope}_node", run, limits, result.unknowns)
-    return _verdict(faults, result.unknowns)
+        faults += _bandwidth(result.judged, f"busbw_{scope}_node", run, limits, result.unknowns, say)
+    return _verdict(faults, result.unknowns, say)
 
 
-def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRun, limits, unknowns: list[str]) -> list[str]:
+def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRun, limits, unknowns: list[str],
+               say: Callable[[str], None]) -> list[str]:
     measured = Measurement(CHECK, metric, row.best_busbw, "GB/s", None, limits.check(CHECK).limits.get(metric))
-    print(f"  judging {metric} at {row.size_bytes} B (line {row.line}): the best of each sweep's largest sizes, "
-          f"the worst of {len(run.sweeps)} sweep(s); nccl-tests' average over all sizes ({run.avg_busbw}) is not judged")
-    print(f"  {measured.describe()}")
+    say(f"  judging {metric} at {row.size_bytes} B (line {row.line}): the best of each sweep's largest sizes, "
+        f"the worst of {len(run.sweeps)} sweep(s); nccl-tests' average over all sizes ({run.avg_busbw}) is not judged")
+    say(f"  {measured.describe()}")
     if measured.judgement is Judgement.OUTSIDE:
         return [measured.describe()]
     if measured.judgement is not Judgement.WITHIN:
@@ -78,16 +94,36 @@ def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRu
     return []
 
 
-def _verdict(faults: list[str], unknowns: list[str]) -> int:
+def _verdict(faults: list[str], unknowns: list[str], say: Callable[[str], None]) -> int:
     for fault in faults:
-        print(f"  fault: {fault}")
+        say(f"  fault: {fault}")
     for unknown in unknowns:
-        print(f"  cannot judge: {unknown}")
+        say(f"  cannot judge: {unknown}")
     if faults:
-        print("verdict: Failed")
+        say("verdict: Failed")
         return 1
     if unknowns:
-        print(f"verdict: Incomplete: {unknowns[0]}")
+        say(f"verdict: Incomplete: {unknowns[0]}")
         return 3
-    print("verdict: Passed")
+    say("verdict: Passed")
     return 0
+
+
+def _to_stdout(text: str) -> None:
+    """Write the answer; a closed or full stdout is said on stderr, never a traceback or another exit code."""
+    try:
+        if sys.stdout is None:
+            raise OSError("stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        try:  # fd 1 to /dev/null: what is left in Python's buffer cannot fail the interpreter's exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        except OSError:
+            pass
+        try:
+            sys.stderr.write(f"dhc: stdout did not take the answer ({getattr(exc, 'strerror', None) or exc}); "
+                             "the exit code is the verdict's\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
