@@ -23,11 +23,12 @@ P = "sagemaker.amazonaws.com/"
 NODE_CLAIM = "authentication.kubernetes.io/node-name"
 
 
-def settings(prefix="sagemaker.amazonaws.com"):
-    """The params ConfigMap as kustomization.yaml generates it, with the prefix overridden."""
+def settings(prefix="sagemaker.amazonaws.com", **more):
+    """The params ConfigMap as kustomization.yaml generates it, with the prefix (and any other key) overridden."""
     generator = yaml.safe_load((K8S / "kustomization.yaml").read_text())["configMapGenerator"][0]
     data = dict(literal.split("=", 1) for literal in generator["literals"])
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data | {"prefix": prefix}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
+            "data": data | {"prefix": prefix} | more}
 
 
 def evaluate(expression, bindings):
@@ -119,6 +120,16 @@ def test_every_expression_compiles():
     ("the agent calls its node Schedulable", AGENT, "gpu-1",
      changed(labels={P + "node-health-status": "Schedulable"}), False, "never healthy"),
     ("the agent lifts dhc's taint", AGENT, "gpu-1", changed(taints=[]), False, "never healthy"),
+    ("the agent weakens dhc's taint to PreferNoSchedule", AGENT, "gpu-1",
+     changed(taints=[dict(HEALTH_TAINT, effect="PreferNoSchedule")]), False, "keeps dhc's taint NoSchedule"),
+    ("the agent values dhc's taint Schedulable", AGENT, "gpu-1", changed(taints=[dict(HEALTH_TAINT, value="Schedulable")]),
+     False, "never values it Schedulable"),
+    ("the agent adds a weaker second taint of dhc's key", AGENT, "gpu-1",
+     changed(taints=[HEALTH_TAINT, dict(HEALTH_TAINT, effect="PreferNoSchedule")]), False, "keeps dhc's taint NoSchedule"),
+    ("the agent taints a Passed node for a reboot", AGENT, "gpu-1", changed(
+        node(labels={P + "deep-health-check-status": "Passed", P + "node-health-status": "Schedulable"}),
+        labels=FAILED, taints=REBOOT_TAINT), True, "allowed"),
+    ("the controller lifts dhc's taint", CONTROLLER, None, changed(taints=[]), True, "allowed"),
     ("the agent writes the record", AGENT, "gpu-1", changed(annotations={P + "deep-health-check-record": "{}"}), False,
      "only dhc's controller writes"),
     ("the agent writes the controller's stage", AGENT, "gpu-1",
@@ -133,6 +144,23 @@ def test_every_expression_compiles():
 def test_the_policy_allows_what_dhc_needs_and_nothing_else(case, user, claim, new, allowed, why):
     verdict, message = admit(user, IN_PROGRESS, new, claim)
     assert verdict is allowed and why in message, (case, message)
+
+
+def test_metadata_written_through_the_status_subresource_is_governed_too():
+    """Labels and annotations can be changed by a PATCH to nodes/status: the policy matches both."""
+    [rule] = POLICY["spec"]["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == {"nodes", "nodes/status"} and set(rule["operations"]) == {"CREATE", "UPDATE"}
+
+
+def test_dhcs_service_accounts_are_those_of_the_namespace_in_the_params():
+    """matchConditions read params (as validations do): no namespace hard-coded anywhere in the policy."""
+    moved = settings(namespace="health")
+    assert admit("system:serviceaccount:health:dhc-agent", IN_PROGRESS, changed(labels=FAILED), "gpu-2", moved) == (
+        False, "a node-bound dhc ServiceAccount writes only the node its pod runs on (its token's node-name claim)")
+    assert admit(AGENT, IN_PROGRESS, changed(labels=FAILED), "gpu-2", moved) == (True, "not matched")  # not dhc's now
+    spec = POLICY["spec"]
+    assert not any("serviceaccount:dhc:" in item["expression"]
+                   for item in spec["matchConditions"] + spec["variables"] + spec["validations"])
 
 
 def test_the_kubelets_own_updates_are_not_the_policys_business():
