@@ -391,7 +391,8 @@ def test_run_diag_kills_a_hung_dcgmi(fakes_env, monkeypatch, node_engine):
 
 # -- end to end: dhc run with the fakes on PATH ----------------------------------------------------
 def dhc_run(tmp_path, output_file, exit_code, *args, sleep="0", umask=None, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    """dhc run with the fakes, outside a pod unless ``extra`` says otherwise (so a CI runner in a pod gets the same)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "KUBERNETES_"))}
     env.update(PATH=f"{FAKES}{os.pathsep}{env['PATH']}", PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING),
                FAKE_DCGMI_OUTPUT=str(output_file), FAKE_DCGMI_EXIT=str(exit_code), FAKE_DCGMI_SLEEP=sleep,
                FAKE_DCGMI_ARGS_LOG=str(tmp_path / "dcgmi-args"), DHC_IMDS="off", DHC_INSTANCE_ID="i-0abc",
@@ -484,7 +485,7 @@ def test_a_hung_dcgmi_is_incomplete_and_the_engine_is_stopped(tmp_path, threshol
 
 @pytest.mark.slow
 def test_dcgmi_missing_on_a_gpu_type_is_incomplete(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "KUBERNETES_"))}
     env.update(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING), DHC_IMDS="off",
                DHC_DCGMI="dcgmi-not-installed-here")
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
@@ -511,7 +512,7 @@ def test_inside_a_pod_dhc_starts_no_engine_unless_told(tmp_path):
 
 @pytest.mark.slow
 def test_a_bad_start_hostengine_value_is_a_usage_error(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "KUBERNETES_"))}
     env.update(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING), DHC_IMDS="off", DHC_DCGM_START_HOSTENGINE="on")
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "p5.48xlarge", "--check",
                            "stress.dcgm", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env,
@@ -543,7 +544,7 @@ def test_output_that_cannot_be_kept_never_passes_and_never_hides_a_fault(tmp_pat
     """A file size limit (ulimit -f, as a quota would) lets report.json through but not dcgmi's 1 MiB output."""
     output = tmp_path / "big.txt"
     output.write_text("Successfully ran diagnostic for group.\n" * 30000 + data(fixture))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "PYTEST_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_", "PYTEST_", "KUBERNETES_"))}
     env.update(PATH=f"{FAKES}{os.pathsep}{env['PATH']}", PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(P5_RECORDING),
                FAKE_DCGMI_OUTPUT=str(output), FAKE_DCGMI_EXIT=str(code), DHC_IMDS="off", DHC_INSTANCE_ID="i-0abc")
 
