@@ -254,6 +254,7 @@ def test_no_engine_answers_so_dhc_starts_one_and_stops_it(fakes_env):
         socket_path = engine.address.removeprefix("unix://")
         pid = int((Path(socket_path).parent / "nv-hostengine.pid").read_text())
         assert alive(pid) and engine.origin.startswith("the nv-hostengine dhc started")
+        assert engine.origin.endswith("; no other engine was visible from this process's /proc and pid files)")
         output, code = dcgm.run_diag("dcgmi", 1, 30, engine)
     assert code == 0 and not alive(pid) and not Path(socket_path).exists()
     probes = (fakes_env / "dcgmi-args").read_text().splitlines()

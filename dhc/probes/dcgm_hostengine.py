@@ -143,7 +143,8 @@ def _started(dcgmi: str, binary: str, log_dir: Path, tried: list[str]) -> Iterat
     private = Path(tempfile.mkdtemp(prefix="dhc-hostengine-"))  # short: a unix socket path has 107 bytes
     socket_path, pid_file = private / "nv-hostengine.sock", private / "nv-hostengine.pid"
     argv = [path, "-d", str(socket_path), "--pid", str(pid_file), "-f", str(log_dir / "nv-hostengine.log")]
-    ours = f"the nv-hostengine dhc started ({path}, socket {socket_path})"
+    ours = (f"the nv-hostengine dhc started ({path}, socket {socket_path}; no other engine was visible from this "
+            "process's /proc and pid files)")
     try:
         _start(argv, ours)
         endpoint = Endpoint(f"unix://{socket_path}", ours)
