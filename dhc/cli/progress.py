@@ -1,13 +1,16 @@
 """Live progress of a run: a redrawn status line on a terminal, plain lines anywhere else.
 
 Progress is a courtesy: a stream that stops taking it (a closed pipe, a full disk) silences it
-and never stops the run.
+and never stops the run. Every line goes through ``one_line``: a check's reason comes from data
+(a tool's output, a file), and a line break or control character in it must not forge a line.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any, TextIO
+
+from dhc.sinks.logline import one_line
 
 
 def _clock(seconds: float) -> str:
@@ -58,7 +61,7 @@ class Progress:
                 f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
         if self._drawn == text:
             return  # redraw only when what it says changes
-        self._write(f"\r\x1b[K{text}")
+        self._write(f"\r\x1b[K{one_line(text)}")
         self._drawn = text
 
     def note(self, text: str) -> None:
@@ -68,7 +71,7 @@ class Progress:
         if self._drawn:
             self._write("\r\x1b[K")
             self._drawn = ""
-        self._write(text + "\n")
+        self._write(one_line(text) + "\n")
 
     def _write(self, text: str) -> None:
         if self.stream is None:

@@ -28,18 +28,16 @@ from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_ex
 from dhc.errors import DhcError, UsageError
 from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity, resolve_identity
-from dhc.model import CheckResult, Device, PlannedCheck
+from dhc.model import CheckResult, PlannedCheck
 from dhc.probes.environment import software_versions
-from dhc.probes.nvml import GpuUnusable, Nvml, NvmlQueryError, NvmlUnavailable
+from dhc.probes.unseen_gpus import refuse_unseen_gpus
+from dhc.report.folder import IDENTITY_NAME, LOG_NAME, PYTEST_LOG_NAME, earlier_run_note, start_clean
 from dhc.resources import bundled
 from dhc.settings import Settings, pytest_child_environment
 from dhc.sinks.logline import summary_line, verdict_lines, write_lines
 from dhc.thresholds import CATALOGUE, SUITES, InstanceLimits, load
 
 _CHILD_USAGE_ERROR = 4  # pytest's exit code when it refuses its arguments or configuration
-LOG_NAME = "dhc.log.jsonl"
-RUN_FILES = (report.REPORT_NAME, "report.html", report.JOURNAL_NAME, report.PLAN_NAME, LOG_NAME, "identity.json",
-             "pytest.log")  # what one run leaves in its folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,54 +174,27 @@ def execute(args: argparse.Namespace, progress_stream: TextIO,
                          "EC2 metadata named it): pass --instance-type")
     limits = thresholds.resolve(identity.instance_type.value, args.profile)
     if not limits.instance_type.gpus:
-        _refuse_unseen_gpus(limits.instance_type.name)
+        refuse_unseen_gpus(f"--instance-type {limits.instance_type.name}")
     suites_dir = Path(settings.suites_dir) if settings.suites_dir else bundled("suites")
     if not (suites_dir / "conftest.py").is_file():
         raise UsageError(f"no dhc suites at {suites_dir} (set DHC_SUITES to the suites folder)")
     out = Path(args.out or settings.out_dir or Path("reports") / report.default_run_name(identity.instance_id.value or "unknown"))
     report.ensure_writable_dir(out)
-    earlier = _start_clean(out)
+    earlier = start_clean(out, "--out")
     run_info = report.RunInfo(uuid.uuid4().hex[:12], report.utc_now(), args.profile, args.suite, args.check,
                               ["dhc", *sys.argv[1:]], inject=args.inject)
-    report.write_json_atomic(out / "identity.json", identity.to_dict())
+    report.write_json_atomic(out / IDENTITY_NAME, identity.to_dict())
     argv = _pytest_argv(args, suites_dir, out, thresholds.path, run_info.run_id)
     devices = f"{limits.instance_type.gpus} GPU(s)" if limits.instance_type.gpus else "the CPU"
     progress = Progress(progress_stream, devices)
     progress.note(f"{identity.instance_id.value} ({limits.instance_type.name}), profile {args.profile}, "
                   f"report in {out}")
     if earlier:
-        progress.note(f"{out} held an earlier run ({', '.join(earlier)}): removed them; one run, one folder")
-    outcome = Supervisor(argv, suites_dir, out, out / "pytest.log", progress, pytest_child_environment(),
-                         collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s).run()
-    stops.settle()
+        progress.note(earlier_run_note(out, earlier))
+    outcome = Supervisor(argv, suites_dir, out, out / PYTEST_LOG_NAME, progress, pytest_child_environment(),
+                         collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s,
+                         stops=stops).run()  # settles the stop signals the moment the child has ended
     return _final_report(outcome, out, run_info, identity, limits, settings), out
-
-
-def _refuse_unseen_gpus(instance_type: str) -> None:
-    """A type without GPUs on a host where NVML counts GPUs would pass them unseen: refuse (exit 2)."""
-    try:
-        with Nvml() as nvml:
-            count = int(nvml.call("nvmlDeviceGetCount", Device("gpu", -1)))
-    except (NvmlQueryError, GpuUnusable) as exc:
-        raise UsageError(f"--instance-type {instance_type} names no GPUs, but NVML started here and could not count "
-                         f"its GPUs ({exc}): pass this host's GPU instance type") from None
-    except NvmlUnavailable:
-        return  # no driver, no library: no GPU that NVML could show
-    if count:
-        raise UsageError(f"--instance-type {instance_type} names no GPUs, but NVML sees {count} GPU(s) on this host; "
-                         f"a run would pass them unseen: pass this host's GPU instance type")
-
-
-def _start_clean(out: Path) -> list[str]:
-    """Remove an earlier run's files from ``out`` (and only those); return their names."""
-    earlier = [name for name in RUN_FILES if (out / name).exists()]
-    for name in earlier:
-        try:
-            (out / name).unlink()
-        except OSError as exc:
-            raise UsageError(f"--out {out} holds an earlier run's {name}, which cannot be removed "
-                             f"({exc.strerror or exc}): choose an empty folder") from None
-    return earlier
 
 
 def _suites_ini(suites_dir: Path) -> Path:
@@ -235,7 +206,7 @@ def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, threshol
     """pytest with the suites' own ini and root: a pytest.ini or pyproject in the caller's cwd has no say."""
     argv = [sys.executable, "-m", "pytest", str(suites_dir), "-c", str(_suites_ini(suites_dir)),
             "--rootdir", str(suites_dir), "--confcutdir", str(suites_dir), "-rN", "--dhc-out", str(out.resolve()),
-            "--dhc-identity", str((out / "identity.json").resolve()), "--dhc-run-id", run_id,
+            "--dhc-identity", str((out / IDENTITY_NAME).resolve()), "--dhc-run-id", run_id,
             "--dhc-profile", args.profile, "--dhc-thresholds", str(Path(thresholds_path).resolve())]
     argv += [f"--dhc-suite={s}" for s in args.suite] + [f"--dhc-check={c}" for c in args.check]
     argv += [f"--dhc-inject={args.inject}"] if args.inject else []
@@ -251,9 +222,9 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
         if document is not None:
             return document
         if outcome.returncode == _CHILD_USAGE_ERROR:
-            raise DhcError(f"pytest refused to run the suites: {_log_tail(out / 'pytest.log')}")
+            raise DhcError(f"pytest refused to run the suites: {_log_tail(out / PYTEST_LOG_NAME)}")
     run_info.ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} without a report: " \
-                                           f"{_log_tail(out / 'pytest.log')}"
+                                           f"{_log_tail(out / PYTEST_LOG_NAME)}"
     run_info.finished_at = report.utc_now()
     journal = report.Journal(out / report.JOURNAL_NAME).events()
     results = [CheckResult.from_dict(e["result"]) for e in journal if e.get("event") == "result"]

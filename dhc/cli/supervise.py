@@ -5,7 +5,9 @@ never returns to the interpreter; the watchdog kills the whole child process gro
 is ``grace_s`` past its timeout, so no run hangs forever. A stop (SIGINT, SIGTERM, SIGHUP, raised
 here as ``Stopped``) is passed on as one SIGINT, which lets the child stop the running check and
 finish its report, with a bounded wait: 60 s for Ctrl-C, 15 s for SIGTERM/SIGHUP (Kubernetes
-sends SIGKILL 30 s after SIGTERM, and the report and sinks still need their turn).
+sends SIGKILL 30 s after SIGTERM, and the report and sinks still need their turn). The stop
+signals settle the moment the child has ended: a stop after that (or one that came after the child
+ended by itself, before dhc saw it end) is noted as late and leaves the child's own report standing.
 
 The child starts with SIGINT, SIGTERM and SIGHUP at their defaults whatever dhc inherited (a
 script's ``dhc run &`` hands down SIGINT ignored), and on Linux it gets SIGTERM when dhc dies
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dhc.cli.progress import Progress
+from dhc.report.folder import open_run_log
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -79,40 +82,67 @@ class JournalTail:
 class Supervisor:
     def __init__(self, argv: list[str], cwd: Path, out: Path, log_path: Path, progress: Progress,
                  env: dict[str, str] | None, collect_timeout_s: float = 300.0, grace_s: float = 30.0,
-                 interrupt_wait_s: float = 60.0, term_wait_s: float = 15.0, poll_s: float = 0.2):
+                 interrupt_wait_s: float = 60.0, term_wait_s: float = 15.0, poll_s: float = 0.2,
+                 stops: StopSignals | None = None):
         self.argv, self.cwd, self.out, self.log_path = argv, cwd, out, log_path
-        self.progress, self.env = progress, env
+        self.progress, self.env, self.stops = progress, env, stops
         self.collect_timeout_s, self.grace_s = collect_timeout_s, grace_s
         self.interrupt_wait_s, self.term_wait_s, self.poll_s = interrupt_wait_s, term_wait_s, poll_s
         self.tail = JournalTail(out / "journal.jsonl")
         self.plan_seen = False
+        self.killed_for: str | None = None  # why the watchdog killed the child
         self.running: dict[str, tuple[dict[str, Any], float]] = {}  # nodeid -> (start event, since)
 
     def run(self) -> ChildOutcome:
         started = time.monotonic()
-        with open(self.log_path, "ab") as log:
+        with open_run_log(self.log_path) as log:  # 0644 like every run file, whatever the umask
             child = subprocess.Popen(self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env, start_new_session=True,
                                      preexec_fn=child_start(os.getpid()))
-        stopped = None
         try:
-            while child.poll() is None:
-                self._pump()
-                stopped = self._overdue(started)
-                if stopped:
-                    self._kill(child)
-                    break
-                try:
-                    child.wait(timeout=self.poll_s)  # returns the moment the child ends
-                except subprocess.TimeoutExpired:
-                    pass
+            stopped = self._supervise(child, started)
+        finally:
+            self._settle()  # again, should a stop have cut the first settle short
+        self._pump()  # a stop from here on is noted as late, never raised: the child has ended
+        return ChildOutcome(child.returncode, stopped)
+
+    def _supervise(self, child: subprocess.Popen[bytes], started: float) -> str | None:
+        """Watch the child to its end; return why dhc ended it early, or None when it ended by itself.
+
+        The stop signals are settled the moment the child has ended, before anything else runs: a
+        stop that lands after that (or after the child ended but before dhc saw it) is noted as late.
+        """
+        try:
+            stopped = self._watch(child, started)
+            self._settle()
+            return stopped
         except KeyboardInterrupt as exc:
             name = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
-            stopped = stop_reason(name)
+            if child.poll() is not None:  # it had ended (or the watchdog had killed it) before the stop
+                self._settle(late=name)
+                return self.killed_for  # None when it ended by itself: its own report stands
             self.progress.note(f"{name}: letting the running check stop and the report be written")
             self._interrupt(child, self.interrupt_wait_s if name == "SIGINT" else self.term_wait_s)
-        self._pump()
-        return ChildOutcome(child.returncode, stopped)
+            self._settle()
+            return stop_reason(name)
+
+    def _watch(self, child: subprocess.Popen[bytes], started: float) -> str | None:
+        while child.poll() is None:
+            self._pump()
+            stopped = self._overdue(started)
+            if stopped:
+                self.killed_for = stopped
+                self._kill(child)
+                return stopped
+            try:
+                child.wait(timeout=self.poll_s)  # returns the moment the child ends
+            except subprocess.TimeoutExpired:
+                pass
+        return None
+
+    def _settle(self, late: str | None = None) -> None:
+        if self.stops is not None:
+            self.stops.settle(late)
 
     def _pump(self) -> None:
         if not self.plan_seen and (self.out / "plan.json").exists():
@@ -160,6 +190,8 @@ class Supervisor:
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    if child.returncode is not None:
+        return  # reaped: its process group id may already be someone else's
     try:
         os.killpg(child.pid, sig)
     except ProcessLookupError:
@@ -225,8 +257,20 @@ class StopSignals:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
 
-    def settle(self) -> None:
-        self.raising = False
+    def settle(self, late: str | None = None) -> None:
+        """From now on a stop is noted, not raised; ``late`` is one that was raised but came too late.
+
+        A stop whose handler lands while this runs is noted as late too, never raised to the caller.
+        """
+        while True:
+            try:
+                if late is not None:
+                    self.late.append(late)
+                    late = None
+                self.raising = False
+                return
+            except Stopped as exc:
+                late = exc.signal_name
 
     def _handle(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
