@@ -3,6 +3,7 @@
 import json
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -350,14 +351,101 @@ def test_device_checks_share_one_worker_under_xdist(suite, pytester, dist):
 def test_scope_of_an_unknown_node_is_the_device_group():
     from dhc.plugin.schedule import DEVICE_GROUP, scope_of
 
-    assert scope_of("t.py::test_inventory", "stress.inventory") == "t.py::test_inventory"
+    assert scope_of("t.py::test_efa", "connectivity.efa") == "t.py::test_efa"  # reads the network only
     assert scope_of("t.py::test_gemm", "stress.gemm") == scope_of("t.py::test_x", None) == DEVICE_GROUP
+    assert scope_of("t.py::test_inventory", "stress.inventory") == DEVICE_GROUP  # reads the GPUs idle
+
+
+ORDERED = {
+    "test_a_gemm": """
+        import pytest
+
+        @pytest.mark.check("stress.gemm")
+        def test_gemm(dhc_check, dhc_devices):
+            dhc_check.record("relative_to_median", 1.0, "ratio", dhc_devices[0])
+    """,
+    "test_b_memtest": """
+        import pytest
+
+        @pytest.mark.check("stress.memtest")
+        def test_memtest(dhc_check, dhc_devices):
+            dhc_check.record("copy_bandwidth", 5.0, "GB/s", dhc_devices[0])
+    """,
+    "test_z_inventory": PASSING,  # sorts last: collected after the checks that heat the GPUs
+}
+
+
+def journal_sequence(out):
+    events = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    return [(e["event"], e.get("check") or e["result"]["check"]) for e in events]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_inventory_reads_the_gpus_before_any_check_heats_them(suite, pytester, workers):
+    # before: inventory was collected (and, under -n, run on a free worker beside GEMM) after the burn,
+    # so its idle temperature_c limit could fail on heat dhc itself caused
+    outcome, report = suite(ORDERED, *workers, inprocess=not workers)
+    assert outcome.ret == 0, outcome.stdout.str()
+    assert journal_sequence(pytester.path / "out") == [
+        ("start", "stress.inventory"), ("result", "stress.inventory"), ("start", "stress.gemm"),
+        ("result", "stress.gemm"), ("start", "stress.memtest"), ("result", "stress.memtest")]
 
 
 def test_xdist_each_is_refused(suite):
     outcome, report = suite({"test_a": PASSING}, "-n", "2", "--dist", "each", inprocess=False)
     assert outcome.ret == pytest.ExitCode.USAGE_ERROR and report is None
     outcome.stderr.fnmatch_lines(["*-n 2 with --dist each would run dhc's checks that use the devices*"])
+
+
+# -- before anything runs: GPUs a GPU-less type would pass unseen, a reused folder ------------------
+P5_RECORDING = Path(__file__).parent / "data" / "nvml_p5_h100.json"
+
+
+@pytest.mark.parametrize(("how", "named"), [("flag", "--dhc-instance-type cpu"),
+                                            ("env", "instance type cpu (from env:DHC_INSTANCE_TYPE)")])
+def test_a_cpu_type_on_a_host_with_gpus_is_refused(pytester, monkeypatch, how, named):
+    # before: `pytest suites/ --dhc-instance-type cpu` on a P5 passed its 8 GPUs unseen (only dhc run refused)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "fakes"))
+    monkeypatch.setenv("FAKE_NVML_FILE", str(P5_RECORDING))
+    monkeypatch.setenv("DHC_IMDS", "off")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_a=textwrap.dedent(PASSING))
+    args = ["--dhc-instance-type=cpu"] if how == "flag" else []
+    if how == "env":
+        monkeypatch.setenv("DHC_INSTANCE_TYPE", "cpu")
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--dhc-out={pytester.path / 'out'}",
+                                            "--dhc-check=stress.inventory", *args)
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    outcome.stderr.fnmatch_lines([f"*{named} names no GPUs, but NVML sees 8 GPU(s) on this host; a run would "
+                                  f"pass them unseen*"])
+    assert not (pytester.path / "out" / "report.json").exists()
+
+
+def test_a_reused_out_starts_clean_and_says_so(suite, pytester):
+    # before: a second `pytest suites/ --dhc-out DIR` appended to the earlier run's journal, and kept its
+    # fault log lines and DCGM output beside the new verdict
+    out = pytester.path / "out"
+    suite({"test_a": PASSING.replace('"cpu_cores", 2', '"cpu_cores", 0')})
+    for name, text in {"dhc.log.jsonl": '{"msg":"Encountered FaultyInstance."}\n', "dcgm-diag.txt": "old\n",
+                       "nv-hostengine.log": "old\n", "notes.txt": "the operator's own file"}.items():
+        (out / name).write_text(text)
+    outcome, report = suite({"test_a": PASSING})
+    assert outcome.ret == 0 and report["verdict"]["status"] == "Passed"
+    assert journal_sequence(out) == [("start", "stress.inventory"), ("result", "stress.inventory")]
+    outcome.stdout.fnmatch_lines([f"{out} held an earlier run (report.json, report.html, journal.jsonl, plan.json, "
+                                  f"dhc.log.jsonl, dcgm-diag.txt, nv-hostengine.log): removed them; one run, one folder"])
+    assert sorted(p.name for p in out.iterdir()) == ["journal.jsonl", "notes.txt", "plan.json", "report.html",
+                                                     "report.json"]
+
+
+def test_a_folder_dhc_run_started_is_left_as_it_is(suite, pytester):
+    out = pytester.path / "out"
+    out.mkdir()
+    (out / "pytest.log").write_text("dhc run's child writes here\n")  # dhc run owns it, and has cleaned
+    outcome, report = suite({"test_a": PASSING}, "--dhc-run-id=abc123")
+    assert outcome.ret == 0 and report["run"]["run_id"] == "abc123"
+    assert (out / "pytest.log").read_text() == "dhc run's child writes here\n"
+    assert "held an earlier run" not in outcome.stdout.str()
 
 
 # -- faults recorded before the check stops are kept ------------------------------------------------

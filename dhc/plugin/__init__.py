@@ -21,6 +21,7 @@ from dhc.plugin.recorder import CheckRecorder
 from dhc.plugin.session import DhcRun
 from dhc.probes import host
 from dhc.probes.nvml import Nvml, NvmlUnavailable
+from dhc.report.folder import earlier_run_note
 from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
 
 RUN_KEY = pytest.StashKey[DhcRun]()
@@ -103,7 +104,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         (keep if wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = schedule.inventory_first(keep, lambda item: item.stash[CHECK_KEY])  # it reads the GPUs idle
 
 
 def _check_id(item: pytest.Item) -> str:
@@ -196,6 +197,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is not None:
         timeouts.restore_sigterm(run.previous_sigterm)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    run = config.stash.get(RUN_KEY, None)
+    return earlier_run_note(run.out, run.earlier) if run is not None and run.earlier else None
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -4,7 +4,9 @@ GEMM, memtest, DCGM and the collectives each load every GPU (or every core on th
 Run side by side on ``-n`` workers they would measure the contention dhc caused itself, and a
 throughput floor could fail a healthy GPU with Replace. So the xdist controller schedules with
 ``DeviceExclusive``: all device checks form one work unit that a single worker runs one after
-another; the read-only checks (inventory, EFA) spread over the other workers.
+another; the read-only check of the network (EFA) spreads over the other workers. Inventory reads
+the devices idle (its ``temperature_c`` limit is an idle one), so it is in the device group too and
+runs first (``inventory_first``), before any check heats the GPUs, with or without ``-n``.
 
 This uses xdist's public scheduler hook, not ``xdist_group`` marks: ``--dist loadgroup`` rewrites
 private node ids, which pytest 9 no longer reads. A node id the plan does not know is treated as
@@ -20,8 +22,14 @@ from typing import Any
 import pytest
 
 DEVICE_GROUP = "dhc-devices"
-DEVICE_CHECKS = frozenset({"stress.gemm", "stress.memtest", "stress.dcgm", "connectivity.allreduce",
+INVENTORY = "stress.inventory"
+DEVICE_CHECKS = frozenset({INVENTORY, "stress.gemm", "stress.memtest", "stress.dcgm", "connectivity.allreduce",
                            "connectivity.pairwise"})
+
+
+def inventory_first(items: list[Any], check_of: Callable[[Any], str]) -> list[Any]:
+    """``items`` with the inventory checks moved ahead of the rest, which keep their order."""
+    return sorted(items, key=lambda item: check_of(item) != INVENTORY)
 
 
 def require_exclusive_devices(config: pytest.Config) -> None:

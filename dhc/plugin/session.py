@@ -2,6 +2,10 @@
 
 The controlling process (the only process without xdist, the xdist controller with it) journals
 starts and results as they arrive and writes ``report.json`` at the end; workers only measure.
+Before anything runs it refuses a GPU-less type on a host where NVML counts GPUs, and starts a
+reused ``--dhc-out`` clean, as ``dhc run`` does (one run, one folder). A run launched by ``dhc run``
+(``--dhc-run-id`` given) finds its folder already started by dhc run, which owns ``pytest.log`` and
+``identity.json`` there, and leaves it as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dhc.model import CheckResult, Finding, PlannedCheck, Status
 from dhc.plugin import timeouts
 from dhc.plugin.options import Options, read_options
 from dhc.probes.environment import software_versions
+from dhc.probes.unseen_gpus import refuse_unseen_gpus
 from dhc.report import build_document, default_run_name
+from dhc.report.folder import start_clean
 from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, InstanceLimits, load, suite_of
 
@@ -43,8 +49,7 @@ class DhcRun:
                                "DHC_INSTANCE_TYPE nor EC2 metadata named it): pass --dhc-instance-type")
             self.limits: InstanceLimits = thresholds.resolve(instance_type, self.options.profile)
             self.out = self._out_dir()
-            if not self.is_worker:
-                report.ensure_writable_dir(self.out)
+            self.earlier: list[str] = [] if self.is_worker else self._prepare()
         except DhcError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.run_info = report.RunInfo(
@@ -75,6 +80,15 @@ class DhcRun:
         if self.options.out or self.settings.out_dir:
             return Path(self.options.out or self.settings.out_dir or "")
         return Path("reports") / default_run_name(self.identity.instance_id.value or "unknown")
+
+    def _prepare(self) -> list[str]:
+        """The controlling process, before any check: refuse GPUs that would pass unseen, start ``out`` clean."""
+        if not self.limits.instance_type.gpus:
+            named = self.identity.instance_type
+            refuse_unseen_gpus(f"--dhc-instance-type {named.value}" if self.options.instance_type
+                               else f"instance type {named.value} (from {named.source})")
+        report.ensure_writable_dir(self.out)
+        return [] if self.options.run_id else start_clean(self.out, "--dhc-out")
 
     def worker_input_for_node(self) -> dict[str, str]:
         """What an xdist controller hands each worker, so all agree on who and where."""
