@@ -263,6 +263,18 @@ def test_a_stale_pass_from_an_earlier_generation_earns_nothing(emulator):
         emulator.events[0]["message"]
 
 
+def test_a_pass_the_controller_wrote_stands_on_its_own_record(emulator):
+    """The record's generation is the node's: the controller's own pass is never taken for an unearned one."""
+    emulator.add_node("gpu-q", P5)
+    with Running(emulator, jobs=JobSettings(namespace="dhc", image="dhc-node:test", connectivity=False)) as running:
+        wait_for(lambda: job_name("gpu-q", 1, 1) in emulator.jobs, what="a Job")
+        finish(emulator, job_name("gpu-q", 1, 1), "gpu-q", "Passed", stage="final")
+        wait_for(lambda: labels(emulator, "gpu-q")[KEYS.check_status] == "Passed", what="Passed")
+        running.settled("gpu-q")
+    assert '"generation":1' in annotations(emulator, "gpu-q")[KEYS.record]
+    assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckPassed"] and len(emulator.jobs) == 1
+
+
 @pytest.mark.parametrize("status", ["Failed", "Incomplete"])
 def test_a_status_dhc_never_wrote_is_a_join(emulator, status):
     """Registered Failed or Incomplete but Schedulable (a launch template's --node-labels): checked like a new node."""
