@@ -3,8 +3,9 @@
 Which nodes it checks (``wants``), what it does for one (``reconcile.decide``, then act), and the
 connectivity stage's batches. The watching and queueing is ``watch.WorkQueue``'s. A Job that ended
 is read for its pods' verdicts (``verdicts``), which the controller alone writes onto the node; a
-node it would check but cannot judge (an instance type not in thresholds.yaml) stays out of
-service with the reason, and is never checked against another type's profile.
+node it would check but cannot judge (an instance type not in thresholds.yaml, or one promising
+fewer GPUs than the node has) stays out of service with the reason, and is never checked against
+another type's profile. ``snapshot`` is what ``metrics`` shows.
 """
 
 from __future__ import annotations
