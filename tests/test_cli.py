@@ -6,10 +6,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from dhc_process import PASSING, dhc, dhc_env, no_traceback, suites_maker, wait_for_start
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).parent / "fakes"
@@ -18,33 +18,10 @@ P5_RECORDING = Path(__file__).parent / "data" / "nvml_p5_h100.json"
 pytestmark = pytest.mark.slow
 
 
-def dhc_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_NVML"))}
-    env.update({"DHC_IMDS": "off", "PYTHONUNBUFFERED": "1"})
-    env.update(extra)
-    return env
-
-
-def dhc(*args, env=None, timeout=120, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dhc", *args], capture_output=True, text=True,
-                          env=env or dhc_env(), timeout=timeout, cwd=cwd)
-
-
-def no_traceback(proc):
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-
-
 @pytest.fixture
 def custom_suites(tmp_path):
     """A suites folder of our own checks (DHC_SUITES) for faults the real suites cannot stage."""
-    def make(**checks):
-        folder = tmp_path / "suites"
-        folder.mkdir(exist_ok=True)
-        (folder / "conftest.py").write_text('pytest_plugins = ["dhc.plugin"]\n')
-        for name, body in checks.items():
-            (folder / f"test_{name}.py").write_text(textwrap.dedent(body))
-        return folder
-    return make
+    return suites_maker(tmp_path)
 
 
 @pytest.fixture
@@ -55,14 +32,6 @@ def short_thresholds(thresholds_file):
         doc["instance_types"]["cpu"].pop("profiles")  # its own longer timings would win
     return thresholds_file(shorten, "short.yaml")
 
-
-PASSING = """
-    import pytest
-
-    @pytest.mark.check("stress.inventory")
-    def test_inventory(dhc_check, dhc_devices):
-        dhc_check.record("cpu_cores", 2, "count", dhc_devices[0])
-"""
 
 SLEEPING = """
     import signal, time, pytest
@@ -209,16 +178,6 @@ def test_a_check_past_its_timeout_in_python_is_incomplete(tmp_path, custom_suite
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["run"]["ended_by"] is None  # the run itself went on to the end
     assert "timed out running after 3 s" in report["checks"][1]["reason"]
-
-
-def wait_for_start(out: Path, check: str, deadline_s: float = 30) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        journal = out / "journal.jsonl"
-        if journal.exists() and f'"check":"{check}"' in journal.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{check} never started")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

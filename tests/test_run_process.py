@@ -2,27 +2,19 @@
 the caller's pytest setup, a reused --out, and a CPU type on a host with GPUs. Each in a subprocess."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from dhc_process import PASSING, dhc, dhc_env, no_traceback, suites_maker, wait_for_start
 
 pytestmark = pytest.mark.slow
 
 FAKES = Path(__file__).parent / "fakes"
 P5_RECORDING = Path(__file__).parent / "data" / "nvml_p5_h100.json"
-PASSING = """
-    import pytest
-
-    @pytest.mark.check("stress.inventory")
-    def test_inventory(dhc_check, dhc_devices):
-        dhc_check.record("cpu_cores", 2, "count", dhc_devices[0])
-"""
 SLEEPY = """
     import time, pytest
 
@@ -34,41 +26,10 @@ FAILING = PASSING.replace('"cpu_cores", 2', '"cpu_cores", 0')
 BOTH = ("--check", "stress.inventory", "--check", "stress.gemm")
 
 
-def dhc_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_NVML", "PYTEST_"))}
-    return env | {"DHC_IMDS": "off", "PYTHONUNBUFFERED": "1"} | extra
-
-
-def dhc(*args, env=None, timeout=120, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dhc", *args], capture_output=True, text=True,
-                          env=env or dhc_env(), timeout=timeout, cwd=cwd)
-
-
-def no_traceback(proc):
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-
-
-def wait_for_start(out: Path, check: str, deadline_s: float = 30) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        journal = out / "journal.jsonl"
-        if journal.exists() and f'"check":"{check}"' in journal.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{check} never started")
-
-
 @pytest.fixture
 def suites(tmp_path):
     """A suites folder (DHC_SUITES) holding the given check files."""
-    def make(**checks):
-        folder = tmp_path / "suites"
-        folder.mkdir(exist_ok=True)
-        (folder / "conftest.py").write_text('pytest_plugins = ["dhc.plugin"]\n')
-        for name, body in checks.items():
-            (folder / f"test_{name}.py").write_text(textwrap.dedent(body))
-        return folder
-    return make
+    return suites_maker(tmp_path)
 
 
 def start(out, *args, env, ignore_sigint=False, **popen):
@@ -168,7 +129,7 @@ def test_a_failed_run_whose_reader_left_still_exits_1_and_logs_the_fault(tmp_pat
     proc.stdout.close()  # `dhc run | head` after head has gone
     stderr = proc.stderr.read()
     assert proc.wait(timeout=120) == 1, stderr
-    assert "Traceback" not in stderr and "stdout did not take the summary" in stderr
+    assert "Traceback" not in stderr and "stdout did not take the answer" in stderr
     [line] = [json.loads(x) for x in (out / "dhc.log.jsonl").read_text().splitlines()]
     assert line["msg"].startswith("Encountered FaultyInstance.") and line["metric"] == "cpu_cores"
 

@@ -14,11 +14,10 @@ which stays the verdict's (Python's own exit-time flush would otherwise turn it 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dhc.cli.output import to_stdout
 from dhc.errors import UsageError
 from dhc.model import Judgement, Measurement
 from dhc.probes import nccl_log, nccl_tests, nccl_verdict
@@ -42,7 +41,7 @@ def nccl_command(args: argparse.Namespace) -> int:
     try:
         return _judge(args, lines.append)
     finally:  # a usage error still shows what was read before it
-        _to_stdout("".join(f"{line}\n" for line in lines))
+        to_stdout("".join(f"{line}\n" for line in lines), "the exit code is the verdict's")
 
 
 def _judge(args: argparse.Namespace, say: Callable[[str], None]) -> int:
@@ -108,22 +107,3 @@ def _verdict(faults: list[str], unknowns: list[str], say: Callable[[str], None])
     say("verdict: Passed")
     return 0
 
-
-def _to_stdout(text: str) -> None:
-    """Write the answer; a closed or full stdout is said on stderr, never a traceback or another exit code."""
-    try:
-        if sys.stdout is None:
-            raise OSError("stdout is closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except (OSError, ValueError) as exc:
-        try:  # fd 1 to /dev/null: what is left in Python's buffer cannot fail the interpreter's exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        except OSError:
-            pass
-        try:
-            sys.stderr.write(f"dhc: stdout did not take the answer ({getattr(exc, 'strerror', None) or exc}); "
-                             "the exit code is the verdict's\n")
-            sys.stderr.flush()
-        except (OSError, ValueError, AttributeError):
-            pass

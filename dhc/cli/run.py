@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
 from dhc import report
+from dhc.cli.output import to_stdout, warn
 from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
@@ -67,7 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
         document, out = execute(args, sys.stderr, stops)
         _deliver(args, document, out)
         if stops.late:
-            _warn(f"{', '.join(stops.late)} arrived after the verdict stood; the report and sinks were finished first")
+            warn(f"{', '.join(stops.late)} arrived after the verdict stood; the report and sinks were finished first")
     return int(document["verdict"]["exit_code"])
 
 
@@ -81,38 +81,9 @@ def _deliver(args: argparse.Namespace, document: dict[str, Any], out: Path) -> N
         try:
             write_lines(verdict_lines(document), text, out / LOG_NAME)
         except OSError as exc:
-            _warn(f"cannot write {out / LOG_NAME}: {exc.strerror or exc}; the report stands")
+            warn(f"cannot write {out / LOG_NAME}: {exc.strerror or exc}; the report stands")
         _to_sinks(args, document)
-    _to_stdout(text.getvalue(), out / report.REPORT_NAME)
-
-
-def _to_stdout(text: str, report_path: Path) -> None:
-    """Print; a closed pipe or a full disk on stdout is said on stderr, never a crash or a new exit code."""
-    try:
-        if sys.stdout is None:
-            raise OSError("stdout is closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except (OSError, ValueError) as exc:
-        _silence_stdout()
-        _warn(f"stdout did not take the summary ({getattr(exc, 'strerror', None) or exc}); the verdict is in "
-              f"{report_path}")
-
-
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null so the interpreter's last flush cannot fail and change the exit status."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    except OSError:
-        pass
-
-
-def _warn(text: str) -> None:
-    try:
-        sys.stderr.write(f"dhc: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):
-        pass
+    to_stdout(text.getvalue(), f"the verdict is in {out / report.REPORT_NAME}")
 
 
 def _to_sinks(args: argparse.Namespace, document: dict[str, Any]) -> None:
@@ -131,14 +102,14 @@ def _to_node(document: dict[str, Any], final: bool) -> None:
 
     settings = Settings.from_env()
     if not settings.node_name:
-        _warn("sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)")
+        warn("sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)")
         return
     try:
         state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix, final)
     except node.K8sError as exc:
-        _warn(f"sink kubernetes failed, the local report is intact: {exc}")
+        warn(f"sink kubernetes failed, the local report is intact: {exc}")
         return
-    _warn(f"node {settings.node_name} marked {state.check_status} / {state.health}")
+    warn(f"node {settings.node_name} marked {state.check_status} / {state.health}")
 
 
 def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
@@ -150,9 +121,9 @@ def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
     try:
         sent = cloudwatch.send([*verdict_lines(document), summary_line(document)], where)
     except cloudwatch.SinkError as exc:
-        _warn(f"sink failed, the local report is intact: {exc}")
+        warn(f"sink failed, the local report is intact: {exc}")
         return
-    _warn(f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}")
+    warn(f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}")
 
 
 def execute(args: argparse.Namespace, progress_stream: TextIO,
@@ -233,7 +204,7 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
     document = report.build_document(run_info, identity, limits, software_versions(dcgmi=settings.dcgmi), results)
     problem = report.save_report(out, document)
     if problem:
-        _warn(problem)
+        warn(problem)
     return document
 
 
