@@ -130,9 +130,9 @@ NAN_SUITE = textwrap.dedent("""
         dhc_check.record("tflops_fp32", float("nan"), "TFLOP/s", Device("cpu", 0))
         dhc_check.record("relative_to_median", float("inf"), "ratio", Device("cpu", 0))
 
-    @pytest.mark.check("stress.inventory")
+    @pytest.mark.check("stress.memtest")
     def test_later_check(dhc_check):
-        dhc_check.record("cpu_cores", 4, "count")
+        dhc_check.record("memory_errors", 0, "count", Device("cpu", 0))
 """)
 
 
@@ -143,13 +143,13 @@ def test_a_nan_measured_in_a_live_check_fails_that_device_and_later_checks_still
     (suites / "test_nan.py").write_text(NAN_SUITE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHC_", "FAKE_"))}
     proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--instance-type", "cpu", "--out", str(tmp_path / "r"),
-                           "--check", "stress.gemm", "--check", "stress.inventory"],
+                           "--check", "stress.gemm", "--check", "stress.memtest"],
                           capture_output=True, text=True, timeout=300,
                           env=env | {"DHC_IMDS": "off", "DHC_SUITES": str(suites)})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     document = validate_report(tmp_path / "r" / "report.json")
-    gemm, inventory = document["checks"]
-    assert (gemm["status"], inventory["status"]) == ("Failed", "Passed")  # the later check ran
+    gemm, memtest = document["checks"]
+    assert (gemm["status"], memtest["status"]) == ("Failed", "Passed")  # the later check ran
     assert [(m["value"], m["non_finite"], m["judgement"]) for m in gemm["measurements"]] == [
         (None, "nan", "outside"), (None, "inf", "outside")]
     assert "stress.gemm tflops_fp32 on cpu: measured nan TFLOP/s, expected minimum 0.002 TFLOP/s" in gemm["reason"]
