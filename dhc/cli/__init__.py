@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dhc.cli import controller_cmd, nccl_cmd, run, selftest, thresholds_cmd
+    from dhc.cli import agent_cmd, controller_cmd, nccl_cmd, run, selftest, thresholds_cmd
 
     parser = _Parser(prog="dhc", description="Deep health checks for GPU training nodes.",
                      epilog="exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error")
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     controller_parser = sub.add_parser("controller", help="run the Kubernetes controller (checks joining nodes)")
     controller_cmd.add_arguments(controller_parser)
     controller_parser.set_defaults(handler=controller_cmd.controller_command)
+    agent_parser = sub.add_parser("agent", help="watch this GPU node for faults while it trains (a DaemonSet)")
+    agent_cmd.add_arguments(agent_parser)
+    agent_parser.set_defaults(handler=agent_cmd.agent_command)
     nccl_parser = sub.add_parser("nccl-tests", help="a verdict on an existing nccl-tests all_reduce_perf log")
     nccl_cmd.add_arguments(nccl_parser)
     nccl_parser.set_defaults(handler=nccl_cmd.nccl_command)

@@ -38,6 +38,7 @@ class Keys:
         self.stage = f"{prefix}/deep-health-check-stage"  # annotation: stress-passed | connectivity
         self.batch = f"{prefix}/deep-health-check-batch"  # annotation: the connectivity Job of the node
         self.record = f"{prefix}/deep-health-check-record"  # annotation: the controller's record of the run
+        self.agent_reasons = f"{prefix}/agent-health-reasons"  # annotation: what dhc agent found (JSON)
 
 
 def joining() -> NodeState:
@@ -125,3 +126,32 @@ def _plain_taints(taints: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+PENDING = ("UnschedulablePendingReboot", "UnschedulablePendingReplacement")  # in rising severity
+
+
+def pending_ops(node: dict[str, Any], keys: Keys, health: str, annotations: dict[str, str]) -> list[dict[str, Any]]:
+    """JSON patch operations a node-bound writer (dhc agent) uses to mark its node PendingReboot or
+    PendingReplacement: the health label, its NoSchedule taint and ``annotations``. Never a milder
+    state than the node has (a PendingReplacement stays), never Schedulable, never the check-status label."""
+    assert health in PENDING, health
+    meta = node.get("metadata") or {}
+    current = (meta.get("labels") or {}).get(keys.health)
+    if current in PENDING and PENDING.index(current) > PENDING.index(health):
+        health = current
+    ops: list[dict[str, Any]] = []
+    if meta.get("labels") is None:
+        ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
+    if current != health:
+        ops.append({"op": "add", "path": f"/metadata/labels/{_escape(keys.health)}", "value": health})
+    old = meta.get("annotations") or {}
+    changed = {k: v for k, v in annotations.items() if old.get(k) != v}
+    if changed and meta.get("annotations") is None:
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+    ops += [{"op": "add", "path": f"/metadata/annotations/{_escape(k)}", "value": v} for k, v in changed.items()]
+    taints = (node.get("spec") or {}).get("taints") or []
+    wanted = [t for t in taints if t.get("key") != keys.health] + [taint(keys, NodeState("Failed", health))]
+    if _plain_taints(wanted) != _plain_taints(taints):
+        ops.append({"op": "add", "path": "/spec/taints", "value": wanted})
+    return ops

@@ -18,8 +18,8 @@ from dhc.thresholds.inherit import INHERITED, MAX_EXTENDS, MODEL_KEYS, TYPE_KEYS
 from dhc.thresholds.loader import LineDict
 
 PROFILES = ("quick", "full")
-_TOP_KEYS = {"schema_version", "profiles", "gpu_defaults", "gpu_models", "instance_types"}
-_OPTIONAL_TOP = {"gpu_defaults"}
+_TOP_KEYS = {"schema_version", "profiles", "gpu_defaults", "gpu_models", "instance_types", "agent"}
+_OPTIONAL_TOP = {"gpu_defaults", "agent"}  # agent: dhc agent's detector limits (dhc.thresholds.agent)
 _LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
 DAY_S = 86400.0
 # Every number in the file has a sane range, so nothing huge validates and then overflows at run time.

@@ -1,0 +1,101 @@
+"""Where a raised detection goes: a JSON log line on stdout, and with ``--sink kubernetes`` the node.
+
+The log line has the shape of HyperPod's health-monitoring agent (``"msg":"NPD caught event: %v"``,
+``"details: "`` with severity, timestamp, reason and the ``Node condition X is now: True`` message,
+and ``"HealthMonitoringAgentDetectionEvent":"HealthEvent"``) plus dhc's machine-readable fields
+(node, instance, check, device, metric, value, limit, unit, action), one JSON object per physical line.
+
+On the node: the detector's condition (``nodes/status``); for Reboot / Replace also the
+node-health-status label ``UnschedulablePendingReboot|UnschedulablePendingReplacement`` with its
+NoSchedule taint and an annotation with the reason (never milder than what the node has, never
+Schedulable); and a Warning Event. A write that fails is logged, counted and retried at the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from dhc.agent.detection import Detection
+from dhc.agent.tally import Tally
+from dhc.k8s import scheme
+from dhc.k8s.client import K8sError, Kube
+from dhc.k8s.conditions import condition, set_conditions
+from dhc.model import Action
+
+HEALTH = {Action.REBOOT: "UnschedulablePendingReboot", Action.REPLACE: "UnschedulablePendingReplacement"}
+
+
+class Publisher:
+    def __init__(self, node: str, tally: Tally, instance: dict[str, str | None], kube: Kube | None = None,
+                 keys: scheme.Keys | None = None, events_namespace: str = "default", stream: TextIO | None = None):
+        self.node, self.tally, self.instance, self.kube = node, tally, instance, kube
+        self.keys, self.events_namespace = keys or scheme.Keys(), events_namespace
+        self.stream = stream or sys.stdout
+        self.retry: list[Detection] = []
+        self.noted: set[str] = set()
+
+    def publish(self, found: Detection) -> None:
+        self.line(log_line(found, self.node, self.instance))
+        if self.kube is not None:
+            self._to_node(found)
+
+    def retry_failed(self) -> None:
+        waiting, self.retry = self.retry, []
+        for found in waiting:
+            self._to_node(found)
+
+    def note(self, text: str, level: str = "warning") -> None:
+        """A line about the agent itself (what it cannot see), once per distinct text."""
+        if text not in self.noted:
+            self.noted.add(text)
+            self.line({"level": level, "ts": _now(), "msg": f"dhc agent: {text}", "node": self.node})
+
+    def line(self, record: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+    def _to_node(self, found: Detection) -> None:
+        assert self.kube is not None
+        try:
+            set_conditions(self.kube, self.node, [condition(found.condition_type, True, found.reason,
+                                                            found.finding.message)])
+            node = self.kube.node(self.node)
+            if found.action in HEALTH:
+                node = self.kube.patch_node(self.node, lambda n: scheme.pending_ops(
+                    n, self.keys, HEALTH[found.action], {self.keys.agent_reasons: _annotation(found)}))
+            self.kube.node_event(node, found.reason, f"{found.detector}: {found.finding.message} (action: "
+                                 f"{found.action.value})", warning=True, namespace=self.events_namespace,
+                                 component="dhc-agent")
+        except K8sError as exc:
+            self.tally.add("publish_errors")
+            self.retry.append(found)
+            self.line({"level": "error", "ts": _now(), "msg": f"dhc agent: could not write {found.detector} onto "
+                       f"node {self.node} (retried at the next tick): {exc}", "node": self.node})
+
+
+def log_line(found: Detection, node: str, instance: dict[str, str | None]) -> dict[str, Any]:
+    f, now = found.finding, _now()
+    severity = "warn" if f.action is Action.NONE else "error"
+    said = f'Node condition {found.condition_type} is now: True, reason: {found.reason}, message: "{f.message}"'
+    device = f.device
+    return {"level": "warning" if f.action is Action.NONE else "error", "ts": now, "msg": "NPD caught event: %v",
+            "details: ": {"severity": severity, "timestamp": now, "reason": found.reason, "message": said},
+            "HealthMonitoringAgentDetectionEvent": "HealthEvent",
+            "node": node, **instance, "check": f.check, "status": f.status.value, "action": f.action.value,
+            "condition": found.condition_type, "reason": found.reason, "message": f.message,
+            "device": device.label() if device else None, "device_uuid": device and device.uuid,
+            "device_pci_bus_id": device and device.pci_bus_id, "metric": f.metric, "value": f.value,
+            "limit": f.limit, "unit": f.unit}
+
+
+def _annotation(found: Detection) -> str:
+    f = found.finding
+    return json.dumps({"detector": f.check, "action": f.action.value, "reason": found.reason, "message": f.message[:1000],
+                       "device": f.device.label() if f.device else None, "ts": _now()}, separators=(",", ":"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,86 @@
+"""The agent's loop: one thread follows the kernel log line by line, the caller's thread polls NVML,
+sysfs and the disk every ``poll_s``; every detection passes the state (dedupe, escalation) and is
+published. Stops when ``stop`` is set (SIGTERM, SIGINT).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from dhc.agent.detection import Detection
+from dhc.agent.kernel import KernelDetectors, KernelLogUnavailable, follow, record
+from dhc.agent.poll import Poller
+from dhc.agent.publish import Publisher
+from dhc.agent.state import State
+from dhc.agent.tally import Tally
+
+
+@dataclass
+class Agent:
+    state: State
+    kernel: KernelDetectors
+    poller: Poller
+    publisher: Publisher
+    tally: Tally
+    kernel_log: Path
+    poll_s: float
+    stop: threading.Event
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()  # the state and the publisher are shared by both threads
+
+    def run(self) -> None:
+        if self.state.problem:
+            self.publisher.note(self.state.problem)
+        follower = threading.Thread(target=self._follow, name="kernel-log", daemon=True)
+        follower.start()
+        try:
+            while not self.stop.is_set():
+                self.tick()
+                self.stop.wait(self.poll_s)
+        finally:
+            self.stop.set()
+            follower.join(timeout=5)
+            self.poller.close()
+
+    def tick(self) -> None:
+        found = self.poller.poll()
+        self.tally.watching["nvml"] = int(self.poller.nvml is not None)
+        self.handle(found)
+        with self.lock:
+            for note in self.poller.notes:
+                self.publisher.note(note)
+            self.publisher.retry_failed()
+        self.tally.add("polls")
+
+    def handle(self, found: list[Detection]) -> None:
+        with self.lock:
+            for detection in found:
+                admitted = self.state.admit(detection)
+                if admitted is None:
+                    self.tally.add("duplicates")
+                    continue
+                self.tally.detected(admitted.detector, admitted.action.value)
+                self.publisher.publish(admitted)
+
+    def line(self, text: str) -> None:
+        """Judge one kernel-log line; counted once it has been judged and published."""
+        seq, _ = record(text)
+        if not self.state.seen(seq):
+            self.handle(self.kernel.feed(text))
+        self.tally.add("kernel_lines")
+
+    def _follow(self) -> None:
+        try:
+            lines = follow(self.kernel_log, self.stop)
+            self.tally.watching["kernel"] = 1
+            for text in lines:
+                self.line(text)
+        except KernelLogUnavailable as exc:
+            with self.lock:
+                self.publisher.note(f"{exc}; the kernel-log detectors (agent.xid, agent.sxid, agent.kernel-deadlock, "
+                                    "agent.oom) are not watching", level="error")
+        finally:
+            self.tally.watching["kernel"] = 0
