@@ -181,6 +181,8 @@ class Emulator:
             return self._list_or_watch(handler, "nodes", query)
         if parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
             return self._node(handler, method, parts[3], body)
+        if parts[:3] == ["api", "v1", "nodes"] and len(parts) == 5 and parts[4] == "status":
+            return self._node(handler, method, parts[3], body)  # the status subresource (conditions)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "services" and method == "POST":
             service = json.loads(body)
             with self.lock:
