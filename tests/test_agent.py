@@ -289,3 +289,27 @@ def test_a_condition_keeps_the_time_it_turned_true_when_raised_again():
     assert later[1]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     assert merged([copy.deepcopy(first)], [condition("GpuXid", False, "Gone", "c")])[0]["lastTransitionTime"] != \
         "2026-01-01T00:00:00Z"
+
+
+MOUNTINFO = """\
+1 0 259:1 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p1 {root}
+30 1 259:1 / /host/root ro,relatime - ext4 /dev/nvme0n1p1 {root}
+31 1 259:2 / /host/root/scratch rw,relatime - xfs /dev/nvme1n1 rw,attr2
+"""
+
+
+@pytest.mark.parametrize("superblock, mounted, readonly", [
+    ("rw,errors=remount-ro", "/host/root", False),  # the DaemonSet's read-only bind of a healthy root
+    ("ro,errors=remount-ro", "/host/root", True),  # ext4 remounted the filesystem read-only after errors
+    ("ro,errors=remount-ro", "/host/root/scratch", False),  # another filesystem mounted below it
+])
+def test_a_root_filesystem_gone_read_only_is_told_from_a_read_only_bind_mount(tmp_path, recording, superblock,
+                                                                             mounted, readonly):
+    from dhc.agent.poll import superblock_readonly
+
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO.format(root=superblock))
+    assert superblock_readonly(Path(mounted), info) is readonly
+    found = poller(disk=tmp_path, mountinfo=tmp_path / "mountinfo").poll()
+    root_gone = superblock.startswith("ro,")  # tmp_path lies under "/", whose superblock is the same
+    assert [(d.reason, d.action) for d in found] == ([("FilesystemReadOnly", Action.REBOOT)] if root_gone else [])

@@ -35,8 +35,8 @@ class Expected:
 class Poller:
     def __init__(self, limits: AgentLimits, expected: Expected, nvml: Callable[[], Nvml] = Nvml,
                  sys_infiniband: Path = Path("/sys/class/infiniband"), disk: Path = Path("/"),
-                 clock: Callable[[], float] = time.monotonic):
-        self.limits, self.expected, self.clock = limits, expected, clock
+                 clock: Callable[[], float] = time.monotonic, mountinfo: Path = Path("/proc/self/mountinfo")):
+        self.limits, self.expected, self.clock, self.mountinfo = limits, expected, clock, mountinfo
         self.sys_infiniband, self.disk = sys_infiniband, disk
         self.gpus: dict[str, Device] = {}  # PCI key -> GPU, for the kernel-log detectors
         self.notes: list[str] = []  # what could not be read in the last poll
@@ -158,7 +158,7 @@ class Poller:
             self.notes.append(f"cannot read the filesystem at {self.disk}: {exc.strerror}")
             return []
         found = []
-        if fs.f_flag & os.ST_RDONLY:
+        if superblock_readonly(self.disk, self.mountinfo) if self.mountinfo.exists() else fs.f_flag & os.ST_RDONLY:
             found.append(detection("agent.disk", "readonly", f"the filesystem at {self.disk} is read-only",
                                    limits.action, reason="FilesystemReadOnly"))
         used, avail = fs.f_blocks - fs.f_bfree, fs.f_bavail
@@ -168,3 +168,24 @@ class Poller:
                                    limits.actions["full_action"], reason="FilesystemFull", metric="used_percent",
                                    value=share, limit=limits.value("max_used_percent"), unit="%"))
         return found
+
+
+def superblock_readonly(path: Path, mountinfo: Path) -> bool:
+    """Whether the filesystem under ``path`` went read-only (its superblock options say ``ro``, as after
+    ext4's errors=remount-ro). A read-only bind mount of a healthy filesystem (the DaemonSet mounts the
+    host's root read-only) has ``ro`` in its own mount options only, and is not a fault.
+
+    /proc/self/mountinfo: ``ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS``.
+    """
+    best, readonly = "", False
+    target = str(path.resolve())
+    for line in mountinfo.read_text(errors="replace").splitlines():
+        fields, _, tail = line.partition(" - ")
+        parts, after = fields.split(), tail.split()
+        if len(parts) < 5 or len(after) < 3:
+            continue
+        point = parts[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, readonly = point, "ro" in after[2].split(",")
+    return readonly
