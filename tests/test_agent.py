@@ -313,3 +313,25 @@ def test_a_root_filesystem_gone_read_only_is_told_from_a_read_only_bind_mount(tm
     found = poller(disk=tmp_path, mountinfo=tmp_path / "mountinfo").poll()
     root_gone = superblock.startswith("ro,")  # tmp_path lies under "/", whose superblock is the same
     assert [(d.reason, d.action) for d in found] == ([("FilesystemReadOnly", Action.REBOOT)] if root_gone else [])
+
+
+def test_the_daemonset_validates_parses_with_dhcs_own_flags_and_mounts_the_host_read_only():
+    import yaml
+
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    objects = {o["kind"]: o for o in yaml.safe_load_all((ROOT / "containers" / "k8s" / "agent.yaml").read_text())}
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    from dhc.cli import build_parser
+
+    pod = objects["DaemonSet"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.sink, args.events_namespace) == ("agent", "kubernetes", "dhc")
+    assert {"name": "metrics", "containerPort": args.metrics_port, "protocol": "TCP"} in container["ports"]
+    assert [m["name"] for m in container["volumeMounts"] if not m.get("readOnly")] == ["state"]
+    assert objects["ClusterRole"]["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]}]
+    assert objects["Role"]["metadata"]["namespace"] == "dhc" and objects["Role"]["rules"][0]["resources"] == ["events"]
+    assert pod["serviceAccountName"] == "dhc-agent"  # node-bound for the policy: not the controller's account
