@@ -33,6 +33,7 @@ _KMSG = re.compile(r"^(?P<pri>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<msg>.*)$
 _HUNG = re.compile(r"task (?P<task>\S+?):(?P<pid>\d+) blocked for more than (?P<s>\d+) seconds")
 _OOM = re.compile(r"(?P<scope>Memory cgroup out of memory|Out of memory)[^:]*: Killed process (?P<pid>\d+) "
                   r"\((?P<name>[^)]*)\)")
+_WORDS = ("NVRM:", "SXid", "blocked for more than", "Killed process")  # every detector's line has one
 NO_NUMBER = "printed no XID"  # dhc.probes.xid's words for a fallen-off-the-bus message without a number
 
 
@@ -90,6 +91,8 @@ class KernelDetectors:
 
     def feed(self, line: str) -> list[Detection]:
         seq, message = record(line)
+        if not any(word in message for word in _WORDS):  # most of a busy log: nothing to judge
+            return []
         found = [*self._xids(message, seq), *self._sxids(message, seq)]
         if hung := _HUNG.search(message):
             found += self._hung(hung, seq)
