@@ -501,3 +501,30 @@ def test_a_check_that_stops_with_only_values_within_limits_stays_incomplete(suit
     outcome, report = suite({"test_a": source})
     assert outcome.ret == 3
     assert (report["checks"][0]["status"], report["checks"][0]["reason"]) == ("Incomplete", "check error: RuntimeError: boom")
+
+
+def test_a_metric_the_catalogue_does_not_declare_is_refused_never_passed(pytester):
+    """A typo in a check's metric name is a value no limit can fail: record() refuses it, the check is Incomplete."""
+    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
+    pytester.makepyfile(test_typo="""
+        import pytest
+
+        @pytest.mark.check("stress.inventory")
+        def test_inventory(dhc_check, dhc_devices):
+            dhc_check.record("cpu_cores", 2, "count", dhc_devices[0])
+            dhc_check.record("temprature_c", 99, "C", dhc_devices[0])
+    """)
+    out = pytester.path / "out"
+    result = pytester.runpytest("--dhc-instance-type", "cpu", "--dhc-out", str(out), "-p", "no:xdist")
+    assert result.ret == 3
+    check = json.loads((out / "report.json").read_text())["checks"][0]
+    assert check["status"] == "Incomplete"
+    assert "stress.inventory recorded 'temprature_c', a metric its catalogue entry does not declare" in check["reason"]
+
+
+def test_informational_metrics_are_declared_by_pattern():
+    from dhc.thresholds import CATALOGUE
+    allreduce = CATALOGUE["connectivity.allreduce"]
+    assert allreduce.declares("busbw_intra_node") and allreduce.declares("busbw_inter_node_ranks")
+    assert allreduce.declares("busbw_nvlink_only_at_largest_size") and not allreduce.declares("busbw_intra_nod")
+    assert CATALOGUE["stress.dcgm"].declares("results_skip") and not CATALOGUE["stress.dcgm"].declares("result_skip")

@@ -41,6 +41,9 @@ class CheckRecorder:
                 self.devices.append(device)
 
     def record(self, name: str, value: float, unit: str, device: Device | None = None) -> Measurement:
+        if not CATALOGUE[self.check].declares(name):  # a typo would otherwise be a value no limit can fail
+            raise ValueError(f"{self.check} recorded {name!r}, a metric its catalogue entry does not declare "
+                             f"(judged: {', '.join(CATALOGUE[self.check].metrics) or 'none'})")
         limit = self.limits.check(self.check).limits.get(name)
         units.quantity_of(unit)  # an unknown unit is a bug in the check: let it surface
         if limit is not None and units.quantity_of(unit) != units.quantity_of(limit.unit):
