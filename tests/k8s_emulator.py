@@ -37,6 +37,8 @@ class Emulator:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
+        self.pdbs: list[dict[str, Any]] = []  # PodDisruptionBudgets: namespace, matchLabels, disruptionsAllowed
+        self.evictions: list[str] = []  # namespace/name of every pod evicted
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, kind, type, object)
         self.oldest = 0  # watches from before this version get 410 Gone
         self.changed = threading.Condition(self.lock)
@@ -133,6 +135,61 @@ class Emulator:
             self.pods[pod_name] = pod
             return pod_name
 
+    def add_pod(self, name: str, node: str, namespace: str = "default", labels: dict[str, str] | None = None,
+                owner_kind: str | None = None, phase: str = "Running") -> None:
+        """A pod bound to ``node``; ``owner_kind`` (ReplicaSet, DaemonSet, ...) names its controller."""
+        with self.lock:
+            owners = [] if owner_kind is None else [{"apiVersion": "apps/v1", "kind": owner_kind, "name": f"{name}-owner",
+                                                     "uid": f"uid-{name}-owner", "controller": True}]
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "namespace": namespace, "uid": f"uid-{name}", "labels": labels or {},
+                "ownerReferences": owners}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+                "status": {"phase": phase}}
+            self._record("pods", "ADDED", pod)
+            self.pods[name] = pod
+
+    def add_pdb(self, namespace: str, match_labels: dict[str, str], disruptions_allowed: int) -> dict[str, Any]:
+        """A PodDisruptionBudget; raise ``["disruptionsAllowed"]`` later as its pods become healthy elsewhere."""
+        with self.lock:
+            pdb = {"name": f"pdb-{len(self.pdbs)}", "namespace": namespace, "matchLabels": match_labels,
+                   "disruptionsAllowed": disruptions_allowed}
+            self.pdbs.append(pdb)
+            return pdb
+
+    def reboot_node(self, name: str) -> None:
+        """The node came back from a reboot: its Ready condition turned True just now."""
+        with self.lock:
+            node = copy.deepcopy(self.nodes[name])
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            conditions = [c for c in node["status"].get("conditions") or [] if c.get("type") != "Ready"]
+            node["status"]["conditions"] = conditions + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                                          "lastTransitionTime": now, "lastHeartbeatTime": now}]
+            self._record("nodes", "MODIFIED", node)
+            self.nodes[name] = node
+
+    def _evict(self, handler: BaseHTTPRequestHandler, namespace: str, name: str) -> None:
+        """The Eviction API: 201 and the pod deleted, 404 when gone, 429 while a PDB allows no disruption."""
+        with self.lock:
+            pod = self.pods.get(name)
+            if pod is None or pod["metadata"]["namespace"] != namespace:
+                return _reply(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+            labels = pod["metadata"].get("labels") or {}
+            for pdb in self.pdbs:
+                if pdb["namespace"] == namespace and all(labels.get(k) == v for k, v in pdb["matchLabels"].items()):
+                    if pdb["disruptionsAllowed"] < 1:
+                        return _reply(handler, 429, {
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
+                            "reason": "TooManyRequests",
+                            "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                            "details": {"causes": [{"reason": "DisruptionBudget", "message": f"The disruption "
+                                                    f"budget {pdb['name']} needs 1 healthy pods and has 1 currently"}]}})
+                    pdb["disruptionsAllowed"] -= 1
+            del self.pods[name]
+            self._record("pods", "DELETED", pod)
+            self.evictions.append(f"{namespace}/{name}")
+        return _reply(handler, 201, {"kind": "Eviction", "apiVersion": "policy/v1",
+                                     "metadata": {"name": name, "namespace": namespace}})
+
     def compact(self) -> None:
         """Forget history: watches resuming from before now get 410 Gone."""
         with self.lock:
@@ -192,6 +249,15 @@ class Emulator:
                 self._record("services", "ADDED", service)
                 self.services[service["metadata"]["name"]] = service
             return _reply(handler, 201, service)
+        if parts == ["api", "v1", "pods"] and method == "GET":
+            with self.lock:
+                items = [copy.deepcopy(p) for p in self.pods.values()
+                         if _selects(query.get("labelSelector", ""), p) and _fields(query.get("fieldSelector", ""), p)]
+            return _reply(handler, 200, {"kind": "PodList", "apiVersion": "v1",
+                                         "metadata": {"resourceVersion": str(self.version)}, "items": items})
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 7 and parts[4] == "pods" \
+                and parts[6] == "eviction" and method == "POST":
+            return self._evict(handler, parts[3], parts[5])
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods" and method == "GET":
             with self.lock:
                 items = [copy.deepcopy(p) for p in self.pods.values() if p["metadata"]["namespace"] == parts[3]

@@ -43,7 +43,9 @@ def test_rbac_is_least_privilege():
     assert node_account["kind"] == "ServiceAccount" and node_account["automountServiceAccountToken"] is False
     controller = {o["kind"]: o for o in documents("rbac-controller.yaml")}
     assert controller["ClusterRole"]["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]}]
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},  # remediation: the pods on a marked node
+        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}]  # drained through the Eviction API
     role = controller["Role"]
     assert role["metadata"]["namespace"] == "dhc"  # Jobs, Services, pods and Events only in its own namespace
     assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]} in role["rules"]

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 from dhc.settings import Settings
 from dhc.thresholds import load
@@ -27,6 +28,59 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _share(value: str) -> float:
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 < share <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a share of the nodes, 0.1 or 10% (above 0, at most 1)")
+    return share
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
+def add_remediation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("remediation", "what happens to nodes marked PendingReboot / "
+                                      "PendingReplacement (README: Turning remediation on safely)")
+    group.add_argument("--remediation", choices=["label-only", "hyperpod", "ec2"], default="label-only",
+                       help="the actuator; label-only (default) is a dry run: an annotation and an Event only")
+    group.add_argument("--remediation-max-share", type=_share, default=0.10, metavar="SHARE",
+                       help="circuit breaker: share of the watched nodes remediated at once (default 10%%)")
+    group.add_argument("--remediation-max-nodes", type=_positive, metavar="N",
+                       help="circuit breaker: a fixed number of nodes at once instead of the share")
+    group.add_argument("--remediation-max-actions-per-node", type=_positive, default=2, metavar="N",
+                       help="actions on one node within the window before it is left for a person (default 2)")
+    group.add_argument("--remediation-window-s", type=_positive, default=86400, metavar="SECONDS")
+    group.add_argument("--drain-timeout-s", type=_positive, default=600, metavar="SECONDS",
+                       help="how long PodDisruptionBudgets may hold up a drain (default 600)")
+    group.add_argument("--drain-timeout-action", choices=["wait", "act"], default="wait",
+                       help="after the drain timeout: leave the node for a person (wait) or act anyway")
+    group.add_argument("--hyperpod-cluster", default="", metavar="NAME",
+                       help="the HyperPod cluster's name or ARN (--remediation hyperpod)")
+    group.add_argument("--aws-region", metavar="REGION", help="default: the AWS SDK's own (AWS_REGION, IMDS)")
+
+
+def remediation_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(RemediationSettings, actuator or None) from the options; ValueError names what is wrong."""
+    from dhc.controller.breaker import BreakerSettings
+    from dhc.controller.remediation import RemediationSettings
+
+    breaker = BreakerSettings(args.remediation_max_share, args.remediation_max_nodes,
+                              args.remediation_max_actions_per_node, float(args.remediation_window_s))
+    settings = RemediationSettings(args.remediation, breaker, float(args.drain_timeout_s),
+                                   args.drain_timeout_action == "act")
+    if args.remediation == "label-only":
+        return settings, None
+    from dhc.aws.actuators import build
+
+    return settings, build(args.remediation, args.hyperpod_cluster, args.aws_region)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="dhc", help="where the check Jobs run (default: dhc)")
     parser.add_argument("--image", required=True, type=_pinned,
@@ -39,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
     parser.add_argument("--metrics-port", type=_port, default=9400, metavar="PORT",
                         help="serve Prometheus metrics on PORT at /metrics (default: 9400; 0: off)")
+    add_remediation_arguments(parser)
 
 
 def controller_command(args: argparse.Namespace) -> int:
@@ -50,9 +105,14 @@ def controller_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     jobs = JobSettings(namespace=args.namespace, image=args.image, service_account=args.service_account,
                        profile=args.profile)
+    try:
+        remediation, actuator = remediation_settings(args)
+    except ValueError as exc:
+        print(f"dhc controller: {exc}", file=sys.stderr)
+        return 2
     controller = Controller(Kube(), load(args.thresholds or settings.thresholds_file),
                             ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
-                                               workers=args.workers))
+                                               workers=args.workers, remediation=remediation), actuator)
     if args.metrics_port:
         from dhc.controller.metrics import serve
 

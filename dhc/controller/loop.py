@@ -19,6 +19,7 @@ from typing import Any
 
 from dhc.controller import reconcile, verdicts
 from dhc.controller.jobs import STAGE_ANNOTATION, JobSettings, batch_manifests, job_manifest
+from dhc.controller.remediation import Actuator, RemediationSettings, Remediator
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound, Kube
@@ -40,6 +41,7 @@ class ControllerSettings:
     watch_timeout_s: int = 120
     deadline_margin_s: int = 600
     batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,13 @@ class Snapshot:
     health: Counter[str]  # nodes by dhc's node-health-status label
     unjudged: int  # nodes dhc would check but cannot judge
     tally: dict[tuple[str, str], int]  # Jobs started by stage, verdicts written by status, unearned labels found
+    breaker_tripped: bool = False  # the remediation circuit breaker waits for a person
+    recoveries: tuple[float, ...] = ()  # seconds from detection to Schedulable again, per remediated node
 
 
 class Controller(WorkQueue):
-    def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings):
+    def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings,
+                 actuator: Actuator | None = None):
         super().__init__(kube, settings.jobs.namespace, settings.workers, settings.resync_s, settings.watch_timeout_s)
         self.thresholds, self.settings = thresholds, settings
         self.keys = scheme.Keys(settings.prefix)
@@ -60,6 +65,7 @@ class Controller(WorkQueue):
         self.unjudged: set[str] = set()  # nodes dhc would check but cannot judge
         self.tally: Counter[tuple[str, str]] = Counter()  # ("jobs", stage), ("verdicts", status), ("unearned", "")
         self._counting = threading.Lock()
+        self.remediation = Remediator(self, settings.remediation, actuator)
 
     def count(self, what: str, kind: str = "") -> None:
         with self._counting:
@@ -73,7 +79,8 @@ class Controller(WorkQueue):
             tally = dict(self.tally)
         return Snapshot(Counter(v for v in (lb.get(self.keys.check_status) for lb in labels) if v),
                         Counter(v for v in (lb.get(self.keys.health) for lb in labels) if v),
-                        len(self.unjudged), tally)
+                        len(self.unjudged), tally, bool(self.remediation.tripped()),
+                        tuple(self.remediation.recoveries))
 
     # -- deciding and acting ---------------------------------------------------------------------------
     def wants(self, node: dict[str, Any]) -> bool:
@@ -88,6 +95,7 @@ class Controller(WorkQueue):
         node = self.nodes.get(name)
         if node is None or not self.wants(node):
             self.unjudged.discard(name)
+            self.remediation.forget(name)
             return reconcile.NOTHING
         why = self._cannot_judge(node)
         if why:
@@ -109,6 +117,8 @@ class Controller(WorkQueue):
                reconcile.REBATCH: self._rebatch, reconcile.UNEARNED: self._unearned}.get(decision.kind)
         if act is not None:
             act(name, decision)
+        elif decision.kind == reconcile.NOTHING:  # a node at rest: marked for remediation, or in its course
+            self.remediation.step(self.nodes[name])
         return decision.kind
 
     def _collect(self, name: str, ended: reconcile.Decision) -> reconcile.Decision:

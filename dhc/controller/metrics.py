@@ -9,7 +9,11 @@ that drifted:
   out of service with the reason; alert on it above 0;
 - ``dhc_jobs_started_total{stage}``, ``dhc_verdicts_written_total{status}`` and
   ``dhc_unearned_labels_total`` (Passed labels without dhc's record of a check that earned them):
-  counts since the controller started.
+  counts since the controller started;
+- ``dhc_remediations_total{action,outcome}``: remediation steps by action (Reboot, Replace) and
+  outcome (dry-run, acted, unconfirmed, failed, stuck, refused, held, recovered, failed-again);
+- ``dhc_remediation_breaker_tripped``: 1 while the circuit breaker waits for a person (alert on it);
+- ``dhc_remediation_recovery_seconds``: a histogram of the time from detection to Schedulable again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from dhc.controller.loop import Snapshot
 
@@ -26,6 +30,7 @@ STATUSES = ("InProgress", "Passed", "Failed", "Incomplete")  # always shown, 0 i
 HEALTH = ("Schedulable", "Unschedulable", "UnschedulablePendingReboot", "UnschedulablePendingReplacement")
 STAGES = ("stress", "final", "connectivity")
 VERDICTS = ("Passed", "Failed")
+RECOVERY_BUCKETS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
 
 
 class ControllerCollector:
@@ -48,6 +53,22 @@ class ControllerCollector:
         unearned = CounterMetricFamily("dhc_unearned_labels", "Passed labels found without dhc's record of a check "
                                        "that earned them (then checked)", value=snap.tally.get(("unearned", ""), 0))
         yield unearned
+        yield from _remediation(snap)
+
+
+def _remediation(snap: Snapshot) -> Iterator[Metric]:
+    family = CounterMetricFamily("dhc_remediations", "Remediation steps by action and outcome",
+                                 labels=["action", "outcome"])
+    for (what, kind), count in sorted(snap.tally.items()):
+        if what == "remediations":
+            family.add_metric(kind.split("/", 1), count)
+    yield family
+    yield GaugeMetricFamily("dhc_remediation_breaker_tripped", "1 while the remediation circuit breaker is "
+                            "tripped and waits for a person to reset it", value=int(snap.breaker_tripped))
+    buckets = [(f"{edge:g}", sum(1 for s in snap.recoveries if s <= edge)) for edge in RECOVERY_BUCKETS]
+    yield HistogramMetricFamily("dhc_remediation_recovery_seconds", "Seconds from a node's detection to "
+                                "Schedulable again after remediation", buckets=[*buckets, ("+Inf", len(snap.recoveries))],
+                                sum_value=sum(snap.recoveries))
 
 
 def _gauge(name: str, doc: str, label: str, counts: Any, always: tuple[str, ...]) -> GaugeMetricFamily:

@@ -50,13 +50,14 @@ class Kube:
         self.batch = client.BatchV1Api(self.api)
         self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
 
-    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one API call with a timeout, retrying what is worth retrying; translate errors."""
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, retried: frozenset[int] | set[int] = RETRIED,
+             **kwargs: Any) -> Any:
+        """Run one API call with a timeout, retrying what is worth retrying (``retried``); translate errors."""
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn(*args, _request_timeout=self.timeout_s, **kwargs)
             except ApiException as exc:
-                if exc.status in RETRIED and attempt < self.attempts:
+                if exc.status in retried and attempt < self.attempts:
                     self._pause(attempt, exc)
                     continue
                 raise _translate(what, exc) from None
@@ -101,6 +102,28 @@ class Kube:
         raw = self.call(f"list pods in {namespace}", self.core.list_namespaced_pod, namespace,
                         label_selector=label_selector, field_selector=field_selector)
         return [self.api.sanitize_for_serialization(p) for p in raw.items]
+
+    def pods_on_node(self, node: str) -> list[dict[str, Any]]:
+        """Every pod bound to ``node``, in all namespaces."""
+        raw = self.call(f"list pods on node {node}", self.core.list_pod_for_all_namespaces,
+                        field_selector=f"spec.nodeName={node}")
+        return [self.api.sanitize_for_serialization(p) for p in raw.items]
+
+    def evict(self, namespace: str, name: str) -> bool:
+        """Evict a pod through the Eviction API: True when it is going or gone; False on 429 (a
+        PodDisruptionBudget allows no disruption now: try later). 5xx are retried; a retry after an
+        eviction that went through finds the pod gone (404), so it never evicts twice."""
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+        try:
+            self.call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace,
+                      body, retried=RETRIED - {429})
+        except K8sNotFound:
+            return True
+        except K8sError as exc:
+            if exc.status == 429:
+                return False
+            raise
+        return True
 
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create the Job; False when a Job of that name exists already (a restarted controller)."""

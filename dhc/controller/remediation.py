@@ -1,0 +1,301 @@
+"""Remediation: a node marked PendingReboot / PendingReplacement is cordoned, drained, acted on, re-checked.
+
+Whoever marked it (the agent, a failed deep check, a person editing the label), one path:
+breaker -> cordon -> drain (Eviction API, PDBs honoured, a bounded wait) -> actuator -> the node
+rejoins -> uncordon and ``recheck`` (a new check generation: the join path) -> Schedulable again.
+
+Every step is a phase written to the node's ``<prefix>/remediation`` annotation *before* the next
+one starts, and finished actions go to ``<prefix>/remediation-history``; the controller holds no state
+that a restart loses. ``acting`` is written before the actuator is called, so a controller that finds
+``acting`` on a node (it died mid-call) never calls again: it records the action as unconfirmed and
+says so. The default actuator ``label-only`` is a dry run: it changes nothing on the node but the
+annotation and a Node Event saying what it would do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from dhc.controller import breaker, drain
+from dhc.errors import DhcError
+
+log = logging.getLogger("dhc.controller.remediation")
+PENDING = {"UnschedulablePendingReboot": "Reboot", "UnschedulablePendingReplacement": "Replace"}
+LABEL_ONLY = "label-only"
+IN_FLIGHT = ("draining", "acting", "acted", "rechecking", "stuck")  # hold a breaker slot
+_INSTANCE = re.compile(r"(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
+HISTORY_KEPT = 20
+
+
+class Actuator(Protocol):
+    name: str
+
+    def act(self, action: str, ids: list[str]) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class RemediationSettings:
+    actuator: str = LABEL_ONLY  # label-only | hyperpod | ec2
+    breaker: breaker.BreakerSettings = field(default_factory=breaker.BreakerSettings)
+    drain_timeout_s: float = 600.0
+    act_after_drain_timeout: bool = False  # after the wait: act anyway, or leave the node for a person
+
+
+class RemediationKeys:
+    def __init__(self, prefix: str):
+        self.state = f"{prefix}/remediation"  # annotation: the phase, as JSON
+        self.history = f"{prefix}/remediation-history"  # annotation: finished actions, as JSON
+        self.held = f"{prefix}/remediation-held"  # annotation: the breaker tripped on this node
+
+
+def instance_id(provider_id: str | None) -> str | None:
+    """The EC2 instance id ending a node's providerID (``aws:///us-west-2a/i-0abc...``), or None."""
+    match = _INSTANCE.search((provider_id or "").rstrip("/"))
+    return match.group(1) if match else None
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def load(text: str | None, default: Any) -> Any:
+    """An annotation's JSON, or ``default`` when absent or not ours (never an exception)."""
+    try:
+        value = json.loads(text) if text else default
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
+class Remediator:
+    """One node's next remediation step, from its cached object; ``ctl`` is the Controller."""
+
+    def __init__(self, ctl: Any, settings: RemediationSettings, actuator: Actuator | None):
+        if settings.actuator != LABEL_ONLY and actuator is None:
+            raise ValueError(f"remediation actuator {settings.actuator!r} needs its AWS client")
+        self.ctl, self.settings, self.actuator = ctl, settings, actuator
+        self.keys = RemediationKeys(ctl.settings.prefix)
+        self._admitting = threading.Lock()
+        self.admitted: set[str] = set()  # nodes this process let through, until they end
+        self.recoveries: list[float] = []  # seconds from detection to Schedulable again
+
+    # -- reading ------------------------------------------------------------------------------------
+    def state(self, node: dict[str, Any]) -> dict[str, Any]:
+        return load((node["metadata"].get("annotations") or {}).get(self.keys.state), {})
+
+    def tripped(self) -> str:
+        """Why the breaker is tripped ('' when it is not): the first held node's annotation."""
+        for node in list(self.ctl.nodes.values()):
+            held = (node["metadata"].get("annotations") or {}).get(self.keys.held)
+            if held:
+                return held
+        return ""
+
+    def in_flight(self) -> set[str]:
+        busy = {n for n, node in list(self.ctl.nodes.items()) if self.state(node).get("phase") in IN_FLIGHT}
+        return busy | (self.admitted & set(self.ctl.nodes))
+
+    # -- the step -----------------------------------------------------------------------------------
+    def forget(self, name: str) -> None:
+        self.admitted.discard(name)
+
+    def step(self, node: dict[str, Any]) -> str:
+        """Take the node's next step; returns its phase afterwards ('' when there is nothing to do)."""
+        state, health = self.state(node), (node["metadata"].get("labels") or {}).get(self.ctl.keys.health)
+        phase = state.get("phase", "")
+        if phase in ("", "dry-run", "refused") and health in PENDING:
+            return phase if phase in ("dry-run", "refused") else self._begin(node, PENDING[health])
+        if phase in ("dry-run", "refused"):  # the mark was lifted: forget the dry run
+            self._write(node, None)
+            return ""
+        steps = {"draining": self._drain, "acting": self._resumed, "acted": self._acted,
+                 "rechecking": self._rechecking}
+        return steps[phase](node, state) if phase in steps else phase
+
+    def _begin(self, node: dict[str, Any], action: str) -> str:
+        name = node["metadata"]["name"]
+        if self.settings.actuator == LABEL_ONLY:
+            return self._dry_run(node, action)
+        with self._admitting:
+            history = load((node["metadata"].get("annotations") or {}).get(self.keys.history), [])
+            acted = [t for t in (parse_time(h.get("at")) for h in history if isinstance(h, dict)) if t]
+            watched = sum(1 for n in list(self.ctl.nodes.values()) if self.ctl.wants(n))
+            admission = breaker.admit(self.settings.breaker, self.tripped(), len(self.in_flight() - {name}),
+                                      watched, acted, datetime.now(UTC))
+            if admission.admitted:
+                self.admitted.add(name)
+                state = {"phase": "draining", "action": action, "detected": now_text(), "since": now_text(),
+                         "generation": self._generation(node)}
+                node = self._write(node, state, unschedulable=True)
+        if not admission.admitted:
+            return self._refuse(node, action, admission)
+        self._event(node, "RemediationStarted", f"{action}: cordoned; draining through the Eviction API, then "
+                                                f"{self.settings.actuator}", warning=False)
+        return self._drain(node, state)
+
+    def _dry_run(self, node: dict[str, Any], action: str) -> str:
+        iid = instance_id((node.get("spec") or {}).get("providerID")) or "no instance id in its providerID"
+        pods = [p for p in self.ctl.kube.pods_on_node(node["metadata"]["name"]) if drain.evictable(p)]
+        would = f"would cordon, drain {len(pods)} pods through the Eviction API and {action} instance {iid}; " \
+                "nothing done (remediation actuator label-only, a dry run)"
+        node = self._write(node, {"phase": "dry-run", "action": action, "detected": now_text(), "would": would})
+        self._event(node, "RemediationDryRun", would, warning=False)
+        self.ctl.count("remediations", f"{action}/dry-run")
+        return "dry-run"
+
+    def _refuse(self, node: dict[str, Any], action: str, admission: breaker.Admission) -> str:
+        annotations = node["metadata"].get("annotations") or {}
+        if admission.trips:
+            if annotations.get(self.keys.held):
+                return "held"
+            node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: _annotate(
+                n, {self.keys.held: f"{now_text()}: {admission.reason}"}))
+            self.ctl.nodes[node["metadata"]["name"]] = node
+            self._event(node, "RemediationBreakerTripped", f"{action} not started: {admission.reason}", warning=True)
+            self.ctl.count("remediations", f"{action}/held")
+            return "held"
+        if self.tripped():
+            return "held"  # already said on the node that tripped it
+        self._write(node, {"phase": "refused", "action": action, "why": admission.reason})
+        self._event(node, "RemediationRefused", f"{action} not started: {admission.reason}", warning=True)
+        self.ctl.count("remediations", f"{action}/refused")
+        return "refused"
+
+    def _drain(self, node: dict[str, Any], state: dict[str, Any]) -> str:
+        name = node["metadata"]["name"]
+        result = drain.drain_pass(self.ctl.kube, name)
+        if result.done:
+            return self._act(node, state, f"drained: {drain.summary(result)}")
+        since = parse_time(state.get("since")) or datetime.now(UTC)
+        if (datetime.now(UTC) - since).total_seconds() < self.settings.drain_timeout_s:
+            return "draining"
+        waited = f"drain not done after {self.settings.drain_timeout_s:g} s: {drain.summary(result)}"
+        if self.settings.act_after_drain_timeout:
+            return self._act(node, state, f"{waited}; acting anyway (configured)")
+        self._write(node, state | {"phase": "stuck", "why": waited})
+        self._event(node, "RemediationStuck", f"{waited}; left for a person (configured not to act anyway)",
+                    warning=True)
+        self.ctl.count("remediations", f"{state['action']}/stuck")
+        return "stuck"
+
+    def _act(self, node: dict[str, Any], state: dict[str, Any], drained: str) -> str:
+        action, iid = state["action"], instance_id((node.get("spec") or {}).get("providerID"))
+        if iid is None:
+            return self._fail(node, state, f"{drained}; no EC2 instance id in providerID "
+                                           f"{(node.get('spec') or {}).get('providerID')!r}")
+        node = self._write(node, state | {"phase": "acting", "instance": iid, "since": now_text()})
+        assert self.actuator is not None
+        try:
+            why = self.actuator.act(action, [iid]).get(iid, "not in the service's answer")
+        except DhcError as exc:
+            why = str(exc)
+        if why:
+            return self._fail(node, state, f"{drained}; {self.actuator.name} {action} {iid}: {why}")
+        return self._acted_now(node, state | {"instance": iid}, "acted", f"{drained}; {self.actuator.name} {action} "
+                               f"{iid} accepted", warning=False)
+
+    def _resumed(self, node: dict[str, Any], state: dict[str, Any]) -> str:
+        """``acting`` on a node at the start of a step: a controller stopped mid-call. Never call again."""
+        return self._acted_now(node, state, "unconfirmed", f"a controller stopped while calling {state['action']} "
+                               f"for {state.get('instance')}; not called again: check the instance", warning=True)
+
+    def _acted_now(self, node: dict[str, Any], state: dict[str, Any], outcome: str, message: str,
+                   warning: bool) -> str:
+        entry = {"action": state["action"], "at": now_text(), "outcome": outcome, "instance": state.get("instance")}
+        node = self._write(node, state | {"phase": "acted", "acted": now_text()}, history=entry)
+        self._event(node, "RemediationActed", message, warning=warning)
+        self.ctl.count("remediations", f"{state['action']}/{outcome}")
+        return "acted"
+
+    def _fail(self, node: dict[str, Any], state: dict[str, Any], why: str) -> str:
+        node = self._write(node, state | {"phase": "stuck", "why": why})
+        self._event(node, "RemediationFailed", f"{state['action']} failed, left for a person: {why}", warning=True)
+        self.ctl.count("remediations", f"{state['action']}/failed")
+        return "stuck"
+
+    def _acted(self, node: dict[str, Any], state: dict[str, Any]) -> str:
+        """Wait for the node to come back (Ready since the action), then uncordon it and ask for a new check."""
+        acted = parse_time(state.get("acted"))
+        ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        since = parse_time(ready.get("lastTransitionTime"))
+        if ready.get("status") != "True" or since is None or acted is None or since < acted:
+            return "acted"
+        request = self.ctl.keys.request
+        node = self._write(node, state | {"phase": "rechecking"}, unschedulable=False, labels={request: "recheck"})
+        self._event(node, "RemediationRejoined", "Ready again after the action: a new deep health check before "
+                                                 "it is Schedulable", warning=False)
+        return "rechecking"
+
+    def _rechecking(self, node: dict[str, Any], state: dict[str, Any]) -> str:
+        labels = node["metadata"].get("labels") or {}
+        health, action = labels.get(self.ctl.keys.health), state["action"]
+        if health == "Schedulable" and labels.get(self.ctl.keys.check_status) == "Passed":
+            detected = parse_time(state.get("detected")) or datetime.now(UTC)
+            self.recoveries.append((datetime.now(UTC) - detected).total_seconds())
+            outcome, message = "recovered", "passed its deep health check again: Schedulable"
+        elif health in PENDING and self._generation(node) > int(state.get("generation", 0)):
+            outcome, message = "failed-again", "failed its deep health check again after the action"
+        else:
+            return "rechecking"
+        self._write(node, None)
+        self.admitted.discard(node["metadata"]["name"])
+        self._event(node, f"Remediation{outcome.title().replace('-', '')}", message, warning=outcome != "recovered")
+        self.ctl.count("remediations", f"{action}/{outcome}")
+        return outcome
+
+    # -- writing ------------------------------------------------------------------------------------
+    def _generation(self, node: dict[str, Any]) -> int:
+        text = (node["metadata"].get("annotations") or {}).get(self.ctl.keys.generation, "0")
+        return int(text) if str(text).isdigit() else 0
+
+    def _write(self, node: dict[str, Any], state: dict[str, Any] | None, unschedulable: bool | None = None,
+               history: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        name, keys = node["metadata"]["name"], self.keys
+
+        def change(current: dict[str, Any]) -> list[dict[str, Any]]:
+            annotations: dict[str, str | None] = {keys.state: json.dumps(state, separators=(",", ":")) if state else None}
+            if history is not None:
+                past = load((current["metadata"].get("annotations") or {}).get(keys.history), [])
+                annotations[keys.history] = json.dumps((past + [history])[-HISTORY_KEPT:], separators=(",", ":"))
+            ops = _annotate(current, annotations, labels)
+            if unschedulable is not None and bool((current.get("spec") or {}).get("unschedulable")) != unschedulable:
+                ops.append({"op": "add", "path": "/spec/unschedulable", "value": unschedulable})
+            return ops
+
+        patched = self.ctl.kube.patch_node(name, change)
+        self.ctl.nodes[name] = patched
+        return patched
+
+    def _event(self, node: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        (log.warning if warning else log.info)("node %s: %s: %s", node["metadata"]["name"], reason, message)
+        self.ctl.kube.node_event(node, reason, message, warning=warning, namespace=self.ctl.settings.jobs.namespace)
+
+
+def _annotate(node: dict[str, Any], annotations: dict[str, str | None],
+              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """JSON patch ops setting (or, for None, removing) annotations and labels; nothing else."""
+    ops: list[dict[str, Any]] = []
+    for section, values in (("annotations", annotations), ("labels", labels or {})):
+        current = node["metadata"].get(section)
+        if current is None and any(v is not None for v in values.values()):
+            ops.append({"op": "add", "path": f"/metadata/{section}", "value": {}})
+        for key, value in values.items():
+            path = f"/metadata/{section}/{key.replace('~', '~0').replace('/', '~1')}"
+            if value is None and key in (current or {}):
+                ops.append({"op": "remove", "path": path})
+            elif value is not None and (current or {}).get(key) != value:
+                ops.append({"op": "add", "path": path, "value": value})
+    return ops

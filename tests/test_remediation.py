@@ -1,0 +1,297 @@
+"""Remediation with the real kubernetes client against the emulated API server, and real AWS endpoints.
+
+A node marked PendingReboot / PendingReplacement is cordoned, drained through the Eviction API (PDBs
+honoured, DaemonSet pods left), acted on once through the actuator (a local SageMaker endpoint with
+botocore's request validation, or moto's EC2 over HTTP), and goes back through the deep health check
+before it is Schedulable. Tests wait for a positive signal, never for time to pass.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="remediation needs the kubernetes client (dhc[kubernetes])")
+
+from k8s_emulator import Emulator  # noqa: E402
+from sagemaker_server import SageMaker  # noqa: E402
+from test_controller import P5, P5_STATUS, Running, finish, wait_for  # noqa: E402
+
+from dhc.aws.actuators import HyperPod  # noqa: E402
+from dhc.controller import breaker, drain  # noqa: E402
+from dhc.controller.jobs import JobSettings, job_name  # noqa: E402
+from dhc.controller.remediation import RemediationKeys, RemediationSettings, Remediator, instance_id  # noqa: E402
+from dhc.k8s import scheme  # noqa: E402
+
+KEYS, RKEYS = scheme.Keys(), RemediationKeys(scheme.DEFAULT_PREFIX)
+CLUSTER = "ml-cluster"
+NO_BATCH = JobSettings(namespace="dhc", image="dhc-node:test", connectivity=False)
+
+
+def iid(index: int) -> str:
+    return f"i-{index:017x}"
+
+
+def add_marked(emulator, name, index, health="UnschedulablePendingReboot", status="Failed"):
+    """A node whose deep check (generation 1) failed: the controller marked it, as a person or the agent may."""
+    emulator.add_node(name, dict(P5, **{KEYS.check_status: status, KEYS.health: health}),
+                      provider_id=f"aws:///us-west-2a/{iid(index)}", status=dict(P5_STATUS),
+                      annotations={KEYS.generation: "1", KEYS.attempts: "1"})
+
+
+def state(emulator, node):
+    return json.loads(emulator.nodes[node]["metadata"]["annotations"].get(RKEYS.state) or "{}")
+
+
+def events(emulator, reason):
+    return [e for e in emulator.events if e["reason"] == reason]
+
+
+@pytest.fixture
+def emulator():
+    with Emulator() as api:
+        yield api
+
+
+@pytest.fixture
+def sagemaker():
+    with SageMaker(CLUSTER, {iid(i) for i in range(100)}) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch):
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-west-2")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+class Remediating(Running):
+    """The test controller, remediating through ``actuator`` (the CLI builds it from --remediation)."""
+
+    def __init__(self, emulator, actuator, settings):
+        super().__init__(emulator, jobs=NO_BATCH)
+        self.controller.settings.remediation = settings
+        self.controller.remediation = Remediator(self.controller, settings, actuator)
+
+
+def hyperpod(emulator, sagemaker, **breaker_settings):
+    settings = RemediationSettings("hyperpod", breaker.BreakerSettings(**breaker_settings), drain_timeout_s=600)
+    return Remediating(emulator, HyperPod(CLUSTER, "us-west-2", sagemaker.url, attempts=4, timeout_s=5), settings)
+
+
+# -- pure pieces -----------------------------------------------------------------------------------
+def test_instance_ids_come_from_the_provider_id():
+    assert instance_id("aws:///us-west-2a/i-0123456789abcdef0") == "i-0123456789abcdef0"
+    assert instance_id("aws:///usw2-az2/sagemaker/cluster/hyperpod-abc-i-0123456789abcdef0") == "i-0123456789abcdef0"
+    assert instance_id("kind://docker/kind/kind-worker") is None
+    assert instance_id(None) is None
+
+
+def test_the_breaker_allows_a_share_of_the_watched_nodes_and_trips_beyond_it():
+    now, settings = datetime.now(UTC), breaker.BreakerSettings(max_share=0.1)
+    assert breaker.capacity(settings, 50) == 5 and breaker.capacity(settings, 500) == 50
+    assert breaker.capacity(settings, 3) == 1  # one at a time at least
+    assert breaker.admit(settings, "", 4, 50, [], now).admitted
+    refused = breaker.admit(settings, "", 5, 50, [], now)
+    assert not refused.admitted and refused.trips and "10% of 50 nodes = 5" in refused.reason
+    held = breaker.admit(settings, "tripped earlier", 0, 50, [], now)
+    assert not held.admitted and "a person must reset it" in held.reason
+
+
+def test_the_breaker_limits_actions_per_node_within_a_window():
+    now, settings = datetime.now(UTC), breaker.BreakerSettings(max_actions_per_node=2, window_s=3600)
+    twice = [now - timedelta(minutes=50), now - timedelta(minutes=10)]
+    refused = breaker.admit(settings, "", 0, 50, twice, now)
+    assert not refused.admitted and not refused.trips and "2 remediation actions on this node" in refused.reason
+    assert breaker.admit(settings, "", 0, 50, [now - timedelta(hours=2), now - timedelta(minutes=10)], now).admitted
+
+
+def test_bad_breaker_settings_name_what_was_expected():
+    with pytest.raises(ValueError, match="expected a fraction"):
+        breaker.BreakerSettings(max_share=1.5)
+    with pytest.raises(ValueError, match="needs its AWS client"):
+        Running(Emulator(), remediation=RemediationSettings("hyperpod"))
+
+
+def test_daemonset_mirror_and_ended_pods_are_not_evicted():
+    pod = {"metadata": {"name": "p", "ownerReferences": [{"kind": "DaemonSet"}]}, "status": {"phase": "Running"}}
+    mirror = {"metadata": {"name": "m", "annotations": {drain.MIRROR: "x"}}, "status": {"phase": "Running"}}
+    ended = {"metadata": {"name": "e"}, "status": {"phase": "Succeeded"}}
+    workload = {"metadata": {"name": "w", "ownerReferences": [{"kind": "ReplicaSet"}]}, "status": {"phase": "Running"}}
+    assert [drain.evictable(p) for p in (pod, mirror, ended, workload)] == [False, False, False, True]
+
+
+# -- the default: label-only, a dry run ------------------------------------------------------------
+def test_label_only_is_the_default_and_only_records_what_it_would_do(emulator):
+    add_marked(emulator, "gpu-a", 1)
+    emulator.add_pod("train-0", "gpu-a", labels={"app": "train"}, owner_kind="ReplicaSet")
+    with Running(emulator):
+        wait_for(lambda: events(emulator, "RemediationDryRun"), what="the dry run's Event")
+    message = events(emulator, "RemediationDryRun")[0]["message"]
+    assert f"would cordon, drain 1 pods through the Eviction API and Reboot instance {iid(1)}" in message
+    assert state(emulator, "gpu-a")["phase"] == "dry-run"
+    assert not emulator.nodes["gpu-a"]["spec"].get("unschedulable") and not emulator.evictions
+    assert "train-0" in emulator.pods
+
+
+# -- hyperpod: the whole path ----------------------------------------------------------------------
+def test_pending_reboot_cordons_drains_past_a_pdb_reboots_once_and_rejoins_through_the_deep_check(emulator, sagemaker):
+    add_marked(emulator, "gpu-a", 1)
+    emulator.add_pod("train-0", "gpu-a", labels={"app": "train"}, owner_kind="ReplicaSet")
+    emulator.add_pod("logs-0", "gpu-a", owner_kind="DaemonSet")
+    pdb = emulator.add_pdb("default", {"app": "train"}, disruptions_allowed=0)
+    sagemaker.throttle(1)  # the first call is throttled: retried, never carried out twice
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: emulator.nodes["gpu-a"]["spec"].get("unschedulable"), what="the cordon")
+        wait_for(lambda: sum(1 for r in emulator.requests if r[1].endswith("/train-0/eviction")) >= 2,
+                 what="the eviction refused by the PDB, and tried again")
+        assert state(emulator, "gpu-a")["phase"] == "draining" and not sagemaker.calls
+        pdb["disruptionsAllowed"] = 1  # the workload's other replica is healthy now
+        wait_for(lambda: state(emulator, "gpu-a").get("phase") == "acted", what="the reboot")
+        assert sagemaker.actions == [("Reboot", iid(1))] and len(sagemaker.calls) == 2 and not sagemaker.rejected
+        assert emulator.evictions == ["default/train-0"] and "logs-0" in emulator.pods
+        emulator.reboot_node("gpu-a")
+        wait_for(lambda: job_name("gpu-a", 2, 1) in emulator.jobs, what="the deep check of generation 2")
+        assert not emulator.nodes["gpu-a"]["spec"].get("unschedulable")
+        assert emulator.nodes["gpu-a"]["metadata"]["labels"][KEYS.health] == "Unschedulable"
+        finish(emulator, job_name("gpu-a", 2, 1), "gpu-a", "Passed", stage="final")
+        wait_for(lambda: RKEYS.state not in emulator.nodes["gpu-a"]["metadata"]["annotations"], what="recovered")
+        assert emulator.nodes["gpu-a"]["metadata"]["labels"][KEYS.health] == "Schedulable"
+        snap = running.controller.snapshot()
+    history = json.loads(emulator.nodes["gpu-a"]["metadata"]["annotations"][RKEYS.history])
+    assert [(h["action"], h["outcome"], h["instance"]) for h in history] == [("Reboot", "acted", iid(1))]
+    assert snap.tally[("remediations", "Reboot/acted")] == 1 and snap.tally[("remediations", "Reboot/recovered")] == 1
+    assert len(snap.recoveries) == 1 and snap.recoveries[0] >= 0
+    assert sagemaker.actions == [("Reboot", iid(1))]
+
+
+def test_pending_replacement_calls_batch_replace(emulator, sagemaker):
+    add_marked(emulator, "gpu-b", 2, health="UnschedulablePendingReplacement")
+    with hyperpod(emulator, sagemaker):
+        wait_for(lambda: state(emulator, "gpu-b").get("phase") == "acted", what="the replacement")
+    assert sagemaker.actions == [("Replace", iid(2))]
+    assert [c[0] for c in sagemaker.calls] == ["BatchReplaceClusterNodes"]
+
+
+def test_an_instance_the_service_refuses_is_failed_and_left_for_a_person(emulator, sagemaker):
+    add_marked(emulator, "gpu-z", 500)  # not in the cluster: the service answers it in Failed
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: events(emulator, "RemediationFailed"), what="the failure's Event")
+        running.settled("gpu-z")
+    assert state(emulator, "gpu-z")["phase"] == "stuck" and "InstanceIdNotFound" in state(emulator, "gpu-z")["why"]
+    assert len(sagemaker.calls) == 1 and not sagemaker.actions
+
+
+# -- the circuit breaker ---------------------------------------------------------------------------
+def test_fifty_nodes_marked_at_once_with_the_breaker_at_10_percent_act_on_five(emulator, sagemaker):
+    for index in range(50):
+        emulator.add_node(f"gpu-{index:02d}", dict(P5, **{KEYS.check_status: "Failed", KEYS.health: "Unschedulable"}),
+                          provider_id=f"aws:///us-west-2a/{iid(index)}", status=dict(P5_STATUS),
+                          annotations={KEYS.generation: "1"})
+    with hyperpod(emulator, sagemaker, max_share=0.1) as running:
+        running.settled("gpu-49")  # it has seen them all, at rest
+        for index in range(50):  # a bad driver rollout marks the whole fleet
+            emulator.set_node_labels(f"gpu-{index:02d}", {KEYS.health: "UnschedulablePendingReboot"})
+        wait_for(lambda: events(emulator, "RemediationBreakerTripped"), what="the breaker tripping")
+        wait_for(lambda: len(sagemaker.actions) == 5, what="five reboots")
+        for index in range(50):
+            running.settled(f"gpu-{index:02d}", times=1)
+        assert len(sagemaker.actions) == 5 and running.controller.snapshot().breaker_tripped
+        held = [n for n, o in emulator.nodes.items() if RKEYS.held in o["metadata"]["annotations"]]
+        assert len(held) == 1 and "circuit breaker tripped" in emulator.nodes[held[0]]["metadata"]["annotations"][
+            RKEYS.held]
+        assert len(events(emulator, "RemediationBreakerTripped")) == 1  # said once, not per node held
+        # a person resets it (kubectl annotate node ... remediation-held-): the five in flight still hold
+        # their slots until they are Schedulable again, so it trips again and acts on no more
+        key = RKEYS.held.replace("/", "~1")
+        running.kube.patch_node(held[0], lambda n: [{"op": "remove", "path": f"/metadata/annotations/{key}"}])
+        wait_for(lambda: len(events(emulator, "RemediationBreakerTripped")) == 2, what="the breaker tripping again")
+    assert len(sagemaker.actions) == 5
+
+
+# -- restarts and API faults -----------------------------------------------------------------------
+def test_a_controller_restarted_mid_drain_resumes_without_acting_twice(emulator, sagemaker):
+    add_marked(emulator, "gpu-c", 3)
+    emulator.add_pod("train-1", "gpu-c", labels={"app": "train"}, owner_kind="StatefulSet")
+    pdb = emulator.add_pdb("default", {"app": "train"}, disruptions_allowed=0)
+    with hyperpod(emulator, sagemaker):
+        wait_for(lambda: state(emulator, "gpu-c").get("phase") == "draining", what="draining")
+    pdb["disruptionsAllowed"] = 1
+    emulator.fail_next("POST", "/api/v1/namespaces/default/pods/train-1/eviction", 500)  # retried
+    emulator.fail_next("PATCH", "/api/v1/nodes/gpu-c", 429, headers={"Retry-After": "0"})  # retried
+    with hyperpod(emulator, sagemaker) as second:
+        wait_for(lambda: state(emulator, "gpu-c").get("phase") == "acted", what="the reboot after the restart")
+        second.settled("gpu-c")
+    assert sagemaker.actions == [("Reboot", iid(3))] and emulator.evictions == ["default/train-1"]
+    assert len(events(emulator, "RemediationStarted")) == 1
+
+
+def test_a_controller_that_stopped_while_calling_never_calls_again(emulator, sagemaker):
+    add_marked(emulator, "gpu-d", 4)
+    acting = {"phase": "acting", "action": "Reboot", "instance": iid(4), "detected": "2026-01-01T00:00:00Z"}
+    emulator.nodes["gpu-d"]["metadata"]["annotations"][RKEYS.state] = json.dumps(acting)
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: state(emulator, "gpu-d").get("phase") == "acted", what="acted, unconfirmed")
+        running.settled("gpu-d")
+    assert not sagemaker.calls
+    assert "not called again" in events(emulator, "RemediationActed")[0]["message"]
+    history = json.loads(emulator.nodes["gpu-d"]["metadata"]["annotations"][RKEYS.history])
+    assert history[0]["outcome"] == "unconfirmed"
+
+
+# -- the SageMaker endpoint refuses what the service would ------------------------------------------
+def test_the_local_sagemaker_endpoint_rejects_a_malformed_call(sagemaker):
+    import boto3
+    from botocore.config import Config
+
+    raw = boto3.session.Session().client("sagemaker", region_name="us-west-2", endpoint_url=sagemaker.url,
+                                         config=Config(parameter_validation=False, retries={"max_attempts": 1}))
+    with pytest.raises(raw.exceptions.ClientError, match="ValidationException"):
+        raw.batch_reboot_cluster_nodes(ClusterName=CLUSTER, NodeIds=[iid(i) for i in range(26)])
+    with pytest.raises(raw.exceptions.ClientError, match="ValidationException"):
+        raw.batch_reboot_cluster_nodes(ClusterName=CLUSTER, NodeIds=["node-1"])
+    assert not sagemaker.actions
+
+
+def test_the_hyperpod_actuator_sends_at_most_25_ids_a_call(sagemaker):
+    actuator = HyperPod(CLUSTER, "us-west-2", sagemaker.url, attempts=2, timeout_s=5)
+    results = actuator.act("Reboot", [iid(i) for i in range(60)])
+    assert [len(ids) for _, ids in sagemaker.calls] == [25, 25, 10] and not sagemaker.rejected
+    assert set(results.values()) == {""} and len(sagemaker.actions) == 60
+
+
+def test_the_controller_imports_no_boto3():
+    import subprocess
+    import sys
+
+    code = "import sys, dhc.controller.loop, dhc.controller.remediation; print('boto3' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"
+
+
+def test_the_cli_refuses_hyperpod_without_a_cluster_and_bad_breaker_values():
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "dhc", "controller", "--image", "dhc-node:v1", "--metrics-port", "0"]
+    run = subprocess.run(base + ["--remediation", "hyperpod"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "needs the cluster's name or ARN (--hyperpod-cluster)" in run.stderr
+    run = subprocess.run(base + ["--remediation-max-share", "150%"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "expected a share of the nodes, 0.1 or 10%" in run.stderr
+
+
+def test_the_cli_builds_the_breaker_from_its_options():
+    import argparse
+
+    from dhc.cli.controller_cmd import add_arguments, remediation_settings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    settings, actuator = remediation_settings(parser.parse_args(["--image", "x:v1"]))
+    assert (settings.actuator, settings.breaker.max_share, actuator) == ("label-only", 0.10, None)
+    args = parser.parse_args(["--image", "x:v1", "--remediation-max-share", "5%", "--remediation-max-nodes", "3",
+                              "--drain-timeout-action", "act"])
+    settings, _ = remediation_settings(args)
+    assert (settings.breaker.max_share, settings.breaker.max_nodes, settings.act_after_drain_timeout) == (0.05, 3, True)
