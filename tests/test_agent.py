@@ -15,7 +15,7 @@ from dhc.agent.state import State
 from dhc.errors import ConfigError
 from dhc.k8s import scheme
 from dhc.k8s.conditions import condition, merged
-from dhc.model import Action
+from dhc.model import Action, Device
 from dhc.probes.nvml import Nvml
 from dhc.thresholds.agent import load_agent
 
@@ -335,3 +335,11 @@ def test_the_daemonset_validates_parses_with_dhcs_own_flags_and_mounts_the_host_
         {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]}]
     assert objects["Role"]["metadata"]["namespace"] == "dhc" and objects["Role"]["rules"][0]["resources"] == ["events"]
     assert pod["serviceAccountName"] == "dhc-agent"  # node-bound for the policy: not the controller's account
+
+
+def test_an_xid_on_a_gpu_nvml_does_not_list_is_named_by_its_pci_address():
+    [found] = feed(["NVRM: Xid (PCI:0000:c1:00): 79, pid=1, name=x, GPU has fallen off the bus."])
+    assert "on the GPU at PCI 0000:c1:00:" in found.finding.message
+    gpus = {"0000:c1:00": Device("gpu", 4, uuid="GPU-x", pci_bus_id="00000000:C1:00.0")}
+    [known] = KernelDetectors(LIMITS, lambda: gpus).feed("NVRM: Xid (PCI:0000:c1:00): 79, GPU has fallen off the bus.")
+    assert known.finding.device.index == 4 and "on GPU 4 (GPU-x" in known.finding.message

@@ -192,3 +192,16 @@ def test_a_kernel_log_that_cannot_be_read_is_named_and_counted_as_not_watching(t
     assert agent.metric('dhc_agent_watching{source="kernel"}') == 0
     wait_for(lambda: agent.metric('dhc_agent_watching{source="nvml"}') == 1, what="NVML watched")
     assert agent.stop() == 0
+
+
+def test_a_broken_agent_section_or_a_bad_flag_is_one_line_and_exit_2(tmp_path):
+    from dhc_process import dhc
+
+    text = (Path(__file__).resolve().parent.parent / "thresholds.yaml").read_text()
+    (tmp_path / "t.yaml").write_text(text.replace("blocked_s: 120,", "blocked_s: forever,", 1))
+    proc = dhc("agent", "--thresholds", str(tmp_path / "t.yaml"), "--kernel-log", str(tmp_path / "k"),
+               "--state-file", "", env=dhc_env(NODE_NAME="gpu-1"), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "agent/detectors/agent.kernel-deadlock/blocked_s: expected a number" in proc.stderr
+    proc = dhc("agent", "--metrics-port", "http", env=dhc_env(), timeout=60)
+    assert proc.returncode == 2 and "expected a TCP port" in proc.stderr

@@ -67,3 +67,12 @@ def pci_key(text: str) -> str:
         return text.strip().lower()
     domain = int(match["domain"] or "0", 16)
     return f"{domain:04x}:{match['bus'].lower()}:{match['dev'].lower()}"
+
+
+def where(device: Device | None) -> str | None:
+    """``GPU 0 (UUID, PCI ...)`` where NVML knows the GPU, else ``the GPU at PCI 0000:53:00``."""
+    if device is None:
+        return None
+    if device.kind != "gpu" or device.index >= 0:
+        return device.label()
+    return f"the GPU at PCI {device.pci_bus_id}" if device.pci_bus_id else "a GPU the driver did not name"

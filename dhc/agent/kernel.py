@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dhc.agent.detection import Detection, detection, pci_key
+from dhc.agent.detection import Detection, detection, pci_key, where
 from dhc.model import Action, Device
 from dhc.probes import xid
 from dhc.thresholds.agent import AgentLimits
@@ -114,7 +114,7 @@ class KernelDetectors:
     def _xid(self, event: xid.XidEvent, seq: int | None) -> Detection | None:
         device = self._device(event.pci_bus_id)
         if event.action is not Action.NONE:
-            return detection("agent.xid", str(event.xid), f"{event.describe()} on {device.label()}: {event.text}",
+            return detection("agent.xid", str(event.xid), f"{event.describe()} on {where(device)}: {event.text}",
                              event.action, device, reason=f"XID{event.xid}", seq=seq)
         return self._app_xid(event, device, seq)
 
@@ -129,7 +129,7 @@ class KernelDetectors:
         if len(seen) < limits.value("app_repeat"):
             return None
         seen.clear()
-        return detection("agent.xid", f"{event.xid}-repeated", f"{event.describe()} on {device.label()} "
+        return detection("agent.xid", f"{event.xid}-repeated", f"{event.describe()} on {where(device)} "
                          f"{limits.value('app_repeat'):g} times within {window:g} s: {event.text}", limits.action,
                          device, reason=f"XID{event.xid}Repeated", seq=seq)
 
@@ -152,3 +152,4 @@ class KernelDetectors:
         if pci is None:
             return Device("gpu", -1)
         return self.gpus().get(pci_key(pci)) or Device("gpu", -1, pci_bus_id=pci)
+

@@ -158,7 +158,11 @@ class Poller:
             self.notes.append(f"cannot read the filesystem at {self.disk}: {exc.strerror}")
             return []
         found = []
-        if superblock_readonly(self.disk, self.mountinfo) if self.mountinfo.exists() else fs.f_flag & os.ST_RDONLY:
+        try:
+            readonly = superblock_readonly(self.disk, self.mountinfo)
+        except OSError:  # no /proc here: statvfs's flag (a read-only bind mount reads read-only too)
+            readonly = bool(fs.f_flag & os.ST_RDONLY)
+        if readonly:
             found.append(detection("agent.disk", "readonly", f"the filesystem at {self.disk} is read-only",
                                    limits.action, reason="FilesystemReadOnly"))
         used, avail = fs.f_blocks - fs.f_bfree, fs.f_bavail

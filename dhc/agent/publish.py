@@ -18,7 +18,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from dhc.agent.detection import Detection
+from dhc.agent.detection import Detection, where
 from dhc.agent.tally import Tally
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, Kube
@@ -86,7 +86,7 @@ def log_line(found: Detection, node: str, instance: dict[str, str | None]) -> di
             "HealthMonitoringAgentDetectionEvent": "HealthEvent",
             "node": node, **instance, "check": f.check, "status": f.status.value, "action": f.action.value,
             "condition": found.condition_type, "reason": found.reason, "message": f.message,
-            "device": device.label() if device else None, "device_uuid": device and device.uuid,
+            "device": where(device), "device_uuid": device and device.uuid,
             "device_pci_bus_id": device and device.pci_bus_id, "metric": f.metric, "value": f.value,
             "limit": f.limit, "unit": f.unit}
 
@@ -94,7 +94,7 @@ def log_line(found: Detection, node: str, instance: dict[str, str | None]) -> di
 def _annotation(found: Detection) -> str:
     f = found.finding
     return json.dumps({"detector": f.check, "action": f.action.value, "reason": found.reason, "message": f.message[:1000],
-                       "device": f.device.label() if f.device else None, "ts": _now()}, separators=(",", ":"))
+                       "device": where(f.device), "ts": _now()}, separators=(",", ":"))
 
 
 def _now() -> str:

@@ -46,7 +46,13 @@ class Agent:
             self.poller.close()
 
     def tick(self) -> None:
-        found = self.poller.poll()
+        try:
+            found = self.poller.poll()
+        except Exception as exc:  # a poll that breaks is named, and the next one tries again
+            found = []
+            with self.lock:
+                self.publisher.note(f"a poll of NVML, sysfs and the disk failed ({type(exc).__name__}: {exc}); "
+                                    "tried again at the next tick", level="error")
         self.tally.watching["nvml"] = int(self.poller.nvml is not None)
         self.handle(found)
         with self.lock:
@@ -68,8 +74,13 @@ class Agent:
     def line(self, text: str) -> None:
         """Judge one kernel-log line; counted once it has been judged and published."""
         seq, _ = record(text)
-        if not self.state.seen(seq):
-            self.handle(self.kernel.feed(text))
+        try:
+            if not self.state.seen(seq):
+                self.handle(self.kernel.feed(text))
+        except Exception as exc:  # one line that breaks a detector is named; the watch goes on
+            with self.lock:
+                self.publisher.note(f"could not judge the kernel-log line starting {text[:120]!r} "
+                                    f"({type(exc).__name__}: {exc})", level="error")
         self.tally.add("kernel_lines")
 
     def _follow(self) -> None:

@@ -45,7 +45,7 @@ def agent_command(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     node = args.node or settings.node_name or _hostname()
-    kube = _kube(args, node)
+    kube = _kube(args)
     tally = Tally(node)
     agent = _agent(args, settings, node, kube, tally)
     if args.metrics_port is not None:
@@ -104,7 +104,7 @@ def _expected(thresholds: str | None, instance_type: str | None):  # noqa: ANN20
     return Expected(found.gpus or None, found.efa or None, found.nvlinks_per_gpu or None), None
 
 
-def _kube(args: argparse.Namespace, node: str):  # noqa: ANN202
+def _kube(args: argparse.Namespace):  # noqa: ANN202  (a Kube, or None: kubernetes stays unimported)
     if args.sink != "kubernetes":
         return None
     from dhc.k8s.client import Kube
