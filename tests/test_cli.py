@@ -170,6 +170,17 @@ def test_a_check_hung_in_native_code_is_killed_and_reported(tmp_path, custom_sui
     assert "stress.gemm hung" in report["run"]["ended_by"] and "stress.gemm hung" in by_check["stress.gemm"]["reason"]
 
 
+def test_a_check_hung_in_native_code_leaves_its_stack_in_pytest_log(tmp_path, custom_suites, short_thresholds):
+    suites = custom_suites(b=SLEEPING.format(block="signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})"))
+    env = dhc_env(DHC_SUITES=str(suites), DHC_WATCHDOG_GRACE_S="5")
+    proc = dhc("run", "--out", str(tmp_path / "r"), "--thresholds", str(short_thresholds), env=env, timeout=60)
+    assert proc.returncode == 3
+    log = (tmp_path / "r" / "pytest.log").read_text()
+    assert "[dhc] stacks follow if this is still running" in log
+    # faulthandler's own thread wrote where the main thread was stuck, before the watchdog killed it
+    assert "most recent call first" in log and "in test_gemm" in log
+
+
 def test_a_check_past_its_timeout_in_python_is_incomplete(tmp_path, custom_suites, short_thresholds):
     suites = custom_suites(a=PASSING, b=SLEEPING.format(block="pass"))
     proc = dhc("run", "--out", str(tmp_path / "r"), "--thresholds", str(short_thresholds),

@@ -147,7 +147,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     run, check = _run(item.config), item.stash[CHECK_KEY]
-    with timeouts.alarm(run.limits.timing(check).timeout_s, _timeout_message(run, check, "running")):
+    with timeouts.alarm(run.limits.timing(check).timeout_s, _timeout_message(run, check, "running"), run.stacks()):
         return (yield)
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -27,7 +27,7 @@ from dhc.plugin.options import Options, read_options
 from dhc.probes.environment import software_versions
 from dhc.probes.unseen_gpus import refuse_unseen_gpus
 from dhc.report import build_document, default_run_name
-from dhc.report.folder import start_clean
+from dhc.report.folder import PYTEST_LOG_NAME, open_run_log, start_clean
 from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, InstanceLimits, load, suite_of
 
@@ -64,6 +64,16 @@ class DhcRun:
         self.previous_sigterm: object | None = None
         self.html_problem: str | None = None
         self.environment: dict[str, Any] = {} if self.is_worker else software_versions(dcgmi=self.settings.dcgmi)
+        self._stacks: BinaryIO | None = None
+
+    def stacks(self) -> BinaryIO | None:
+        """``pytest.log`` of the run folder, opened once for faulthandler's stack dumps (None if unwritable)."""
+        if self._stacks is None:
+            try:
+                self._stacks = open_run_log(self.out / PYTEST_LOG_NAME)
+            except OSError:
+                return None
+        return self._stacks
 
     # -- identity and output -------------------------------------------------------------------
     def _identity(self, config: pytest.Config) -> InstanceIdentity:

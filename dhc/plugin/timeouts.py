@@ -1,7 +1,8 @@
 """Per-check timeouts inside pytest, and SIGTERM and SIGHUP treated like Ctrl-C so a report is still written.
 
 The alarm interrupts Python code and interruptible system calls. A check stuck inside native code
-that never returns to the interpreter is caught one level up, by ``dhc run``'s watchdog.
+that never returns to the interpreter is caught one level up, by ``dhc run``'s watchdog; before
+that, faulthandler writes every thread's stack to ``pytest.log``, so the hang leaves its place.
 
 Which signal stopped the run is remembered for the report's ``ended_by``, and so is whether the
 process that started pytest has died (``dhc run`` arms SIGTERM as its child's parent-death signal):
@@ -10,18 +11,25 @@ then the report says so, since nothing above it will write one.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import BinaryIO
 
 from dhc.errors import CheckTimeout
 
+STACK_DUMP_AFTER_S = 0.5  # past the timeout: the alarm had its chance; dhc run's watchdog waits longer (30 s)
+
 
 @contextmanager
-def alarm(seconds: float, message: str) -> Iterator[None]:
+def alarm(seconds: float, message: str, stacks: BinaryIO | None = None) -> Iterator[None]:
+    """Raise ``CheckTimeout(message)`` after ``seconds``; and if the check is still there a moment later
+    (stuck in native code, where the alarm cannot reach it), dump every thread's stack into ``stacks``
+    from faulthandler's own C thread, before ``dhc run``'s watchdog kills the process."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -31,11 +39,18 @@ def alarm(seconds: float, message: str) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, fire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    if stacks is not None:
+        stacks.write(f"\n[dhc] stacks follow if this is still running {seconds + STACK_DUMP_AFTER_S:g} s from now: "
+                     f"{message}\n".encode())
+        stacks.flush()
+        faulthandler.dump_traceback_later(seconds + STACK_DUMP_AFTER_S, file=stacks)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if stacks is not None:
+            faulthandler.cancel_dump_traceback_later()
 
 
 _STOP: dict[str, object] = {"signal": None, "parent": None}
