@@ -343,3 +343,12 @@ def test_an_xid_on_a_gpu_nvml_does_not_list_is_named_by_its_pci_address():
     gpus = {"0000:c1:00": Device("gpu", 4, uuid="GPU-x", pci_bus_id="00000000:C1:00.0")}
     [known] = KernelDetectors(LIMITS, lambda: gpus).feed("NVRM: Xid (PCI:0000:c1:00): 79, GPU has fallen off the bus.")
     assert known.finding.device.index == 4 and "on GPU 4 (GPU-x" in known.finding.message
+
+
+def test_an_nvml_binding_that_breaks_at_start_is_named_not_a_crash():
+    class Broken:
+        def __enter__(self):
+            raise FileNotFoundError("libnvidia-ml.so.1")
+
+    watch = Poller(LIMITS, P5, nvml=Broken)
+    assert watch.poll() == [] and "starting it raised FileNotFoundError: libnvidia-ml.so.1" in watch.notes[0]

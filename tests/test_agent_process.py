@@ -38,9 +38,9 @@ class Agent:
     """``dhc agent`` in a subprocess; its stdout lines collected as JSON."""
 
     def __init__(self, tmp: Path, kernel_log: Path, emulator: Emulator | None = None, node="gpu-1",
-                 recording: Path = DATA / "nvml_p5_h100.json", *more: str):
+                 recording: Path | None = DATA / "nvml_p5_h100.json", *more: str):
         (tmp / "boot_id").write_text("boot-a\n")
-        env = dhc_env(PYTHONPATH=str(FAKES), FAKE_NVML_FILE=str(recording), NODE_NAME=node)
+        env = dhc_env(PYTHONPATH=str(FAKES), NODE_NAME=node, **({"FAKE_NVML_FILE": str(recording)} if recording else {}))
         args = ["--kernel-log", str(kernel_log), "--state-file", str(tmp / "state.json"), "--boot-id-file",
                 str(tmp / "boot_id"), "--poll-s", "0.1", "--metrics-port", "0", "--instance-type", "p5.48xlarge",
                 "--sys-infiniband", str(tmp / "no-sysfs"), *more]
@@ -205,3 +205,27 @@ def test_a_broken_agent_section_or_a_bad_flag_is_one_line_and_exit_2(tmp_path):
     assert "agent/detectors/agent.kernel-deadlock/blocked_s: expected a number" in proc.stderr
     proc = dhc("agent", "--metrics-port", "http", env=dhc_env(), timeout=60)
     assert proc.returncode == 2 and "expected a TCP port" in proc.stderr
+
+
+def test_a_node_write_the_api_refuses_is_named_counted_and_retried_at_the_next_tick(tmp_path, emulator):
+    emulator.fail_next("PATCH", "/api/v1/nodes/gpu-1/status", 403, {"kind": "Status", "code": 403,
+                                                                     "reason": "Forbidden"})
+    log = tmp_path / "kern.log"
+    log.write_text(XID79 + "\n")
+    agent = Agent(tmp_path, log, emulator)
+    assert wait_for(lambda: health(emulator), what="the label, at the retry") == "UnschedulablePendingReplacement"
+    assert conditions(emulator)["GpuXid"]["reason"] == "XID79"
+    [refused] = [x for x in agent.lines if "could not write agent.xid" in x["msg"]]
+    assert refused["level"] == "error" and "HTTP 403" in refused["msg"]
+    assert agent.metric("dhc_agent_publish_errors_total") == 1 and len(agent.detections("agent.xid")) == 1
+    assert agent.stop() == 0
+
+
+def test_no_nvml_is_an_error_line_and_a_zero_gauge_never_silence(tmp_path):
+    (tmp_path / "kern.log").write_text("")
+    agent = Agent(tmp_path, tmp_path / "kern.log", None, "gpu-1", None)  # the stand-in without a driver
+    [note] = wait_for(lambda: [x for x in agent.lines if "NVML unavailable" in x["msg"]], what="the NVML note")
+    assert note["level"] == "error" and "not watching" in note["msg"]
+    wait_for(lambda: agent.metric("dhc_agent_polls_total") >= 1, what="a poll")
+    assert agent.metric('dhc_agent_watching{source="nvml"}') == 0
+    assert agent.stop() == 0

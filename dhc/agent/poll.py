@@ -47,6 +47,9 @@ class Poller:
             self.nvml = nvml().__enter__()
         except NvmlUnavailable as exc:
             self.nvml_problem = f"NVML unavailable, the GPU detectors are not watching: {exc}"
+        except Exception as exc:  # a broken binding, named at this edge: blind, and saying so
+            self.nvml_problem = (f"NVML unavailable, the GPU detectors are not watching: starting it raised "
+                                 f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
             self.nvml_problem = None
 

@@ -34,6 +34,8 @@ class Agent:
     def run(self) -> None:
         if self.state.problem:
             self.publisher.note(self.state.problem)
+        if self.poller.nvml_problem:  # blind to the GPUs: an error, never the silence of a healthy node
+            self.publisher.note(self.poller.nvml_problem, level="error")
         follower = threading.Thread(target=self._follow, name="kernel-log", daemon=True)
         follower.start()
         try:
