@@ -240,11 +240,14 @@ def broken(tmp_path, old, new):
     ("  poll_s: 5 ", "  pol_s: 5 ", "agent/pol_s", "unknown key"),
 ])
 def test_a_broken_agent_section_names_file_line_and_key(tmp_path, old, new, key, words):
+    import dhc.thresholds
+
     path = broken(tmp_path, old, new)
-    with pytest.raises(ConfigError) as caught:
-        load_agent(path)
-    assert caught.value.key == key and words in caught.value.problem and caught.value.line
-    assert str(caught.value).startswith(f"{path}:{caught.value.line}: {key}")
+    for load in (load_agent, dhc.thresholds.load):  # the agent, and `dhc thresholds validate` / `dhc run`
+        with pytest.raises(ConfigError) as caught:
+            load(path)
+        assert caught.value.key == key and words in caught.value.problem and caught.value.line
+        assert str(caught.value).startswith(f"{path}:{caught.value.line}: {key}")
 
 
 def test_the_agent_section_is_optional_for_the_checks_but_required_by_the_agent(tmp_path):

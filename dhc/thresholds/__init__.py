@@ -13,6 +13,7 @@ from typing import Any
 
 from dhc.errors import UnknownInstanceType
 from dhc.resources import bundled
+from dhc.thresholds.agent import parse_agent
 from dhc.thresholds.catalogue import CATALOGUE, SUITES, CheckSpec, suite_of
 from dhc.thresholds.document import PROFILES, CheckConfig, InstanceType, Timing, merged_timing, parse
 from dhc.thresholds.loader import load_yaml
@@ -93,6 +94,8 @@ def load(path: str | Path | None = None) -> Thresholds:
     file = default_path(str(path) if path else None)
     raw = load_yaml(file)
     profiles, types = parse(raw, str(file))
+    if "agent" in raw:  # dhc agent's section: validated with the rest, so `dhc thresholds validate` sees it
+        parse_agent(raw, str(file))
     return Thresholds(str(file), hashlib.sha256(file.read_bytes()).hexdigest(), profiles, types)
 
 
