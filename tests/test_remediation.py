@@ -7,6 +7,7 @@ before it is Schedulable. Tests wait for a positive signal, never for time to pa
 """
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -182,6 +183,45 @@ def test_an_instance_the_service_refuses_is_failed_and_left_for_a_person(emulato
         running.settled("gpu-z")
     assert state(emulator, "gpu-z")["phase"] == "stuck" and "InstanceIdNotFound" in state(emulator, "gpu-z")["why"]
     assert len(sagemaker.calls) == 1 and not sagemaker.actions
+
+
+@pytest.mark.parametrize("act_anyway", [False, True])
+def test_a_drain_held_up_past_its_wait_acts_anyway_or_not_as_configured(emulator, sagemaker, act_anyway):
+    add_marked(emulator, "gpu-e", 5)
+    emulator.add_pod("train-2", "gpu-e", labels={"app": "train"}, owner_kind="ReplicaSet")
+    emulator.add_pdb("default", {"app": "train"}, disruptions_allowed=0)  # never allows one
+    settings = RemediationSettings("hyperpod", drain_timeout_s=0.5, act_after_drain_timeout=act_anyway)
+    actuator = HyperPod(CLUSTER, "us-west-2", sagemaker.url, attempts=2, timeout_s=5)
+    with Remediating(emulator, actuator, settings) as running:
+        wait_for(lambda: state(emulator, "gpu-e").get("phase") in ("acted", "stuck"), what="the wait to end")
+        running.settled("gpu-e")
+    assert "drain not done after 0.5 s" in emulator.events[-1]["message"] and "default/train-2" in \
+        emulator.events[-1]["message"]
+    if act_anyway:
+        assert state(emulator, "gpu-e")["phase"] == "acted" and sagemaker.actions == [("Reboot", iid(5))]
+    else:
+        assert state(emulator, "gpu-e")["phase"] == "stuck" and not sagemaker.calls
+        assert emulator.events[-1]["reason"] == "RemediationStuck" and "left for a person" in \
+            emulator.events[-1]["message"]
+    assert "train-2" in emulator.pods  # the PDB was honoured throughout
+
+
+def test_remediation_metrics_show_actions_outcomes_the_breaker_and_recovery_time():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from dhc.controller.loop import Snapshot
+    from dhc.controller.metrics import ControllerCollector
+
+    tally = {("remediations", "Reboot/acted"): 5, ("remediations", "Reboot/held"): 1}
+    snap = Snapshot(Counter(), Counter(), 0, tally, True, (400.0, 1000.0))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControllerCollector(lambda: snap))
+    text = generate_latest(registry).decode()
+    assert 'dhc_remediations_total{action="Reboot",outcome="acted"} 5.0' in text
+    assert 'dhc_remediations_total{action="Reboot",outcome="held"} 1.0' in text
+    assert "dhc_remediation_breaker_tripped 1.0" in text
+    assert 'dhc_remediation_recovery_seconds_bucket{le="900"} 1.0' in text
+    assert "dhc_remediation_recovery_seconds_count 2.0" in text and "dhc_remediation_recovery_seconds_sum 1400.0" in text
 
 
 # -- the circuit breaker ---------------------------------------------------------------------------

@@ -140,6 +140,8 @@ class Remediator:
                 state = {"phase": "draining", "action": action, "detected": now_text(), "since": now_text(),
                          "generation": self._generation(node)}
                 node = self._write(node, state, unschedulable=True)
+            elif admission.trips:  # under the lock: the next admission sees it tripped, so it trips once
+                node = self._hold(node, admission.reason)
         if not admission.admitted:
             return self._refuse(node, action, admission)
         self._event(node, "RemediationStarted", f"{action}: cordoned; draining through the Eviction API, then "
@@ -157,13 +159,7 @@ class Remediator:
         return "dry-run"
 
     def _refuse(self, node: dict[str, Any], action: str, admission: breaker.Admission) -> str:
-        annotations = node["metadata"].get("annotations") or {}
         if admission.trips:
-            if annotations.get(self.keys.held):
-                return "held"
-            node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: _annotate(
-                n, {self.keys.held: f"{now_text()}: {admission.reason}"}))
-            self.ctl.nodes[node["metadata"]["name"]] = node
             self._event(node, "RemediationBreakerTripped", f"{action} not started: {admission.reason}", warning=True)
             self.ctl.count("remediations", f"{action}/held")
             return "held"
@@ -173,6 +169,12 @@ class Remediator:
         self._event(node, "RemediationRefused", f"{action} not started: {admission.reason}", warning=True)
         self.ctl.count("remediations", f"{action}/refused")
         return "refused"
+
+    def _hold(self, node: dict[str, Any], reason: str) -> dict[str, Any]:
+        node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: _annotate(
+            n, {self.keys.held: f"{now_text()}: {reason}"}))
+        self.ctl.nodes[node["metadata"]["name"]] = node
+        return node
 
     def _drain(self, node: dict[str, Any], state: dict[str, Any]) -> str:
         name = node["metadata"]["name"]
