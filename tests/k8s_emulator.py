@@ -157,10 +157,14 @@ class Emulator:
             return pdb
 
     def reboot_node(self, name: str) -> None:
-        """The node came back from a reboot: its Ready condition turned True just now."""
+        """The node came back from a reboot: a new boot ID, and its Ready condition turned True just now."""
         with self.lock:
             node = copy.deepcopy(self.nodes[name])
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            node["status"]["nodeInfo"] = {  # every field the API requires, as the kubelet reports them
+                "architecture": "amd64", "bootID": f"boot-{self.version}", "containerRuntimeVersion": "containerd://1.7",
+                "kernelVersion": "6.1", "kubeProxyVersion": "v1.30.0", "kubeletVersion": "v1.30.0",
+                "machineID": name, "operatingSystem": "linux", "osImage": "Amazon Linux 2023", "systemUUID": name}
             conditions = [c for c in node["status"].get("conditions") or [] if c.get("type") != "Ready"]
             node["status"]["conditions"] = conditions + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                                           "lastTransitionTime": now, "lastHeartbeatTime": now}]

@@ -224,6 +224,20 @@ def test_remediation_metrics_show_actions_outcomes_the_breaker_and_recovery_time
     assert "dhc_remediation_recovery_seconds_count 2.0" in text and "dhc_remediation_recovery_seconds_sum 1400.0" in text
 
 
+def test_a_node_acted_on_too_often_within_the_window_is_refused_and_left_for_a_person(emulator, sagemaker):
+    add_marked(emulator, "gpu-f", 6)
+    recent = [{"action": "Reboot", "at": (datetime.now(UTC) - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "outcome": "acted", "instance": iid(6)} for m in (30, 5)]
+    emulator.nodes["gpu-f"]["metadata"]["annotations"][RKEYS.history] = json.dumps(recent)
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: events(emulator, "RemediationRefused"), what="the refusal")
+        running.settled("gpu-f")
+    assert "2 remediation actions on this node within 86400 s (limit 2)" in events(emulator, "RemediationRefused")[0][
+        "message"]
+    assert state(emulator, "gpu-f")["phase"] == "refused" and not sagemaker.calls
+    assert not emulator.nodes["gpu-f"]["spec"].get("unschedulable") and len(events(emulator, "RemediationRefused")) == 1
+
+
 # -- the circuit breaker ---------------------------------------------------------------------------
 def test_fifty_nodes_marked_at_once_with_the_breaker_at_10_percent_act_on_five(emulator, sagemaker):
     for index in range(50):

@@ -198,7 +198,8 @@ class Remediator:
         if iid is None:
             return self._fail(node, state, f"{drained}; no EC2 instance id in providerID "
                                            f"{(node.get('spec') or {}).get('providerID')!r}")
-        node = self._write(node, state | {"phase": "acting", "instance": iid, "since": now_text()})
+        boot = ((node.get("status") or {}).get("nodeInfo") or {}).get("bootID", "")
+        node = self._write(node, state | {"phase": "acting", "instance": iid, "since": now_text(), "boot": boot})
         assert self.actuator is not None
         try:
             why = self.actuator.act(action, [iid]).get(iid, "not in the service's answer")
@@ -229,11 +230,13 @@ class Remediator:
         return "stuck"
 
     def _acted(self, node: dict[str, Any], state: dict[str, Any]) -> str:
-        """Wait for the node to come back (Ready since the action), then uncordon it and ask for a new check."""
-        acted = parse_time(state.get("acted"))
-        ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
-        since = parse_time(ready.get("lastTransitionTime"))
-        if ready.get("status") != "True" or since is None or acted is None or since < acted:
+        """Wait for the node to come back (Ready, and booted again or Ready anew since the action), then
+        uncordon it and ask for a new check."""
+        acted, status = parse_time(state.get("acted")), node.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        since, boot = parse_time(ready.get("lastTransitionTime")), (status.get("nodeInfo") or {}).get("bootID", "")
+        rebooted = bool(boot and state.get("boot") and boot != state["boot"])
+        if ready.get("status") != "True" or not (rebooted or (since and acted and since >= acted)):
             return "acted"
         request = self.ctl.keys.request
         node = self._write(node, state | {"phase": "rechecking"}, unschedulable=False, labels={request: "recheck"})
