@@ -37,6 +37,9 @@ _WORDS = ("NVRM:", "SXid", "blocked for more than", "Killed process")  # every d
 NO_NUMBER = "printed no XID"  # dhc.probes.xid's words for a fallen-off-the-bus message without a number
 
 
+BATCH_S = 0.1  # at most this much added to the detection latency (aim: under 5 s from line to label)
+
+
 class KernelLogUnavailable(Exception):
     """The kernel log cannot be opened; the message names the path and the OS error."""
 
@@ -63,7 +66,8 @@ def _lines(fd: int, path: Path, stop: threading.Event, idle_s: float) -> Iterato
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
-                select.select([fd], [], [], idle_s)
+                if select.select([fd], [], [], idle_s)[0]:
+                    stop.wait(BATCH_S)  # let a burst gather: one wake-up reads many records, not one each
                 continue
             except OSError as exc:
                 if exc.errno == errno.EPIPE:  # the ring buffer overran us: the next read goes on
