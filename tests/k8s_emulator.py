@@ -160,7 +160,7 @@ class Emulator:
         """The node came back from a reboot: a new boot ID, and its Ready condition turned True just now."""
         with self.lock:
             node = copy.deepcopy(self.nodes[name])
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             node["status"]["nodeInfo"] = {  # every field the API requires, as the kubelet reports them
                 "architecture": "amd64", "bootID": f"boot-{self.version}", "containerRuntimeVersion": "containerd://1.7",
                 "kernelVersion": "6.1", "kubeProxyVersion": "v1.30.0", "kubeletVersion": "v1.30.0",

@@ -38,6 +38,7 @@ def add_marked(emulator, name, index, health="UnschedulablePendingReboot", statu
     emulator.add_node(name, dict(P5, **{KEYS.check_status: status, KEYS.health: health}),
                       provider_id=f"aws:///us-west-2a/{iid(index)}", status=dict(P5_STATUS),
                       annotations={KEYS.generation: "1", KEYS.attempts: "1"})
+    emulator.reboot_node(name)  # up and Ready, with the boot ID the kubelet reports
 
 
 def state(emulator, node):
@@ -137,6 +138,17 @@ def test_label_only_is_the_default_and_only_records_what_it_would_do(emulator):
     assert "train-0" in emulator.pods
 
 
+def test_a_dry_run_is_recorded_even_when_the_pods_cannot_be_listed(emulator):
+    add_marked(emulator, "gpu-g", 7, health="UnschedulablePendingReplacement")
+    for _ in range(8):  # an install whose RBAC predates remediation: pods list is forbidden
+        emulator.fail_next("GET", "/api/v1/pods", 403)
+    with Running(emulator):
+        wait_for(lambda: events(emulator, "RemediationDryRun"), what="the dry run's Event")
+    message = events(emulator, "RemediationDryRun")[0]["message"]
+    assert "would cordon, drain its pods (cannot list them: list pods on node gpu-g: HTTP 403" in message
+    assert f"Replace instance {iid(7)}" in message and state(emulator, "gpu-g")["phase"] == "dry-run"
+
+
 # -- hyperpod: the whole path ----------------------------------------------------------------------
 def test_pending_reboot_cordons_drains_past_a_pdb_reboots_once_and_rejoins_through_the_deep_check(emulator, sagemaker):
     add_marked(emulator, "gpu-a", 1)
@@ -166,6 +178,21 @@ def test_pending_reboot_cordons_drains_past_a_pdb_reboots_once_and_rejoins_throu
     assert snap.tally[("remediations", "Reboot/acted")] == 1 and snap.tally[("remediations", "Reboot/recovered")] == 1
     assert len(snap.recoveries) == 1 and snap.recoveries[0] >= 0
     assert sagemaker.actions == [("Reboot", iid(1))]
+
+
+def test_a_node_that_fails_its_check_again_after_a_reboot_starts_a_new_cycle_then_is_refused(emulator, sagemaker):
+    add_marked(emulator, "gpu-h", 8)
+    with hyperpod(emulator, sagemaker, max_actions_per_node=2) as running:
+        for generation in (2, 3):
+            wait_for(lambda g=generation: len(sagemaker.actions) == g - 1, what=f"reboot {generation - 1}")
+            wait_for(lambda: state(emulator, "gpu-h").get("phase") == "acted", what="acted")
+            emulator.reboot_node("gpu-h")
+            wait_for(lambda g=generation: job_name("gpu-h", g, 1) in emulator.jobs, what=f"check generation {generation}")
+            finish(emulator, job_name("gpu-h", generation, 1), "gpu-h", "Failed", "Reboot", stage="final")
+        wait_for(lambda: events(emulator, "RemediationRefused"), what="the third action refused")
+        running.settled("gpu-h")
+    assert sagemaker.actions == [("Reboot", iid(8))] * 2 and len(events(emulator, "RemediationFailedAgain")) == 2
+    assert "2 remediation actions on this node" in events(emulator, "RemediationRefused")[0]["message"]
 
 
 def test_pending_replacement_calls_batch_replace(emulator, sagemaker):

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from dhc.controller import breaker, drain
 from dhc.errors import DhcError
+from dhc.k8s.client import K8sError
 
 log = logging.getLogger("dhc.controller.remediation")
 PENDING = {"UnschedulablePendingReboot": "Reboot", "UnschedulablePendingReplacement": "Replace"}
@@ -150,8 +151,11 @@ class Remediator:
 
     def _dry_run(self, node: dict[str, Any], action: str) -> str:
         iid = instance_id((node.get("spec") or {}).get("providerID")) or "no instance id in its providerID"
-        pods = [p for p in self.ctl.kube.pods_on_node(node["metadata"]["name"]) if drain.evictable(p)]
-        would = f"would cordon, drain {len(pods)} pods through the Eviction API and {action} instance {iid}; " \
+        try:  # an RBAC without the pods rule (an older install) must not keep a dry run from being recorded
+            pods = f"{sum(1 for p in self.ctl.kube.pods_on_node(node['metadata']['name']) if drain.evictable(p))} pods"
+        except K8sError as exc:
+            pods = f"its pods (cannot list them: {exc})"
+        would = f"would cordon, drain {pods} through the Eviction API and {action} instance {iid}; " \
                 "nothing done (remediation actuator label-only, a dry run)"
         node = self._write(node, {"phase": "dry-run", "action": action, "detected": now_text(), "would": would})
         self._event(node, "RemediationDryRun", would, warning=False)
@@ -199,7 +203,8 @@ class Remediator:
             return self._fail(node, state, f"{drained}; no EC2 instance id in providerID "
                                            f"{(node.get('spec') or {}).get('providerID')!r}")
         boot = ((node.get("status") or {}).get("nodeInfo") or {}).get("bootID", "")
-        node = self._write(node, state | {"phase": "acting", "instance": iid, "since": now_text(), "boot": boot})
+        state = state | {"instance": iid, "boot": boot}
+        node = self._write(node, state | {"phase": "acting", "since": now_text()})
         assert self.actuator is not None
         try:
             why = self.actuator.act(action, [iid]).get(iid, "not in the service's answer")
@@ -207,7 +212,7 @@ class Remediator:
             why = str(exc)
         if why:
             return self._fail(node, state, f"{drained}; {self.actuator.name} {action} {iid}: {why}")
-        return self._acted_now(node, state | {"instance": iid}, "acted", f"{drained}; {self.actuator.name} {action} "
+        return self._acted_now(node, state, "acted", f"{drained}; {self.actuator.name} {action} "
                                f"{iid} accepted", warning=False)
 
     def _resumed(self, node: dict[str, Any], state: dict[str, Any]) -> str:
@@ -236,7 +241,7 @@ class Remediator:
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         since, boot = parse_time(ready.get("lastTransitionTime")), (status.get("nodeInfo") or {}).get("bootID", "")
         rebooted = bool(boot and state.get("boot") and boot != state["boot"])
-        if ready.get("status") != "True" or not (rebooted or (since and acted and since >= acted)):
+        if ready.get("status") != "True" or not (rebooted or (since and acted and since > acted)):
             return "acted"
         request = self.ctl.keys.request
         node = self._write(node, state | {"phase": "rechecking"}, unschedulable=False, labels={request: "recheck"})
