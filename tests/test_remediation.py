@@ -322,6 +322,25 @@ def test_a_controller_that_stopped_while_calling_never_calls_again(emulator, sag
     assert history[0]["outcome"] == "unconfirmed"
 
 
+@pytest.mark.parametrize("text", ["not json", '{"phase": "draining"}', '{"phase": "acting", "action": "Nuke"}'])
+def test_a_remediation_annotation_dhc_did_not_write_holds_the_node_and_does_nothing(emulator, sagemaker, text):
+    add_marked(emulator, "gpu-i", 9)
+    emulator.nodes["gpu-i"]["metadata"]["annotations"][RKEYS.state] = text
+    with hyperpod(emulator, sagemaker) as running:
+        running.settled("gpu-i")
+        assert running.controller.remediation.state(emulator.nodes["gpu-i"])["why"].startswith(
+            f"unreadable {RKEYS.state} annotation")
+        assert running.controller.remediation.in_flight() == {"gpu-i"}  # it holds its slot
+    assert not sagemaker.calls and not emulator.nodes["gpu-i"]["spec"].get("unschedulable")
+
+
+def test_times_without_a_zone_are_read_as_utc():
+    from dhc.controller.marks import parse_time
+
+    assert parse_time("2026-01-01T00:00:00") == parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_time("yesterday") is None
+
+
 # -- the SageMaker endpoint refuses what the service would ------------------------------------------
 def test_the_local_sagemaker_endpoint_rejects_a_malformed_call(sagemaker):
     import boto3

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dhc.controller import breaker, drain
+from dhc.controller.marks import RemediationKeys, annotate, instance_id, load, now_text, parse_time
 from dhc.errors import DhcError
 from dhc.k8s.client import K8sError
 
@@ -30,8 +30,8 @@ log = logging.getLogger("dhc.controller.remediation")
 PENDING = {"UnschedulablePendingReboot": "Reboot", "UnschedulablePendingReplacement": "Replace"}
 LABEL_ONLY = "label-only"
 IN_FLIGHT = ("draining", "acting", "acted", "rechecking", "stuck")  # hold a breaker slot
-_INSTANCE = re.compile(r"(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
 HISTORY_KEPT = 20
+__all__ = ["Actuator", "RemediationKeys", "RemediationSettings", "Remediator", "instance_id"]
 
 
 class Actuator(Protocol):
@@ -48,39 +48,6 @@ class RemediationSettings:
     act_after_drain_timeout: bool = False  # after the wait: act anyway, or leave the node for a person
 
 
-class RemediationKeys:
-    def __init__(self, prefix: str):
-        self.state = f"{prefix}/remediation"  # annotation: the phase, as JSON
-        self.history = f"{prefix}/remediation-history"  # annotation: finished actions, as JSON
-        self.held = f"{prefix}/remediation-held"  # annotation: the breaker tripped on this node
-
-
-def instance_id(provider_id: str | None) -> str | None:
-    """The EC2 instance id ending a node's providerID (``aws:///us-west-2a/i-0abc...``), or None."""
-    match = _INSTANCE.search((provider_id or "").rstrip("/"))
-    return match.group(1) if match else None
-
-
-def now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def load(text: str | None, default: Any) -> Any:
-    """An annotation's JSON, or ``default`` when absent or not ours (never an exception)."""
-    try:
-        value = json.loads(text) if text else default
-    except ValueError:
-        return default
-    return value if isinstance(value, type(default)) else default
-
-
 class Remediator:
     """One node's next remediation step, from its cached object; ``ctl`` is the Controller."""
 
@@ -95,7 +62,13 @@ class Remediator:
 
     # -- reading ------------------------------------------------------------------------------------
     def state(self, node: dict[str, Any]) -> dict[str, Any]:
-        return load((node["metadata"].get("annotations") or {}).get(self.keys.state), {})
+        """The node's phase; one that is not dhc's (hand-edited) is ``stuck``: it holds its slot, nothing is done."""
+        text = (node["metadata"].get("annotations") or {}).get(self.keys.state)
+        state = load(text, {})
+        if text and (state.get("action") not in ("Reboot", "Replace") or not isinstance(state.get("phase"), str)
+                     or not str(state.get("generation", 0)).isdigit()):
+            return {"phase": "stuck", "why": f"unreadable {self.keys.state} annotation: {text[:80]!r}"}
+        return state
 
     def tripped(self) -> str:
         """Why the breaker is tripped ('' when it is not): the first held node's annotation."""
@@ -175,7 +148,7 @@ class Remediator:
         return "refused"
 
     def _hold(self, node: dict[str, Any], reason: str) -> dict[str, Any]:
-        node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: _annotate(
+        node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: annotate(
             n, {self.keys.held: f"{now_text()}: {reason}"}))
         self.ctl.nodes[node["metadata"]["name"]] = node
         return node
@@ -280,7 +253,7 @@ class Remediator:
             if history is not None:
                 past = load((current["metadata"].get("annotations") or {}).get(keys.history), [])
                 annotations[keys.history] = json.dumps((past + [history])[-HISTORY_KEPT:], separators=(",", ":"))
-            ops = _annotate(current, annotations, labels)
+            ops = annotate(current, annotations, labels)
             if unschedulable is not None and bool((current.get("spec") or {}).get("unschedulable")) != unschedulable:
                 ops.append({"op": "add", "path": "/spec/unschedulable", "value": unschedulable})
             return ops
@@ -292,20 +265,3 @@ class Remediator:
     def _event(self, node: dict[str, Any], reason: str, message: str, warning: bool) -> None:
         (log.warning if warning else log.info)("node %s: %s: %s", node["metadata"]["name"], reason, message)
         self.ctl.kube.node_event(node, reason, message, warning=warning, namespace=self.ctl.settings.jobs.namespace)
-
-
-def _annotate(node: dict[str, Any], annotations: dict[str, str | None],
-              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """JSON patch ops setting (or, for None, removing) annotations and labels; nothing else."""
-    ops: list[dict[str, Any]] = []
-    for section, values in (("annotations", annotations), ("labels", labels or {})):
-        current = node["metadata"].get(section)
-        if current is None and any(v is not None for v in values.values()):
-            ops.append({"op": "add", "path": f"/metadata/{section}", "value": {}})
-        for key, value in values.items():
-            path = f"/metadata/{section}/{key.replace('~', '~0').replace('/', '~1')}"
-            if value is None and key in (current or {}):
-                ops.append({"op": "remove", "path": path})
-            elif value is not None and (current or {}).get(key) != value:
-                ops.append({"op": "add", "path": path, "value": value})
-    return ops
