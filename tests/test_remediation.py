@@ -86,7 +86,9 @@ def hyperpod(emulator, sagemaker, **breaker_settings):
 # -- pure pieces -----------------------------------------------------------------------------------
 def test_instance_ids_come_from_the_provider_id():
     assert instance_id("aws:///us-west-2a/i-0123456789abcdef0") == "i-0123456789abcdef0"
-    assert instance_id("aws:///usw2-az2/sagemaker/cluster/hyperpod-abc-i-0123456789abcdef0") == "i-0123456789abcdef0"
+    # HyperPod's EKS nodes: aws:///<region>/sagemaker/cluster/<instance id> (kubernetes/autoscaler#8195)
+    assert instance_id("aws:///us-west-2/sagemaker/cluster/i-0123456789abcdef0") == "i-0123456789abcdef0"
+    assert instance_id("eks-hybrid:///us-west-2/my-cluster/node-1") is None
     assert instance_id("kind://docker/kind/kind-worker") is None
     assert instance_id(None) is None
 
