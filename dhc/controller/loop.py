@@ -5,7 +5,8 @@ connectivity stage's batches. The watching and queueing is ``watch.WorkQueue``'s
 is read for its pods' verdicts (``verdicts``), which the controller alone writes onto the node; a
 node it would check but cannot judge (an instance type not in thresholds.yaml, or one promising
 fewer GPUs than the node has) stays out of service with the reason, and is never checked against
-another type's profile. ``snapshot`` is what ``metrics`` shows.
+another type's profile. A node at rest that is marked PendingReboot / PendingReplacement is handed
+to ``remediation`` for its next step. ``snapshot`` is what ``metrics`` shows.
 """
 
 from __future__ import annotations
