@@ -1,1 +1,2 @@
-"""dhc's boundary to AWS services other than CloudWatch Logs: SageMaker HyperPod and EC2 (boto3 lives here)."""
+"""dhc's boundary to AWS: SageMaker HyperPod and EC2 (actuators), CloudWatch Logs (logs, logship).
+boto3 and botocore are imported here and nowhere else in dhc (an import-linter contract holds it)."""
