@@ -10,7 +10,8 @@ Served on ``dhc agent --metrics-port`` (``/metrics``), built from the ``Tally`` 
   after it was judged, so a test can wait for it);
 - ``dhc_agent_watching{source}``: 1 while the kernel log / NVML is being watched, 0 when it cannot be
   (alert on 0: a blind agent finds nothing, which must never read as a healthy node);
-- ``dhc_agent_publish_errors_total``: node writes that failed.
+- ``dhc_agent_publish_errors_total``: node writes that failed;
+- ``dhc_agent_cloudwatch_errors_total``: CloudWatch Logs deliveries that failed (``--sink cloudwatch``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class AgentCollector:
 _PLAIN = (("dhc_agent_duplicates", "Detections not raised again (already raised this boot)", "duplicates"),
           ("dhc_agent_kernel_lines", "Kernel-log lines read and judged", "kernel_lines"),
           ("dhc_agent_polls", "NVML, sysfs and disk polls completed", "polls"),
-          ("dhc_agent_publish_errors", "Node writes that failed", "publish_errors"))
+          ("dhc_agent_publish_errors", "Node writes that failed", "publish_errors"),
+          ("dhc_agent_cloudwatch_errors", "CloudWatch Logs deliveries that failed", "cloudwatch_errors"))
 
 
 def serve(tally: Tally, port: int, address: str = "0.0.0.0") -> tuple[Any, Any]:

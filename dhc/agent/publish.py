@@ -9,12 +9,18 @@ On the node: the detector's condition (``nodes/status``); for Reboot / Replace a
 node-health-status label ``UnschedulablePendingReboot|UnschedulablePendingReplacement`` with its
 NoSchedule taint and an annotation with the reason (never milder than what the node has, never
 Schedulable); and a Warning Event. A write that fails is logged, counted and retried at the next tick.
+
+With ``--sink cloudwatch`` each detection's log line is also handed to ``forward`` (a CloudWatch
+Logs shipper that delivers from its own thread, so a failing service never holds up the watch).
+Lines are written whole under a lock: the shipper's thread reports its failures here too.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -30,15 +36,20 @@ HEALTH = {Action.REBOOT: "UnschedulablePendingReboot", Action.REPLACE: "Unschedu
 
 class Publisher:
     def __init__(self, node: str, tally: Tally, instance: dict[str, str | None], kube: Kube | None = None,
-                 keys: scheme.Keys | None = None, events_namespace: str = "default", stream: TextIO | None = None):
-        self.node, self.tally, self.instance, self.kube = node, tally, instance, kube
+                 keys: scheme.Keys | None = None, events_namespace: str = "default", stream: TextIO | None = None,
+                 forward: Callable[[dict[str, Any]], None] | None = None):
+        self.node, self.tally, self.instance, self.kube, self.forward = node, tally, instance, kube, forward
+        self.write_lock = threading.Lock()
         self.keys, self.events_namespace = keys or scheme.Keys(), events_namespace
         self.stream = stream or sys.stdout
         self.retry: list[Detection] = []
         self.noted: set[str] = set()
 
     def publish(self, found: Detection) -> None:
-        self.line(log_line(found, self.node, self.instance))
+        record = log_line(found, self.node, self.instance)
+        self.line(record)
+        if self.forward is not None:
+            self.forward(record)
         if self.kube is not None:
             self._to_node(found)
 
@@ -51,11 +62,17 @@ class Publisher:
         """A line about the agent itself (what it cannot see), once per distinct text."""
         if text not in self.noted:
             self.noted.add(text)
-            self.line({"level": level, "ts": _now(), "msg": f"dhc agent: {text}", "node": self.node})
+            self.say(text, level)
+
+    def say(self, text: str, level: str = "error") -> None:
+        """A line about the agent itself, every time (a sink failing again is news again)."""
+        self.line({"level": level, "ts": _now(), "msg": f"dhc agent: {text}", "node": self.node})
 
     def line(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.stream.flush()
+        text = json.dumps(record, separators=(",", ":")) + "\n"
+        with self.write_lock:
+            self.stream.write(text)
+            self.stream.flush()
 
     def _to_node(self, found: Detection) -> None:
         assert self.kube is not None

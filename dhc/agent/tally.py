@@ -20,6 +20,7 @@ class Tally:
     polls: int = 0  # NVML / sysfs / disk polls completed
     watching: dict[str, int] = field(default_factory=lambda: {"kernel": 0, "nvml": 0})
     publish_errors: int = 0  # node writes that failed (retried at the next detection)
+    cloudwatch_errors: int = 0  # CloudWatch Logs puts that failed (``--sink cloudwatch``; kept and tried again)
 
     def add(self, name: str, amount: int = 1) -> None:
         with self.lock:

@@ -1,7 +1,13 @@
 """``dhc agent``: the passive health watch on a GPU node, until SIGTERM or Ctrl-C.
 
 Exit codes: 0 after a stop signal, 2 for a usage or configuration error (a bad thresholds file, no
-node name with ``--sink kubernetes``, a metrics port that cannot be bound).
+node name with ``--sink kubernetes``, a metrics port that cannot be bound, ``--sink cloudwatch``
+without boto3).
+
+Sinks (``--sink``, repeatable or comma-separated): stdout (always), kubernetes (the node),
+cloudwatch (each detection's log line also to CloudWatch Logs, group
+``/aws/sagemaker/Clusters/<cluster>/<cluster id>`` or ``--log-group``, stream
+``SagemakerHealthMonitoringAgent/<node group>/<instance id>``).
 """
 
 from __future__ import annotations
@@ -22,9 +28,34 @@ def _port(value: str) -> int:
     return int(value)
 
 
+SINKS = ("stdout", "kubernetes", "cloudwatch")
+NODE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"  # HyperPod's instance group of the node
+DEFAULT_NODE_GROUP = "unknown-node-group"
+
+
+class _Sinks(argparse.Action):
+    """``--sink a --sink b`` and ``--sink a,b`` add up (a later flag never silently drops an earlier one)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001, ANN204
+        for name in str(values).split(","):
+            if name not in SINKS:
+                parser.error(f"argument --sink: {name!r}: expected one of {', '.join(SINKS)}")
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if before in (None, "stdout") else f"{before},{values}")
+
+
+def sinks(args: argparse.Namespace) -> set[str]:
+    return set(str(args.sink).split(","))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sink", choices=["stdout", "kubernetes"], default="stdout",
-                        help="stdout: JSON log lines only; kubernetes: also conditions, labels, taint, Events on the node")
+    parser.add_argument("--sink", action=_Sinks, default="stdout",
+                        help="stdout: JSON log lines only; kubernetes: also conditions, labels, taint, Events on the "
+                        "node; cloudwatch: also the log lines to CloudWatch Logs (repeatable, or a,b)")
+    parser.add_argument("--node-group", help="the node group in the CloudWatch stream name (default: the node's "
+                        f"{NODE_GROUP_LABEL} label with --sink kubernetes, else {DEFAULT_NODE_GROUP})")
+    parser.add_argument("--log-group", help="CloudWatch log group (default: DHC_CLOUDWATCH_LOG_GROUP, or "
+                        "/aws/sagemaker/Clusters/<DHC_CLUSTER>/<DHC_CLUSTER_ID>)")
     parser.add_argument("--node", help="this node's name (default: NODE_NAME, or this host's name)")
     parser.add_argument("--instance-type", help="for the GPU and EFA counts (default: DHC_INSTANCE_TYPE, or the "
                         "node's node.kubernetes.io/instance-type label)")
@@ -56,10 +87,59 @@ def agent_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot serve metrics on port {args.metrics_port}: {exc}") from None
         agent.publisher.note(f"metrics on port {server.server_port} at /metrics", level="info")
+    shipper = _cloudwatch(args, settings, node, kube, agent.publisher, tally) if "cloudwatch" in sinks(args) else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop.set())
-    agent.run()
+    try:
+        agent.run()
+    finally:
+        if shipper is not None:
+            shipper.close()
     return 0
+
+
+def _cloudwatch(args: argparse.Namespace, settings: Settings, node: str, kube, publisher, tally):  # noqa: ANN001, ANN202
+    """The detections' stream; a delivery that fails is an error line and dhc_agent_cloudwatch_errors_total."""
+    try:
+        from dhc.aws.logs import LogsError, LogStream, hyperpod_group
+        from dhc.aws.logship import Shipper
+    except ImportError as exc:
+        raise UsageError(f"--sink cloudwatch needs boto3 (pip install 'dhc[cloud]'): {exc}") from None
+    labels, instance_id = _node_facts(kube, node, publisher)
+    group = args.log_group or settings.log_group or hyperpod_group(settings.cluster, settings.cluster_id)
+    stream = (f"SagemakerHealthMonitoringAgent/{args.node_group or labels.get(NODE_GROUP_LABEL) or DEFAULT_NODE_GROUP}"
+              f"/{settings.instance_id or instance_id or node}")
+    try:
+        target = LogStream(group, stream, settings.region)
+    except LogsError as exc:
+        raise UsageError(str(exc)) from None
+
+    def failed(text: str) -> None:
+        tally.add("cloudwatch_errors")
+        publisher.say(text)
+
+    publisher.note(f"detections also go to CloudWatch Logs {group} / {stream}", level="info")
+    shipper = Shipper(target, failed)
+    publisher.forward = shipper.ship
+    return shipper
+
+
+def _node_facts(kube, node: str, publisher) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
+    """The node's labels and the instance id that ends its providerID (``aws:///<zone>/<id>`` on EKS,
+    ``aws:///<region>/sagemaker/cluster/<id>`` on HyperPod's EKS nodes), when the node can be read."""
+    import re
+
+    from dhc.k8s.client import K8sError
+
+    if kube is None:
+        return {}, None
+    try:
+        found = kube.node(node)
+    except K8sError as exc:
+        publisher.note(f"could not read node {node} for the CloudWatch stream name: {exc}")
+        return {}, None
+    tail = re.search(r"^aws:///.*/(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$", (found.get("spec") or {}).get("providerID") or "")
+    return found["metadata"].get("labels") or {}, tail and tail.group(1)
 
 
 def _agent(args: argparse.Namespace, settings: Settings, node: str, kube, tally):  # noqa: ANN001, ANN202
@@ -105,7 +185,7 @@ def _expected(thresholds: str | None, instance_type: str | None):  # noqa: ANN20
 
 
 def _kube(args: argparse.Namespace):  # noqa: ANN202  (a Kube, or None: kubernetes stays unimported)
-    if args.sink != "kubernetes":
+    if "kubernetes" not in sinks(args):
         return None
     from dhc.k8s.client import Kube
 
