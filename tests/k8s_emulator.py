@@ -44,6 +44,7 @@ class Emulator:
         self.changed = threading.Condition(self.lock)
         self.drop_generation = 0  # bumped to drop every open watch
         self.writes = 0
+        self.custom: dict[str, dict[str, Any]] = {}  # "<plural>/<namespace>/<name>" -> a dhc.dev custom object
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -279,7 +280,34 @@ class Emulator:
                 event["metadata"]["namespace"] = parts[3]
                 self.events.append(event)
             return _reply(handler, 201, event)
+        if parts[:3] == ["apis", "dhc.dev", "v1alpha1"] and len(parts) >= 6 and parts[3] == "namespaces":
+            return self._custom(handler, method, parts[4:], body)
         return _reply(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
+    def add_custom(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        """What kubectl apply does for a dhc.dev custom object: stamped with a creation time and a version."""
+        with self.lock:
+            self.version += 1
+            self.custom[f"{plural}/{namespace}/{name}"] = {
+                "apiVersion": "dhc.dev/v1alpha1", "metadata": {"name": name, "namespace": namespace,
+                "creationTimestamp": f"2026-01-01T00:00:{self.version % 60:02d}Z", "resourceVersion": str(self.version)},
+                "spec": spec}
+
+    def _custom(self, handler: BaseHTTPRequestHandler, method: str, parts: list[str], body: bytes) -> None:
+        """[namespace, plural] GET: list; [namespace, plural, name, "status"] PATCH: a merge patch of the status."""
+        with self.lock:
+            if len(parts) == 2 and method == "GET":
+                items = [copy.deepcopy(o) for k, o in sorted(self.custom.items()) if k.startswith(f"{parts[1]}/{parts[0]}/")]
+                return _reply(handler, 200, {"items": items, "metadata": {"resourceVersion": str(self.version)}})
+            obj = self.custom.get(f"{parts[1]}/{parts[0]}/{parts[2]}") if len(parts) == 4 else None
+            if obj is None or parts[3] != "status" or method != "PATCH":
+                return _reply(handler, 404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+            if "merge-patch" not in handler.headers.get("Content-Type", ""):
+                return _reply(handler, 415, {"kind": "Status", "code": 415})
+            obj.setdefault("status", {}).update(json.loads(body).get("status") or {})  # one level: what dhc writes
+            self.version += 1
+            obj["metadata"]["resourceVersion"] = str(self.version)
+            return _reply(handler, 200, copy.deepcopy(obj))
 
     def _node(self, handler: BaseHTTPRequestHandler, method: str, name: str, body: bytes) -> None:
         if method == "PATCH":

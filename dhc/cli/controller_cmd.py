@@ -91,14 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-attempts", type=int, default=3, help="tries before an undecided node is Failed")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
+    parser.add_argument("--config", metavar="FILE", help="node groups: deep checks on join, profile and NodeRecovery "
+                        "per label selector (README: Node groups and on-demand checks); default: one group, as above")
     parser.add_argument("--metrics-port", type=_port, default=9400, metavar="PORT",
                         help="serve Prometheus metrics on PORT at /metrics (default: 9400; 0: off)")
     add_remediation_arguments(parser)
 
 
 def controller_command(args: argparse.Namespace) -> int:
+    from dhc.controller import groups as node_groups
     from dhc.controller.jobs import JobSettings
     from dhc.controller.loop import Controller, ControllerSettings
+    from dhc.errors import ConfigError
     from dhc.k8s.client import Kube
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,12 +111,14 @@ def controller_command(args: argparse.Namespace) -> int:
                        profile=args.profile)
     try:
         remediation, actuator = remediation_settings(args)
-    except ValueError as exc:
+        groups = node_groups.load(args.config, args.profile) if args.config else None
+    except (ValueError, ConfigError) as exc:
         print(f"dhc controller: {exc}", file=sys.stderr)
         return 2
     controller = Controller(Kube(), load(args.thresholds or settings.thresholds_file),
                             ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
-                                               workers=args.workers, remediation=remediation), actuator)
+                                               workers=args.workers, remediation=remediation,
+                                               groups=groups, requests_poll_s=2.0), actuator)
     if args.metrics_port:
         from dhc.controller.metrics import serve
 

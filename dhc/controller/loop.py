@@ -6,7 +6,9 @@ is read for its pods' verdicts (``verdicts``), which the controller alone writes
 node it would check but cannot judge (an instance type not in thresholds.yaml, or one promising
 fewer GPUs than the node has) stays out of service with the reason, and is never checked against
 another type's profile. A node at rest that is marked PendingReboot / PendingReplacement is handed
-to ``remediation`` for its next step. ``snapshot`` is what ``metrics`` shows.
+to ``remediation`` for its next step, unless its group's NodeRecovery is None. Each node's group
+(``groups``) sets its profile and stages; a group without deep checks leaves its joining nodes
+untouched (no Job, no label, no taint, never Passed). ``snapshot`` is what ``metrics`` shows.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dhc.controller import groups as node_groups
 from dhc.controller import reconcile, verdicts
 from dhc.controller.jobs import STAGE_ANNOTATION, JobSettings, batch_manifests, job_manifest
+from dhc.controller.nodeinfo import allocatable as _allocatable
+from dhc.controller.nodeinfo import attempts as _attempts
+from dhc.controller.nodeinfo import capacity as _capacity
+from dhc.controller.nodeinfo import gpu_capacity as _gpu_capacity
+from dhc.controller.nodeinfo import gpu_count as _gpu_count
 from dhc.controller.remediation import Actuator, RemediationSettings, Remediator
+from dhc.controller.requests import Requests
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound, Kube
@@ -43,6 +52,8 @@ class ControllerSettings:
     deadline_margin_s: int = 600
     batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
+    groups: node_groups.Groups | None = None  # None: every node as the command line says (JobSettings)
+    requests_poll_s: float = 0.0  # how often HealthCheckRequests are read (0: not at all)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Controller(WorkQueue):
         self.tally: Counter[tuple[str, str]] = Counter()  # ("jobs", stage), ("verdicts", status), ("unearned", "")
         self._counting = threading.Lock()
         self.remediation = Remediator(self, settings.remediation, actuator)
+        self.groups = settings.groups or node_groups.plain(settings.jobs.profile, settings.jobs.connectivity)
 
     def count(self, what: str, kind: str = "") -> None:
         with self._counting:
@@ -98,6 +110,9 @@ class Controller(WorkQueue):
             self.unjudged.discard(name)
             self.remediation.forget(name)
             return reconcile.NOTHING
+        if node_groups.unchecked(self.group(node), node, self.keys):  # joins with no deep checks: untouched
+            self._recover(node)
+            return reconcile.NOTHING
         why = self._cannot_judge(node)
         if why:
             return self._unsupported(node, why)
@@ -109,7 +124,7 @@ class Controller(WorkQueue):
             decision = self._decide(node)
         if decision.kind == reconcile.ENDED:
             decision = self._collect(name, decision)
-        if decision.kind == AWAIT_BATCH and self.settings.jobs.connectivity:
+        if decision.kind == AWAIT_BATCH and self.group(self.nodes[name]).connectivity:
             self.candidates.setdefault(name, time.monotonic())
             return decision.kind
         self.candidates.pop(name, None)
@@ -119,8 +134,16 @@ class Controller(WorkQueue):
         if act is not None:
             act(name, decision)
         elif decision.kind == reconcile.NOTHING:  # a node at rest: marked for remediation, or in its course
-            self.remediation.step(self.nodes[name])
+            self._recover(self.nodes[name])
         return decision.kind
+
+    def group(self, node: dict[str, Any]) -> node_groups.Group:
+        return self.groups.of(node["metadata"].get("labels") or {})
+
+    def _recover(self, node: dict[str, Any]) -> None:
+        """Remediation's next step, unless the node's group says NodeRecovery: None (labels and Events only)."""
+        if self.group(node).automatic:
+            self.remediation.step(node)
 
     def _collect(self, name: str, ended: reconcile.Decision) -> reconcile.Decision:
         """The ended Job's verdict for this node, written by the controller; or the next try without one."""
@@ -173,7 +196,7 @@ class Controller(WorkQueue):
                                 self.settings.max_attempts, self.jobs)
 
     def _join(self, name: str, decision: reconcile.Decision) -> None:
-        self._patch(name, scheme.joining(), decision, drop_request=False, extra={self.keys.stage: "stress"})
+        self._patch(name, scheme.joining(), decision, drop_request=True, extra={self.keys.stage: "stress"})
         self._start(name, decision)
 
     def _recheck(self, name: str, decision: reconcile.Decision) -> None:
@@ -208,7 +231,8 @@ class Controller(WorkQueue):
 
     # -- the connectivity stage: batches of nodes whose stress passed ------------------------------
     def background(self) -> list[tuple[str, Any]]:
-        return [("batcher", self._batcher)]
+        on_demand = Requests(self, self.settings.jobs.namespace, self.settings.requests_poll_s)
+        return [("batcher", self._batcher)] + ([("requests", on_demand.run)] if self.settings.requests_poll_s else [])
 
     def _batcher(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):
@@ -225,17 +249,17 @@ class Controller(WorkQueue):
                 if node is not None:
                     itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL)
                     if itype in self.thresholds.names:  # an unknown type never passed its stress stage
-                        groups.setdefault(itype, []).append((since, name))
-            for itype, members in groups.items():
+                        groups.setdefault((itype, self.group(node).profile), []).append((since, name))
+            for (itype, profile), members in groups.items():
                 if now - min(since for since, _ in members) >= self.settings.batch_window_s:
-                    self._start_batch(itype, sorted(name for _, name in members))
+                    self._start_batch(itype, profile, sorted(name for _, name in members))
 
-    def _start_batch(self, itype: str, names: list[str]) -> None:
-        limits = self._type(itype)
+    def _start_batch(self, itype: str, profile: str, names: list[str]) -> None:
+        limits, jobs = self._type(itype), replace(self.settings.jobs, profile=profile)
         attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
-        deadline = self._deadline(itype, "InstanceConnectivity")
+        deadline = self._deadline(itype, profile, "InstanceConnectivity")
         service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
-                                       self.settings.jobs, _allocatable(self.nodes[names[0]]))
+                                       jobs, _allocatable(self.nodes[names[0]]))
         self.kube.create_service(service)
         if self.kube.create_job(job):  # False: it exists already (a restarted controller)
             self.count("jobs", "connectivity")
@@ -260,9 +284,10 @@ class Controller(WorkQueue):
     def _start(self, name: str, decision: reconcile.Decision) -> None:
         node = self.nodes[name]
         itype = node["metadata"]["labels"][INSTANCE_TYPE_LABEL]  # reconcile judged only known types
-        limits = self._type(itype)
+        limits, group = self._type(itype), self.group(node)
+        jobs = replace(self.settings.jobs, profile=group.profile, connectivity=group.connectivity)
         manifest = job_manifest(name, decision.generation, decision.attempt, itype, limits.gpus, limits.efa,
-                                self._deadline(itype), self.keys, self.settings.jobs, _allocatable(node))
+                                self._deadline(itype, group.profile), self.keys, jobs, _allocatable(node))
         if self.kube.create_job(manifest):
             self.count("jobs", manifest["metadata"]["annotations"][STAGE_ANNOTATION])
         self.jobs.setdefault(manifest["metadata"]["name"], manifest)  # until the watch reports it
@@ -270,37 +295,12 @@ class Controller(WorkQueue):
     def _type(self, itype: str) -> Any:
         return self.thresholds.resolve(itype, self.settings.jobs.profile).instance_type
 
-    def _deadline(self, itype: str, suite: str | None = None) -> int:
+    def _deadline(self, itype: str, profile: str, suite: str | None = None) -> int:
         """The Job's activeDeadlineSeconds: every timeout of the suite's checks for this type, plus a margin."""
-        limits = self.thresholds.resolve(itype, self.settings.jobs.profile)
+        limits = self.thresholds.resolve(itype, profile)
         prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[suite or self.settings.jobs.suite]
         checks = [c for c in CATALOGUE if c.startswith(prefix) and not limits.check(c).skip]
         return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
-
-
-def _capacity(node: dict[str, Any]) -> str:
-    return str(((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu", "0")).strip()
-
-
-def _gpu_capacity(node: dict[str, Any]) -> bool:
-    return _capacity(node) not in ("", "0")
-
-
-def _gpu_count(node: dict[str, Any]) -> int | None:
-    """The node's nvidia.com/gpu capacity (an extended resource: a whole number), or None if it is not one."""
-    text = _capacity(node)
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def _allocatable(node: dict[str, Any]) -> dict[str, str] | None:
-    return (node.get("status") or {}).get("allocatable")
-
-
-def _attempts(node: dict[str, Any], keys: scheme.Keys) -> int:
-    try:
-        return max(1, int((node["metadata"].get("annotations") or {}).get(keys.attempts, "1")))
-    except ValueError:
-        return 1
 
 
 __all__ = ["Controller", "ControllerSettings", "K8sNotFound"]

@@ -1,0 +1,188 @@
+"""The controller's configuration file: node groups, chosen by label selector, and what each gets.
+
+As HyperPod configures resiliency per instance group, each group says which deep checks run when a
+node joins (``OnStartDeepHealthChecks``: ``[InstanceStress, InstanceConnectivity]``, stress only
+``[InstanceStress]``, or none ``[]``), the profile (quick | full), and ``NodeRecovery``
+(``Automatic``: remediation acts on its marked nodes; ``None``: labels, conditions and Events only).
+Groups are chosen by a Kubernetes label selector (``matchLabels`` / ``matchExpressions``), e.g.
+HyperPod's ``sagemaker.amazonaws.com/instance-group-name``. A node matches the FIRST group that
+selects it, in file order; a node in no group gets ``defaults`` (each key falling back to the
+command line: both stages, ``--profile``, Automatic). The file is read through thresholds' YAML
+loader, so every error names the file, the line, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dhc.errors import ConfigError
+from dhc.thresholds.document import _Doc
+from dhc.thresholds.loader import LineDict, load_yaml
+
+STRESS, CONNECTIVITY = "InstanceStress", "InstanceConnectivity"
+CHECK_SETS = {(): (), (STRESS,): (STRESS,), (STRESS, CONNECTIVITY): (STRESS, CONNECTIVITY),
+              (CONNECTIVITY, STRESS): (STRESS, CONNECTIVITY)}
+PROFILES, RECOVERY = ("quick", "full"), ("Automatic", "None")
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+SETTINGS = {"OnStartDeepHealthChecks", "profile", "NodeRecovery"}
+GROUP_KEYS = SETTINGS | {"name", "selector"}
+
+
+@dataclass(frozen=True)
+class Selector:
+    match_labels: dict[str, str] = field(default_factory=dict)
+    expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (key, operator, values)
+
+    def selects(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        return all(_expression(labels, key, op, values) for key, op, values in self.expressions)
+
+
+def _expression(labels: dict[str, str], key: str, op: str, values: tuple[str, ...]) -> bool:
+    return {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+            "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    checks: tuple[str, ...] = (STRESS, CONNECTIVITY)
+    profile: str = "quick"
+    recovery: str = "Automatic"
+    selector: Selector = field(default_factory=Selector)
+
+    @property
+    def connectivity(self) -> bool:
+        return CONNECTIVITY in self.checks
+
+    @property
+    def automatic(self) -> bool:
+        return self.recovery == "Automatic"
+
+
+@dataclass(frozen=True)
+class Groups:
+    path: str = ""
+    groups: tuple[Group, ...] = ()
+    default: Group = field(default_factory=lambda: Group("default"))
+
+    def of(self, labels: dict[str, str]) -> Group:
+        """The first group whose selector matches, in file order; else the defaults."""
+        return next((g for g in self.groups if g.selector.selects(labels)), self.default)
+
+    def named(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
+def plain(profile: str = "quick", connectivity: bool = True) -> Groups:
+    """No configuration file: every node gets what the command line says (dhc's behaviour before groups)."""
+    return Groups("", (), Group("default", (STRESS, CONNECTIVITY) if connectivity else (STRESS,), profile))
+
+
+def load(path: str | Path, profile: str = "quick", connectivity: bool = True) -> Groups:
+    """Read and validate the file; ConfigError names file, line, key and what was expected."""
+    raw = load_yaml(Path(path))
+    doc, base = _Doc(str(path)), plain(profile, connectivity).default
+    if not isinstance(raw, LineDict):
+        raise ConfigError(str(path), None, "", "expected a mapping with groups: (and optionally defaults:)")
+    top = _keys(doc, raw, "", {"defaults", "groups"}, {"groups"})
+    default = _settings(doc, doc.mapping(top, "defaults", "defaults", SETTINGS), "defaults", base) \
+        if "defaults" in top else base
+    entries = top["groups"]
+    if not isinstance(entries, list):
+        raise doc.fail(top, "groups", "groups", "expected a list of groups (name, selector, settings)")
+    groups: list[Group] = []
+    for index, entry in enumerate(entries):
+        group = _group(doc, entry, f"groups/{index}", default)
+        if any(g.name == group.name for g in groups):
+            raise doc.fail(entry, "name", f"groups/{index}/name", f"duplicate group name {group.name!r}")
+        groups.append(group)
+    return Groups(str(path), tuple(groups), default)
+
+
+def _keys(doc: _Doc, node: LineDict, keypath: str, allowed: set[str], required: set[str]) -> LineDict:
+    """``node`` itself (a list entry or the top): unknown keys and missing ones named with their lines."""
+    for name in node:
+        if name not in allowed:
+            raise doc.fail(node, name, f"{keypath}/{name}".lstrip("/"),
+                           f"unknown key; expected one of {', '.join(sorted(allowed))}")
+    for name in sorted(required - set(node)):
+        raise doc.fail(node, None, keypath or name, f"missing required key {name!r}")
+    return node
+
+
+def _group(doc: _Doc, entry: Any, keypath: str, default: Group) -> Group:
+    if not isinstance(entry, LineDict):
+        raise doc.fail(None, None, keypath, "expected a mapping (name, selector and the group's settings)")
+    entry = _keys(doc, entry, keypath, GROUP_KEYS, {"name", "selector"})
+    name = doc.text(entry, "name", f"{keypath}/name")
+    selector = _selector(doc, doc.mapping(entry, "selector", f"{keypath}/selector",
+                                          {"matchLabels", "matchExpressions"}), f"{keypath}/selector")
+    group = _settings(doc, entry, keypath, default)
+    return Group(name, group.checks, group.profile, group.recovery, selector)
+
+
+def _settings(doc: _Doc, node: LineDict, keypath: str, base: Group) -> Group:
+    checks, profile, recovery = base.checks, base.profile, base.recovery
+    if "OnStartDeepHealthChecks" in node:
+        value = node["OnStartDeepHealthChecks"]
+        if not isinstance(value, list) or tuple(value) not in CHECK_SETS:
+            raise doc.fail(node, "OnStartDeepHealthChecks", f"{keypath}/OnStartDeepHealthChecks",
+                           f"expected [InstanceStress, InstanceConnectivity], [InstanceStress] or [], got {value!r}")
+        checks = CHECK_SETS[tuple(value)]
+    if "profile" in node:
+        profile = _choice(doc, node, "profile", f"{keypath}/profile", PROFILES)
+    if "NodeRecovery" in node:
+        recovery = _choice(doc, node, "NodeRecovery", f"{keypath}/NodeRecovery", RECOVERY)
+    return Group(base.name, checks, profile, recovery)
+
+
+def _choice(doc: _Doc, node: LineDict, key: str, keypath: str, allowed: tuple[str, ...]) -> str:
+    value = node[key]
+    if value not in allowed or not isinstance(value, str):
+        hint = " (YAML reads an unquoted yes/no/on/off as true/false)" if isinstance(value, bool) else ""
+        raise doc.fail(node, key, keypath, f"expected one of {', '.join(allowed)}, got {value!r}{hint}")
+    return value
+
+
+def _selector(doc: _Doc, node: LineDict, keypath: str) -> Selector:
+    labels = doc.mapping(node, "matchLabels", f"{keypath}/matchLabels") if "matchLabels" in node else LineDict()
+    for key, value in labels.items():
+        if not isinstance(value, str) or not value:
+            raise doc.fail(labels, key, f"{keypath}/matchLabels/{key}",
+                           f"expected a label value as quoted text, got {value!r}")
+    raw = node.get("matchExpressions", [])
+    if not isinstance(raw, list):
+        raise doc.fail(node, "matchExpressions", f"{keypath}/matchExpressions", "expected a list of expressions")
+    expressions = tuple(_expression_of(doc, e, f"{keypath}/matchExpressions/{i}") for i, e in enumerate(raw))
+    if not labels and not expressions:
+        raise doc.fail(node, None, keypath, "an empty selector would select every node; "
+                       "give matchLabels or matchExpressions (settings for all other nodes go under defaults:)")
+    return Selector(dict(labels), expressions)
+
+
+def _expression_of(doc: _Doc, entry: Any, keypath: str) -> tuple[str, str, tuple[str, ...]]:
+    if not isinstance(entry, LineDict):
+        raise doc.fail(None, None, keypath, "expected a mapping with key, operator and values")
+    entry = _keys(doc, entry, keypath, {"key", "operator", "values"}, {"key", "operator"})
+    key = doc.text(entry, "key", f"{keypath}/key")
+    op = _choice(doc, entry, "operator", f"{keypath}/operator", OPERATORS)
+    values = entry.get("values", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise doc.fail(entry, "values", f"{keypath}/values", f"expected a list of quoted label values, got {values!r}")
+    if (op in ("In", "NotIn")) != bool(values):
+        want = "a non-empty values list" if op in ("In", "NotIn") else "no values"
+        raise doc.fail(entry, "operator", f"{keypath}/operator", f"operator {op} takes {want}")
+    return key, op, tuple(values)
+
+
+def unchecked(group: Group, node: dict[str, Any], keys: Any) -> bool:
+    """A node of a group without deep checks that dhc has no business with yet: no re-check asked for, no
+    run of dhc's on it, and no Passed label (a Passed nobody earned is still checked: it must be earned)."""
+    meta = node.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return not group.checks and keys.request not in labels and keys.generation not in annotations \
+        and labels.get(keys.check_status) != "Passed"

@@ -1,0 +1,228 @@
+"""Node groups (the controller's --config file) and on-demand HealthCheckRequests.
+
+Loading: every broken key is named with its file and line, and the CLI exits 2. The controller, with
+the real client against the emulated API: a stress-only group never gets the connectivity stage, a
+group without deep checks is left untouched (never Passed without a run), a NodeRecovery: None group
+is never acted on by remediation, and requests re-check exactly their nodes, one request at a time.
+"""
+
+import json
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
+
+from dhc_process import dhc, no_traceback  # noqa: E402
+from k8s_emulator import Emulator  # noqa: E402
+from test_controller import KEYS, P5, P5_STATUS, Running, finish, labels, wait_for  # noqa: E402
+
+from dhc.controller import groups  # noqa: E402
+from dhc.controller.jobs import STAGE_ANNOTATION, job_name  # noqa: E402
+from dhc.controller.marks import RemediationKeys as MarkKeys  # noqa: E402
+from dhc.errors import ConfigError  # noqa: E402
+from dhc.k8s import scheme  # noqa: E402
+
+HP = "sagemaker.amazonaws.com/instance-group-name"
+CONFIG = f"""\
+defaults:
+  profile: quick
+groups:
+  - name: train
+    selector:
+      matchLabels: {{{HP}: train}}
+    OnStartDeepHealthChecks: [InstanceStress]
+    profile: full
+    NodeRecovery: None
+  - name: spare
+    selector:
+      matchExpressions:
+        - {{key: {HP}, operator: In, values: [spare, spare-b]}}
+    OnStartDeepHealthChecks: []
+  - name: any-train
+    selector:
+      matchExpressions:
+        - {{key: team, operator: Exists}}
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "dhc-controller.yaml"
+    path.write_text(CONFIG)
+    return groups.load(path)
+
+
+@pytest.fixture
+def emulator():
+    with Emulator() as api:
+        yield api
+
+
+def test_groups_are_chosen_by_selector_first_match_in_file_order_else_the_defaults(config):
+    assert config.of({HP: "train"}) == config.named("train")
+    train = config.of({HP: "train", "team": "llm"})  # both train and any-train select it: the first wins
+    assert (train.name, train.checks, train.profile, train.recovery) == ("train", ("InstanceStress",), "full", "None")
+    assert config.of({HP: "spare-b"}).checks == () and config.of({HP: "spare-b"}).automatic
+    assert config.of({"team": "x"}).name == "any-train" and config.of({"team": "x"}).connectivity
+    default = config.of({HP: "other"})
+    assert (default.name, default.checks, default.profile, default.recovery) == (
+        "default", ("InstanceStress", "InstanceConnectivity"), "quick", "Automatic")
+
+
+def test_without_a_file_every_node_gets_what_the_command_line_says():
+    plain = groups.plain("full", connectivity=False)
+    assert plain.of({HP: "train"}).checks == ("InstanceStress",) and plain.of({}).profile == "full"
+
+
+@pytest.mark.parametrize(("text", "where", "expected"), [
+    ("groups: 3\n", ":1: groups:", "expected a list of groups"),
+    ("grups: []\n", ":1: grups:", "unknown key; expected one of defaults, groups"),
+    ("defaults: {profile: fast}\ngroups: []\n", ":1: defaults/profile:", "expected one of quick, full, got 'fast'"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    OnStartDeepHealthChecks: [InstanceConnectivity]\n",
+     ":4: groups/0/OnStartDeepHealthChecks:", "expected [InstanceStress, InstanceConnectivity], [InstanceStress] or []"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    NodeRecovery: Manual\n",
+     ":4: groups/0/NodeRecovery:", "expected one of Automatic, None, got 'Manual'"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    NodeRecovery: Off\n",
+     ":4: groups/0/NodeRecovery:", "got False (YAML reads an unquoted yes/no/on/off as true/false)"),
+    ("groups:\n  - name: a\n    selector: {}\n", ":3: groups/0/selector:", "an empty selector would select every node"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: 1}}\n", ":3: groups/0/selector/matchLabels/x:",
+     "expected a label value as quoted text, got 1"),
+    ("groups:\n  - name: a\n    selector:\n      matchExpressions: [{key: x, operator: Has}]\n",
+     ":4: groups/0/selector/matchExpressions/0/operator:", "expected one of In, NotIn, Exists, DoesNotExist"),
+    ("groups:\n  - name: a\n    selector:\n      matchExpressions: [{key: x, operator: In}]\n",
+     ":4: groups/0/selector/matchExpressions/0/operator:", "operator In takes a non-empty values list"),
+    ("groups:\n  - name: a\n    selector:\n      matchExpressions: [{key: x, operator: Exists, values: [a]}]\n",
+     ":4: groups/0/selector/matchExpressions/0/operator:", "operator Exists takes no values"),
+    ("groups:\n  - selector: {matchLabels: {x: y}}\n", ":2: groups/0:", "missing required key 'name'"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    profil: full\n", ":4: groups/0/profil:",
+     "unknown key"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n  - name: a\n    selector: {matchLabels: {x: z}}\n",
+     ":4: groups/1/name:", "duplicate group name 'a'"),
+    ("groups:\n  - name: a\n    name: b\n", ":3", "duplicate key 'name' (first on line 2)"),
+])
+def test_a_bad_config_names_file_line_key_and_what_was_expected(tmp_path, text, where, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        groups.load(path)
+    assert str(caught.value).startswith(f"{path}{where}") and expected in str(caught.value)
+
+
+@pytest.mark.slow
+def test_the_controller_exits_2_on_a_bad_config_before_it_touches_the_cluster(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    NodeRecovery: Manual\n")
+    proc = dhc("controller", "--image", "dhc-node:1.0", "--config", str(path), "--metrics-port", "0", timeout=60)
+    no_traceback(proc)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{path}:4: groups/0/NodeRecovery: expected one of Automatic, None, got 'Manual'" in proc.stderr
+
+
+def test_a_stress_only_group_never_gets_the_connectivity_stage(emulator, config):
+    emulator.add_node("gpu-s", dict(P5, **{HP: "train"}), status=P5_STATUS)
+    emulator.add_node("gpu-d", dict(P5), status=P5_STATUS)  # in no group: both stages
+    with Running(emulator, groups=config, batch_window_s=0.2):
+        wait_for(lambda: len(emulator.jobs) == 2, what="two Jobs")
+        stress_only, both = emulator.jobs[job_name("gpu-s", 1, 1)], emulator.jobs[job_name("gpu-d", 1, 1)]
+        assert stress_only["metadata"]["annotations"][STAGE_ANNOTATION] == "final"
+        command = stress_only["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[command.index("--stage") + 1] == "final" and command[command.index("--profile") + 1] == "full"
+        assert both["metadata"]["annotations"][STAGE_ANNOTATION] == "stress"
+        finish(emulator, job_name("gpu-s", 1, 1), "gpu-s", "Passed", stage="final")
+        finish(emulator, job_name("gpu-d", 1, 1), "gpu-d", "Passed")
+        wait_for(lambda: labels(emulator, "gpu-s")[KEYS.check_status] == "Passed", what="gpu-s Passed")
+        wait_for(lambda: any(n.startswith("dhc-fabric-") for n in emulator.jobs), what="gpu-d's batch")
+    fabric = [j for n, j in emulator.jobs.items() if n.startswith("dhc-fabric-")]
+    assert len(fabric) == 1 and "gpu-s" not in json.dumps(fabric[0])  # only gpu-d tests its fabric
+    assert labels(emulator, "gpu-s")[KEYS.health] == "Schedulable"
+
+
+def test_a_group_without_deep_checks_is_left_untouched_and_never_passed_without_a_run(emulator, config):
+    emulator.add_node("gpu-n", dict(P5, **{HP: "spare"}), status=P5_STATUS)
+    emulator.add_node("gpu-p", dict(P5, **{HP: "spare", KEYS.check_status: "Passed"}), status=P5_STATUS)
+    with Running(emulator, groups=config) as running:
+        wait_for(lambda: job_name("gpu-p", 1, 1) in emulator.jobs, what="the unearned Passed node's check")
+        running.settled("gpu-n")
+        assert not any("gpu-n" in name for name in emulator.jobs)
+    node = emulator.nodes["gpu-n"]
+    assert KEYS.check_status not in labels(emulator, "gpu-n") and KEYS.health not in labels(emulator, "gpu-n")
+    assert not node["spec"].get("taints") and not node["metadata"].get("annotations")
+    assert labels(emulator, "gpu-p")[KEYS.check_status] == "InProgress"  # a Passed nobody earned is checked
+
+
+def add_marked(emulator, name, extra):
+    emulator.add_node(name, dict(P5, **extra, **{KEYS.check_status: "Failed", KEYS.health: "UnschedulablePendingReplacement"}),
+                      provider_id=f"aws:///us-west-2a/i-{len(emulator.nodes):017x}", status=dict(P5_STATUS),
+                      annotations={KEYS.generation: "1", KEYS.attempts: "1"})
+    emulator.reboot_node(name)
+
+
+def test_a_node_recovery_none_group_is_never_acted_on_even_when_marked(emulator, config):
+    add_marked(emulator, "gpu-keep", {HP: "train"})
+    add_marked(emulator, "gpu-fix", {})
+    marks = MarkKeys(scheme.DEFAULT_PREFIX)
+    with Running(emulator, groups=config) as running:
+        wait_for(lambda: marks.state in (emulator.nodes["gpu-fix"]["metadata"].get("annotations") or {}),
+                 what="the Automatic group's node in remediation (a dry run)")
+        running.settled("gpu-keep")
+    keep = emulator.nodes["gpu-keep"]
+    assert marks.state not in keep["metadata"]["annotations"] and not keep["spec"].get("unschedulable")
+    assert not [e for e in emulator.events if e["involvedObject"]["name"] == "gpu-keep"]
+    assert labels(emulator, "gpu-keep")[KEYS.health] == "UnschedulablePendingReplacement"  # the label stays
+
+
+def request(emulator, name, **spec):
+    emulator.add_custom("healthcheckrequests", "dhc", name, spec)
+
+
+def status(emulator, name):
+    return emulator.custom[f"healthcheckrequests/dhc/{name}"].get("status") or {}
+
+
+PASSED = {KEYS.check_status: "Passed", KEYS.health: "Schedulable"}
+
+
+def add_passed(emulator, name, extra):
+    record = json.dumps({"status": "Passed", "stage": "final", "node": name, "job": "dhc-x", "pod": "p",
+                         "run_id": "r", "generation": 1}, separators=(",", ":"))
+    emulator.add_node(name, dict(P5, **extra, **PASSED), status=P5_STATUS,
+                      annotations={KEYS.record: record, KEYS.generation: "1"})
+
+
+def test_a_group_request_rechecks_exactly_that_group_and_reports_progress(emulator, config):
+    for name, group in (("gpu-t1", "train"), ("gpu-t2", "train"), ("gpu-o", "other")):
+        add_passed(emulator, name, {HP: group})
+    request(emulator, "r1", group="train")
+    with Running(emulator, groups=config, requests_poll_s=0.1) as running:
+        wait_for(lambda: status(emulator, "r1").get("running") == 2, what="both train nodes running")
+        assert sorted(status(emulator, "r1")["generations"]) == ["gpu-t1", "gpu-t2"]
+        finish(emulator, job_name("gpu-t1", 2, 1), "gpu-t1", "Passed", stage="final")
+        wait_for(lambda: status(emulator, "r1").get("done") == 1, what="one done")
+        assert status(emulator, "r1")["phase"] == "Running" and status(emulator, "r1")["running"] == 1
+        finish(emulator, job_name("gpu-t2", 2, 1), "gpu-t2", "Failed", "Replace", stage="final")
+        wait_for(lambda: status(emulator, "r1").get("phase") == "Done", what="the request done")
+        running.settled("gpu-o")
+    assert status(emulator, "r1")["results"] == {"Passed": 1, "Failed": 1}
+    assert not any("gpu-o" in name for name in emulator.jobs) and labels(emulator, "gpu-o") == dict(P5, **{HP: "other"}, **PASSED)
+
+
+def test_a_node_list_request_and_a_second_request_waits_for_the_first(emulator, config):
+    for name in ("gpu-a", "gpu-b", "gpu-c"):
+        add_passed(emulator, name, {HP: "train"})  # stress only: the re-check is one final Job
+    request(emulator, "first", nodes=["gpu-a"])
+    request(emulator, "second", nodes=["gpu-b", "gpu-c"])
+    request(emulator, "third", group="nope")
+    with Running(emulator, groups=config, requests_poll_s=0.1):
+        wait_for(lambda: status(emulator, "second").get("phase") == "Waiting", what="the second waiting")
+        assert status(emulator, "second")["waitingFor"] == "first" and "one request is active at a time" in \
+            status(emulator, "second")["reason"]
+        wait_for(lambda: job_name("gpu-a", 2, 1) in emulator.jobs, what="gpu-a's re-check")
+        assert not any(n in name for name in emulator.jobs for n in ("gpu-b", "gpu-c"))
+        finish(emulator, job_name("gpu-a", 2, 1), "gpu-a", "Passed", stage="final")
+        wait_for(lambda: status(emulator, "first").get("phase") == "Done", what="the first done")
+        wait_for(lambda: status(emulator, "second").get("running") == 2, what="the second running")
+        for name in ("gpu-b", "gpu-c"):
+            finish(emulator, job_name(name, 2, 1), name, "Passed", stage="final")
+        wait_for(lambda: status(emulator, "third").get("phase") == "Refused", what="the third refused")
+    assert status(emulator, "second")["phase"] == "Done"
+    assert status(emulator, "third")["reason"] == "no node group named 'nope'; groups: train, spare, any-train"
