@@ -216,3 +216,14 @@ def test_a_closed_port_is_reported_counted_and_never_stops_detection(tmp_path):
     assert (dbe["check"], dbe["level"]) == ("agent.xid", "error")
     os.close(writer)
     assert agent.stop() == 0
+
+
+def test_an_agent_with_no_region_anywhere_says_so_and_exits_2(tmp_path):
+    from dhc_process import dhc
+
+    env = {k: v for k, v in (dhc_env() | CREDENTIALS).items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")}
+    proc = dhc("agent", "--sink", "cloudwatch", "--kernel-log", str(tmp_path / "kern.log"), "--state-file", "",
+               env=env | {"AWS_CONFIG_FILE": str(tmp_path / "none")}, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "CloudWatch Logs /aws/sagemaker/Clusters/unknown-cluster/unknown-cluster-id / " \
+           "SagemakerHealthMonitoringAgent/unknown-node-group/" in proc.stderr and "no AWS region" in proc.stderr

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -138,3 +139,29 @@ def test_destination_defaults_to_hyperpods_names():
     where = cloudwatch.destination(document, "train-b", "xyz")
     assert (where.group, where.stream) == ("/aws/sagemaker/Clusters/train-b/xyz", "DeepHealthCheckResults/i-1")
     assert cloudwatch.destination(document, None, None, "/custom").group == "/custom"
+
+
+def test_events_the_service_rejects_are_not_counted_and_a_deleted_group_is_named_then_created_again(moto, monkeypatch):
+    from dhc.aws import logs
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    now = int(time.time() * 1000)
+    stream = logs.LogStream("/dhc/gone", "s", "us-east-2", endpoint_url=moto)
+    assert stream.put([(1_000, "from 1970: too old, the service rejects it"), (now, "one")]) == 1
+    client = boto3.client("logs", endpoint_url=moto, region_name="us-east-2")
+    client.delete_log_group(logGroupName="/dhc/gone")
+    with pytest.raises(logs.LogsError, match=r"/dhc/gone / s: .*ResourceNotFoundException"):
+        stream.put([(now + 1, "two")])
+    assert stream.put([(now + 2, "three")]) == 1
+    assert [e["message"] for e in client.get_log_events(logGroupName="/dhc/gone", logStreamName="s")["events"]] == ["three"]
+
+
+def test_no_region_anywhere_is_a_named_error_never_a_guessed_region(monkeypatch, tmp_path):
+    from dhc.aws import logs
+
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(logs.LogsError, match=r"CloudWatch Logs /g / s: no AWS region"):
+        logs.LogStream("/g", "s", None)

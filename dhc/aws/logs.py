@@ -72,7 +72,9 @@ def batches(events: Iterable[tuple[int, str]]) -> Iterator[list[dict[str, Any]]]
 
 
 class LogStream:
-    """One group and stream; created (when missing) at the first put that reaches the service."""
+    """One group and stream; created (when missing) at the first put that reaches the service, and
+    again after the service said it is gone. ``region`` None: boto3's own chain (env, config file);
+    none there is a LogsError at construction, never a guess."""
 
     def __init__(self, group: str, stream: str, region: str | None, timeout_s: float = 10.0, attempts: int = 5,
                  endpoint_url: str | None = None):
@@ -80,8 +82,12 @@ class LogStream:
         config = Config(connect_timeout=timeout_s, read_timeout=timeout_s,
                         retries={"max_attempts": attempts, "mode": "standard"})
         try:
-            self.client = boto3.session.Session().client("logs", region_name=region or "us-east-1",
-                                                         endpoint_url=endpoint_url, config=config)
+            session = boto3.session.Session()
+            region = region or session.region_name
+            if not region:
+                raise LogsError(f"CloudWatch Logs {group} / {stream}: no AWS region (set AWS_REGION or DHC_REGION, "
+                                "or name one in the AWS config file)")
+            self.client = session.client("logs", region_name=region, endpoint_url=endpoint_url, config=config)
         except (BotoCoreError, ValueError) as exc:
             raise LogsError(f"CloudWatch Logs {group} / {stream}: {exc}") from None
 

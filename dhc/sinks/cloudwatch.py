@@ -43,5 +43,5 @@ def batches(lines: list[dict[str, Any]], now_ms: int) -> Iterator[list[dict[str,
 
 def send(lines: list[dict[str, Any]], where: Destination, timeout_s: float = 10.0, attempts: int = 5) -> int:
     """Deliver ``lines``; returns the number of events sent or raises SinkError."""
-    stream = logs.LogStream(where.group, where.stream, where.region, timeout_s, attempts)
+    stream = logs.LogStream(where.group, where.stream, where.region or "us-east-1", timeout_s, attempts)
     return stream.put([(int(time.time() * 1000), logs.message(line)) for line in lines])
