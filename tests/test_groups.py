@@ -226,3 +226,23 @@ def test_a_node_list_request_and_a_second_request_waits_for_the_first(emulator, 
         wait_for(lambda: status(emulator, "third").get("phase") == "Refused", what="the third refused")
     assert status(emulator, "second")["phase"] == "Done"
     assert status(emulator, "third")["reason"] == "no node group named 'nope'; groups: train, spare, any-train"
+
+
+def test_the_shipped_config_loads_and_the_controller_mounts_the_file_it_names():
+    import yaml
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "containers" / "k8s"
+    shipped = groups.load(root / "node-groups.yaml")
+    assert shipped.of({HP: "inference"}).checks == ("InstanceStress",) and not shipped.of({HP: "inference"}).automatic
+    assert shipped.of({}).checks == ("InstanceStress", "InstanceConnectivity") and shipped.of({}).automatic
+    [deployment] = yaml.safe_load_all((root / "controller.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    args, mounts = pod["containers"][0]["args"], pod["containers"][0]["volumeMounts"]
+    assert args[args.index("--config") + 1] == "/etc/dhc/node-groups.yaml"
+    assert {"name": "config", "mountPath": "/etc/dhc", "readOnly": True} in mounts
+    assert {"name": "config", "configMap": {"name": "dhc-controller-config"}} in pod["volumes"]
+    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
+    assert {"name": "dhc-controller-config", "files": ["node-groups.yaml"]} in kustomization["configMapGenerator"]
+    [crd] = yaml.safe_load_all((root / "healthcheckrequest-crd.yaml").read_text())
+    assert (crd["spec"]["group"], crd["spec"]["names"]["plural"]) == ("dhc.dev", "healthcheckrequests")
+    assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}  # the controller writes status only
