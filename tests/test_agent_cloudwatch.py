@@ -44,6 +44,7 @@ def test_batches_are_sorted_by_time_and_never_span_more_than_a_day():
 def test_events_the_service_rejects_as_too_old_or_too_new_are_not_counted_as_taken():
     assert logs._rejected({}, 5) == 0
     assert logs._rejected({"tooOldLogEventEndIndex": 1, "tooNewLogEventStartIndex": 4}, 5) == 3
+    assert logs._rejected({"expiredLogEventEndIndex": 9}, 5) == 5  # never more than the batch
 
 
 class FlakyStream:

@@ -111,12 +111,14 @@ class LogStream:
 
 
 def _rejected(info: dict[str, int], count: int) -> int:
+    """Events of a batch the service did not store. AWS calls the old/expired index the last one
+    rejected (moto answers so); the count stays within the batch whichever way a service reads it."""
     too_new = info.get("tooNewLogEventStartIndex")
     too_old = info.get("tooOldLogEventEndIndex")
     expired = info.get("expiredLogEventEndIndex")
     rejected = {i for i in range(count) if too_new is not None and i >= too_new}
     for end in (too_old, expired):
-        rejected |= set(range(end + 1)) if end is not None else set()
+        rejected |= set(range(min(end + 1, count))) if end is not None else set()
     return len(rejected)
 
 
