@@ -246,3 +246,36 @@ def test_the_shipped_config_loads_and_the_controller_mounts_the_file_it_names():
     [crd] = yaml.safe_load_all((root / "healthcheckrequest-crd.yaml").read_text())
     assert (crd["spec"]["group"], crd["spec"]["names"]["plural"]) == ("dhc.dev", "healthcheckrequests")
     assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}  # the controller writes status only
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    ({"nodes": ["gpu-a", "ghost"]}, "not nodes dhc checks (unknown, or without GPUs): ghost"),
+    ({"nodes": []}, "spec.nodes: expected a non-empty list of node names, got []"),
+    ({"group": "train", "nodes": ["gpu-a"]}, "give exactly one of spec.group"),
+    ({}, "give exactly one of spec.group"),
+    ({"group": "spare"}, "node group 'spare' has no node dhc checks"),
+])
+def test_a_request_that_names_nothing_dhc_checks_is_refused_with_the_reason(emulator, config, spec, reason):
+    add_passed(emulator, "gpu-a", {HP: "train"})
+    request(emulator, "bad", **spec)
+    with Running(emulator, groups=config, requests_poll_s=0.1) as running:
+        wait_for(lambda: status(emulator, "bad").get("phase") == "Refused", what="the request refused")
+        running.settled("gpu-a")
+    assert status(emulator, "bad")["reason"].startswith(reason) and not emulator.jobs
+    assert KEYS.request not in labels(emulator, "gpu-a")
+
+
+def test_a_controller_restarted_mid_request_labels_what_it_had_not_and_keeps_the_generations(emulator, config):
+    for name in ("gpu-a", "gpu-b"):
+        add_passed(emulator, name, {HP: "train"})
+    request(emulator, "r", nodes=["gpu-a", "gpu-b"])
+    # the last controller recorded the generations, then stopped before labelling the nodes
+    emulator.custom["healthcheckrequests/dhc/r"]["status"] = {
+        "phase": "Running", "generations": {"gpu-a": 1, "gpu-b": 1}, "labelled": False, "pending": 2}
+    with Running(emulator, groups=config, requests_poll_s=0.1):
+        wait_for(lambda: all(job_name(n, 2, 1) in emulator.jobs for n in ("gpu-a", "gpu-b")), what="both re-checks")
+        for name in ("gpu-a", "gpu-b"):
+            finish(emulator, job_name(name, 2, 1), name, "Passed", stage="final")
+        wait_for(lambda: status(emulator, "r").get("phase") == "Done", what="the request done")
+    assert status(emulator, "r")["generations"] == {"gpu-a": 1, "gpu-b": 1}
+    assert status(emulator, "r")["results"] == {"Passed": 2} and not any("-g3-" in n for n in emulator.jobs)

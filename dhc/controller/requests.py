@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from dhc.k8s import custom
-from dhc.k8s.client import K8sError
+from dhc.k8s.client import K8sError, K8sNotFound
 
 GROUP, VERSION, PLURAL = "dhc.dev", "v1alpha1", "healthcheckrequests"
 FINISHED, VERDICTS = ("Done", "Refused"), ("Passed", "Failed", "Incomplete")
@@ -29,13 +29,17 @@ log = logging.getLogger("dhc.controller.requests")
 class Requests:
     def __init__(self, ctl: Any, namespace: str, poll_s: float = 1.0):
         self.ctl, self.namespace, self.poll_s = ctl, namespace, poll_s
+        self.said = ""  # the last problem logged: a missing CRD is said once, not every poll
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.poll_s):
             try:
                 self.tick()
+                self.said = ""
             except K8sError as exc:  # the CRD not installed, or the API briefly away: said, tried again
-                log.warning("on-demand requests: %s; will retry", exc)
+                if str(exc) != self.said:
+                    log.warning("on-demand requests (HealthCheckRequest): %s; will retry", exc)
+                self.said = str(exc)
 
     def tick(self) -> None:
         items = custom.list_objects(self.ctl.kube, GROUP, VERSION, self.namespace, PLURAL)
@@ -55,8 +59,8 @@ class Requests:
     def _advance(self, item: dict[str, Any], status: dict[str, Any]) -> None:
         if status.get("phase") != "Running":
             return self._start(item)
-        since = status.get("generations") or {}
-        states = {name: self._state(name, since.get(name, 0), status.get("labelled", False)) for name in since}
+        since = {n: g for n, g in (status.get("generations") or {}).items() if isinstance(g, int)}
+        states = {name: self._state(name, since[name], status.get("labelled") is True) for name in since}
         self._label([n for n, s in states.items() if s == "unlabelled"], item)
         counts = Counter("pending" if s == "unlabelled" else s for s in states.values())
         report = {"pending": counts["pending"], "running": counts["running"],
@@ -74,7 +78,7 @@ class Requests:
             self._status(item, {"phase": "Refused", "reason": why})
             log.warning("request %s refused: %s", item["metadata"]["name"], why)
             return
-        generations = {n: _generation(self.ctl.nodes[n], self.ctl.keys) for n in names}
+        generations = {n: _generation(self._node(n) or {"metadata": {}}, self.ctl.keys) for n in names}
         self._status(item, {"phase": "Running", "reason": "", "waitingFor": "", "generations": generations,
                             "pending": len(names), "running": 0, "done": 0, "labelled": False})
         self._label(names, item)  # after the generations are recorded: a restart relabels, never loses a node
@@ -89,18 +93,28 @@ class Requests:
             if not isinstance(group, str) or self.ctl.groups.named(group) is None:
                 known = ", ".join(g.name for g in self.ctl.groups.groups) or "none (no --config file)"
                 return [], f"no node group named {group!r}; groups: {known}"
-            names = sorted(n for n, node in list(self.ctl.nodes.items())
-                           if self.ctl.wants(node) and self.ctl.group(node).name == group)
+            nodes, _ = self.ctl.kube.list_nodes()  # from the API: the cache may not be filled yet at start
+            names = sorted(n["metadata"]["name"] for n in nodes if self.ctl.wants(n) and self.ctl.group(n).name == group)
             return names, "" if names else f"node group {group!r} has no node dhc checks"
         if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) for n in nodes):
             return [], f"spec.nodes: expected a non-empty list of node names, got {nodes!r}"
-        missing = sorted(n for n in set(nodes) if n not in self.ctl.nodes or not self.ctl.wants(self.ctl.nodes[n]))
+        missing = sorted(n for n in set(nodes) if not self.ctl.wants(self._node(n) or {"metadata": {"labels": {}}}))
         if missing:
             return [], f"not nodes dhc checks (unknown, or without GPUs): {', '.join(missing)}"
         return sorted(set(nodes)), ""
 
-    def _state(self, name: str, since: int, labelled: bool) -> str:
+    def _node(self, name: str) -> dict[str, Any] | None:
+        """The cached node, or read from the API (the cache may not be filled yet); None if there is none."""
         node = self.ctl.nodes.get(name)
+        if node is None:
+            try:
+                node = self.ctl.kube.node(name)
+            except K8sNotFound:
+                return None
+        return node
+
+    def _state(self, name: str, since: int, labelled: bool) -> str:
+        node = self._node(name)
         if node is None:
             return "gone"
         labels = node["metadata"].get("labels") or {}
@@ -113,12 +127,15 @@ class Requests:
         return "unjudged" if labelled else "unlabelled"  # taken up without a run: dhc cannot judge it
 
     def _verdict(self, name: str) -> str:
-        node = self.ctl.nodes.get(name)
+        node = self._node(name)
         return (node["metadata"].get("labels") or {}).get(self.ctl.keys.check_status, "none") if node else "gone"
 
     def _label(self, names: list[str], item: dict[str, Any]) -> None:
         for name in names:
-            self.ctl.nodes[name] = self.ctl.kube.patch_node(name, self._ask)
+            try:
+                self.ctl.kube.patch_node(name, self._ask)  # the node watch brings the change into the cache
+            except K8sNotFound:  # gone since: counted as such
+                continue
         if names:
             log.info("request %s: re-check asked of %d nodes", item["metadata"]["name"], len(names))
 
