@@ -279,3 +279,21 @@ def test_a_controller_restarted_mid_request_labels_what_it_had_not_and_keeps_the
         wait_for(lambda: status(emulator, "r").get("phase") == "Done", what="the request done")
     assert status(emulator, "r")["generations"] == {"gpu-a": 1, "gpu-b": 1}
     assert status(emulator, "r")["results"] == {"Passed": 2} and not any("-g3-" in n for n in emulator.jobs)
+
+
+def test_a_node_whose_group_drops_the_fabric_stage_after_its_stress_pass_is_checked_anew_stress_only(emulator, tmp_path):
+    emulator.add_node("gpu-m", dict(P5, **{HP: "train"}), status=P5_STATUS)
+    with Running(emulator, batch_window_s=3600):  # no config: both stages; the batch never forms here
+        wait_for(lambda: job_name("gpu-m", 1, 1) in emulator.jobs, what="the stress Job")
+        finish(emulator, job_name("gpu-m", 1, 1), "gpu-m", "Passed")
+        wait_for(lambda: (emulator.nodes["gpu-m"]["metadata"].get("annotations") or {}).get(KEYS.stage)
+                 == "stress-passed", what="stress passed, waiting for a batch")
+    path = tmp_path / "groups.yaml"
+    path.write_text(f"groups:\n  - name: train\n    selector: {{matchLabels: {{{HP}: train}}}}\n"
+                    "    OnStartDeepHealthChecks: [InstanceStress]\n")
+    with Running(emulator, groups=groups.load(path)):  # restarted with the group now stress only
+        wait_for(lambda: job_name("gpu-m", 2, 1) in emulator.jobs, what="a stress-only check")
+        assert emulator.jobs[job_name("gpu-m", 2, 1)]["metadata"]["annotations"][STAGE_ANNOTATION] == "final"
+        finish(emulator, job_name("gpu-m", 2, 1), "gpu-m", "Passed", stage="final")
+        wait_for(lambda: labels(emulator, "gpu-m")[KEYS.check_status] == "Passed", what="gpu-m Passed")
+    assert not any(n.startswith("dhc-fabric-") for n in emulator.jobs)

@@ -127,6 +127,8 @@ class Controller(WorkQueue):
         if decision.kind == AWAIT_BATCH and self.group(self.nodes[name]).connectivity:
             self.candidates.setdefault(name, time.monotonic())
             return decision.kind
+        if decision.kind == AWAIT_BATCH:  # its group dropped the fabric stage since: a stress-only check, anew
+            decision = reconcile.Decision(reconcile.RECHECK, decision.generation + 1, 1)
         self.candidates.pop(name, None)
         act = {reconcile.JOIN: self._join, reconcile.START: self._start, reconcile.RETRY: self._retry,
                reconcile.GIVE_UP: self._give_up, reconcile.RECHECK: self._recheck,
