@@ -297,3 +297,14 @@ def test_a_node_whose_group_drops_the_fabric_stage_after_its_stress_pass_is_chec
         finish(emulator, job_name("gpu-m", 2, 1), "gpu-m", "Passed", stage="final")
         wait_for(lambda: labels(emulator, "gpu-m")[KEYS.check_status] == "Passed", what="gpu-m Passed")
     assert not any(n.startswith("dhc-fabric-") for n in emulator.jobs)
+
+
+def test_a_node_of_a_group_without_deep_checks_is_still_remediated_when_the_agent_marks_it(emulator, config):
+    emulator.add_node("gpu-sp", dict(P5, **{HP: "spare", KEYS.health: "UnschedulablePendingReboot"}),
+                      provider_id="aws:///us-west-2a/i-00000000000000abc", status=dict(P5_STATUS))
+    emulator.reboot_node("gpu-sp")
+    marks = MarkKeys(scheme.DEFAULT_PREFIX)
+    with Running(emulator, groups=config):
+        wait_for(lambda: marks.state in (emulator.nodes["gpu-sp"]["metadata"].get("annotations") or {}),
+                 what="the dry run recorded (NodeRecovery Automatic)")
+    assert not emulator.jobs and KEYS.check_status not in labels(emulator, "gpu-sp")  # still no deep check
