@@ -67,7 +67,10 @@ class DhcRun:
         self._stacks: BinaryIO | None = None
 
     def stacks(self) -> BinaryIO | None:
-        """``pytest.log`` of the run folder, opened once for faulthandler's stack dumps (None if unwritable)."""
+        """``pytest.log`` of the run folder, opened once for faulthandler's stack dumps. Only under ``dhc run``
+        (which owns that file and has a watchdog); None by hand (pytest's ``-o faulthandler_timeout=`` is there)."""
+        if not self.options.run_id:
+            return None
         if self._stacks is None:
             try:
                 self._stacks = open_run_log(self.out / PYTEST_LOG_NAME)

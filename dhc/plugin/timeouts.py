@@ -39,10 +39,7 @@ def alarm(seconds: float, message: str, stacks: BinaryIO | None = None) -> Itera
 
     previous = signal.signal(signal.SIGALRM, fire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    if stacks is not None:
-        stacks.write(f"\n[dhc] stacks follow if this is still running {seconds + STACK_DUMP_AFTER_S:g} s from now: "
-                     f"{message}\n".encode())
-        stacks.flush()
+    if stacks is not None:  # writes nothing unless it fires: "Timeout (0:00:02.500000)!" and the stacks
         faulthandler.dump_traceback_later(seconds + STACK_DUMP_AFTER_S, file=stacks)
     try:
         yield
