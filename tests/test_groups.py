@@ -308,3 +308,15 @@ def test_a_node_of_a_group_without_deep_checks_is_still_remediated_when_the_agen
         wait_for(lambda: marks.state in (emulator.nodes["gpu-sp"]["metadata"].get("annotations") or {}),
                  what="the dry run recorded (NodeRecovery Automatic)")
     assert not emulator.jobs and KEYS.check_status not in labels(emulator, "gpu-sp")  # still no deep check
+
+
+def test_a_request_for_a_group_without_deep_checks_runs_its_stress_stage_and_earns_its_pass(emulator, config):
+    emulator.add_node("gpu-n", dict(P5, **{HP: "spare"}), status=P5_STATUS)
+    request(emulator, "spare-now", group="spare")
+    with Running(emulator, groups=config, requests_poll_s=0.1):
+        wait_for(lambda: job_name("gpu-n", 1, 1) in emulator.jobs, what="the requested check")
+        assert emulator.jobs[job_name("gpu-n", 1, 1)]["metadata"]["annotations"][STAGE_ANNOTATION] == "final"
+        finish(emulator, job_name("gpu-n", 1, 1), "gpu-n", "Passed", stage="final")
+        wait_for(lambda: status(emulator, "spare-now").get("phase") == "Done", what="the request done")
+    assert labels(emulator, "gpu-n")[KEYS.check_status] == "Passed" and KEYS.request not in labels(emulator, "gpu-n")
+    assert status(emulator, "spare-now")["results"] == {"Passed": 1} and len(emulator.jobs) == 1  # checked once
