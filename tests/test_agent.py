@@ -121,8 +121,29 @@ def test_the_same_reboot_class_fault_again_after_a_reboot_within_the_window_asks
     assert not after_reboot.seen(1303)  # a new boot numbers its records afresh
     raised = after_reboot.admit(feed([XID48])[0])
     assert raised.action is Action.REPLACE and "raised 600 s ago in an earlier boot" in raised.finding.message
+    after_reboot.delivered(raised.key)  # on the node (one never delivered would still be owed in boot-c)
     now[0] += 7200  # one more reboot, now outside the window: a reboot again
     assert State(path, "boot-c", 3600, clock=lambda: now[0]).admit(feed([XID48])[0]).action is Action.REBOOT
+
+
+def test_a_raised_fault_stays_pending_in_the_state_file_until_delivered_across_restarts_and_reboots(tmp_path):
+    path = tmp_path / "state.json"
+    first = State(path, "boot-a", 86400)
+    xid79, xid48 = first.admit(feed([XID79])[0]), first.admit(feed([XID48])[0])
+    again = State(path, "boot-a", 86400)  # restarted before the API took either write
+    assert again.undelivered() == [xid79, xid48] and again.admit(feed([XID79])[0]) is None
+    after_reboot = State(path, "boot-b", 86400)  # a reboot mends no fallen-off GPU: Replace is still owed
+    assert after_reboot.undelivered() == [xid79] and after_reboot.admit(feed([XID79])[0]) is None
+    after_reboot.delivered(xid79.key)
+    assert State(path, "boot-b", 86400).undelivered() == [] and not json.loads(path.read_text())["pending"]
+
+
+def test_a_pending_entry_that_cannot_be_rebuilt_makes_the_state_file_unreadable_never_half_trusted(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"boot_id": "boot-a", "raised": {}, "history": [], "kmsg_seq": 5,
+                                "pending": {"agent.xid|0000:53:00|79": {"finding": {"check": "agent.xid"}}}}))
+    state = State(path, "boot-a", 3600)
+    assert "unreadable (KeyError" in state.problem and state.undelivered() == [] and state.kmsg_seq is None
 
 
 def test_a_state_file_that_cannot_be_read_is_named_and_set_aside(tmp_path):

@@ -221,6 +221,25 @@ def test_a_node_write_the_api_refuses_is_named_counted_and_retried_at_the_next_t
     assert agent.stop() == 0
 
 
+def test_a_fault_the_api_refused_before_a_restart_is_delivered_once_when_the_api_comes_back(tmp_path, emulator):
+    for _ in range(30):  # the API answers 503 to every condition write until the faults are cleared
+        emulator.fail_next("PATCH", "/api/v1/nodes/gpu-1/status", 503)
+    log = tmp_path / "kern.log"
+    log.write_text(XID79 + "\n")
+    first = Agent(tmp_path, log, emulator)
+    wait_for(lambda: [x for x in first.lines if "could not write agent.xid" in x["msg"]], what="the refused write")
+    assert first.stop() == 0 and health(emulator) is None and not emulator.events
+    emulator.faults.clear()  # the API is back; the agent restarts and re-reads the same kernel log
+    second = Agent(tmp_path, log, emulator)
+    assert wait_for(lambda: health(emulator), what="the label") == "UnschedulablePendingReplacement"
+    assert conditions(emulator)["GpuXid"]["reason"] == "XID79"
+    wait_for(lambda: second.metric("dhc_agent_polls_total") >= 3, what="more ticks")
+    assert [e["reason"] for e in emulator.events] == ["XID79"]  # one Event: delivered once, raised once
+    assert len(first.detections("agent.xid")) == 1 and second.detections("agent.xid") == []
+    assert not json.loads((tmp_path / "state.json").read_text())["pending"]
+    assert second.stop() == 0
+
+
 def test_no_nvml_is_an_error_line_and_a_zero_gauge_never_silence(tmp_path):
     (tmp_path / "kern.log").write_text("")
     agent = Agent(tmp_path, tmp_path / "kern.log", None, "gpu-1", None)  # the stand-in without a driver

@@ -1,13 +1,15 @@
-"""What a detector hands on: a ``Detection`` (dhc's Finding plus the identity that dedupes it), and
-the Node condition type each detector writes (as node-problem-detector names its conditions).
+"""What a detector hands on: a ``Detection`` (dhc's Finding plus the identity that dedupes it), the
+Node condition type each detector writes (as node-problem-detector names its conditions), and the
+plain-JSON form the state file keeps a detection in until it is delivered.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
-from dhc.model import Action, Device, Finding, Status
+from dhc.model import Action, Comparison, Device, Finding, Status
 
 # detector id -> Node condition type (one condition per detector; kubectl describe node lists them)
 CONDITION_TYPES = {
@@ -41,6 +43,20 @@ class Detection:
     def escalated(self, action: Action, why: str) -> Detection:
         finding = replace(self.finding, action=action, message=f"{self.finding.message}; {why}")
         return replace(self, finding=finding)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (a NaN value stays NaN: the state file is read back only by ``from_dict``)."""
+        return {"finding": asdict(self.finding), "key": self.key, "reason": self.reason, "seq": self.seq}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Detection:
+        """The detection ``to_dict`` wrote; KeyError, TypeError or ValueError for anything else."""
+        f = data["finding"]
+        device = Device(**f["device"]) if f.get("device") is not None else None
+        finding = Finding(**{**f, "status": Status(f["status"]), "action": Action(f["action"]), "device": device,
+                             "comparison": Comparison(f["comparison"]) if f.get("comparison") else None})
+        seq = data.get("seq")
+        return cls(finding, str(data["key"]), str(data["reason"]), seq if isinstance(seq, int) else None)
 
 
 def detection(detector: str, code: str, message: str, action: Action, device: Device | None = None,

@@ -8,7 +8,9 @@ and ``"HealthMonitoringAgentDetectionEvent":"HealthEvent"``) plus dhc's machine-
 On the node: the detector's condition (``nodes/status``); for Reboot / Replace also the
 node-health-status label ``UnschedulablePendingReboot|UnschedulablePendingReplacement`` with its
 NoSchedule taint and an annotation with the reason (never milder than what the node has, never
-Schedulable); and a Warning Event. A write that fails is logged, counted and retried at the next tick.
+Schedulable); and a Warning Event. A write that fails is logged and counted, and ``publish`` /
+``deliver`` say so: the caller keeps the detection pending (in its state file) and delivers it again
+at the next tick, after a restart too.
 
 With ``--sink cloudwatch`` each detection's log line is also handed to ``forward`` (a CloudWatch
 Logs shipper that delivers from its own thread, so a failing service never holds up the watch).
@@ -42,21 +44,19 @@ class Publisher:
         self.write_lock = threading.Lock()
         self.keys, self.events_namespace = keys or scheme.Keys(), events_namespace
         self.stream = stream or sys.stdout
-        self.retry: list[Detection] = []
         self.noted: set[str] = set()
 
-    def publish(self, found: Detection) -> None:
+    def publish(self, found: Detection) -> bool:
+        """The log line (and the forward), then the node; whether it was delivered to the node."""
         record = log_line(found, self.node, self.instance)
         self.line(record)
         if self.forward is not None:
             self.forward(record)
-        if self.kube is not None:
-            self._to_node(found)
+        return self.deliver(found)
 
-    def retry_failed(self) -> None:
-        waiting, self.retry = self.retry, []
-        for found in waiting:
-            self._to_node(found)
+    def deliver(self, found: Detection) -> bool:
+        """Write ``found`` onto the node; True once written (or with no node to write), False when refused."""
+        return self.kube is None or self._to_node(found)
 
     def note(self, text: str, level: str = "warning") -> None:
         """A line about the agent itself (what it cannot see), once per distinct text."""
@@ -74,7 +74,7 @@ class Publisher:
             self.stream.write(text)
             self.stream.flush()
 
-    def _to_node(self, found: Detection) -> None:
+    def _to_node(self, found: Detection) -> bool:
         assert self.kube is not None
         try:
             set_conditions(self.kube, self.node, [condition(found.condition_type, True, found.reason,
@@ -86,11 +86,12 @@ class Publisher:
             self.kube.node_event(node, found.reason, f"{found.detector}: {found.finding.message} (action: "
                                  f"{found.action.value})", warning=True, namespace=self.events_namespace,
                                  component="dhc-agent")
+            return True
         except K8sError as exc:
             self.tally.add("publish_errors")
-            self.retry.append(found)
             self.line({"level": "error", "ts": _now(), "msg": f"dhc agent: could not write {found.detector} onto "
                        f"node {self.node} (retried at the next tick): {exc}", "node": self.node})
+            return False
 
 
 def log_line(found: Detection, node: str, instance: dict[str, str | None]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The agent's loop: one thread follows the kernel log line by line, the caller's thread polls NVML,
 sysfs and the disk every ``poll_s``; every detection passes the state (dedupe, escalation) and is
-published. Stops when ``stop`` is set (SIGTERM, SIGINT).
+published. A detection stays pending in the state until it is on the node; pending ones (from before
+a restart too) are delivered again at every tick. Stops when ``stop`` is set (SIGTERM, SIGINT).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Agent:
         with self.lock:
             for note in self.poller.notes:
                 self.publisher.note(note)
-            self.publisher.retry_failed()
+            self.redeliver()
         self.tally.add("polls")
 
     def handle(self, found: list[Detection]) -> None:
@@ -71,7 +72,14 @@ class Agent:
                     self.tally.add("duplicates")
                     continue
                 self.tally.detected(admitted.detector, admitted.action.value)
-                self.publisher.publish(admitted)
+                if self.publisher.publish(admitted):
+                    self.state.delivered(admitted.key)
+
+    def redeliver(self) -> None:
+        """Deliver what is pending (the caller holds the lock): refused writes, and those of before a restart."""
+        for found in self.state.undelivered():
+            if self.publisher.deliver(found):
+                self.state.delivered(found.key)
 
     def line(self, text: str) -> None:
         """Judge one kernel-log line; counted once it has been judged and published."""

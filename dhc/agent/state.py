@@ -3,6 +3,10 @@
 - ``raised``: the faults already raised in this boot (by detector, device and code), so a restarted
   agent re-reading /dev/kmsg from the start of the ring buffer, or re-polling NVML, raises none twice;
 - ``kmsg_seq``: the last kernel record it acted on in this boot (records up to it are skipped);
+- ``pending``: raised detections not yet delivered (their node write failed, or the agent stopped
+  first), kept whole so a restarted agent delivers them: a fault is raised once and never lost to a
+  restart while the API is unreachable. A Replace-class one is still delivered after a reboot (a
+  reboot does not mend such a GPU); a Reboot-class one is not (the reboot it asked for happened);
 - ``history``: Reboot-class faults of earlier boots, so the same fault again within the escalation
   window after a reboot asks for Replace.
 
@@ -32,6 +36,7 @@ class State:
         self.raised: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
         self.kmsg_seq: int | None = None
+        self.pending: dict[str, dict[str, Any]] = {}  # key -> Detection.to_dict(), until delivered
         self.problem: str | None = None  # why an existing state file could not be used
         if path is not None:
             self._load(path)
@@ -39,8 +44,11 @@ class State:
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text())
-            raised, history, seq = data["raised"], data["history"], data["kmsg_seq"]
+            raised, history, seq, pending = data["raised"], data["history"], data["kmsg_seq"], data.get("pending", {})
             assert isinstance(raised, dict) and isinstance(history, list) and isinstance(data["boot_id"], str)
+            assert isinstance(pending, dict), "pending: expected an object"
+            for entry in pending.values():
+                Detection.from_dict(entry)  # one that cannot be rebuilt makes the file unreadable
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
@@ -48,8 +56,12 @@ class State:
             return
         self.history = history[-MAX_HISTORY:]
         if data["boot_id"] == self.boot_id:
-            self.raised, self.kmsg_seq = raised, seq if isinstance(seq, int) else None
+            self.raised, self.kmsg_seq, self.pending = raised, seq if isinstance(seq, int) else None, pending
             return
+        self.pending = {key: entry for key, entry in pending.items()
+                        if entry["finding"]["action"] == Action.REPLACE.value}
+        self.raised = {key: raised.get(key) or {"ts": self.clock(), "action": Action.REPLACE.value}
+                       for key in self.pending}
         self.history += [{"key": key, "boot_id": data["boot_id"], "ts": entry.get("ts", 0)}
                          for key, entry in raised.items() if entry.get("action") == Action.REBOOT.value]
         self.history = self.history[-MAX_HISTORY:]
@@ -67,10 +79,20 @@ class State:
             found = found.escalated(Action.REPLACE, f"the same fault was raised {now - earlier:.0f} s ago in an "
                                     f"earlier boot (escalation window {self.window_s:g} s): Replace")
         self.raised[found.key] = {"ts": now, "action": found.action.value, "reason": found.reason}
+        self.pending[found.key] = found.to_dict()
         if found.seq is not None:
             self.kmsg_seq = max(found.seq, self.kmsg_seq or 0)
         self.save()
         return found
+
+    def delivered(self, key: str) -> None:
+        """The detection ``key`` is on the node (or there is no node to write): no longer pending."""
+        if self.pending.pop(key, None) is not None:
+            self.save()
+
+    def undelivered(self) -> list[Detection]:
+        """The raised detections still to be delivered, oldest first."""
+        return [Detection.from_dict(entry) for entry in self.pending.values()]
 
     def _before_reboot(self, key: str, now: float) -> float | None:
         times = [h["ts"] for h in self.history if h.get("key") == key and h.get("boot_id") != self.boot_id
@@ -80,7 +102,8 @@ class State:
     def save(self) -> None:
         if self.path is None:
             return
-        data = {"boot_id": self.boot_id, "kmsg_seq": self.kmsg_seq, "raised": self.raised, "history": self.history}
+        data = {"boot_id": self.boot_id, "kmsg_seq": self.kmsg_seq, "raised": self.raised, "history": self.history,
+                "pending": self.pending}
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         temporary.write_text(json.dumps(data, separators=(",", ":")))
         os.chmod(temporary, 0o644)
