@@ -96,6 +96,12 @@ class Emulator:
             self._record("nodes", "ADDED", node)
             self.nodes[name] = node
 
+    def delete_node(self, name: str) -> None:
+        """Someone deletes a Node object (a person, or the cloud provider after a termination)."""
+        with self.lock:
+            node = self.nodes.pop(name)
+            self._record("nodes", "DELETED", node)
+
     def set_node_labels(self, name: str, labels: dict[str, str]) -> None:
         """Someone else (a person, the node-side sink) relabels a node."""
         with self.lock:

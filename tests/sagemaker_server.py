@@ -6,7 +6,8 @@ against botocore's own model of the operation (types, 1 to 25 ids, the ``i-`` id
 call answers 400 ``ValidationException`` and fails the test that made it. Known instance ids succeed
 (each recorded once in ``actions``); unknown ones come back in ``Failed``. ``throttle(n)`` answers
 the next ``n`` calls with 400 ``ThrottlingException`` without acting, as the service does when a
-caller exceeds its rate.
+caller exceeds its rate. ``fail_after_acting(n)`` carries out the next ``n`` calls and then answers
+500 ``InternalFailure``, as a service that failed after acting (or a lost answer) looks to a caller.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SageMaker:
         self.calls: list[tuple[str, list[str]]] = []  # (operation, NodeIds) of every call, throttled too
         self.actions: list[tuple[str, str]] = []  # (Reboot | Replace, instance id) actually carried out
         self.throttled = 0
+        self.failing = 0  # calls carried out, then answered 500
         self.rejected: list[str] = []  # why malformed calls were refused
         server = self
 
@@ -66,6 +68,10 @@ class SageMaker:
         with self.lock:
             self.throttled += calls
 
+    def fail_after_acting(self, calls: int) -> None:
+        with self.lock:
+            self.failing += calls
+
     def answer(self, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
         prefix, _, operation = target.partition(".")
         if prefix != "SageMaker" or operation not in OPERATIONS:
@@ -83,7 +89,11 @@ class SageMaker:
             if self.throttled:
                 self.throttled -= 1
                 return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
-            return 200, self._act(OPERATIONS[operation], params)
+            answer = self._act(OPERATIONS[operation], params)
+            if self.failing:
+                self.failing -= 1
+                return 500, {"__type": "InternalFailure", "message": "We encountered an internal error."}
+            return 200, answer
 
     def _invalid(self, operation: str, params: dict[str, Any]) -> str:
         shape = self.model.operation_model(operation).input_shape

@@ -283,15 +283,44 @@ def test_fifty_nodes_marked_at_once_with_the_breaker_at_10_percent_act_on_five(e
             running.settled(f"gpu-{index:02d}", times=1)
         assert len(sagemaker.actions) == 5 and running.controller.snapshot().breaker_tripped
         held = [n for n, o in emulator.nodes.items() if RKEYS.held in o["metadata"]["annotations"]]
-        assert len(held) == 1 and "circuit breaker tripped" in emulator.nodes[held[0]]["metadata"]["annotations"][
-            RKEYS.held]
+        assert len(held) == 50  # every node refused, and the five in flight: no one node's deletion resets it
+        assert all("circuit breaker tripped" in emulator.nodes[n]["metadata"]["annotations"][RKEYS.held] for n in held)
         assert len(events(emulator, "RemediationBreakerTripped")) == 1  # said once, not per node held
-        # a person resets it (kubectl annotate node ... remediation-held-): the five in flight still hold
-        # their slots until they are Schedulable again, so it trips again and acts on no more
+        # a person resets it (kubectl annotate nodes --all ... remediation-held-): the five in flight still
+        # hold their slots until they are Schedulable again, so it trips again and acts on no more
         key = RKEYS.held.replace("/", "~1")
-        running.kube.patch_node(held[0], lambda n: [{"op": "remove", "path": f"/metadata/annotations/{key}"}])
+        for name in held:
+            running.kube.patch_node(name, lambda n: [{"op": "remove", "path": f"/metadata/annotations/{key}"}])
         wait_for(lambda: len(events(emulator, "RemediationBreakerTripped")) == 2, what="the breaker tripping again")
     assert len(sagemaker.actions) == 5
+
+
+def test_a_tripped_breaker_stays_tripped_when_the_node_it_tripped_on_is_deleted(emulator, sagemaker):
+    for index, name in enumerate(("gpu-j", "gpu-k", "gpu-l")):
+        emulator.add_node(name, dict(P5, **{KEYS.check_status: "Failed", KEYS.health: "Unschedulable"}),
+                          provider_id=f"aws:///us-west-2a/{iid(20 + index)}", status=dict(P5_STATUS),
+                          annotations={KEYS.generation: "1"})
+        emulator.reboot_node(name)
+    with hyperpod(emulator, sagemaker, max_nodes=1) as running:
+        running.settled("gpu-l")
+        for name in ("gpu-j", "gpu-k"):
+            emulator.set_node_labels(name, {KEYS.health: "UnschedulablePendingReboot"})
+        wait_for(lambda: events(emulator, "RemediationBreakerTripped"), what="the breaker tripping")
+        wait_for(lambda: len(sagemaker.actions) == 1, what="one reboot")
+        refused = next(e["involvedObject"]["name"] for e in events(emulator, "RemediationBreakerTripped"))
+        acted = ({"gpu-j", "gpu-k"} - {refused}).pop()
+        wait_for(lambda: RKEYS.held in emulator.nodes[acted]["metadata"]["annotations"], what="the mark in flight")
+        emulator.delete_node(refused)  # the node it tripped on goes away
+        emulator.reboot_node(acted)  # the node in flight recovers: its slot is free again
+        wait_for(lambda: job_name(acted, 2, 1) in emulator.jobs, what="the re-check")
+        finish(emulator, job_name(acted, 2, 1), acted, "Passed", stage="final")
+        wait_for(lambda: RKEYS.state not in emulator.nodes[acted]["metadata"]["annotations"], what="recovered")
+        emulator.set_node_labels("gpu-l", {KEYS.health: "UnschedulablePendingReboot"})
+        wait_for(lambda: RKEYS.held in emulator.nodes["gpu-l"]["metadata"]["annotations"], what="gpu-l held")
+        running.settled("gpu-l")
+        assert running.controller.snapshot().breaker_tripped
+    assert len(sagemaker.actions) == 1 and not emulator.nodes["gpu-l"]["spec"].get("unschedulable")
+    assert len(events(emulator, "RemediationBreakerTripped")) == 1
 
 
 # -- restarts and API faults -----------------------------------------------------------------------
@@ -309,6 +338,66 @@ def test_a_controller_restarted_mid_drain_resumes_without_acting_twice(emulator,
         second.settled("gpu-c")
     assert sagemaker.actions == [("Reboot", iid(3))] and emulator.evictions == ["default/train-1"]
     assert len(events(emulator, "RemediationStarted")) == 1
+
+
+def test_a_node_noted_in_the_dry_run_is_remediated_once_an_actuator_is_turned_on(emulator, sagemaker):
+    add_marked(emulator, "gpu-m", 12)
+    with Running(emulator):
+        wait_for(lambda: events(emulator, "RemediationDryRun"), what="the dry run")
+    assert state(emulator, "gpu-m")["phase"] == "dry-run"
+    with hyperpod(emulator, sagemaker):  # the operator switches label-only to hyperpod
+        wait_for(lambda: state(emulator, "gpu-m").get("phase") == "acted", what="the reboot")
+    assert sagemaker.actions == [("Reboot", iid(12))] and len(events(emulator, "RemediationStarted")) == 1
+
+
+def test_a_500_from_the_action_call_is_never_retried_and_is_recorded_unconfirmed(emulator, sagemaker):
+    add_marked(emulator, "gpu-n", 13)
+    sagemaker.fail_after_acting(1)  # the service rebooted it, then answered 500: a retry would reboot it twice
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: state(emulator, "gpu-n").get("phase") == "acted", what="acted, unconfirmed")
+        running.settled("gpu-n")
+    assert len(sagemaker.calls) == 1 and sagemaker.actions == [("Reboot", iid(13))]
+    history = json.loads(emulator.nodes["gpu-n"]["metadata"]["annotations"][RKEYS.history])
+    assert [h["outcome"] for h in history] == ["unconfirmed"]
+    message = events(emulator, "RemediationActed")[0]["message"]
+    assert "InternalFailure" in message and "not called again" in message
+
+
+def test_only_throttling_is_retried_by_the_actuator(sagemaker):
+    from dhc.aws.actuators import ActuatorError
+
+    actuator = HyperPod(CLUSTER, "us-west-2", sagemaker.url, attempts=4, timeout_s=5)
+    sagemaker.throttle(2)
+    assert actuator.act("Reboot", [iid(1)]) == {iid(1): ""} and len(sagemaker.calls) == 3
+    sagemaker.fail_after_acting(1)
+    with pytest.raises(ActuatorError, match="InternalFailure") as raised:
+        actuator.act("Replace", [iid(2)])
+    assert raised.value.unconfirmed and len(sagemaker.calls) == 4
+    with pytest.raises(ActuatorError, match="ValidationException") as refused:  # a 4xx: refused, not done
+        HyperPod("other-cluster", "us-west-2", sagemaker.url, attempts=4, timeout_s=5).act("Reboot", [iid(3)])
+    assert not refused.value.unconfirmed and len(sagemaker.calls) == 5
+    sagemaker.rejected.clear()
+
+
+@pytest.mark.parametrize(("phase", "waiting"), [("acted", "not Ready again after the action"),
+                                                 ("rechecking", "no new deep check verdict")])
+def test_a_node_that_never_comes_back_is_stuck_with_an_event_and_keeps_its_slot(emulator, sagemaker, phase, waiting):
+    add_marked(emulator, "gpu-o", 14)
+    long_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    boot = emulator.nodes["gpu-o"]["status"]["nodeInfo"]["bootID"]
+    emulator.nodes["gpu-o"]["status"]["conditions"] = [
+        dict(c, lastTransitionTime=long_ago) if c.get("type") == "Ready" else c
+        for c in emulator.nodes["gpu-o"]["status"].get("conditions") or []]
+    emulator.nodes["gpu-o"]["metadata"]["annotations"][RKEYS.state] = json.dumps(
+        {"phase": phase, "action": "Reboot", "instance": iid(14), "boot": boot, "generation": 1,
+         "detected": long_ago, "acted": long_ago, "since": long_ago})
+    with hyperpod(emulator, sagemaker) as running:
+        wait_for(lambda: state(emulator, "gpu-o").get("phase") == "stuck", what="stuck")
+        running.settled("gpu-o")
+        assert running.controller.remediation.in_flight() == {"gpu-o"}  # it keeps its slot
+    stuck = events(emulator, "RemediationStuck")
+    assert len(stuck) == 1 and waiting in stuck[0]["message"] and "3600 s" in stuck[0]["message"]
+    assert waiting in state(emulator, "gpu-o")["why"] and not sagemaker.calls
 
 
 def test_a_controller_that_stopped_while_calling_never_calls_again(emulator, sagemaker):

@@ -8,8 +8,10 @@ Every step is a phase written to the node's ``<prefix>/remediation`` annotation 
 one starts, and finished actions go to ``<prefix>/remediation-history``; the controller holds no state
 that a restart loses. ``acting`` is written before the actuator is called, so a controller that finds
 ``acting`` on a node (it died mid-call) never calls again: it records the action as unconfirmed and
-says so. The default actuator ``label-only`` is a dry run: it changes nothing on the node but the
-annotation and a Node Event saying what it would do.
+says so; an actuator error that may hide a done action (a 5xx, a read timeout) is ``unconfirmed`` too.
+``acted`` and ``rechecking`` wait at most ``rejoin_timeout_s``, then the node is ``stuck`` with an Event.
+The default actuator ``label-only`` is a dry run: it changes nothing on the node but the annotation
+and a Node Event saying what it would do; once another actuator is chosen, its nodes go to the breaker.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RemediationSettings:
     breaker: breaker.BreakerSettings = field(default_factory=breaker.BreakerSettings)
     drain_timeout_s: float = 600.0
     act_after_drain_timeout: bool = False  # after the wait: act anyway, or leave the node for a person
+    rejoin_timeout_s: float = 3600.0  # acted -> Ready again, and rechecking -> a verdict: then stuck, said
 
 
 class Remediator:
@@ -58,6 +61,7 @@ class Remediator:
         self.keys = RemediationKeys(ctl.settings.prefix)
         self._admitting = threading.Lock()
         self.admitted: set[str] = set()  # nodes this process let through, until they end
+        self.marked: set[str] = set()  # nodes this process marked held since the breaker last tripped
         self.recoveries: list[float] = []  # seconds from detection to Schedulable again
 
     # -- reading ------------------------------------------------------------------------------------
@@ -91,7 +95,9 @@ class Remediator:
         state, health = self.state(node), (node["metadata"].get("labels") or {}).get(self.ctl.keys.health)
         phase = state.get("phase", "")
         if phase in ("", "dry-run", "refused") and health in PENDING:
-            return phase if phase in ("dry-run", "refused") else self._begin(node, PENDING[health])
+            if phase == "refused" or (phase == "dry-run" and self.settings.actuator == LABEL_ONLY):
+                return phase
+            return self._begin(node, PENDING[health])  # a dry run's node, once acting is on: the breaker decides
         if phase in ("dry-run", "refused"):  # the mark was lifted: forget the dry run
             self._write(node, None)
             return ""
@@ -106,8 +112,10 @@ class Remediator:
         with self._admitting:
             history = load((node["metadata"].get("annotations") or {}).get(self.keys.history), [])
             acted = [t for t in (parse_time(h.get("at")) for h in history if isinstance(h, dict)) if t]
-            watched = sum(1 for n in list(self.ctl.nodes.values()) if self.ctl.wants(n))
-            admission = breaker.admit(self.settings.breaker, self.tripped(), len(self.in_flight() - {name}),
+            watched, tripped = sum(1 for n in list(self.ctl.nodes.values()) if self.ctl.wants(n)), self.tripped()
+            if not tripped:  # reset (or never tripped): a new trip marks its nodes anew
+                self.marked.clear()
+            admission = breaker.admit(self.settings.breaker, tripped, len(self.in_flight() - {name}),
                                       watched, acted, datetime.now(UTC))
             if admission.admitted:
                 self.admitted.add(name)
@@ -116,6 +124,9 @@ class Remediator:
                 node = self._write(node, state, unschedulable=True)
             elif admission.trips:  # under the lock: the next admission sees it tripped, so it trips once
                 node = self._hold(node, admission.reason)
+                for busy in self.in_flight() - {name}:  # and on the nodes in flight: no one node holds it
+                    if busy in self.ctl.nodes:
+                        self._hold(self.ctl.nodes[busy], admission.reason)
         if not admission.admitted:
             return self._refuse(node, action, admission)
         self._event(node, "RemediationStarted", f"{action}: cordoned; draining through the Eviction API, then "
@@ -140,14 +151,19 @@ class Remediator:
             self._event(node, "RemediationBreakerTripped", f"{action} not started: {admission.reason}", warning=True)
             self.ctl.count("remediations", f"{action}/held")
             return "held"
-        if self.tripped():
-            return "held"  # already said on the node that tripped it
+        if self.tripped():  # already said in an Event; the mark goes on every node held, once (a person
+            if node["metadata"]["name"] not in self.marked:  # removing the marks is not undone), so no
+                self._hold(node, admission.reason)  # one node's deletion resets the breaker
+            return "held"
         self._write(node, {"phase": "refused", "action": action, "why": admission.reason})
         self._event(node, "RemediationRefused", f"{action} not started: {admission.reason}", warning=True)
         self.ctl.count("remediations", f"{action}/refused")
         return "refused"
 
     def _hold(self, node: dict[str, Any], reason: str) -> dict[str, Any]:
+        self.marked.add(node["metadata"]["name"])
+        if (node["metadata"].get("annotations") or {}).get(self.keys.held):
+            return node
         node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: annotate(
             n, {self.keys.held: f"{now_text()}: {reason}"}))
         self.ctl.nodes[node["metadata"]["name"]] = node
@@ -182,6 +198,10 @@ class Remediator:
         try:
             why = self.actuator.act(action, [iid]).get(iid, "not in the service's answer")
         except DhcError as exc:
+            if getattr(exc, "unconfirmed", False):  # it may have been carried out: never called again
+                return self._acted_now(node, state, "unconfirmed", f"{drained}; {self.actuator.name} {action} "
+                                       f"{iid}: {exc}; it may have been carried out, not called again: check "
+                                       "the instance", warning=True)
             why = str(exc)
         if why:
             return self._fail(node, state, f"{drained}; {self.actuator.name} {action} {iid}: {why}")
@@ -215,9 +235,10 @@ class Remediator:
         since, boot = parse_time(ready.get("lastTransitionTime")), (status.get("nodeInfo") or {}).get("bootID", "")
         rebooted = bool(boot and state.get("boot") and boot != state["boot"])
         if ready.get("status") != "True" or not (rebooted or (since and acted and since > acted)):
-            return "acted"
+            return self._overdue(node, state, acted, "not Ready again after the action") or "acted"
         request = self.ctl.keys.request
-        node = self._write(node, state | {"phase": "rechecking"}, unschedulable=False, labels={request: "recheck"})
+        node = self._write(node, state | {"phase": "rechecking", "since": now_text()}, unschedulable=False,
+                           labels={request: "recheck"})
         self._event(node, "RemediationRejoined", "Ready again after the action: a new deep health check before "
                                                  "it is Schedulable", warning=False)
         return "rechecking"
@@ -232,12 +253,26 @@ class Remediator:
         elif health in PENDING and self._generation(node) > int(state.get("generation", 0)):
             outcome, message = "failed-again", "failed its deep health check again after the action"
         else:
-            return "rechecking"
+            return self._overdue(node, state, parse_time(state.get("since")), "no new deep check verdict") \
+                or "rechecking"
         self._write(node, None)
         self.admitted.discard(node["metadata"]["name"])
         self._event(node, f"Remediation{outcome.title().replace('-', '')}", message, warning=outcome != "recovered")
         self.ctl.count("remediations", f"{action}/{outcome}")
         return outcome
+
+    def _overdue(self, node: dict[str, Any], state: dict[str, Any], since: datetime | None, what: str) -> str:
+        """Past ``rejoin_timeout_s``: ``stuck``, said in an Event, its slot kept for a person ('' before)."""
+        since = since or parse_time(state.get("since")) or parse_time(state.get("detected"))
+        limit = self.settings.rejoin_timeout_s
+        if since is None or (datetime.now(UTC) - since).total_seconds() < limit:
+            return ""
+        why = f"{what} {limit:g} s after {state['phase']} began ({state.get('instance')}): left for a person"
+        node = self._write(node, state | {"phase": "stuck", "why": why})
+        self._event(node, "RemediationStuck", f"{state['action']}: {why}; it holds its remediation slot until a "
+                                              "person removes its remediation annotation", warning=True)
+        self.ctl.count("remediations", f"{state['action']}/stuck")
+        return "stuck"
 
     # -- writing ------------------------------------------------------------------------------------
     def _generation(self, node: dict[str, Any]) -> int:
