@@ -159,6 +159,8 @@ def apply(kube: Kube, keys: scheme.Keys, node: str, job: dict[str, Any], outcome
               f"(run {verdict.run_id}, pod {outcome.pod})"
     if verdict.reasons:
         summary += ": " + "; ".join(str(r.get("message")) for r in verdict.reasons[:3])
+    if (mark := scheme.agent_mark(patched, keys)) and verdict.status == "Passed":
+        summary += f"; the node stays {mark}: dhc agent marked it during the check ({keys.agent_reasons})"
     reason = f"DeepHealthCheck{verdict.status}" if final else f"DeepHealthCheckStress{verdict.status}"
     kube.node_event(patched, reason, summary, warning=verdict.status != "Passed", namespace=events_namespace)
     return patched

@@ -2,6 +2,8 @@
 
 Defaults mirror SageMaker HyperPod so existing nodeSelectors keep working; the key prefix is
 configurable (a real HyperPod cluster owns those keys itself). Pure functions, no API calls.
+Who wins the health label: dhc agent's Pending mark stands over the controller's writes until a
+remediation action after it consumes it (``agent_mark``), so a passing check never clears a fault.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_PREFIX = "sagemaker.amazonaws.com"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_ANNOTATION_CHARS = 16_384  # well inside the 256 KiB all annotations share
+
+
+PENDING = ("UnschedulablePendingReboot", "UnschedulablePendingReplacement")  # in rising severity
+_SEVERITY = ("Schedulable", "Unschedulable", *PENDING)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,9 @@ class Keys:
         self.batch = f"{prefix}/deep-health-check-batch"  # annotation: the connectivity Job of the node
         self.record = f"{prefix}/deep-health-check-record"  # annotation: the controller's record of the run
         self.agent_reasons = f"{prefix}/agent-health-reasons"  # annotation: what dhc agent found (JSON)
+        # annotation: the controller's finished remediation actions, a JSON list of {"at": ...}
+        # (dhc.controller.marks.RemediationKeys.history writes it; read here to tell a consumed agent mark)
+        self.remediation_history = f"{prefix}/remediation-history"
 
 
 def joining() -> NodeState:
@@ -94,8 +104,14 @@ def _gpu(device: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def node_ops(node: dict[str, Any], keys: Keys, state: NodeState, annotations: dict[str, str] | None = None,
              drop_labels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """JSON patch operations that set dhc's labels, annotations and taint, and touch nothing else."""
+    """JSON patch operations that set dhc's labels, annotations and taint, and touch nothing else.
+
+    A standing agent mark (``agent_mark``) is never lowered: the health written is the more severe of
+    the mark and ``state``'s, so a Passed check leaves such a node Passed but still Pending."""
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    mark = agent_mark(node, keys)
+    if mark and _SEVERITY.index(mark) > _SEVERITY.index(state.health if state.health in _SEVERITY else PENDING[1]):
+        state = NodeState(state.check_status, mark, state.reasons)
     ops: list[dict[str, Any]] = []
     labels = meta.get("labels") or {}
     if "labels" not in meta or meta["labels"] is None:
@@ -128,7 +144,6 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-PENDING = ("UnschedulablePendingReboot", "UnschedulablePendingReplacement")  # in rising severity
 
 
 def pending_ops(node: dict[str, Any], keys: Keys, health: str, annotations: dict[str, str]) -> list[dict[str, Any]]:
@@ -155,3 +170,36 @@ def pending_ops(node: dict[str, Any], keys: Keys, health: str, annotations: dict
     if _plain_taints(wanted) != _plain_taints(taints):
         ops.append({"op": "add", "path": "/spec/taints", "value": wanted})
     return ops
+
+
+def agent_mark(node: dict[str, Any], keys: Keys) -> str | None:
+    """The node's Pending health label when it is dhc agent's mark and still stands, else None.
+
+    It stands when the agent's annotation is on the node, the label is still Pending (a person who
+    relabels the node lifts it) and the annotation's ``ts`` is newer than every finished remediation
+    action in the history (an action consumes the marks made before it). Fails closed: a ``ts`` that
+    cannot be read stands; a history entry that cannot be read consumes nothing."""
+    meta = node.get("metadata") or {}
+    health, notes = (meta.get("labels") or {}).get(keys.health), meta.get("annotations") or {}
+    if health not in PENDING or keys.agent_reasons not in notes:
+        return None
+    marked = _time(_json(notes[keys.agent_reasons], {}).get("ts"))
+    acted = [_time(h.get("at")) for h in _json(notes.get(keys.remediation_history), []) if isinstance(h, dict)]
+    last = max((t for t in acted if t is not None), default=None)
+    return health if marked is None or last is None or marked > last else None
+
+
+def _json(text: str | None, default: Any) -> Any:
+    try:
+        value = json.loads(text) if text else default
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
