@@ -168,10 +168,16 @@ def test_the_agents_escalation_as_the_node_comes_back_survives_the_recheck_and_i
         at = json.loads(emulator.nodes["gpu-e"]["metadata"]["annotations"][RKEYS.history])[-1]["at"]
         emulator.reboot_node("gpu-e")
         wait_for(lambda: job_name("gpu-e", 2, 1) in emulator.jobs, what="the re-check")
+        # training is back on the node, under a PDB: the next drain waits (until the verdict is in)
+        emulator.add_pod("train-0", "gpu-e", labels={"app": "train"}, owner_kind="ReplicaSet")
+        pdb = emulator.add_pdb("default", {"app": "train"}, disruptions_allowed=0)
         wait_for(lambda: now_text() > at, what="a second after the action (the annotations' resolution)")
         agent_sees(emulator, "gpu-e", XID79)  # the same fault again after the reboot: Replace
         finish(emulator, job_name("gpu-e", 2, 1), "gpu-e", "Passed", stage="final")
         wait_for(lambda: labels(emulator, "gpu-e")[KEYS.check_status] == "Passed", what="the re-check's verdict")
-        assert labels(emulator, "gpu-e")[KEYS.health] == REPLACE
+        assert labels(emulator, "gpu-e")[KEYS.health] == REPLACE  # the pass did not clear the escalation
+        wait_for(lambda: any(r[1].endswith("/train-0/eviction") for r in emulator.requests), what="the new drain")
+        assert labels(emulator, "gpu-e")[KEYS.health] == REPLACE and len(sagemaker.actions) == 1
+        pdb["disruptionsAllowed"] = 1
         wait_for(lambda: ("Replace", iid(2)) in sagemaker.actions, what="the replacement")
     assert sagemaker.actions == [("Reboot", iid(2)), ("Replace", iid(2))]
