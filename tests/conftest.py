@@ -52,3 +52,23 @@ def validate_report(report_schema):
         return document
 
     return check
+
+
+@pytest.fixture
+def moto():
+    """moto in server mode on a free loopback port: AWS over real HTTP. Its URL."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def fake_aws_credentials(monkeypatch):
+    """Credentials and a region for boto3 that reach nothing real; no profile from the machine."""
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-west-2")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

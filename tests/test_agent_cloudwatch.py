@@ -18,7 +18,7 @@ from dhc_process import dhc_env
 from k8s_emulator import Emulator
 from test_agent_process import XID79, fifo_writer, wait_for
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
+pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
 boto3 = pytest.importorskip("boto3", reason="boto3 comes with dhc[cloud]")
 
 from dhc.aws import logs  # noqa: E402
@@ -100,15 +100,6 @@ def test_sinks_add_up_and_a_wrong_one_is_a_usage_error(capsys):
 
 
 # --- the agent as a real process against moto over HTTP ----------------------------------------------
-
-@pytest.fixture
-def moto():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
 
 class Agent:
     """``dhc agent --sink cloudwatch`` in a subprocess, its stdout lines collected as JSON."""

@@ -12,21 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
+pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
 boto3 = pytest.importorskip("boto3", reason="boto3 comes with dhc[cloud]")
 
 from dhc.sinks import cloudwatch  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-2"}
-
-
-@pytest.fixture
-def moto():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 class Throttler:

@@ -62,11 +62,8 @@ def sagemaker():
 
 
 @pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch):
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-west-2")):
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def aws_credentials(fake_aws_credentials):
+    """Every test here may reach the local SageMaker endpoint."""
 
 
 class Remediating(Running):
