@@ -423,7 +423,7 @@ def test_a_remediation_annotation_dhc_did_not_write_holds_the_node_and_does_noth
 
 
 def test_times_without_a_zone_are_read_as_utc():
-    from dhc.controller.marks import parse_time
+    from dhc.k8s.scheme import parse_time
 
     assert parse_time("2026-01-01T00:00:00") == parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_time("yesterday") is None

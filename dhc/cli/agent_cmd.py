@@ -127,8 +127,7 @@ def _cloudwatch(args: argparse.Namespace, settings: Settings, node: str, kube, p
 def _node_facts(kube, node: str, publisher) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
     """The node's labels and the instance id that ends its providerID (``aws:///<zone>/<id>`` on EKS,
     ``aws:///<region>/sagemaker/cluster/<id>`` on HyperPod's EKS nodes), when the node can be read."""
-    import re
-
+    from dhc.instance import provider_instance_id
     from dhc.k8s.client import K8sError
 
     if kube is None:
@@ -138,8 +137,7 @@ def _node_facts(kube, node: str, publisher) -> tuple[dict[str, str], str | None]
     except K8sError as exc:
         publisher.note(f"could not read node {node} for the CloudWatch stream name: {exc}")
         return {}, None
-    tail = re.search(r"^aws:///.*/(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$", (found.get("spec") or {}).get("providerID") or "")
-    return found["metadata"].get("labels") or {}, tail and tail.group(1)
+    return found["metadata"].get("labels") or {}, provider_instance_id((found.get("spec") or {}).get("providerID"))
 
 
 def _agent(args: argparse.Namespace, settings: Settings, node: str, kube, tally):  # noqa: ANN001, ANN202

@@ -6,12 +6,8 @@ access could have edited, so reading one never raises (``load`` falls back to a 
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime
 from typing import Any
-
-_INSTANCE = re.compile(r"(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
 
 
 class RemediationKeys:
@@ -21,32 +17,8 @@ class RemediationKeys:
         self.held = f"{prefix}/remediation-held"  # annotation: the breaker tripped on this node
 
 
-def instance_id(provider_id: str | None) -> str | None:
-    """The EC2 instance id ending a node's providerID (``aws:///us-west-2a/i-0abc...``), or None."""
-    match = _INSTANCE.search((provider_id or "").rstrip("/"))
-    return match.group(1) if match else None
-
-
 def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: Any) -> datetime | None:
-    """An ISO 8601 time (UTC when it names no zone), or None when it is not one."""
-    try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def load(text: str | None, default: Any) -> Any:
-    """An annotation's JSON, or ``default`` when absent or not ours (never an exception)."""
-    try:
-        value = json.loads(text) if text else default
-    except ValueError:
-        return default
-    return value if isinstance(value, type(default)) else default
 
 
 def annotate(node: dict[str, Any], annotations: dict[str, str | None],

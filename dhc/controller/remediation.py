@@ -24,9 +24,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dhc.controller import breaker, drain
-from dhc.controller.marks import RemediationKeys, annotate, instance_id, load, now_text, parse_time
+from dhc.controller.marks import RemediationKeys, annotate, now_text
 from dhc.errors import DhcError
+from dhc.instance import provider_instance_id as instance_id
 from dhc.k8s.client import K8sError
+from dhc.k8s.scheme import load_annotation as load
+from dhc.k8s.scheme import parse_time
 
 log = logging.getLogger("dhc.controller.remediation")
 PENDING = {"UnschedulablePendingReboot": "Reboot", "UnschedulablePendingReplacement": "Replace"}

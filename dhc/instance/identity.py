@@ -38,6 +38,7 @@ FORMS: dict[str, tuple[re.Pattern[str], str]] = {
 _DISCOVERED_FORMS = {"instance_id": EC2_INSTANCE_ID}  # what EC2 itself hands out
 
 _PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]+)/(?P<instance>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))$")
+_PROVIDER_TAIL = re.compile(r"^aws:///.*/(i-(?:[0-9a-f]{8}|[0-9a-f]{17}))$")
 _REGION_OF_ZONE = re.compile(r"^([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d+)")
 
 
@@ -68,6 +69,13 @@ class InstanceIdentity:
         names = [f.name for f in fields(cls) if f.name != "notes"]
         return cls(**{n: Sourced(data[n]["value"], data[n]["source"]) for n in names},
                    notes=tuple(data.get("notes", ())))
+
+
+def provider_instance_id(provider_id: str | None) -> str | None:
+    """The EC2 instance id that ends a node's providerID, in EKS's ``aws:///<zone>/<id>`` or HyperPod's
+    ``aws:///<region>/sagemaker/cluster/<id>`` form; None when it ends in none."""
+    match = _PROVIDER_TAIL.search((provider_id or "").strip().rstrip("/"))
+    return match.group(1) if match else None
 
 
 def parse_provider_id(provider_id: str) -> tuple[str, str, str | None]:

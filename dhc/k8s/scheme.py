@@ -183,13 +183,14 @@ def agent_mark(node: dict[str, Any], keys: Keys) -> str | None:
     health, notes = (meta.get("labels") or {}).get(keys.health), meta.get("annotations") or {}
     if health not in PENDING or keys.agent_reasons not in notes:
         return None
-    marked = _time(_json(notes[keys.agent_reasons], {}).get("ts"))
-    acted = [_time(h.get("at")) for h in _json(notes.get(keys.remediation_history), []) if isinstance(h, dict)]
+    marked = parse_time(load_annotation(notes[keys.agent_reasons], {}).get("ts"))
+    acted = [parse_time(h.get("at")) for h in load_annotation(notes.get(keys.remediation_history), []) if isinstance(h, dict)]
     last = max((t for t in acted if t is not None), default=None)
     return health if marked is None or last is None or marked > last else None
 
 
-def _json(text: str | None, default: Any) -> Any:
+def load_annotation(text: str | None, default: Any) -> Any:
+    """An annotation's JSON, or ``default`` when absent or not ours (never an exception)."""
     try:
         value = json.loads(text) if text else default
     except ValueError:
@@ -197,7 +198,8 @@ def _json(text: str | None, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default
 
 
-def _time(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or None when it is not one."""
     try:
         value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
