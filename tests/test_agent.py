@@ -342,7 +342,7 @@ def test_a_root_filesystem_gone_read_only_is_told_from_a_read_only_bind_mount(tm
 def test_the_daemonset_validates_parses_with_dhcs_own_flags_and_mounts_the_host_read_only():
     import yaml
 
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate comes with the test extra")
     objects = {o["kind"]: o for o in yaml.safe_load_all((ROOT / "containers" / "k8s" / "agent.yaml").read_text())}
     for obj in objects.values():
         kubernetes_validate.validate(obj, "1.30", strict=True)
@@ -376,3 +376,11 @@ def test_an_nvml_binding_that_breaks_at_start_is_named_not_a_crash():
 
     watch = Poller(LIMITS, P5, nvml=Broken)
     assert watch.poll() == [] and "starting it raised FileNotFoundError: libnvidia-ml.so.1" in watch.notes[0]
+
+
+def test_a_kmsg_record_whose_sequence_no_kernel_could_write_is_read_as_a_plain_line():
+    """A 64-bit sequence fits in 20 digits; a longer one (Python refuses ints past 4,300) never kills the follower."""
+    assert record("6,1234,5678901,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1, GPU has fallen off the bus.") == \
+        (1234, "NVRM: Xid (PCI:0000:53:00): 79, pid=1, GPU has fallen off the bus.")
+    line = f"6,{'9' * 5000},5678901,-;NVRM: hello"
+    assert record(line) == (None, line)

@@ -564,3 +564,16 @@ def test_output_that_cannot_be_kept_never_passes_and_never_hides_a_fault(tmp_pat
                                           "File too large")
     else:
         assert [f["action"] for f in check["findings"]] == ["Replace", "Reboot"]
+
+
+def test_odd_pid_files_and_process_names_are_never_an_escaping_exception(tmp_path):
+    """Any process may name itself in any bytes and any file may sit at a pid file's path: none stops the check."""
+    proc = tmp_path / "proc"
+    for name, comm in (("4242", b"\xff\xfe-engine\n"), ("1a", b"nv-hostengine\n")):
+        (proc / name).mkdir(parents=True)
+        (proc / name / "comm").write_bytes(comm)
+    pid_files = []
+    for i, content in enumerate((b"\xff\xfe", "²".encode(), b"9" * 25, b"0", b"-5")):
+        pid_files.append(str(tmp_path / f"engine{i}.pid"))
+        Path(pid_files[-1]).write_bytes(content)
+    assert dcgm_hostengine._other_engines(pid_files, proc) == []

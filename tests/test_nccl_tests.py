@@ -496,3 +496,13 @@ def test_an_impossible_wrong_count_is_named_not_counted(cell, why):
     result = nccl_verdict.assess(nccl_tests.parse("\n".join(text)), 2 * GiB)
     assert result.faults == [] and result.judged is None
     assert result.unknowns == [f"line {at + 1} (8589934592 B): {why} is not a measurement"]
+
+
+def test_a_number_too_long_for_python_is_a_named_reason_never_an_exception():
+    """Python refuses to read an int of more than 4,300 digits; a log carrying one must still get a named reason."""
+    huge = "9" * 5000
+    log = (DATA / "ar_v2_13_p5_intra.log").read_text()
+    with pytest.raises(nccl_tests.NcclTestsOutputError, match="unrecognised line"):  # in the run's parameters
+        nccl_tests.parse(log.replace("maxBytes ", f"maxBytes {huge}", 1))
+    run = nccl_tests.parse(log.replace("           8             2 ", f"           {huge}             2 ", 1))
+    assert any("size" in u and "is not a whole number" in u for u in run.unreadable)  # in a row: an unreadable row

@@ -29,7 +29,7 @@ from dhc.model import Action, Device
 from dhc.probes import xid
 from dhc.thresholds.agent import AgentLimits
 
-_KMSG = re.compile(r"^(?P<pri>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<msg>.*)$")
+_KMSG = re.compile(r"^(?P<pri>\d{1,10}),(?P<seq>\d{1,20}),(?P<usec>\d{1,20}),[^;]*;(?P<msg>.*)$")
 _HUNG = re.compile(r"task (?P<task>\S+?):(?P<pid>\d+) blocked for more than (?P<s>\d+) seconds")
 _OOM = re.compile(r"(?P<scope>Memory cgroup out of memory|Out of memory)[^:]*: Killed process (?P<pid>\d+) "
                   r"\((?P<name>[^)]*)\)")

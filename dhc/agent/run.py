@@ -83,8 +83,8 @@ class Agent:
 
     def line(self, text: str) -> None:
         """Judge one kernel-log line; counted once it has been judged and published."""
-        seq, _ = record(text)
         try:
+            seq, _ = record(text)
             if not self.state.seen(seq):
                 self.handle(self.kernel.feed(text))
         except Exception as exc:  # one line that breaks a detector is named; the watch goes on

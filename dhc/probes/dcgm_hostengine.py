@@ -116,6 +116,8 @@ def _other_engines(pid_files: Sequence[str], proc: Path) -> list[str]:
     found = {pid: f"pid {pid}, from {path}" for path in pid_files
              if (pid := _read_pid(Path(path))) is not None and _alive(pid)}
     for comm in proc.glob("[0-9]*/comm"):
+        if not (comm.parent.name.isascii() and comm.parent.name.isdigit()):
+            continue
         pid = int(comm.parent.name)
         if pid not in found and _comm(comm) == "nv-hostengine" and _alive(pid):
             found[pid] = f"pid {pid}, seen in {proc}"
@@ -124,7 +126,7 @@ def _other_engines(pid_files: Sequence[str], proc: Path) -> list[str]:
 
 def _comm(path: Path) -> str:
     try:
-        return path.read_text().strip()
+        return path.read_text(errors="replace").strip()  # any process may name itself in any bytes
     except OSError:  # the process ended while we looked
         return ""
 
@@ -203,10 +205,12 @@ def _kill(pid: int) -> None:
 
 def _read_pid(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        text = path.read_text(errors="replace").strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return None  # not a pid (a stray file, or a number os.kill cannot take)
+    return int(text) if 0 < int(text) < 2**22 else None
 
 
 def _alive(pid: int) -> bool:
@@ -221,6 +225,6 @@ def _alive(pid: int) -> bool:
 
 def _zombie(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False

@@ -177,7 +177,7 @@ def _side(tokens: list[str], names: tuple[str, ...]) -> Side:
 
 
 def _int(token: str, name: str) -> int:
-    if not re.fullmatch(r"-?\d+", token):
+    if not re.fullmatch(r"-?\d{1,19}", token):  # past 19 digits it is no count nccl-tests could print
         raise RowError(f"{name} {token!r} is not a whole number")
     return int(token)
 

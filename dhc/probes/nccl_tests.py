@@ -159,10 +159,13 @@ def parse(text: str) -> NcclTestsRun:
     reader = _Reader()
     for number, raw in enumerate(text.splitlines(), 1):
         line = strip_prefix(raw.rstrip())
-        if line.lstrip().startswith("#"):
-            reader.comment(line.lstrip())
-        else:
-            reader.other(line, number)
+        try:
+            if line.lstrip().startswith("#"):
+                reader.comment(line.lstrip())
+            else:
+                reader.other(line, number)
+        except ValueError as exc:  # a number no parser can take (Python refuses ints past 4,300 digits)
+            raise NcclTestsOutputError(f"unrecognised line {number}: {exc}: {line.strip()[:80]!r}") from None
     rows = tuple(r for s in reader.sweeps for r in s.rows)
     failures = tuple(dict.fromkeys(reader.failures[:4] + reader.warnings[:2]))
     if not rows and not reader.unreadable:
