@@ -72,8 +72,10 @@ class Kube:
         raw = self.call(f"read node {name}", self.core.read_node, name)
         return self.api.sanitize_for_serialization(raw)
 
-    def patch_node(self, name: str, change: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
-        """Apply ``change(node) -> JSON patch ops`` guarded by the node's resourceVersion; re-read on conflict."""
+    def patch_node(self, name: str, change: Callable[[dict[str, Any]], list[dict[str, Any]]],
+                   status: bool = False) -> dict[str, Any]:
+        """Apply ``change(node) -> JSON patch ops`` guarded by the node's resourceVersion; re-read on conflict.
+        ``status``: through the ``nodes/status`` subresource (conditions), as node-problem-detector writes."""
         for attempt in range(1, self.attempts + 1):
             node = self.node(name)
             ops = change(node)
@@ -81,7 +83,8 @@ class Kube:
                 return node
             guard = {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]}
             try:
-                raw = self.call(f"patch node {name}", self.core.patch_node, name, [guard, *ops])
+                raw = self.call(f"patch node {name}" + (" status" if status else ""),
+                                self.core.patch_node_status if status else self.core.patch_node, name, [guard, *ops])
                 return self.api.sanitize_for_serialization(raw)
             except K8sConflict:
                 if attempt == self.attempts:

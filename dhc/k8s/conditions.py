@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dhc.k8s.client import K8sConflict, Kube
+from dhc.k8s.client import Kube
 
 MAX_MESSAGE = 1024
 
@@ -37,16 +37,7 @@ def merged(current: list[dict[str, Any]], wanted: list[dict[str, str]]) -> list[
 
 def set_conditions(kube: Kube, name: str, wanted: list[dict[str, str]]) -> dict[str, Any]:
     """PATCH nodes/NAME/status so the node carries ``wanted``; returns the node as written."""
-    for attempt in range(1, kube.attempts + 1):
-        node = kube.node(name)
+    def change(node: dict[str, Any]) -> list[dict[str, Any]]:
         current = (node.get("status") or {}).get("conditions") or []
-        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]},
-               {"op": "add", "path": "/status/conditions", "value": merged(current, wanted)}]
-        try:
-            raw = kube.call(f"patch node {name} status", kube.core.patch_node_status, name, ops)
-            return kube.api.sanitize_for_serialization(raw)
-        except K8sConflict:
-            if attempt == kube.attempts:
-                raise
-            kube._pause(attempt, None)
-    raise AssertionError("unreachable")
+        return [{"op": "add", "path": "/status/conditions", "value": merged(current, wanted)}]
+    return kube.patch_node(name, change, status=True)
