@@ -1,17 +1,38 @@
 """The verdict model: devices, limits, measurements, check results and the node verdict.
 
 Pure data and pure rules (DESIGN.md, Verdict model); no I/O. Everything here round-trips through
-plain JSON-able dicts so results can travel between pytest-xdist workers, the journal and reports.
+plain JSON-able dicts (``dhc.model.codec``) so results can travel between pytest-xdist workers, the
+journal and reports; the whole report is typed in ``dhc.model.report``. A field's ``schema`` metadata
+is what ``dhc.report.schema`` adds to the JSON schema it generates from these types.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from dhc import units
+from dhc.model.codec import dump, load, non_finite
+
+__all__ = ["Action", "CheckResult", "Comparison", "Device", "Finding", "Judgement", "Limit", "Measurement",
+           "NodeVerdict", "PlannedCheck", "Status", "node_verdict", "non_finite", "schema"]
+
+CHECK_ID = {"$ref": "#/$defs/check_id"}
+TIMESTAMP = {"$ref": "#/$defs/timestamp"}
+SUITE = {"enum": ["InstanceStress", "InstanceConnectivity"]}
+
+
+_REQUIRED = object()
+
+
+def schema(default: Any = _REQUIRED, **keywords: Any) -> Any:
+    """A dataclass field whose JSON schema gets ``keywords``. With a ``default`` the key may be absent from a
+    document, unless ``required=True`` (dhc always writes it); ``non_finite=True``: see ``dhc.model.codec``."""
+    meta = {"non_finite": keywords.pop("non_finite", False), "required": keywords.pop("required", False),
+            "schema": keywords}
+    return field(metadata=meta) if default is _REQUIRED else field(default=default, metadata=meta)
 
 
 class Status(enum.StrEnum):
@@ -45,28 +66,29 @@ class Comparison(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Device:
-    kind: str  # "gpu" | "cpu" | "node"
-    index: int = 0
+    kind: str = schema(enum=["gpu", "cpu", "node"])  # (the agent also names "nvswitch", never in a report)
+    index: int = schema(0, minimum=0)
     name: str | None = None
     uuid: str | None = None
     serial: str | None = None
     pci_bus_id: str | None = None
 
-    def label(self) -> str:
+    def label(self, ids: bool = True) -> str:
+        """The one device label: ``GPU 3 (GPU-uuid, serial X, PCI Y)``; ``ids=False``: ``GPU 3``, ``cpu``."""
         if self.kind != "gpu":
             return self.kind if self.index == 0 else f"{self.kind} {self.index}"
         extra = ", ".join(x for x in (self.uuid, self.serial and f"serial {self.serial}",
-                                       self.pci_bus_id and f"PCI {self.pci_bus_id}") if x)
+                                       self.pci_bus_id and f"PCI {self.pci_bus_id}") if x and ids)
         return f"GPU {self.index}" + (f" ({extra})" if extra else "")
 
 
 @dataclass(frozen=True)
 class Limit:
     comparison: Comparison
-    value: float | None  # None only while the limit awaits calibration
+    value: float | None = schema(minimum=0, description="null while awaiting calibration")
     unit: str
-    source: str
-    action: Action = Action.REPLACE
+    source: str = schema(minLength=1)
+    action: Action = schema(Action.REPLACE, required=True)
 
     @property
     def calibrated(self) -> bool:
@@ -99,12 +121,18 @@ class Judgement(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Measurement:
-    check: str
+    JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("judgement",)
+    JSON_SCHEMA: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"value": {"type": "null"}}}, "then": {"required": ["non_finite"]}},
+        {"if": {"required": ["non_finite"]},
+         "then": {"properties": {"value": {"type": "null"}, "judgement": {"enum": ["outside", "unlimited"]}}}}]}
+
+    check: str = schema(**CHECK_ID)
     name: str
-    value: float
+    value: float = schema(non_finite=True, description="null only when non_finite says what was measured")
     unit: str
-    device: Device | None = None
-    limit: Limit | None = None
+    device: Device | None = schema(None, required=True)
+    limit: Limit | None = schema(None, required=True)
 
     @property
     def judgement(self) -> Judgement:
@@ -128,11 +156,11 @@ class Finding:
 
     check: str
     status: Status
-    message: str
-    action: Action = Action.NONE
+    message: str = schema(minLength=1)
+    action: Action = schema(Action.NONE, required=True)
     device: Device | None = None
     metric: str | None = None
-    value: float | None = None
+    value: float | None = schema(None, non_finite=True)
     limit: float | None = None
     unit: str | None = None
     comparison: Comparison | None = None
@@ -147,38 +175,33 @@ class Finding:
 
 @dataclass(frozen=True)
 class CheckResult:
-    check: str
-    suite: str
+    JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("action",)
+    JSON_SCHEMA: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"status": {"const": "Failed"}}}, "then": {"properties": {"findings": {"minItems": 1}}}},
+        {"if": {"properties": {"status": {"enum": ["Incomplete", "Skipped"]}}},
+         "then": {"properties": {"reason": {"minLength": 1}}}}]}
+
+    check: str = schema(**CHECK_ID)
+    suite: str = schema(**SUITE)
     status: Status
-    reason: str = ""
-    devices: tuple[Device, ...] = ()
-    measurements: tuple[Measurement, ...] = ()
-    findings: tuple[Finding, ...] = ()
-    started_at: str | None = None
-    duration_s: float = 0.0
-    nodeid: str | None = None
+    reason: str = schema("", required=True)
+    devices: tuple[Device, ...] = schema((), required=True)
+    measurements: tuple[Measurement, ...] = schema((), required=True)
+    findings: tuple[Finding, ...] = schema((), required=True)
+    started_at: str | None = schema(None, required=True, **TIMESTAMP)
+    duration_s: float = schema(0.0, required=True, minimum=0)
+    nodeid: str | None = schema(None, required=True)
 
     @property
     def action(self) -> Action:
         return max((f.action for f in self.findings), key=lambda a: a.severity, default=Action.NONE)
 
     def to_dict(self) -> dict[str, Any]:
-        out = _to_jsonable(self) | {"action": self.action.value}
-        for row, m in zip(out["measurements"], self.measurements, strict=True):
-            row["judgement"] = m.judgement.value
-        return out
+        return dump(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        return CheckResult(
-            check=data["check"], suite=data["suite"], status=Status(data["status"]),
-            reason=data.get("reason", ""),
-            devices=tuple(_device(d) for d in data.get("devices", ())),
-            measurements=tuple(_measurement(m) for m in data.get("measurements", ())),
-            findings=tuple(_finding(f) for f in data.get("findings", ())),
-            started_at=data.get("started_at"), duration_s=data.get("duration_s", 0.0),
-            nodeid=data.get("nodeid"),
-        )
+        return load(cls, data)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -192,22 +215,38 @@ class PlannedCheck:
     timeout_s: float
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(self)
+        return dump(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlannedCheck:
+        return load(cls, data)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
 class NodeVerdict:
-    status: Status
+    JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("exit_code",)
+    JSON_SCHEMA: ClassVar[dict[str, Any]] = {"properties": {"exit_code": {"enum": [0, 1, 3]}}, "allOf": [
+        {"if": {"properties": {"status": {"const": "Passed"}}},
+         "then": {"properties": {"reasons": {"maxItems": 0}, "exit_code": {"const": 0}}}},
+        {"if": {"properties": {"status": {"const": "Failed"}}},
+         "then": {"properties": {"reasons": {"minItems": 1}, "exit_code": {"const": 1}}}},
+        {"if": {"properties": {"status": {"const": "Incomplete"}}},
+         "then": {"properties": {"reasons": {"minItems": 1}, "exit_code": {"const": 3}}}}]}
+
+    status: Status = schema(enum=["Passed", "Failed", "Incomplete"])
     action: Action
-    reasons: tuple[Finding, ...] = field(default=())
+    reasons: tuple[Finding, ...] = schema((), required=True)
 
     @property
     def exit_code(self) -> int:
         return {Status.PASSED: 0, Status.FAILED: 1}.get(self.status, 3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status.value, "action": self.action.value,
-                "exit_code": self.exit_code, "reasons": [_to_jsonable(r) for r in self.reasons]}
+        return dump(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeVerdict:
+        return load(cls, data)  # type: ignore[no-any-return]
 
 
 def node_verdict(results: list[CheckResult], ended_by: str | None = None) -> NodeVerdict:
@@ -251,53 +290,3 @@ def _findings_or_reason(result: CheckResult) -> tuple[Finding, ...]:
 
 def _num(value: float | None) -> str:
     return "?" if value is None else f"{value:.6g}"
-
-
-def non_finite(value: float | None) -> str | None:
-    """``"nan"``, ``"inf"`` or ``"-inf"`` for a value JSON cannot hold, else None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return None
-
-
-def _to_jsonable(obj: Any) -> Any:
-    """Plain JSON types. A non-finite ``value`` (JSON has no NaN) becomes ``null`` plus ``non_finite``."""
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(x) for x in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        out = {f.name: _to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
-        odd = non_finite(out.get("value"))
-        if odd:
-            out["value"], out["non_finite"] = None, odd
-        return out
-    return obj
-
-
-def _value(d: dict[str, Any]) -> Any:
-    """The value a dict holds, NaN or an infinity again where ``non_finite`` says so."""
-    odd = d.get("non_finite")
-    return float(odd) if odd in ("nan", "inf", "-inf") else d.get("value")
-
-
-def _device(d: dict[str, Any] | None) -> Device | None:
-    return None if d is None else Device(**d)
-
-
-def _limit(d: dict[str, Any] | None) -> Limit | None:
-    if d is None:
-        return None
-    return Limit(Comparison(d["comparison"]), d["value"], d["unit"], d["source"], Action(d["action"]))
-
-
-def _measurement(d: dict[str, Any]) -> Measurement:
-    return Measurement(d["check"], d["name"], _value(d), d["unit"], _device(d.get("device")),
-                       _limit(d.get("limit")))
-
-
-def _finding(d: dict[str, Any]) -> Finding:
-    cmp = d.get("comparison")
-    return replace(Finding(d["check"], Status(d["status"]), d["message"], Action(d["action"])),
-                   device=_device(d.get("device")), metric=d.get("metric"), value=_value(d),
-                   limit=d.get("limit"), unit=d.get("unit"), comparison=Comparison(cmp) if cmp else None)
