@@ -1,8 +1,8 @@
 """The controller: bring each node's check to a verdict, from the cached node and its Jobs.
 
-Which nodes it checks (``wants``), what it does for one (``reconcile.decide``, then act), and the
-connectivity stage's batches. The watching and queueing is ``watch.WorkQueue``'s. A Job that ended
-is read for its pods' verdicts (``verdicts``), which the controller alone writes onto the node; a
+Which nodes it checks (``wants``) and what it does for one (``reconcile.decide``, then act); the
+connectivity stage's groups are ``batches.Batches``'s. The watching and queueing is ``watch.WorkQueue``'s.
+A Job that ended is read for its pods' verdicts (``verdicts``), which the controller alone writes onto the node; a
 node it would check but cannot judge (an instance type not in thresholds.yaml, or one promising
 fewer GPUs than the node has) stays out of service with the reason, and is never checked against
 another type's profile. A node at rest that is marked PendingReboot / PendingReplacement is handed
@@ -22,17 +22,17 @@ from typing import Any
 
 from dhc.controller import groups as node_groups
 from dhc.controller import reconcile, verdicts
-from dhc.controller.jobs import STAGE_ANNOTATION, JobSettings, batch_manifests, job_manifest
+from dhc.controller.batches import Batches
+from dhc.controller.cache import Store
+from dhc.controller.jobs import STAGE_ANNOTATION, JobSettings, job_manifest
 from dhc.controller.nodeinfo import allocatable as _allocatable
-from dhc.controller.nodeinfo import attempts as _attempts
 from dhc.controller.nodeinfo import capacity as _capacity
 from dhc.controller.nodeinfo import gpu_capacity as _gpu_capacity
 from dhc.controller.nodeinfo import gpu_count as _gpu_count
 from dhc.controller.remediation import Actuator, RemediationSettings, Remediator
-from dhc.controller.requests import Requests
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
-from dhc.k8s.client import K8sError, K8sNotFound, Kube
+from dhc.k8s.client import K8sNotFound, Kube
 from dhc.thresholds import CATALOGUE, Thresholds
 
 log = logging.getLogger("dhc.controller")
@@ -66,28 +66,21 @@ class Snapshot:
     recoveries: tuple[float, ...] = ()  # seconds from detection to Schedulable again, per remediated node
 
 
-class Controller(WorkQueue):
+class Controller(Batches, WorkQueue):
     def __init__(self, kube: Kube, thresholds: Thresholds, settings: ControllerSettings,
                  actuator: Actuator | None = None):
         super().__init__(kube, settings.jobs.namespace, settings.workers, settings.resync_s, settings.watch_timeout_s)
         self.thresholds, self.settings = thresholds, settings
         self.keys = scheme.Keys(settings.prefix)
-        self.candidates: dict[str, float] = {}  # node -> when its stress passed (waiting for a batch)
+        self.candidates = Store()  # node -> when its stress passed (waiting for a batch)
         self._batching = threading.Lock()
         self.unjudged: set[str] = set()  # nodes dhc would check but cannot judge
-        self.tally: Counter[tuple[str, str]] = Counter()  # ("jobs", stage), ("verdicts", status), ("unearned", "")
-        self._counting = threading.Lock()
         self.remediation = Remediator(self, settings.remediation, actuator)
         self.groups = settings.groups or node_groups.plain(settings.jobs.profile, settings.jobs.connectivity)
 
-    def count(self, what: str, kind: str = "") -> None:
-        with self._counting:
-            self.tally[what, kind] += 1
-
     def snapshot(self) -> Snapshot:
         """What the metrics show: dhc's labels over the cached nodes, and the counts so far."""
-        nodes = list(self.nodes.values())
-        labels = [n["metadata"].get("labels") or {} for n in nodes]
+        labels = [n["metadata"].get("labels") or {} for n in self.nodes.values()]
         with self._counting:
             tally = dict(self.tally)
         return Snapshot(Counter(v for v in (lb.get(self.keys.check_status) for lb in labels) if v),
@@ -194,7 +187,7 @@ class Controller(WorkQueue):
 
     def _decide(self, node: dict[str, Any]) -> reconcile.Decision:
         name = node["metadata"]["name"]
-        return reconcile.decide(node, reconcile.jobs_of(name, list(self.jobs.values())), self.keys,
+        return reconcile.decide(node, reconcile.jobs_of(name, self.jobs.for_node(name)), self.keys,
                                 self.settings.max_attempts, self.jobs)
 
     def _join(self, name: str, decision: reconcile.Decision) -> None:
@@ -230,49 +223,6 @@ class Controller(WorkQueue):
     def _rebatch(self, name: str, decision: reconcile.Decision) -> None:
         self._mark(name, decision, "InProgress", "Unschedulable", "DeepHealthCheckRetry",
                    extra={self.keys.stage: "stress-passed"})
-
-    # -- the connectivity stage: batches of nodes whose stress passed ------------------------------
-    def background(self) -> list[tuple[str, Any]]:
-        on_demand = Requests(self, self.settings.jobs.namespace, self.settings.requests_poll_s)
-        return [("batcher", self._batcher)] + ([("requests", on_demand.run)] if self.settings.requests_poll_s else [])
-
-    def _batcher(self, stop: threading.Event) -> None:
-        while not stop.wait(0.2):
-            try:
-                self._form_batches()
-            except K8sError as exc:
-                log.warning("forming a connectivity batch failed (%s); will retry", exc)
-
-    def _form_batches(self) -> None:
-        with self._batching:
-            now, groups = time.monotonic(), {}
-            for name, since in list(self.candidates.items()):
-                node = self.nodes.get(name)
-                if node is not None:
-                    itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL)
-                    if itype in self.thresholds.names:  # an unknown type never passed its stress stage
-                        groups.setdefault((itype, self.group(node).profile), []).append((since, name))
-            for (itype, profile), members in groups.items():
-                if now - min(since for since, _ in members) >= self.settings.batch_window_s:
-                    self._start_batch(itype, profile, sorted(name for _, name in members))
-
-    def _start_batch(self, itype: str, profile: str, names: list[str]) -> None:
-        limits, jobs = self._type(itype), replace(self.settings.jobs, profile=profile)
-        attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
-        deadline = self._deadline(itype, profile, "InstanceConnectivity")
-        service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
-                                       jobs, _allocatable(self.nodes[names[0]]))
-        self.kube.create_service(service)
-        if self.kube.create_job(job):  # False: it exists already (a restarted controller)
-            self.count("jobs", "connectivity")
-        self.jobs.setdefault(job["metadata"]["name"], job)
-        for name in names:
-            annotations = {self.keys.stage: "connectivity", self.keys.batch: job["metadata"]["name"]}
-            state = scheme.NodeState("InProgress", "Unschedulable")
-            self.nodes[name] = self.kube.patch_node(
-                name, lambda n, a=annotations, s=state: scheme.node_ops(n, self.keys, s, a))
-            self.candidates.pop(name, None)
-        log.info("connectivity batch %s: %d %s nodes", job["metadata"]["name"], len(names), itype)
 
     def _patch(self, name: str, state: scheme.NodeState, decision: reconcile.Decision,
                drop_request: bool, extra: dict[str, str] | None = None) -> dict[str, Any]:
