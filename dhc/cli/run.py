@@ -1,22 +1,25 @@
-"""``dhc run``: resolve who and what, run the suites through pytest, and stand behind one verdict.
+"""``dhc run``: resolve the run once, run the suites through pytest, and stand behind one verdict.
 
-Configuration is checked here first (exit 2 before anything runs). pytest then runs in a child
-process under ``Supervisor``, isolated from the caller's pytest setup: no PYTEST_* variables, no
-autoloaded plugins, the suites' own ini. Whatever happens to the child, a schema-valid report.json
-results: the child's own, or, when dhc stopped the run or the child died, one rebuilt from its
-journal with every unfinished check Incomplete and ``ended_by`` saying why.
+The run configuration (``dhc.runconfig``) is resolved and checked here first (exit 2 before anything
+runs), written to the run folder (``run-config.json``) and handed to the pytest child by its path
+alone; the child loads it and resolves nothing again. pytest runs under ``Supervisor``, isolated
+from the caller's pytest setup: no PYTEST_* variables, no autoloaded plugins, the suites' own ini.
+Whatever happens to the child, a schema-valid report.json results: the child's own, or, when dhc
+stopped the run or the child died, one rebuilt from its journal with every unfinished check
+Incomplete and ``ended_by`` saying why.
 
 One run, one folder: an ``--out`` that holds an earlier run's files (report, journal, log lines)
-is started clean, and dhc says which files it removed. The verdict goes to every sink (log file,
-CloudWatch, the node) before stdout, and the exit code follows the verdict whatever stdout does.
+is started clean, and dhc says which files it removed. The sinks (``pytest_dhc_verdict``: the log
+file, CloudWatch, the node) get the verdict once: from the child when it delivered its report, else
+from here; then stdout, and the exit code follows the verdict whatever stdout does.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,37 +29,36 @@ from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
 from dhc.errors import DhcError, UsageError
-from dhc.injections import INJECTIONS
-from dhc.instance import InstanceIdentity, resolve_identity
-from dhc.model import CheckResult, PlannedCheck
+from dhc.instance import InstanceIdentity
 from dhc.probes.environment import software_versions
-from dhc.probes.unseen_gpus import refuse_unseen_gpus
-from dhc.report.folder import IDENTITY_NAME, LOG_NAME, PYTEST_LOG_NAME, earlier_run_note, start_clean
+from dhc.report.folder import LOG_NAME, PYTEST_LOG_NAME, earlier_run_note
 from dhc.resources import bundled
+from dhc.runconfig import FAULTS, PROFILES, SINKS, STAGES, SUITE_NAMES, RunConfig
+from dhc.runconfig.resolve import RunRequest, prepare, resolve
 from dhc.settings import Settings, pytest_child_environment
-from dhc.sinks.logline import summary_line, verdict_lines, write_lines
-from dhc.thresholds import CATALOGUE, SUITES, InstanceLimits, load
+from dhc.sinks import hooks
+from dhc.sinks.logline import verdict_lines
+from dhc.thresholds import CATALOGUE, InstanceLimits
 
 _CHILD_USAGE_ERROR = 4  # pytest's exit code when it refuses its arguments or configuration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", action="append", default=[], choices=list(SUITES.values()),
-                        help="run only this suite; repeatable (default: all)")
+    parser.add_argument("--suite", action="append", default=[], metavar="SUITE",
+                        help=f"run only this suite; repeatable ({', '.join(SUITE_NAMES)}; default: all)")
     parser.add_argument("--check", action="append", default=[], metavar="ID",
                         help=f"run only this check; repeatable ({', '.join(CATALOGUE)})")
     parser.add_argument("--instance-type", help="instance type (default: discovered; 'cpu' without GPUs)")
     parser.add_argument("--instance-id", help="instance ID (default: discovered)")
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds file (default: bundled)")
     parser.add_argument("--out", metavar="DIR", help="folder for the report (default: reports/<instance>-<UTC time>)")
-    parser.add_argument("--profile", choices=["quick", "full"], default="quick", help="default: quick")
-    parser.add_argument("--inject", choices=sorted(INJECTIONS), metavar="FAULT",
-                        help=f"plant a fault to prove its detector ({', '.join(sorted(INJECTIONS))})")
-    parser.add_argument("--sink", action="append", default=[], choices=["cloudwatch", "kubernetes", "termination"],
-                        help="also send the verdict's log lines here (repeatable)")
-    parser.add_argument("--stage", choices=["final", "stress"], default="final",
-                        help="with --sink kubernetes: 'stress' when a connectivity stage follows (a pass keeps the "
-                             "node unschedulable)")
+    parser.add_argument("--profile", default="quick", metavar="NAME", help=f"{' | '.join(PROFILES)} (default: quick)")
+    parser.add_argument("--inject", metavar="FAULT", help=f"plant a fault to prove its detector ({', '.join(FAULTS)})")
+    parser.add_argument("--sink", action="append", default=[], metavar="SINK",
+                        help=f"also send the verdict here ({', '.join(SINKS)}; repeatable)")
+    parser.add_argument("--stage", default="final", metavar="STAGE",
+                        help=f"{' | '.join(STAGES)}; with --sink kubernetes: 'stress' when a connectivity stage "
+                             "follows (a pass keeps the node unschedulable)")
     parser.add_argument("--log-group", help="CloudWatch log group (default: /aws/sagemaker/Clusters/<cluster>/<id>)")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                         help="run checks in N pytest-xdist worker processes (default: in one process)")
@@ -64,108 +66,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     with StopSignals() as stops:
-        document, out = execute(args, sys.stderr, stops)
-        _deliver(args, document, out)
+        document, run_config = execute(args, sys.stderr, stops)
+        _deliver(run_config, document)
         if stops.late:
             warn(f"{', '.join(stops.late)} arrived after the verdict stood; the report and sinks were finished first")
     return int(document["verdict"]["exit_code"])
 
 
-def _deliver(args: argparse.Namespace, document: dict[str, Any], out: Path) -> None:
-    """Every sink first, stdout last: a reader that went away never costs a sink or the exit code."""
+def _deliver(run_config: RunConfig, document: dict[str, Any]) -> None:
+    """The sinks once (unless the child delivered this very report), stdout last: a reader that went away
+    never costs a sink or the exit code."""
+    out = Path(run_config.out)
     text = io.StringIO()
     print_summary(document, out / report.REPORT_NAME, text)
-    if args.inject:  # a planted fault must never reach log scrapers as a real one
-        text.write(f"self-test run with the fault {args.inject!r} planted: no fault log lines emitted\n")
+    if run_config.inject:  # a planted fault must never reach log scrapers as a real one
+        text.write(f"self-test run with the fault {run_config.inject!r} planted: no fault log lines emitted\n")
     else:
-        try:
-            write_lines(verdict_lines(document), text, out / LOG_NAME)
-        except OSError as exc:
-            warn(f"cannot write {out / LOG_NAME}: {exc.strerror or exc}; the report stands")
-        _to_sinks(args, document)
+        if not _delivered_by_child(out, document):
+            hooks.deliver(hooks.manager(run_config).hook, document, run_config, warn)
+        text.write(_log_lines(out / LOG_NAME, document))
     to_stdout(text.getvalue(), f"the verdict is in {out / report.REPORT_NAME}")
 
 
-def _to_sinks(args: argparse.Namespace, document: dict[str, Any]) -> None:
-    if "cloudwatch" in args.sink:
-        _to_cloudwatch(document, args.log_group)
-    if "kubernetes" in args.sink:
-        _to_node(document, final=args.stage == "final")
-    if "termination" in args.sink:  # the controller's check pods: the verdict rides on the pod's status
-        from dhc.sinks import termination
-        termination.hand_over(document, args.stage, Settings.from_env().termination_log, sys.stderr)
+def _delivered_by_child(out: Path, document: dict[str, Any]) -> bool:
+    """Whether the child began delivering (then what its sinks said is repeated here); never twice per run."""
+    events = report.Journal(out / report.JOURNAL_NAME).events()
+    delivered = [e for e in events if e.get("event") == hooks.DELIVERING]
+    if not delivered:
+        return False
+    for note in (e for e in events if e.get("event") == hooks.SINK_NOTE):
+        warn(str(note.get("text")))
+    if delivered[-1].get("finished_at") != document["run"]["finished_at"]:
+        warn("the sinks have the verdict the child delivered before the run was stopped; this report, rebuilt "
+             "after it, stays in the run folder")
+    return True
 
 
-def _to_node(document: dict[str, Any], final: bool) -> None:
-    """Write this node's verdict onto its Kubernetes Node; a failure is reported, the report stands."""
-    from dhc.sinks import node  # the kubernetes client only when asked for
-
-    settings = Settings.from_env()
-    if not settings.node_name:
-        warn("sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)")
-        return
+def _log_lines(path: Path, document: dict[str, Any]) -> str:
+    """The log lines as the log sink wrote them; made again only if it could not write them."""
     try:
-        state = node.write_verdict(node.Kube(), settings.node_name, document, settings.k8s_prefix, final)
-    except node.K8sError as exc:
-        warn(f"sink kubernetes failed, the local report is intact: {exc}")
-        return
-    warn(f"node {settings.node_name} marked {state.check_status} / {state.health}")
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        lines = verdict_lines(document)
+    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
 
 
-def _to_cloudwatch(document: dict[str, Any], log_group: str | None) -> None:
-    """A sink that fails is reported on stderr; the verdict and the local report stand."""
-    from dhc.sinks import cloudwatch  # boto3 only when asked for
-
-    settings = Settings.from_env()
-    where = cloudwatch.destination(document, settings.cluster, settings.cluster_id, log_group or settings.log_group)
-    try:
-        sent = cloudwatch.send([*verdict_lines(document), summary_line(document)], where)
-    except cloudwatch.SinkError as exc:
-        warn(f"sink failed, the local report is intact: {exc}")
-        return
-    warn(f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}")
+def _request(args: argparse.Namespace) -> RunRequest:
+    return RunRequest("--", instance_type=args.instance_type, instance_id=args.instance_id,
+                      thresholds=args.thresholds, out=args.out, profile=args.profile, suites=tuple(args.suite),
+                      checks=tuple(args.check), inject=args.inject, workers=args.workers,
+                      sinks=tuple(getattr(args, "sink", ())), stage=getattr(args, "stage", "final"),
+                      log_group=getattr(args, "log_group", None), command=("dhc", *sys.argv[1:]), by_dhc_run=True)
 
 
 def execute(args: argparse.Namespace, progress_stream: TextIO,
-            stops: StopSignals | None = None) -> tuple[dict[str, Any], Path]:
-    """Check the configuration, run the suites under supervision, return the report and its folder."""
+            stops: StopSignals | None = None) -> tuple[dict[str, Any], RunConfig]:
+    """Resolve the run, run the suites under supervision, return the report and the run's configuration."""
     if stops is None:
         with StopSignals() as own:
             return execute(args, progress_stream, own)
     settings = Settings.from_env()
-    unknown = [c for c in args.check if c not in CATALOGUE]
-    if unknown:
-        raise UsageError(f"--check: unknown check id {unknown[0]!r}; known: {', '.join(CATALOGUE)}")
-    if args.workers < 0:
-        raise UsageError(f"-n: expected a number of workers >= 0, got {args.workers}")
-    thresholds = load(args.thresholds or settings.thresholds_file)
-    identity = resolve_identity({"instance_type": args.instance_type, "instance_id": args.instance_id}, settings)
-    if not identity.instance_type.value:
-        raise UsageError("cannot tell the instance type (a GPU is present, but no flag, DHC_INSTANCE_TYPE or "
-                         "EC2 metadata named it): pass --instance-type")
-    limits = thresholds.resolve(identity.instance_type.value, args.profile)
-    if not limits.instance_type.gpus:
-        refuse_unseen_gpus(f"--instance-type {limits.instance_type.name}")
+    run_config, limits = resolve(_request(args), settings)
     suites_dir = Path(settings.suites_dir) if settings.suites_dir else bundled("suites")
     if not (suites_dir / "conftest.py").is_file():
         raise UsageError(f"no dhc suites at {suites_dir} (set DHC_SUITES to the suites folder)")
-    out = Path(args.out or settings.out_dir or Path("reports") / report.default_run_name(identity.instance_id.value or "unknown"))
-    report.ensure_writable_dir(out)
-    earlier = start_clean(out, "--out")
-    run_info = report.RunInfo(uuid.uuid4().hex[:12], report.utc_now(), args.profile, args.suite, args.check,
-                              ["dhc", *sys.argv[1:]], inject=args.inject)
-    report.write_json_atomic(out / IDENTITY_NAME, identity.to_dict())
-    argv = _pytest_argv(args, suites_dir, out, thresholds.path, run_info.run_id)
+    earlier = prepare(run_config, limits, "--")
+    out = Path(run_config.out)
+    argv = _pytest_argv(suites_dir, run_config.save(out), run_config.workers)
     devices = f"{limits.instance_type.gpus} GPU(s)" if limits.instance_type.gpus else "the CPU"
     progress = Progress(progress_stream, devices)
-    progress.note(f"{identity.instance_id.value} ({limits.instance_type.name}), profile {args.profile}, "
-                  f"report in {out}")
+    progress.note(f"{run_config.identity.instance_id.value} ({limits.instance_type.name}), profile "
+                  f"{run_config.profile}, report in {out}")
     if earlier:
         progress.note(earlier_run_note(out, earlier))
     outcome = Supervisor(argv, suites_dir, out, out / PYTEST_LOG_NAME, progress, pytest_child_environment(),
                          collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s,
                          stops=stops).run()  # settles the stop signals the moment the child has ended
-    return _final_report(outcome, out, run_info, identity, limits, settings), out
+    run_info = run_config.run_info()
+    return _final_report(outcome, out, run_info, run_config.identity, limits, settings), run_config
 
 
 def _suites_ini(suites_dir: Path) -> Path:
@@ -173,16 +151,12 @@ def _suites_ini(suites_dir: Path) -> Path:
     return own if own.is_file() else bundled("suites") / "pytest.ini"
 
 
-def _pytest_argv(args: argparse.Namespace, suites_dir: Path, out: Path, thresholds_path: str, run_id: str) -> list[str]:
+def _pytest_argv(suites_dir: Path, config_path: Path, workers: int) -> list[str]:
     """pytest with the suites' own ini and root: a pytest.ini or pyproject in the caller's cwd has no say."""
     argv = [sys.executable, "-m", "pytest", str(suites_dir), "-c", str(_suites_ini(suites_dir)),
-            "--rootdir", str(suites_dir), "--confcutdir", str(suites_dir), "-rN", "--dhc-out", str(out.resolve()),
-            "--dhc-identity", str((out / IDENTITY_NAME).resolve()), "--dhc-run-id", run_id,
-            "--dhc-profile", args.profile, "--dhc-thresholds", str(Path(thresholds_path).resolve())]
-    argv += [f"--dhc-suite={s}" for s in args.suite] + [f"--dhc-check={c}" for c in args.check]
-    argv += [f"--dhc-inject={args.inject}"] if args.inject else []
+            "--rootdir", str(suites_dir), "--confcutdir", str(suites_dir), "-rN", "--dhc-config", str(config_path)]
     # the plugin's xdist scheduler runs the checks that use the devices one at a time (dhc.plugin.schedule)
-    return argv + (["-p", "xdist.plugin", "-n", str(args.workers)] if args.workers else [])
+    return argv + (["-p", "xdist.plugin", "-n", str(workers)] if workers else [])
 
 
 def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, identity: InstanceIdentity,
@@ -194,18 +168,13 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
             return document
         if outcome.returncode == _CHILD_USAGE_ERROR:
             raise DhcError(f"pytest refused to run the suites: {_log_tail(out / PYTEST_LOG_NAME)}")
-    run_info.ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} without a report: " \
-                                           f"{_log_tail(out / PYTEST_LOG_NAME)}"
-    run_info.finished_at = report.utc_now()
-    journal = report.Journal(out / report.JOURNAL_NAME).events()
-    results = [CheckResult.from_dict(e["result"]) for e in journal if e.get("event") == "result"]
-    plan = _read_plan(out)
-    results = report.complete_results(plan, results, run_info.ended_by)
-    document = report.build_document(run_info, identity, limits, software_versions(dcgmi=settings.dcgmi), results)
-    problem = report.save_report(out, document)
+    ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} without a report: " \
+                                  f"{_log_tail(out / PYTEST_LOG_NAME)}"
+    typed, problem = report.finish_report(out, run_info, identity, limits, software_versions(dcgmi=settings.dcgmi),
+                                          report.read_plan(out), report.journal_results(out), ended_by)
     if problem:
         warn(problem)
-    return document
+    return typed.to_dict()
 
 
 def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
@@ -215,13 +184,6 @@ def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
         return None  # none, or unreadable: rebuilt from the journal
     run = document.get("run") if isinstance(document, dict) else None
     return document if isinstance(run, dict) and run.get("run_id") == run_id else None
-
-
-def _read_plan(out: Path) -> list[PlannedCheck]:
-    try:
-        return [PlannedCheck(**p) for p in report.read_json(out / report.PLAN_NAME)]
-    except DhcError:
-        return []
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:

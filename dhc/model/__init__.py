@@ -30,8 +30,8 @@ _REQUIRED = object()
 def schema(default: Any = _REQUIRED, **keywords: Any) -> Any:
     """A dataclass field whose JSON schema gets ``keywords``. With a ``default`` the key may be absent from a
     document, unless ``required=True`` (dhc always writes it); ``non_finite=True``: see ``dhc.model.codec``."""
-    meta = {"non_finite": keywords.pop("non_finite", False), "required": keywords.pop("required", False),
-            "schema": keywords}
+    required = keywords.pop("required") if isinstance(keywords.get("required"), bool) else False
+    meta = {"non_finite": keywords.pop("non_finite", False), "required": required, "schema": keywords}
     return field(metadata=meta) if default is _REQUIRED else field(default=default, metadata=meta)
 
 

@@ -26,7 +26,7 @@ from dhc.plugin import timeouts
 from dhc.plugin.options import Options, read_options
 from dhc.probes.environment import software_versions
 from dhc.probes.unseen_gpus import refuse_unseen_gpus
-from dhc.report import build_document, default_run_name
+from dhc.report import default_run_name
 from dhc.report.folder import PYTEST_LOG_NAME, open_run_log, start_clean
 from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, InstanceLimits, load, suite_of
@@ -160,13 +160,10 @@ class DhcRun:
 
     # -- the report ----------------------------------------------------------------------------
     def write_report(self, exitstatus: int) -> dict[str, Any]:
-        self.run_info.ended_by = self._ended_by(exitstatus)
-        self.run_info.finished_at = report.utc_now()
-        why = self.run_info.ended_by or "pytest finished without running it"
-        results = report.complete_results(self.planned(), list(self.results.values()), why)
-        document = build_document(self.run_info, self.identity, self.limits, self.environment, results)
-        self.html_problem = report.save_report(self.out, document)
-        return document
+        typed, self.html_problem = report.finish_report(
+            self.out, self.run_info, self.identity, self.limits, self.environment, self.planned(),
+            list(self.results.values()), self._ended_by(exitstatus))
+        return typed.to_dict()
 
     def _ended_by(self, exitstatus: int) -> str | None:
         if self.collection_errors:

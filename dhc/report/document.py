@@ -1,19 +1,27 @@
-"""The versioned JSON report: one document per run, built from the plan and the check results."""
+"""The versioned JSON report: one document per run, built from the plan and the check results.
+
+``finish_report`` is the one way a run's report is made, by the pytest child at its end and by
+``dhc run`` when the child left none (rebuilt from the journal): (plan, results, run, identity, limits,
+software, how the run ended) -> a typed ``Report``, saved as report.json and report.html.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dhc.errors import ReportError
 from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, PlannedCheck, Status, node_verdict
+from dhc.model.codec import ModelError
+from dhc.model.report import SCHEMA_VERSION, Report
+from dhc.report.files import JOURNAL_NAME, PLAN_NAME, Journal, read_json
 from dhc.thresholds import InstanceLimits
 
-SCHEMA_VERSION = "1.1"  # 1.1 added the optional non_finite field
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "report-v1.schema.json"
 
 
@@ -53,31 +61,74 @@ def complete_results(plan: list[PlannedCheck], results: list[CheckResult], why: 
     return out + list(by_node.values())  # results outside the plan are kept, never dropped
 
 
-def build_report(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any],
-                 environment: dict[str, Any], devices: list[Device],
-                 results: list[CheckResult]) -> dict[str, Any]:
-    verdict = node_verdict(results, run.ended_by)
+def assemble(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any], environment: dict[str, Any],
+             devices: list[Device], results: list[CheckResult]) -> Report:
+    """The typed report; the verdict comes from ``dhc.model.node_verdict``, the one set of verdict rules."""
     started = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
     finished_at = run.finished_at or utc_now()
     finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00"))
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run": run.to_dict() | {"finished_at": finished_at,
-                                "duration_s": round((finished - started).total_seconds(), 3)},
-        "instance": identity,
-        "thresholds": thresholds,
-        "environment": environment,
-        "devices": [_plain(d) for d in devices],
-        "checks": [r.to_dict() for r in results],
-        "verdict": verdict.to_dict(),
-    }
+    head = {"schema_version": SCHEMA_VERSION, "instance": identity, "thresholds": thresholds,
+            "environment": environment, "devices": [], "checks": [], "verdict": {"status": "Incomplete",
+                                                                                "action": "None"},
+            "run": run.to_dict() | {"finished_at": finished_at,
+                                    "duration_s": round((finished - started).total_seconds(), 3)}}
+    try:
+        typed = Report.from_dict(head)
+    except ModelError as exc:
+        raise ReportError(f"cannot build the report: {exc}") from None
+    return replace(typed, devices=tuple(devices), checks=tuple(results),
+                   verdict=node_verdict(results, run.ended_by))
+
+
+def build_report(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any],
+                 environment: dict[str, Any], devices: list[Device],
+                 results: list[CheckResult]) -> dict[str, Any]:
+    return assemble(run, identity, thresholds, environment, devices, results).to_dict()
 
 
 def build_document(run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
                    environment: dict[str, Any], results: list[CheckResult]) -> dict[str, Any]:
     """The report of one run; devices are those the checks covered."""
+    return _typed(run, identity, limits, environment, results).to_dict()
+
+
+def _typed(run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits, environment: dict[str, Any],
+           results: list[CheckResult]) -> Report:
     devices = sorted({d for r in results for d in r.devices}, key=lambda d: (d.kind, d.index))
-    return build_report(run, identity.to_dict(), limits.to_dict(), environment, devices, results)
+    return assemble(run, identity.to_dict(), limits.to_dict(), environment, devices, results)
+
+
+def finish_report(out: Path, run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
+                  environment: dict[str, Any], plan: list[PlannedCheck], results: list[CheckResult],
+                  ended_by: str | None) -> tuple[Report, str | None]:
+    """The report of a run that ended (``ended_by``: why it stopped early, None when it finished by itself),
+    saved in ``out``. Every planned check without a result is Incomplete, saying why. Returns the report
+    and why report.html could not be written (or None)."""
+    from dhc.report import save_report  # the package's writer: report.json, then the page
+
+    run.ended_by, run.finished_at = ended_by, utc_now()
+    completed = complete_results(plan, results, ended_by or "pytest finished without running it")
+    typed = _typed(run, identity, limits, environment, completed)
+    return typed, save_report(out, typed.to_dict())
+
+
+def journal_results(out: Path) -> list[CheckResult]:
+    """The results a run journaled in ``out`` (a run that died still leaves every finished one)."""
+    results = []
+    for event in Journal(out / JOURNAL_NAME).events():
+        try:
+            results.append(CheckResult.from_dict(event["result"]) if event.get("event") == "result" else None)
+        except (KeyError, ModelError):
+            continue  # not a result dhc wrote: its check stays unfinished (Incomplete), never passed
+    return [r for r in results if r is not None]
+
+
+def read_plan(out: Path) -> list[PlannedCheck]:
+    """The plan a run wrote in ``out``; none when it never got that far."""
+    try:
+        return [PlannedCheck.from_dict(p) for p in read_json(out / PLAN_NAME)]
+    except (ReportError, ModelError, TypeError):
+        return []
 
 
 def default_run_name(instance_id: str) -> str:
@@ -87,8 +138,5 @@ def default_run_name(instance_id: str) -> str:
 
 
 def load_schema() -> dict[str, Any]:
+    """The checked-in schema (``dhc.report.schema`` generates it from the typed model)."""
     return json.loads(SCHEMA_PATH.read_text())
-
-
-def _plain(device: Device) -> dict[str, Any]:
-    return {k: v for k, v in vars(device).items()}

@@ -1,0 +1,114 @@
+"""The typed report of one run (``report.json``, schema 1.x): what every reader of a report consumes.
+
+The document on disk is ``Report.to_dict()``; readers (summary, log lines, node scheme, sinks, HTML,
+self-test, fleet review) take ``Report.from_dict(document)`` and use attributes, never string paths.
+``dhc.report.schema`` generates ``report-v1.schema.json`` from these types, so the schema cannot drift
+from what is written. Building a report (from a plan, results and a run's configuration) is
+``dhc.report``'s business; this module only holds its shape and the facts read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dhc.model import CHECK_ID, SUITE, TIMESTAMP, CheckResult, Device, Finding, Limit, NodeVerdict, Status, schema
+from dhc.model.codec import dump, load
+
+SCHEMA_VERSION = "1.1"  # 1.1 added the optional non_finite field
+PROFILE = {"enum": ["quick", "full"]}
+
+
+@dataclass(frozen=True)
+class Selection:
+    suites: tuple[str, ...] = schema((), required=True, items=SUITE)
+    checks: tuple[str, ...] = schema((), required=True, items=CHECK_ID)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str = schema(minLength=1)
+    started_at: str = schema(**TIMESTAMP)
+    finished_at: str = schema(**TIMESTAMP)
+    duration_s: float = schema(minimum=0)
+    profile: str = schema(**PROFILE)
+    selection: Selection
+    argv: tuple[str, ...]
+    ended_by: str | None = schema(description="null when the run finished by itself")
+    inject: str | None = schema(None, description="a fault planted on purpose by the self-test")
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A fact about the instance and where it was learnt (a flag, the environment, EC2 metadata)."""
+
+    value: str | None
+    source: str = schema(minLength=1)
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: Sourced
+    instance_type: Sourced
+    node_name: Sourced
+    region: Sourced
+    availability_zone: Sourced
+    cluster: Sourced
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """One check's limits and timing as resolved for the instance type and profile."""
+
+    skip: str | None
+    limits: dict[str, Limit]
+    expected_s: float = schema(minimum=0)
+    timeout_s: float = schema(exclusiveMinimum=0)
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ThresholdsUsed:
+    """Which thresholds judged the run: the file, its digest, the instance type and every check's limits."""
+
+    file: str
+    sha256: str = schema(pattern="^[0-9a-f]{64}$")
+    profile: str = schema(**PROFILE)
+    instance_type: str
+    requested_as: str
+    gpus: int = schema(minimum=0)
+    efa: int = schema(minimum=0)
+    checks: dict[str, CheckLimits] = schema(propertyNames=CHECK_ID)
+    gpu_model: str | None = None
+    nvlinks_per_gpu: int = schema(0, minimum=0)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One deep health check run on one node. Minor versions only add optional fields."""
+
+    schema_version: str = schema(pattern="^1\\.[0-9]+$")
+    run: Run
+    instance: Instance
+    thresholds: ThresholdsUsed
+    environment: dict[str, str | None] = schema(required=["dhc", "python"])  # software versions
+    devices: tuple[Device, ...]
+    checks: tuple[CheckResult, ...]
+    verdict: NodeVerdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return dump(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Report:
+        """The typed report of a schema 1.x document; ``ModelError`` names the first key that does not fit."""
+        return load(cls, data)  # type: ignore[no-any-return]
+
+    def count(self, status: Status) -> int:
+        return sum(c.status is status for c in self.checks)
+
+    @property
+    def faults(self) -> tuple[Finding, ...]:
+        """The verdict's reasons that are hardware faults (Failed), not reasons it could not decide."""
+        return tuple(r for r in self.verdict.reasons if r.status is Status.FAILED)
