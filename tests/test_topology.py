@@ -1,0 +1,117 @@
+"""Connectivity groups from candidates (dhc.controller.topology): bounded, by topology, by kind, leftovers."""
+
+from __future__ import annotations
+
+import pytest
+
+from dhc.controller.topology import LAYERS, Candidate, Grouping, balanced, form, path
+
+P5 = ("p5.48xlarge", "quick")
+WINDOW = 60.0
+
+
+def node(name: str, since: float = 0.0, kind: tuple[str, str] = P5, l1: str = "", l2: str = "", l3: str = "",
+         **labels: str) -> Candidate:
+    topo = {key: value for key, value in zip(LAYERS, (l1, l2, l3), strict=True) if value}
+    return Candidate(name, kind, topo | labels, since)
+
+
+def sizes(groups: list[list[str]]) -> list[int]:
+    return sorted((len(g) for g in groups), reverse=True)
+
+
+def test_forty_nodes_under_one_switch_split_into_balanced_bounded_groups() -> None:
+    nodes = [node(f"n{i:02}", l1="nn-a", l2="nn-b", l3="nn-c") for i in range(40)]
+    groups = form(nodes, Grouping(size=16), WINDOW, now=WINDOW)
+    assert sizes(groups) == [14, 13, 13]
+    assert sorted(n for g in groups for n in g) == sorted(c.name for c in nodes)  # each node in one group
+
+
+def test_a_full_switch_forms_at_once_and_a_partial_one_waits_for_the_window() -> None:
+    full = [node(f"a{i:02}", since=10.0, l3="sw-a") for i in range(16)]
+    partial = [node(f"b{i}", since=10.0, l3="sw-b") for i in range(5)]
+    groups = form(full + partial, Grouping(size=16), WINDOW, now=11.0)
+    assert groups == [sorted(c.name for c in full)]
+    later = form(partial, Grouping(size=16), WINDOW, now=10.0 + WINDOW)
+    assert later == [sorted(c.name for c in partial)]
+
+
+def test_two_layer3_switches_make_two_groups_never_mixed() -> None:
+    one = [node(f"x{i}", l1="nn-1", l2="nn-2", l3="sw-x") for i in range(5)]
+    two = [node(f"y{i}", l1="nn-1", l2="nn-2", l3="sw-y") for i in range(3)]
+    groups = form(one + two, Grouping(size=16), WINDOW, now=WINDOW)
+    assert sorted(groups) == [sorted(c.name for c in one), sorted(c.name for c in two)]
+
+
+def test_a_seventeenth_node_waits_then_joins_the_next_group_of_its_type() -> None:
+    first = [node(f"a{i:02}", since=0.0, l2="nn-2", l3="sw-a") for i in range(16)]
+    late = node("a16", since=5.0, l2="nn-2", l3="sw-a")
+    assert form(first, Grouping(size=16), WINDOW, now=1.0) == [sorted(c.name for c in first)]  # full: at once
+    grouping = Grouping(size=16, alone_after_s=600.0)
+    assert form([late], grouping, WINDOW, now=5.0 + WINDOW) == []  # no peer yet, not alone long enough: waits
+    neighbours = [node(f"b{i}", since=100.0, l2="nn-2", l3="sw-b") for i in range(3)]
+    groups = form([late] + neighbours, grouping, WINDOW, now=100.0 + WINDOW)
+    assert groups == [["a16", "b0", "b1", "b2"]]  # joined the group forming next under its layer-2 node
+
+
+def test_a_stray_joins_the_nearest_group_in_the_topology() -> None:
+    near = [node(f"n{i}", l1="nn-1", l2="nn-2", l3="sw-n") for i in range(3)]
+    far = [node(f"f{i}", l1="nn-9", l2="nn-8", l3="sw-f") for i in range(3)]
+    stray = node("s", l1="nn-1", l2="nn-2", l3="sw-s")
+    groups = form(near + far + [stray], Grouping(size=16), WINDOW, now=WINDOW)
+    assert sorted(groups) == [["f0", "f1", "f2"], ["n0", "n1", "n2", "s"]]
+
+
+def test_a_lone_node_runs_alone_only_after_the_longer_wait() -> None:
+    grouping = Grouping(size=16, alone_after_s=300.0)
+    lone = node("only", since=0.0, l3="sw-a")
+    assert form([lone], grouping, WINDOW, now=WINDOW) == []
+    assert form([lone], grouping, WINDOW, now=299.0) == []
+    assert form([lone], grouping, WINDOW, now=300.0) == [["only"]]  # one node: the intra-node stage
+
+
+def test_strays_of_several_switches_pool_once_they_reach_the_minimum() -> None:
+    strays = [node("a", l3="sw-a"), node("b", l3="sw-b")]
+    assert form(strays, Grouping(size=16, min_size=2), WINDOW, now=WINDOW) == [["a", "b"]]
+
+
+def test_nodes_without_topology_labels_group_by_type_alone() -> None:
+    nodes = [node(f"n{i:02}") for i in range(20)]
+    assert sizes(form(nodes, Grouping(size=16), WINDOW, now=WINDOW)) == [10, 10]
+
+
+def test_mixed_instance_types_and_profiles_never_share_a_group() -> None:
+    p5 = [node(f"p{i}", l3="sw-a") for i in range(3)]
+    p4 = [node(f"q{i}", kind=("p4d.24xlarge", "quick"), l3="sw-a") for i in range(3)]
+    full = [node(f"r{i}", kind=("p5.48xlarge", "full"), l3="sw-a") for i in range(3)]
+    stray = node("lone-p4", kind=("p4d.24xlarge", "quick"), l3="sw-z")
+    groups = form(p5 + p4 + full + [stray], Grouping(size=16), WINDOW, now=WINDOW)
+    assert sorted(groups) == [["lone-p4", "q0", "q1", "q2"], ["p0", "p1", "p2"], ["r0", "r1", "r2"]]
+
+
+def test_a_user_named_label_replaces_the_eks_layers() -> None:
+    label = "example.com/placement-group"
+    nodes = [node(f"a{i}", l3="sw-1", **{label: "pg-a"}) for i in range(3)] + \
+            [node(f"b{i}", l3="sw-1", **{label: "pg-b"}) for i in range(3)]
+    groups = form(nodes, Grouping(size=16, label=label), WINDOW, now=WINDOW)
+    assert sorted(groups) == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+
+
+def test_topology_path_reads_coarse_to_fine_and_ignores_missing_inner_layers() -> None:
+    assert path({LAYERS[0]: "a", LAYERS[1]: "b", LAYERS[2]: "c"}) == ("a", "b", "c")
+    assert path({LAYERS[0]: "a", LAYERS[1]: "b"}) == ("a", "b")
+    assert path({}) == ()
+    assert path({"pg": ""}, "pg") == ()
+
+
+def test_balanced_sizes_differ_by_one_at_most() -> None:
+    for n in range(1, 70):
+        groups = balanced(list(range(n)), 16)
+        assert max(map(len, groups)) <= 16 and max(map(len, groups)) - min(map(len, groups)) <= 1
+        assert sum(groups, []) == list(range(n))
+
+
+@pytest.mark.parametrize("size,minimum,alone", [(0, 1, 1.0), (4, 5, 1.0), (4, 0, 1.0), (4, 2, -1.0)])
+def test_impossible_group_settings_are_refused_with_what_was_expected(size: int, minimum: int, alone: float) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        Grouping(size=size, min_size=minimum, alone_after_s=alone)
