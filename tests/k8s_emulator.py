@@ -4,8 +4,10 @@ It honours what dhc relies on: resourceVersion bumps on every write, JSON patch 
 ``test``), 404 for unknown objects, 409 for a duplicate create, label selectors of the ``k=v`` and
 ``k`` forms, the ``spec.nodeName=`` field selector on pods, list and watch with resourceVersion
 (410 Gone once history is compacted past it), watches that can be dropped mid-stream, a queue of
-faults (status, body, headers) for the next requests that match a method and path prefix, and a
-log of every request (method, path with query, content type).
+faults (status, body, headers) for the next requests that match a method and path prefix, standing
+faults (``inject``: a status with the API server's Status body, or a connection dropped without a
+reply, for every matching request until healed or a count runs out), and a log of every request
+(method, path with query, content type).
 
 Pods are what the Job controller and the kubelet make of a Job: ``run_pod`` creates an ended pod of
 a Job on a node, owned by the Job (its UID), labelled ``batch.kubernetes.io/job-name``, with the
@@ -14,6 +16,7 @@ container's exit code, reason and termination message in its status, as the kube
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import threading
@@ -33,6 +36,7 @@ class Emulator:
         self.events: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
         self.faults: list[tuple[str, str, int, dict[str, Any], dict[str, str]]] = []
+        self.injected: list[dict[str, Any]] = []  # standing faults: see inject()
         self.before_patch: list[Any] = []  # callables run once before a patch: a concurrent writer
         self.jobs: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
@@ -45,6 +49,7 @@ class Emulator:
         self.drop_generation = 0  # bumped to drop every open watch
         self.writes = 0
         self.custom: dict[str, dict[str, Any]] = {}  # "<plural>/<namespace>/<name>" -> a dhc.dev custom object
+        self.routes: list[Any] = []  # more routes (k8s_workloads): route(handler, method, parts, query, body) -> answered
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,6 +229,40 @@ class Emulator:
                   headers: dict[str, str] | None = None) -> None:
         self.faults.append((method, prefix, status, body or {"kind": "Status", "code": status}, headers or {}))
 
+    def inject(self, method: str, prefix: str, status: int | None, message: str = "",
+               times: int | None = None) -> dict[str, Any]:
+        """Every ``method`` request whose path starts with ``prefix`` fails: ``status`` with a Status body
+        carrying ``message`` (as the API server words it), or for None the connection closed without a
+        reply (a reset, a crashed API server). ``times``: that many requests (None: until ``heal``).
+        Returns the fault; its ``"hits"`` counts the requests it failed."""
+        fault = {"method": method, "prefix": prefix, "status": status, "message": message, "times": times, "hits": 0}
+        with self.lock:
+            self.injected.append(fault)
+        return fault
+
+    def heal(self, fault: dict[str, Any]) -> None:
+        with self.lock:
+            if fault in self.injected:
+                self.injected.remove(fault)
+
+    def _injected(self, handler: BaseHTTPRequestHandler, method: str, path: str) -> bool:
+        """True when a standing fault answered (or dropped) this request."""
+        with self.lock:
+            fault = next((f for f in self.injected if f["method"] == method and path.startswith(f["prefix"])), None)
+            if fault is None:
+                return False
+            fault["hits"] += 1
+            if fault["times"] is not None and fault["hits"] >= fault["times"]:
+                self.injected.remove(fault)
+        if fault["status"] is None:
+            handler.close_connection = True  # no status line at all: the client sees the connection drop
+            return True
+        status = fault["status"]
+        _reply(handler, status, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                 "message": fault["message"] or f"injected {status}", "code": status,
+                                 "reason": _REASONS.get(status, "InternalError")})
+        return True
+
     def kubeconfig(self, folder: Path) -> Path:
         path = folder / "kubeconfig"
         path.write_text(json.dumps({
@@ -244,7 +283,11 @@ class Emulator:
             if fault[0] == method and path.startswith(fault[1]):
                 self.faults.remove(fault)
                 return _reply(handler, fault[2], fault[3], fault[4])
+        if self.injected and self._injected(handler, method, path):
+            return None
         parts = path.strip("/").split("/")
+        if any(route(handler, method, parts, query, body) for route in self.routes):
+            return
         if parts == ["api", "v1", "nodes"] and method == "GET":
             return self._list_or_watch(handler, "nodes", query)
         if parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
@@ -396,7 +439,8 @@ class Emulator:
         sent = since
         while time.monotonic() < deadline:
             with self.lock:
-                events = [(v, t, o) for v, k, t, o in self.history if k == kind and v > sent and _selects(selector, o)]
+                first = bisect.bisect_right(self.history, sent, key=lambda entry: entry[0])  # history is in version order
+                events = [(v, t, o) for v, k, t, o in self.history[first:] if k == kind and _selects(selector, o)]
                 if not events:
                     self.changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
                 if self.drop_generation != generation:
@@ -404,6 +448,10 @@ class Emulator:
             for version, event_type, obj in events:
                 _chunk(handler, {"type": event_type, "object": obj})
                 sent = version
+
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+            422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
 
 def _chunk(handler: BaseHTTPRequestHandler, event: dict[str, Any]) -> None:

@@ -406,3 +406,137 @@ def test_a_batch_without_verdicts_is_tried_again_then_failed(emulator):
         emulator.finish_job(batches(emulator)[1], succeeded=True)  # ended, no verdict
         wait_for(lambda: labels(emulator, "gpu-z").get(KEYS.check_status) == "Failed", what="Failed")
     assert "no connectivity verdict after 2 tries" in annotations(emulator, "gpu-z")[KEYS.reasons]
+
+
+# -- the error model: permanent errors reported once, temporary ones backed off, one worker per node ----
+FORBIDDEN = ('nodes "gpu-a" is forbidden: User "system:serviceaccount:dhc:dhc-controller" cannot patch resource '
+             '"nodes" in API group "" at the cluster scope')
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(403, True), (401, True), (400, True), (422, True), (404, True),
+                                                   (500, False), (503, False), (429, False), (409, False)])
+def test_api_errors_say_whether_trying_again_unchanged_can_help(emulator, status, permanent):
+    from kubernetes.client.rest import ApiException
+
+    from dhc.k8s.client import K8sError
+
+    emulator.add_node("gpu-a", P5)
+    emulator.inject("PATCH", "/api/v1/nodes/gpu-a", status, message=FORBIDDEN if status == 403 else "")
+    kube = Kube(client.ApiClient(client.Configuration(host=emulator.url)), timeout_s=5, attempts=2, backoff_s=0.01)
+    with pytest.raises(K8sError) as raised:
+        kube.patch_node("gpu-a", lambda n: [{"op": "add", "path": "/metadata/labels/x", "value": "y"}])
+    assert raised.value.permanent is permanent and raised.value.what == "patch node gpu-a"
+    assert isinstance(raised.value.__cause__, ApiException)  # chained, not swallowed
+    if status == 403:
+        assert raised.value.detail == FORBIDDEN and FORBIDDEN in str(raised.value)
+
+
+def test_a_dropped_connection_is_retried_by_the_client_and_costs_no_duplicate_job(emulator):
+    emulator.add_node("gpu-a", P5, status=P5_STATUS)
+    dropped = emulator.inject("POST", "/apis/batch/v1/namespaces/dhc/jobs", None, times=2)
+    with Running(emulator):
+        wait_for(lambda: labels(emulator, "gpu-a").get(KEYS.check_status) == "InProgress" and emulator.jobs,
+                 what="InProgress with its Job")
+    assert dropped["hits"] == 2 and list(emulator.jobs) == [job_name("gpu-a", 1, 1)]
+
+
+def test_a_forbidden_node_patch_is_reported_once_and_not_retried_until_the_node_changes(emulator, caplog):
+    emulator.add_node("gpu-a", P5, status=P5_STATUS)
+    emulator.add_node("gpu-b", P5, status=P5_STATUS)  # a witness: resyncs keep looking at it
+    forbidden = emulator.inject("PATCH", "/api/v1/nodes/gpu-a", 403, message=FORBIDDEN)
+    refused = lambda: [e for e in emulator.events if e["reason"] == "DeepHealthCheckApiRefused"]  # noqa: E731
+    with Running(emulator) as run:
+        wait_for(refused, what="the Warning Event")
+        run.settled("gpu-b", "nothing", times=6)  # three seconds of resyncs every 0.5 s
+        assert forbidden["hits"] == 1 and len(refused()) == 1
+        [event] = refused()
+        assert event["type"] == "Warning" and event["involvedObject"]["name"] == "gpu-a"
+        assert "patch node gpu-a refused (HTTP 403)" in event["message"] and FORBIDDEN in event["message"]
+        assert "not retried until the node changes" in event["message"]
+        logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any("node gpu-a" in m and "patch node gpu-a" in m and FORBIDDEN in m for m in logged)
+        assert run.controller.snapshot().tally[("errors", "permanent")] == 1
+        emulator.heal(forbidden)  # RBAC fixed; then the node changes
+        emulator.set_node_labels("gpu-a", {"team": "llm"})
+        wait_for(lambda: labels(emulator, "gpu-a").get(KEYS.check_status) == "InProgress", what="InProgress")
+    assert len(refused()) == 1 and job_name("gpu-a", 1, 1) in emulator.jobs
+
+
+def test_a_server_error_is_retried_with_growing_delays_then_succeeds(emulator):
+    from dhc.controller.workqueue import Backoff
+
+    class Recorded(Backoff):
+        delays: list[float] = []
+
+        def next(self, name):
+            delay = super().next(name)
+            self.delays.append(delay)
+            return delay
+
+    emulator.add_node("gpu-a", P5, status=P5_STATUS)
+    failing = emulator.inject("PATCH", "/api/v1/nodes/gpu-a", 500, times=12)  # the client tries 6 times per call
+    run = Running(emulator)
+    run.controller.backoff = backoff = Recorded(0.05, 5.0, jitter=lambda: 1.0)
+    with run:
+        wait_for(lambda: labels(emulator, "gpu-a").get(KEYS.check_status) == "InProgress", what="InProgress")
+        wait_for(lambda: backoff.failures("gpu-a") == 0, what="the backoff reset by the success")
+    assert failing["hits"] == 12 and backoff.delays == [0.05, 0.1]
+    assert run.controller.snapshot().tally[("errors", "temporary")] == 2
+    assert not any(e["reason"] == "DeepHealthCheckApiRefused" for e in emulator.events)
+
+
+def test_a_node_queued_100_times_while_reconciled_is_reconciled_once_more(emulator):
+    emulator.add_node("cpu-1", {"node.kubernetes.io/instance-type": "m5.large"})  # not ours: no writes, no events
+    run = Running(emulator)
+    run.controller.workers, run.controller.resync_s = 1, 3600.0
+    inside, release, seen = threading.Event(), threading.Event(), []
+    reconcile = run.controller.reconcile
+
+    def blocking(name):
+        seen.append(name)
+        if len(seen) == 1:
+            inside.set()
+            release.wait(10)
+        return reconcile(name)
+
+    run.controller.reconcile = blocking
+    with run:
+        assert inside.wait(10)
+        for _ in range(100):
+            run.controller.enqueue("cpu-1")
+        run.controller.enqueue("marker-1")
+        release.set()
+        wait_for(lambda: seen.count("cpu-1") >= 2 and "marker-1" in seen, what="the second look")
+        run.controller.enqueue("marker-2")  # queued behind any third look, were there one
+        wait_for(lambda: "marker-2" in seen, what="the marker")
+    assert seen.count("cpu-1") == 2
+
+
+def test_no_two_workers_reconcile_one_node_at_once(emulator):
+    for index in range(3):
+        emulator.add_node(f"gpu-{index}", P5, status=P5_STATUS)
+    run = Running(emulator)
+    run.controller.workers = 4
+    active, overlaps, lock = Counter(), [], threading.Lock()
+    reconcile = run.controller.reconcile
+
+    def recorded(name):
+        with lock:
+            active[name] += 1
+            if active[name] > 1:
+                overlaps.append(name)
+        try:
+            time.sleep(0.005)  # widen the window a second worker would need
+            return reconcile(name)
+        finally:
+            with lock:
+                active[name] -= 1
+
+    run.controller.reconcile = recorded
+    with run:
+        for _ in range(200):
+            for index in range(3):
+                run.controller.enqueue(f"gpu-{index}")
+        for index in range(3):
+            run.settled(f"gpu-{index}", "nothing", times=3)
+    assert overlaps == []

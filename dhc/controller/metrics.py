@@ -10,6 +10,9 @@ that drifted:
 - ``dhc_jobs_started_total{stage}``, ``dhc_verdicts_written_total{status}`` and
   ``dhc_unearned_labels_total`` (Passed labels without dhc's record of a check that earned them):
   counts since the controller started;
+- ``dhc_controller_errors_total{kind}``: API errors met while reconciling a node: ``permanent`` ones
+  (403, 401, 400, an invalid 422: reported in a Warning Event on the node and not retried until it
+  changes; alert on any increase) and ``temporary`` ones (5xx, 429, timeouts: retried with backoff);
 - ``dhc_remediations_total{action,outcome}``: remediation steps by action (Reboot, Replace) and
   outcome (dry-run, acted, unconfirmed, failed, stuck, refused, held, recovered, failed-again);
 - ``dhc_remediation_breaker_tripped``: 1 while the circuit breaker waits for a person (alert on it);
@@ -30,6 +33,7 @@ STATUSES = ("InProgress", "Passed", "Failed", "Incomplete")  # always shown, 0 i
 HEALTH = ("Schedulable", "Unschedulable", "UnschedulablePendingReboot", "UnschedulablePendingReplacement")
 STAGES = ("stress", "final", "connectivity")
 VERDICTS = ("Passed", "Failed")
+ERRORS = ("permanent", "temporary")
 RECOVERY_BUCKETS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
 
 
@@ -53,6 +57,8 @@ class ControllerCollector:
         unearned = CounterMetricFamily("dhc_unearned_labels", "Passed labels found without dhc's record of a check "
                                        "that earned them (then checked)", value=snap.tally.get(("unearned", ""), 0))
         yield unearned
+        yield _counter("dhc_controller_errors", "API errors met reconciling nodes: permanent (reported, not retried "
+                       "until the node changes) or temporary (retried with backoff)", "kind", snap.tally, "errors", ERRORS)
         yield from _remediation(snap)
 
 

@@ -16,7 +16,6 @@ and a Node Event saying what it would do; once another actuator is chosen, its n
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dhc.controller import breaker, drain
-from dhc.controller.marks import RemediationKeys, annotate, now_text
+from dhc.controller.marks import RemediationKeys, annotate, now_text, phase_ops, read_state
 from dhc.errors import DhcError
 from dhc.instance import provider_instance_id as instance_id
 from dhc.k8s.client import K8sError
@@ -35,7 +34,6 @@ log = logging.getLogger("dhc.controller.remediation")
 PENDING = {"UnschedulablePendingReboot": "Reboot", "UnschedulablePendingReplacement": "Replace"}
 LABEL_ONLY = "label-only"
 IN_FLIGHT = ("draining", "acting", "acted", "rechecking", "stuck")  # hold a breaker slot
-HISTORY_KEPT = 20
 __all__ = ["Actuator", "RemediationKeys", "RemediationSettings", "Remediator", "instance_id"]
 
 
@@ -62,7 +60,7 @@ class Remediator:
             raise ValueError(f"remediation actuator {settings.actuator!r} needs its AWS client")
         self.ctl, self.settings, self.actuator = ctl, settings, actuator
         self.keys = RemediationKeys(ctl.settings.prefix)
-        self._admitting = threading.Lock()
+        self._admitting = threading.RLock()  # the breaker's state below: admission, holds, ends
         self.admitted: set[str] = set()  # nodes this process let through, until they end
         self.marked: set[str] = set()  # nodes this process marked held since the breaker last tripped
         self.recoveries: list[float] = []  # seconds from detection to Schedulable again
@@ -70,12 +68,7 @@ class Remediator:
     # -- reading ------------------------------------------------------------------------------------
     def state(self, node: dict[str, Any]) -> dict[str, Any]:
         """The node's phase; one that is not dhc's (hand-edited) is ``stuck``: it holds its slot, nothing is done."""
-        text = (node["metadata"].get("annotations") or {}).get(self.keys.state)
-        state = load(text, {})
-        if text and (state.get("action") not in ("Reboot", "Replace") or not isinstance(state.get("phase"), str)
-                     or not str(state.get("generation", 0)).isdigit()):
-            return {"phase": "stuck", "why": f"unreadable {self.keys.state} annotation: {text[:80]!r}"}
-        return state
+        return read_state(node, self.keys)
 
     def tripped(self) -> str:
         """Why the breaker is tripped ('' when it is not): the first held node's annotation."""
@@ -91,7 +84,8 @@ class Remediator:
 
     # -- the step -----------------------------------------------------------------------------------
     def forget(self, name: str) -> None:
-        self.admitted.discard(name)
+        with self._admitting:
+            self.admitted.discard(name)
 
     def step(self, node: dict[str, Any]) -> str:
         """Take the node's next step; returns its phase afterwards ('' when there is nothing to do)."""
@@ -144,9 +138,8 @@ class Remediator:
             pods = f"its pods (cannot list them: {exc})"
         would = f"would cordon, drain {pods} through the Eviction API and {action} instance {iid}; " \
                 "nothing done (remediation actuator label-only, a dry run)"
-        node = self._write(node, {"phase": "dry-run", "action": action, "detected": now_text(), "would": would})
-        self._event(node, "RemediationDryRun", would, warning=False)
-        self.ctl.count("remediations", f"{action}/dry-run")
+        state = {"phase": "dry-run", "action": action, "detected": now_text(), "would": would}
+        self._say(node, state, "RemediationDryRun", would, False, "dry-run")
         return "dry-run"
 
     def _refuse(self, node: dict[str, Any], action: str, admission: breaker.Admission) -> str:
@@ -158,13 +151,13 @@ class Remediator:
             if node["metadata"]["name"] not in self.marked:  # removing the marks is not undone), so no
                 self._hold(node, admission.reason)  # one node's deletion resets the breaker
             return "held"
-        self._write(node, {"phase": "refused", "action": action, "why": admission.reason})
-        self._event(node, "RemediationRefused", f"{action} not started: {admission.reason}", warning=True)
-        self.ctl.count("remediations", f"{action}/refused")
+        self._say(node, {"phase": "refused", "action": action, "why": admission.reason}, "RemediationRefused",
+                  f"{action} not started: {admission.reason}", True, "refused")
         return "refused"
 
     def _hold(self, node: dict[str, Any], reason: str) -> dict[str, Any]:
-        self.marked.add(node["metadata"]["name"])
+        with self._admitting:
+            self.marked.add(node["metadata"]["name"])
         if (node["metadata"].get("annotations") or {}).get(self.keys.held):
             return node
         node = self.ctl.kube.patch_node(node["metadata"]["name"], lambda n: annotate(
@@ -183,10 +176,8 @@ class Remediator:
         waited = f"drain not done after {self.settings.drain_timeout_s:g} s: {drain.summary(result)}"
         if self.settings.act_after_drain_timeout:
             return self._act(node, state, f"{waited}; acting anyway (configured)")
-        self._write(node, state | {"phase": "stuck", "why": waited})
-        self._event(node, "RemediationStuck", f"{waited}; left for a person (configured not to act anyway)",
-                    warning=True)
-        self.ctl.count("remediations", f"{state['action']}/stuck")
+        self._say(node, state | {"phase": "stuck", "why": waited}, "RemediationStuck",
+                  f"{waited}; left for a person (configured not to act anyway)", True, "stuck")
         return "stuck"
 
     def _act(self, node: dict[str, Any], state: dict[str, Any], drained: str) -> str:
@@ -219,15 +210,13 @@ class Remediator:
     def _acted_now(self, node: dict[str, Any], state: dict[str, Any], outcome: str, message: str,
                    warning: bool) -> str:
         entry = {"action": state["action"], "at": now_text(), "outcome": outcome, "instance": state.get("instance")}
-        node = self._write(node, state | {"phase": "acted", "acted": now_text()}, history=entry)
-        self._event(node, "RemediationActed", message, warning=warning)
-        self.ctl.count("remediations", f"{state['action']}/{outcome}")
+        self._say(node, state | {"phase": "acted", "acted": now_text()}, "RemediationActed", message, warning,
+                  outcome, history=entry)
         return "acted"
 
     def _fail(self, node: dict[str, Any], state: dict[str, Any], why: str) -> str:
-        node = self._write(node, state | {"phase": "stuck", "why": why})
-        self._event(node, "RemediationFailed", f"{state['action']} failed, left for a person: {why}", warning=True)
-        self.ctl.count("remediations", f"{state['action']}/failed")
+        self._say(node, state | {"phase": "stuck", "why": why}, "RemediationFailed",
+                  f"{state['action']} failed, left for a person: {why}", True, "failed")
         return "stuck"
 
     def _acted(self, node: dict[str, Any], state: dict[str, Any]) -> str:
@@ -251,7 +240,8 @@ class Remediator:
         health, action = labels.get(self.ctl.keys.health), state["action"]
         if health == "Schedulable" and labels.get(self.ctl.keys.check_status) == "Passed":
             detected = parse_time(state.get("detected")) or datetime.now(UTC)
-            self.recoveries.append((datetime.now(UTC) - detected).total_seconds())
+            with self._admitting:
+                self.recoveries.append((datetime.now(UTC) - detected).total_seconds())
             outcome, message = "recovered", "passed its deep health check again: Schedulable"
         elif health in PENDING and self._generation(node) > int(state.get("generation", 0)):
             outcome, message = "failed-again", "failed its deep health check again after the action"
@@ -259,7 +249,7 @@ class Remediator:
             return self._overdue(node, state, parse_time(state.get("since")), "no new deep check verdict") \
                 or "rechecking"
         self._write(node, None)
-        self.admitted.discard(node["metadata"]["name"])
+        self.forget(node["metadata"]["name"])
         self._event(node, f"Remediation{outcome.title().replace('-', '')}", message, warning=outcome != "recovered")
         self.ctl.count("remediations", f"{action}/{outcome}")
         return outcome
@@ -271,10 +261,8 @@ class Remediator:
         if since is None or (datetime.now(UTC) - since).total_seconds() < limit:
             return ""
         why = f"{what} {limit:g} s after {state['phase']} began ({state.get('instance')}): left for a person"
-        node = self._write(node, state | {"phase": "stuck", "why": why})
-        self._event(node, "RemediationStuck", f"{state['action']}: {why}; it holds its remediation slot until a "
-                                              "person removes its remediation annotation", warning=True)
-        self.ctl.count("remediations", f"{state['action']}/stuck")
+        self._say(node, state | {"phase": "stuck", "why": why}, "RemediationStuck", f"{state['action']}: {why}; it "
+                  "holds its remediation slot until a person removes its remediation annotation", True, "stuck")
         return "stuck"
 
     # -- writing ------------------------------------------------------------------------------------
@@ -284,21 +272,17 @@ class Remediator:
 
     def _write(self, node: dict[str, Any], state: dict[str, Any] | None, unschedulable: bool | None = None,
                history: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        name, keys = node["metadata"]["name"], self.keys
-
-        def change(current: dict[str, Any]) -> list[dict[str, Any]]:
-            annotations: dict[str, str | None] = {keys.state: json.dumps(state, separators=(",", ":")) if state else None}
-            if history is not None:
-                past = load((current["metadata"].get("annotations") or {}).get(keys.history), [])
-                annotations[keys.history] = json.dumps((past + [history])[-HISTORY_KEPT:], separators=(",", ":"))
-            ops = annotate(current, annotations, labels)
-            if unschedulable is not None and bool((current.get("spec") or {}).get("unschedulable")) != unschedulable:
-                ops.append({"op": "add", "path": "/spec/unschedulable", "value": unschedulable})
-            return ops
-
-        patched = self.ctl.kube.patch_node(name, change)
+        name = node["metadata"]["name"]
+        patched = self.ctl.kube.patch_node(name, lambda n: phase_ops(n, self.keys, state, unschedulable, history, labels))
         self.ctl.nodes[name] = patched
         return patched
+
+    def _say(self, node: dict[str, Any], state: dict[str, Any], reason: str, message: str, warning: bool,
+             outcome: str, history: dict[str, Any] | None = None) -> None:
+        """Write the phase, say it in an Event, count the outcome."""
+        node = self._write(node, state, history=history)
+        self._event(node, reason, message, warning=warning)
+        self.ctl.count("remediations", f"{state['action']}/{outcome}")
 
     def _event(self, node: dict[str, Any], reason: str, message: str, warning: bool) -> None:
         (log.warning if warning else log.info)("node %s: %s: %s", node["metadata"]["name"], reason, message)

@@ -1,8 +1,17 @@
-"""The controller's informer and work queue: watch Nodes and dhc's Jobs, queue node names, run workers.
+"""The controller's informer and worker pool: watch Nodes and dhc's Jobs, queue node names, run workers.
 
-Level-triggered: every node event, Job event and periodic resync puts the node's name on a queue;
-workers call ``reconcile(name)``, one worker per node at a time, and retry a node whose API calls
-failed. Watches resume from their last resourceVersion and re-list on 410 Gone.
+Level-triggered: every node event, Job event and periodic resync puts the node's name on the work
+queue (``workqueue.Queue``: de-duplicated, one worker per node at a time, a node added while it is
+reconciled is reconciled once more after). Watches resume from their last resourceVersion and
+re-list on 410 Gone; the caches (``cache.Store``) are shared behind their own locks.
+
+The error model at the API boundary (``K8sError.permanent``): a temporary error (5xx, 429, a
+conflict, a timeout, a dropped connection) retries the node after a per-node exponential backoff
+(1 s doubling to 5 min, with jitter), reset by a success. A permanent one (403 Forbidden, 401,
+400, an invalid 422) is reported once, as an error log line and a Warning Event on the node naming
+the call and the API server's message, counted in ``dhc_controller_errors_total{kind}``, and the
+node is not tried again until it changes (a watch event with a new resourceVersion) or an hour has
+passed. Resyncs and Job events do not lift either hold; only a change to the node does.
 """
 
 from __future__ import annotations
@@ -10,25 +19,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from dhc.controller.cache import JobStore, Store
 from dhc.controller.jobs import JOB_LABEL, NODE_ANNOTATION, NODES_ANNOTATION
-from dhc.k8s.client import K8sError, K8sGone, Kube
+from dhc.controller.workqueue import Backoff, Queue
+from dhc.k8s.client import K8sError, K8sGone, K8sNotFound, Kube
 
 log = logging.getLogger("dhc.controller")
+PERMANENT_RETRY_S = 3600.0  # a node refused for good is tried again after this long, even unchanged
 
 
 class WorkQueue:
     def __init__(self, kube: Kube, namespace: str, workers: int, resync_s: float, watch_timeout_s: int):
         self.kube, self.namespace, self.workers = kube, namespace, workers
         self.resync_s, self.watch_timeout_s = resync_s, watch_timeout_s
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self._pending: list[str] = []
-        self._queued: set[str] = set()
-        self._wake = threading.Condition()
-        self._locks: dict[str, threading.Lock] = {}
+        self.nodes = Store()
+        self.jobs = JobStore()
+        self.queue, self.backoff = Queue(), Backoff()
+        self._held: dict[str, tuple[str, float]] = {}  # node -> (its resourceVersion when it failed, until)
+        self._reported: dict[str, str] = {}  # node -> the permanent error last reported for it
+        self._holding = threading.Lock()
+        self.tally: Counter[tuple[str, str]] = Counter()  # what was done, by kind: ("errors", "permanent"), ...
+        self._counting = threading.Lock()
 
     def reconcile(self, name: str) -> str:
         raise NotImplementedError
@@ -36,6 +51,10 @@ class WorkQueue:
     def background(self) -> list[tuple[str, Callable[[threading.Event], None]]]:
         """More threads to run beside the watches and workers: (name, target(stop))."""
         return []
+
+    def count(self, what: str, kind: str = "") -> None:
+        with self._counting:
+            self.tally[what, kind] += 1
 
     def run(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=self._watch_loop, args=(kind, stop), daemon=True, name=f"watch-{kind}")
@@ -47,39 +66,84 @@ class WorkQueue:
         for thread in threads:
             thread.start()
         while not stop.wait(self.resync_s):
-            for name in list(self.nodes):
+            for name in self.nodes:
                 self.enqueue(name)
-        with self._wake:
-            self._wake.notify_all()
+        self.queue.close()
         for thread in threads:
             thread.join(timeout=5)
 
     def enqueue(self, name: str) -> None:
-        with self._wake:
-            if name not in self._queued:
-                self._queued.add(name)
-                self._pending.append(name)
-                self._wake.notify()
+        """Queue the node, unless it is held after an error and has not changed since."""
+        with self._holding:
+            hold = self._held.get(name)
+            if hold is not None:
+                if _version(self.nodes.get(name)) == hold[0] and time.monotonic() < hold[1]:
+                    return
+                del self._held[name]
+        self.queue.add(name)
 
+    def forget(self, name: str) -> None:
+        """The node is gone or fine: drop its backoff, hold and reported error."""
+        self.backoff.forget(name)
+        with self._holding:
+            self._held.pop(name, None)
+            self._reported.pop(name, None)
+
+    # -- workers --------------------------------------------------------------------------------------
     def _worker(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            with self._wake:
-                while not self._pending and not stop.is_set():
-                    self._wake.wait(timeout=1.0)
-                if stop.is_set():
-                    return
-                name = self._pending.pop(0)
-                self._queued.discard(name)
-            lock = self._locks.setdefault(name, threading.Lock())
-            with lock:  # one worker per node at a time
-                try:
-                    self.reconcile(name)
-                except K8sError as exc:
-                    log.warning("node %s: %s; will retry", name, exc)
-                    threading.Timer(2.0, self.enqueue, args=(name,)).start()
+            name = self.queue.get(timeout_s=1.0)
+            if name is None:
+                continue
+            try:
+                self._process(name)
+            finally:
+                self.queue.done(name)
 
+    def _process(self, name: str) -> None:
+        try:
+            self.reconcile(name)
+        except K8sError as exc:
+            self._failed(name, exc)
+        except Exception as exc:  # a bug must not kill the worker: said with its stack, retried with backoff
+            log.exception("node %s: reconcile failed unexpectedly", name)
+            self._failed(name, K8sError(f"unexpected {type(exc).__name__}: {exc}"))
+        else:
+            self.forget(name)
+
+    def _failed(self, name: str, exc: K8sError) -> None:
+        permanent = exc.permanent
+        delay = PERMANENT_RETRY_S if permanent else self.backoff.next(name)
+        with self._holding:
+            self._held[name] = (_version(self.nodes.get(name)), time.monotonic() + delay)
+            repeated = self._reported.get(name) == str(exc)
+            if permanent:
+                self._reported[name] = str(exc)
+        self.queue.add_after(name, delay)
+        self.count("errors", "permanent" if permanent else "temporary")
+        if not permanent:
+            log.warning("node %s: %s; will retry in %.1f s", name, exc, delay)
+        elif isinstance(exc, K8sNotFound) or repeated:
+            log.warning("node %s: %s; not retried until the node changes", name, exc)
+        else:
+            self._report(name, exc)
+
+    def _report(self, name: str, exc: K8sError) -> None:
+        """A permanent error: an error log line and a Warning Event on the node, once."""
+        why = f"{exc.what or 'an API call'} refused (HTTP {exc.status}): {exc.detail or exc}; " \
+              f"not retried until the node changes, or in {PERMANENT_RETRY_S / 60:g} min"
+        log.error("node %s: %s", name, why)
+        node = self.nodes.get(name)
+        if node is None:
+            return
+        try:
+            self.kube.node_event(node, "DeepHealthCheckApiRefused", why, warning=True, namespace=self.namespace)
+        except K8sError as event_exc:
+            log.error("node %s: the Warning Event saying so was refused too: %s", name, event_exc)
+
+    # -- watches --------------------------------------------------------------------------------------
     def _watch_loop(self, kind: str, stop: threading.Event) -> None:
-        version = self._relist(kind)
+        version = self._relist(kind, stop)
         while not stop.is_set():
             try:
                 for event_type, obj in self.kube.watch(kind, version, self.watch_timeout_s,
@@ -90,26 +154,27 @@ class WorkQueue:
                     if stop.is_set():
                         return
             except K8sGone:
-                version = self._relist(kind)
+                version = self._relist(kind, stop)
             except K8sError as exc:  # a dropped watch: resume from the last version seen
                 log.info("watch %s interrupted (%s); resuming from %s", kind, exc, version)
-                time.sleep(0.5)
+                stop.wait(0.5)
 
-    def _relist(self, kind: str) -> str:
-        while True:
+    def _relist(self, kind: str, stop: threading.Event) -> str:
+        while not stop.is_set():
             try:
                 if kind == "nodes":
                     items, version = self.kube.list_nodes()
-                    self.nodes = {n["metadata"]["name"]: n for n in items}
+                    self.nodes.replace({n["metadata"]["name"]: n for n in items})
                     for name in self.nodes:
                         self.enqueue(name)
                 else:
                     items, version = self.kube.list_jobs(self.namespace, self._selector("jobs"))
-                    self.jobs = {j["metadata"]["name"]: j for j in items}
+                    self.jobs.replace({j["metadata"]["name"]: j for j in items})
                 return version
             except K8sError as exc:
                 log.warning("list %s failed (%s); retrying", kind, exc)
-                time.sleep(1.0)
+                stop.wait(1.0)
+        return ""
 
     def _selector(self, kind: str) -> str:
         return f"{JOB_LABEL}=dhc" if kind == "jobs" else ""
@@ -119,6 +184,8 @@ class WorkQueue:
         store = self.nodes if kind == "nodes" else self.jobs
         if event_type == "DELETED":
             store.pop(name, None)
+            if kind == "nodes":
+                self.forget(name)
         else:
             store[name] = obj
         annotations = obj["metadata"].get("annotations") or {}
@@ -126,3 +193,7 @@ class WorkQueue:
             [annotations.get(NODE_ANNOTATION)] + annotations.get(NODES_ANNOTATION, "").split(",")
         for node in filter(None, names):
             self.enqueue(node)
+
+
+def _version(node: dict[str, Any] | None) -> str:
+    return str(((node or {}).get("metadata") or {}).get("resourceVersion") or "")

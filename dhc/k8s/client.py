@@ -3,11 +3,15 @@
 Every call has a timeout. 429 and 5xx (and dropped connections) are retried with exponential
 backoff and jitter; a node patch is guarded by its resourceVersion and re-read and re-applied on a
 conflict, so it never clobbers what others changed meanwhile. API errors leave as dhc's own
-exceptions.
+exceptions, chained to the client's, and each says whether it is ``permanent``: a 400, 401, 403,
+404 or an invalid 422 will fail the same way until something changes (RBAC, the object, the
+request), so the controller reports it instead of retrying; 5xx, 429, 409/conflicts, timeouts and
+dropped connections are temporary and worth another try later.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -22,9 +26,16 @@ from dhc.errors import DhcError
 
 
 class K8sError(DhcError):
-    def __init__(self, message: str, status: int | None = None):
+    """``what``: the verb and resource ("patch node gpu-1"); ``detail``: the API server's own message."""
+
+    def __init__(self, message: str, status: int | None = None, what: str = "", detail: str = ""):
         super().__init__(message)
-        self.status = status
+        self.status, self.what, self.detail = status, what, detail
+
+    @property
+    def permanent(self) -> bool:
+        """True when trying again unchanged fails the same way: a 4xx other than 408/409/429."""
+        return self.status is not None and 400 <= self.status < 500 and self.status not in TEMPORARY_4XX
 
 
 class K8sNotFound(K8sError):
@@ -32,7 +43,9 @@ class K8sNotFound(K8sError):
 
 
 class K8sConflict(K8sError):
-    pass
+    @property
+    def permanent(self) -> bool:  # a 422 from a failed resourceVersion test is a conflict: re-read, try again
+        return False
 
 
 class K8sGone(K8sError):
@@ -40,6 +53,7 @@ class K8sGone(K8sError):
 
 
 RETRIED = {429, 500, 502, 503, 504}
+TEMPORARY_4XX = {408, 409, 429}
 
 
 class Kube:
@@ -60,12 +74,12 @@ class Kube:
                 if exc.status in retried and attempt < self.attempts:
                     self._pause(attempt, exc)
                     continue
-                raise _translate(what, exc) from None
+                raise _translate(what, exc) from exc
             except (Urllib3Error, OSError) as exc:
                 if attempt < self.attempts:
                     self._pause(attempt, None)
                     continue
-                raise K8sError(f"{what}: API server unreachable: {exc}") from None
+                raise K8sError(f"{what}: API server unreachable: {exc}", what=what) from exc
         raise AssertionError("unreachable")
 
     def node(self, name: str) -> dict[str, Any]:
@@ -165,10 +179,10 @@ class Kube:
                 yield event["type"], event["raw_object"]
         except ApiException as exc:
             if exc.status == 410:
-                raise K8sGone(f"watch {kind}: resourceVersion {resource_version} is too old") from None
-            raise _translate(f"watch {kind}", exc) from None
+                raise K8sGone(f"watch {kind}: resourceVersion {resource_version} is too old", 410) from exc
+            raise _translate(f"watch {kind}", exc) from exc
         except (Urllib3Error, OSError) as exc:
-            raise K8sError(f"watch {kind}: connection lost: {exc}") from None
+            raise K8sError(f"watch {kind}: connection lost: {exc}", what=f"watch {kind}") from exc
 
     def node_event(self, node: dict[str, Any], reason: str, message: str, warning: bool, namespace: str = "default",
                    component: str = "dhc") -> None:
@@ -212,17 +226,27 @@ def _configured_client() -> client.ApiClient:
         try:
             config.load_kube_config()
         except (config.ConfigException, OSError) as exc:
-            raise K8sError(f"no Kubernetes configuration (not in a pod, and no usable kubeconfig): {exc}") from None
+            raise K8sError(f"no Kubernetes configuration (not in a pod, and no usable kubeconfig): {exc}") from exc
     return client.ApiClient()
 
 
 def _translate(what: str, exc: ApiException) -> K8sError:
-    detail = (exc.reason or "").strip()
+    reason, detail = (exc.reason or "").strip(), _api_message(exc.body)
     if exc.status == 404:
-        return K8sNotFound(f"{what}: not found", 404)
+        return K8sNotFound(f"{what}: not found", 404, what, detail)
     if exc.status == 409 or (exc.status == 422 and "test" in str(exc.body or "")):
-        return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status)
-    return K8sError(f"{what}: HTTP {exc.status} {detail}", exc.status)
+        return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status, what, detail)
+    said = f": {detail}" if detail else ""
+    return K8sError(f"{what}: HTTP {exc.status} {reason}{said}", exc.status, what, detail)
+
+
+def _api_message(body: Any) -> str:
+    """The ``message`` of the API server's Status body ('' when there is none): what RBAC or validation said."""
+    try:
+        status = json.loads(body) if isinstance(body, str | bytes) and body else {}
+    except ValueError:
+        return str(body)[:200]
+    return str(status.get("message") or "")[:500] if isinstance(status, dict) else ""
 
 
 def _retry_after(exc: ApiException | None) -> float | None:
