@@ -105,6 +105,11 @@ class Report:
         """The typed report of a schema 1.x document; ``ModelError`` names the first key that does not fit."""
         return load(cls, data)  # type: ignore[no-any-return]
 
+    @classmethod
+    def of(cls, report: Report | dict[str, Any]) -> Report:
+        """``report`` typed: readers accept the typed report or its document."""
+        return report if isinstance(report, Report) else cls.from_dict(report)
+
     def count(self, status: Status) -> int:
         return sum(c.status is status for c in self.checks)
 

@@ -15,50 +15,53 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from dhc.model import Finding, Status
+from dhc.model.codec import non_finite
+from dhc.model.report import Report
+
 _ACTION_WORDS = {"Replace": "Replace the Instance. ", "Reboot": "Reboot the Instance. ", "None": ""}
 _DIRECTION = {"min": ("less", "minimum"), "max": ("more", "maximum"), "equals": ("other", "exact")}
 
 
-def verdict_lines(document: dict[str, Any]) -> list[dict[str, Any]]:
-    instance = document["instance"]
-    common = {
-        "instance_id": instance["instance_id"]["value"], "instance_type": instance["instance_type"]["value"],
-        "region": instance["region"]["value"], "node": instance["node_name"]["value"],
-        "run_id": document["run"]["run_id"],
-    }
+def verdict_lines(document: Report | dict[str, Any]) -> list[dict[str, Any]]:
+    typed = Report.of(document)
+    common = _common(typed)
     where = f"Region: {common['region'] or 'unknown'}, InstanceType: {common['instance_type']}."
     ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = []
-    for reason in document["verdict"]["reasons"]:
-        failed = reason["status"] == "Failed"
-        device = reason.get("device")
-        head = (f"Encountered FaultyInstance. {_ACTION_WORDS[reason['action']]}{where}" if failed
+    for reason in typed.verdict.reasons:
+        failed = reason.status is Status.FAILED
+        device = reason.device
+        head = (f"Encountered FaultyInstance. {_ACTION_WORDS[reason.action]}{where}" if failed
                 else f"Deep health check incomplete. {where}")
         lines.append({
             "level": "error" if failed else "warning", "ts": ts,
             "msg": f"{head} {'ERROR' if failed else 'REASON'}:{_detail(reason)}",
-            **common, "check": reason["check"], "status": reason["status"],
-            "device": _device_label(device), "device_uuid": device and device.get("uuid"),
-            "device_pci_bus_id": device and device.get("pci_bus_id"),
-            "metric": reason.get("metric"), "value": reason.get("value"), "limit": reason.get("limit"),
-            "unit": reason.get("unit"), "comparison": reason.get("comparison"), "action": reason["action"],
+            **common, "check": reason.check, "status": reason.status.value,
+            "device": device and device.label(ids=False), "device_uuid": device and device.uuid,
+            "device_pci_bus_id": device and device.pci_bus_id, "metric": reason.metric,
+            "value": None if non_finite(reason.value) else reason.value, "limit": reason.limit, "unit": reason.unit,
+            "comparison": reason.comparison and reason.comparison.value, "action": reason.action.value,
         })
     return lines
 
 
-def summary_line(document: dict[str, Any]) -> dict[str, Any]:
+def _common(typed: Report) -> dict[str, Any]:
+    instance = typed.instance
+    return {"instance_id": instance.instance_id.value, "instance_type": instance.instance_type.value,
+            "region": instance.region.value, "node": instance.node_name.value, "run_id": typed.run.run_id}
+
+
+def summary_line(document: Report | dict[str, Any]) -> dict[str, Any]:
     """One ``info`` line with the verdict, for sinks where a passing node should be seen too."""
-    instance, verdict = document["instance"], document["verdict"]
-    counts = {status: sum(c["status"] == status for c in document["checks"])
-              for status in ("Passed", "Failed", "Incomplete", "Skipped")}
+    typed = Report.of(document)
+    common, verdict = _common(typed), typed.verdict
+    counts = ", ".join(f"{typed.count(s)} {s.value.lower()}" for s in Status)
     return {
         "level": "info", "ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "msg": f"Deep health check {verdict['status']}. Region: {instance['region']['value'] or 'unknown'}, "
-               f"InstanceType: {instance['instance_type']['value']}. "
-               + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
-        "instance_id": instance["instance_id"]["value"], "instance_type": instance["instance_type"]["value"],
-        "region": instance["region"]["value"], "node": instance["node_name"]["value"],
-        "run_id": document["run"]["run_id"], "status": verdict["status"], "action": verdict["action"],
+        "msg": f"Deep health check {verdict.status}. Region: {common['region'] or 'unknown'}, "
+               f"InstanceType: {common['instance_type']}. {counts}",
+        **common, "status": verdict.status.value, "action": verdict.action.value,
     }
 
 
@@ -73,15 +76,14 @@ def write_lines(lines: list[dict[str, Any]], stream: TextIO, log_file: Path | No
             handle.write(text)
 
 
-def _detail(reason: dict[str, Any]) -> str:
-    comparison = reason.get("comparison")
-    if reason.get("metric") and comparison in _DIRECTION:
-        relation, bound = _DIRECTION[comparison]
-        on = f" on {_device_label(reason.get('device'))}" if reason.get("device") else ""
-        return (f"{reason['check']} {reason['metric']} has {relation} than threshold: Expected {bound} "
-                f"threshold :{_g(reason.get('limit'))} {reason['unit']},Measured{on}: "
-                f"{reason.get('non_finite') or _g(reason.get('value'))}")
-    return reason["message"]
+def _detail(reason: Finding) -> str:
+    if reason.metric and reason.comparison is not None:
+        relation, bound = _DIRECTION[reason.comparison]
+        on = f" on {reason.device.label(ids=False)}" if reason.device else ""
+        return (f"{reason.check} {reason.metric} has {relation} than threshold: Expected {bound} "
+                f"threshold :{_g(reason.limit)} {reason.unit},Measured{on}: "
+                f"{non_finite(reason.value) or _g(reason.value)}")
+    return reason.message
 
 
 def _g(value: float | None) -> str:
@@ -95,8 +97,3 @@ def one_line(text: object) -> str:
     """``text`` with every line break and control character escaped (``\\n``), so data never starts a line."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
-
-def _device_label(device: dict[str, Any] | None) -> str | None:
-    if not device:
-        return None
-    return f"GPU {device['index']}" if device["kind"] == "gpu" else device["kind"]
