@@ -3,28 +3,29 @@
 from pathlib import Path
 from typing import Any
 
+from dhc.model.report import Report
 from dhc.report.document import (
-                                 SCHEMA_PATH,
-                                 SCHEMA_VERSION,
-                                 RunInfo,
-                                 build_document,
-                                 build_report,
-                                 complete_results,
-                                 default_run_name,
-                                 finish_report,
-                                 journal_results,
-                                 load_schema,
-                                 read_plan,
-                                 utc_now,
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    RunInfo,
+    build_document,
+    build_report,
+    complete_results,
+    default_run_name,
+    finish_report,
+    journal_results,
+    load_schema,
+    read_plan,
+    utc_now,
 )
 from dhc.report.files import (
-                                 JOURNAL_NAME,
-                                 PLAN_NAME,
-                                 REPORT_NAME,
-                                 Journal,
-                                 ensure_writable_dir,
-                                 read_json,
-                                 write_json_atomic,
+    JOURNAL_NAME,
+    PLAN_NAME,
+    REPORT_NAME,
+    Journal,
+    ensure_writable_dir,
+    read_json,
+    write_json_atomic,
 )
 
 __all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal", "RunInfo",
@@ -35,12 +36,12 @@ __all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME
 HTML_NAME = "report.html"
 
 
-def save_report(out: Path, document: dict[str, Any]) -> str | None:
+def save_report(out: Path, document: Report | dict[str, Any]) -> str | None:
     """report.json first (atomic), then report.html; a page that fails to render never costs the JSON.
 
     Returns why the page could not be written, or None.
     """
-    write_json_atomic(out / REPORT_NAME, document)
+    write_json_atomic(out / REPORT_NAME, document.to_dict() if isinstance(document, Report) else document)
     from dhc.report.html import write_node  # jinja2 is needed only here
 
     try:

@@ -109,7 +109,7 @@ def finish_report(out: Path, run: RunInfo, identity: InstanceIdentity, limits: I
     run.ended_by, run.finished_at = ended_by, utc_now()
     completed = complete_results(plan, results, ended_by or "pytest finished without running it")
     typed = _typed(run, identity, limits, environment, completed)
-    return typed, save_report(out, typed.to_dict())
+    return typed, save_report(out, typed)
 
 
 def journal_results(out: Path) -> list[CheckResult]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ from markupsafe import Markup
 
 from dhc import units
 from dhc.errors import ReportError
+from dhc.model import Measurement
+from dhc.model.codec import ModelError
+from dhc.model.report import Report
 from dhc.report.files import read_json, write_text_atomic
 
-# Optional fields missing from older 1.x reports render as empty, never as an error.
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 BAR_WIDTH = 220
-JUDGEMENTS = ("within", "outside", "uncalibrated", "unlimited")
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,14 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
-def render_node(document: dict[str, Any]) -> str:
-    return TEMPLATES.get_template("node.html.j2").render(**document, device_label=device_label, number=number, bar=bar,
-                                                         page=assets("node.css"))
+def render_node(document: Report | dict[str, Any]) -> str:
+    """The page of a report; the template reads the typed model's attributes (a device's ``label``)."""
+    typed = Report.of(document)
+    sections = {f.name: getattr(typed, f.name) for f in fields(typed)}
+    return TEMPLATES.get_template("node.html.j2").render(**sections, number=number, bar=bar, page=assets("node.css"))
 
 
-def write_node(document: dict[str, Any], path: Path) -> Path:
+def write_node(document: Report | dict[str, Any], path: Path) -> Path:
     write_text_atomic(path, render_node(document))
     return path
 
@@ -72,19 +75,11 @@ def show(report_path: Path, out: Path | None = None) -> Path:
         raise ReportError(f"{report_path}: not a dhc report of schema 1.x")
     try:
         page = render_node(document)
-    except (KeyError, TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
+    except (ModelError, jinja2.TemplateError) as exc:
         raise ReportError(f"{report_path}: a dhc report with missing or malformed fields ({exc})") from None
     path = out or report_path.with_suffix(".html")
     write_text_atomic(path, page)
     return path
-
-
-def device_label(device: dict[str, Any] | None) -> str:
-    if not device:
-        return "node"
-    if device["kind"] != "gpu":
-        return device["kind"] if device["index"] == 0 else f"{device['kind']} {device['index']}"
-    return f"GPU {device['index']}"
 
 
 def number(value: float | None) -> str:
@@ -93,16 +88,15 @@ def number(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def bar(measurement: dict[str, Any]) -> dict[str, Any]:
+def bar(measurement: Measurement) -> dict[str, Any]:
     """Where to draw a measurement's bar and its limit's tick (the template draws them, escaped).
 
-    A value that is no finite number (NaN, infinite, or not a number at all) gets no bar.
+    A value that is no finite number (NaN, infinite) gets no bar.
     """
-    judgement = measurement.get("judgement")
-    value = _finite(measurement.get("value"))
+    value = _finite(measurement.value)
     limit = _finite(_limit_in_measured_unit(measurement))
     scale = max(abs(value or 0.0), abs(limit or 0.0), 1e-12) * 1.15
-    return {"width": BAR_WIDTH, "judgement": judgement if judgement in JUDGEMENTS else "unlimited",
+    return {"width": BAR_WIDTH, "judgement": measurement.judgement.value,
             "value": None if value is None else f"{max(1.0, abs(value) / scale * BAR_WIDTH):.1f}",
             "tick": None if limit is None else f"{abs(limit) / scale * BAR_WIDTH:.1f}"}
 
@@ -113,11 +107,11 @@ def _finite(value: Any) -> float | None:
     return float(value) if abs(value) < float("inf") else None  # NaN fails the comparison too
 
 
-def _limit_in_measured_unit(measurement: dict[str, Any]) -> float | None:
-    limit = measurement.get("limit")
-    if not isinstance(limit, dict) or _finite(limit.get("value")) is None:
+def _limit_in_measured_unit(measurement: Measurement) -> float | None:
+    limit = measurement.limit
+    if limit is None or _finite(limit.value) is None:
         return None
     try:
-        return units.convert(float(limit["value"]), limit["unit"], measurement["unit"])
+        return units.convert(float(limit.value or 0.0), limit.unit, measurement.unit)
     except (KeyError, ValueError, TypeError, OverflowError):
         return None
