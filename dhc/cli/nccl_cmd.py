@@ -19,11 +19,11 @@ from pathlib import Path
 
 from dhc.cli.output import to_stdout
 from dhc.errors import UsageError
-from dhc.model import Judgement, Measurement
+from dhc.model import Judgement, Measurement, Status
 from dhc.probes import nccl_log, nccl_tests, nccl_verdict
 from dhc.settings import Settings
 from dhc.textfile import MAX_LOG_BYTES, read_text
-from dhc.thresholds import load
+from dhc.thresholds import load, suite_of
 
 CHECK = "connectivity.allreduce"
 
@@ -53,8 +53,7 @@ def _judge(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     try:
         run = nccl_tests.parse(text)
     except nccl_tests.NcclTestsOutputError as exc:
-        say(f"verdict: Incomplete: {args.log}: {exc}")
-        return 3
+        return _verdict([], [f"{args.log}: {exc}"], say, quiet=True)
     min_largest = int(limits.timing(CHECK).settings.get("max_bytes", 0))
     result = nccl_verdict.assess(run, min_largest)
     scope, why = nccl_verdict.scope(run, result.ranks, limits.instance_type.gpus)
@@ -93,17 +92,14 @@ def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRu
     return []
 
 
-def _verdict(faults: list[str], unknowns: list[str], say: Callable[[str], None]) -> int:
-    for fault in faults:
+def _verdict(faults: list[str], unknowns: list[str], say: Callable[[str], None], quiet: bool = False) -> int:
+    """Say the faults and unknowns (unless ``quiet``), then the verdict ``dhc run``'s rules reach; its exit code."""
+    for fault in [] if quiet else faults:
         say(f"  fault: {fault}")
-    for unknown in unknowns:
+    for unknown in [] if quiet else unknowns:
         say(f"  cannot judge: {unknown}")
-    if faults:
-        say("verdict: Failed")
-        return 1
-    if unknowns:
-        say(f"verdict: Incomplete: {unknowns[0]}")
-        return 3
-    say("verdict: Passed")
-    return 0
+    verdict = nccl_verdict.verdict(CHECK, suite_of(CHECK), faults, unknowns)
+    why = f": {verdict.reasons[0].message}" if verdict.status is Status.INCOMPLETE else ""
+    say(f"verdict: {verdict.status}{why}")
+    return verdict.exit_code
 

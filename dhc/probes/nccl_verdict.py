@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dhc.model import CheckResult, Finding, NodeVerdict, Status, node_verdict
 from dhc.probes.nccl_table import SizeRow
 from dhc.probes.nccl_tests import NcclTestsRun, Sweep
 
@@ -42,6 +43,16 @@ def assess(run: NcclTestsRun, min_largest_bytes: int) -> Assessment:
         result.judged = min((_peak(s) for s in run.sweeps if s.rows[0].redop == "sum"), key=lambda r: r.best_busbw)
     result.unknowns += _unproven_correctness(run)
     return result
+
+
+def verdict(check: str, suite: str, faults: list[str], unknowns: list[str]) -> NodeVerdict:
+    """The log's verdict through the same rules as ``dhc run`` (``dhc.model.node_verdict``): the log is one
+    check whose findings are its faults (Failed) and what could not be judged (Incomplete)."""
+    findings = tuple(Finding(check, Status.FAILED, f) for f in faults) + \
+        tuple(Finding(check, Status.INCOMPLETE, u) for u in unknowns)
+    status = Status.FAILED if faults else Status.INCOMPLETE if unknowns else Status.PASSED
+    reason = (faults or unknowns or [""])[0]
+    return node_verdict([CheckResult(check, suite, status, reason, findings=findings)])
 
 
 def implied_ranks(rows: tuple[SizeRow, ...]) -> int | None:
