@@ -103,3 +103,93 @@ def test_errors_are_listed_per_chunk():
     inject = memtest.MemtestInjection(chunk=0, word=9, pattern="zeros")
     first = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024, inject=inject, max_errors_listed=1)
     assert [e.chunk for e in first.first_errors] == [0]
+
+
+# --- the repeat check: any flipped bit in any one result, at any place, is caught and counted ---
+
+from dhc.kernels import bitwise, repeat_check  # noqa: E402
+
+CHECKERS = [repeat_check.HostCheck, repeat_check.DeviceCheck]
+
+
+def _reference():
+    return torch.randn(64, 48, generator=torch.Generator().manual_seed(3))
+
+
+def _flip(tensor, word, bit):
+    bad = tensor.clone()
+    bitwise.words(bad)[word] ^= 1 << bit if bit < 63 else -(2**63)
+    return bad
+
+
+def _sum_preserving_pair(ref, bit=20):
+    """Two flips a wrapping sum of the words cannot see: +2**bit in one word, -2**bit in another."""
+    w = bitwise.words(ref)
+    zero = int(((w >> bit) & 1).eq(0).nonzero()[0])
+    one = int(((w >> bit) & 1).eq(1).nonzero()[0])
+    bad = _flip(_flip(ref, zero, bit), one, bit)
+    assert int(bitwise.words(bad).sum()) == int(w.sum()) and not torch.equal(bad, ref)
+    return bad
+
+
+def _drive(checker, results, window=4):
+    check = checker(results[0], window)
+    for i, result in enumerate(results):
+        out = check.buffer(i)
+        out.copy_(result)
+        check.submit(out)
+    check.drain()
+    return check.mismatches()
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+@pytest.mark.parametrize(("fault", "words"), [
+    (lambda r: _flip(r, 0, 0), 1),  # the first bit of the first byte
+    (lambda r: _flip(r, bitwise.words(r).numel() - 1, 63), 1),  # the sign bit of the last word
+    (lambda r: _flip(r, 700, 31), 1),  # a bit in the middle
+    (_sum_preserving_pair, 2),  # cancels in a sum of the words: not in a bitwise compare
+])
+def test_the_repeat_check_catches_any_flip_in_one_result(checker, fault, words):
+    ref = _reference()
+    results = [ref, ref.clone(), fault(ref), ref.clone(), ref.clone(), ref.clone()]
+    assert _drive(checker, results) == {2: words}
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+def test_the_repeat_check_counts_a_lasting_fault_every_time_across_windows(checker):
+    ref = _reference()
+    bad = _flip(ref, 9, 3)
+    results = [ref] * 3 + [bad] * 7  # 10 results over windows of 4: the last window is partial
+    assert _drive(checker, results) == {i: 1 for i in range(3, 10)}
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+def test_the_repeat_check_tells_negative_zero_from_zero_in_odd_sized_bf16(checker):
+    ref = torch.zeros(3, 5, dtype=torch.bfloat16)  # 30 bytes: compared as 16-bit words
+    negative = ref.clone()
+    negative[2, 4] = -0.0
+    assert _drive(checker, [ref, negative, ref.clone()]) == {1: 1}
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+def test_the_repeat_check_passes_identical_results(checker):
+    ref = _reference()
+    assert _drive(checker, [ref] + [ref.clone() for _ in range(9)]) == {}
+
+
+def test_without_memcmp_the_compare_is_still_bitwise(monkeypatch):
+    monkeypatch.setattr(bitwise, "MEMCMP", None)
+    ref = _reference()
+    assert _drive(repeat_check.HostCheck, [ref, _sum_preserving_pair(ref), ref.clone()]) == {1: 2}
+    assert bitwise.differs(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert not bitwise.differs(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
+
+
+def test_the_device_check_path_catches_the_planted_faults(monkeypatch):
+    """The GPU's compare path (two buffers, counts read back per window) run inline on the CPU."""
+    monkeypatch.setitem(repeat_check.CHECKS, "cpu", repeat_check.DeviceCheck)
+    inject = gemm.GemmInjection(flip_bit_worker=1, differ_worker=2, flip_at_iteration=9)
+    result = gemm.burn(["cpu"] * 3, "fp32", 96, duration_s=0.3, inject=inject, min_iterations=12)
+    flipped = result.workers[1]
+    assert (flipped.mismatched_iterations, flipped.mismatched_words, flipped.first_mismatch_iteration) == (1, 1, 9)
+    assert result.workers[0].mismatched_iterations == 0 and result.outvoted == [2]

@@ -1,9 +1,15 @@
 """GEMM burn: every device multiplies the same fixed-seed matrices for a while, all at once.
 
-Silent data corruption is caught three ways: each result is compared bit for bit with the first
-result on that device (counted on the device, no sync per iteration); the first results of all
-devices must be bit-identical (a device outvoted by the others is named); and a non-finite first
-result is a fault. Throughput is timed with CUDA events on GPUs and the wall clock on CPU.
+Silent data corruption is caught three ways, at almost no cost to the burn: every result is
+compared bit for bit with the first result on that device; the first results of all devices must be
+bit-identical (a device outvoted by the others is named; compared on the devices, never copied to
+the host); and a non-finite first result is a fault (a later result equal to it in every bit is no
+different).
+
+Each result is compared by ``repeat_check`` (memcmp on the CPU; on a GPU on a side stream,
+overlapped with the next GEMM, counts read back once per window without stopping the GPU). The
+host never drains the GPU's queue: it waits for the event recorded a window earlier.
+Throughput is timed with CUDA events on GPUs and the wall clock on CPU.
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ import statistics
 import threading
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
+from dhc.kernels import repeat_check
+from dhc.kernels.bitwise import same_bits
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
-SYNC_EVERY = 8  # iterations between host syncs: bounds the queue so the duration is honoured
+SYNC_EVERY = 8  # iterations per window: the queue the host lets run ahead, and per read-back of the counts
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class WorkerResult:
     mismatched_words: int = 0  # 64-bit words that differed, summed over iterations
     first_mismatch_iteration: int | None = None
     nonfinite_elements: int = 0
-    reference: torch.Tensor | None = field(default=None, repr=False)  # first result, on the CPU
+    reference: torch.Tensor | None = field(default=None, repr=False)  # first result, on its device
 
     @property
     def tflops(self) -> float:
@@ -96,7 +106,7 @@ def vote(references: list[torch.Tensor | None]) -> tuple[list[int], bool]:
     groups: list[list[int]] = []
     for index, ref in enumerate(references):
         for group in groups:
-            if _same_bits(ref, references[group[0]]):
+            if same_bits(ref, references[group[0]]):
                 group.append(index)
                 break
         else:
@@ -110,29 +120,6 @@ def vote(references: list[torch.Tensor | None]) -> tuple[list[int], bool]:
     return sorted(i for k, g in enumerate(groups) if k != best for i in g), False
 
 
-def _mismatches(out_words: torch.Tensor, ref_words: torch.Tensor) -> torch.Tensor | int:
-    """Words that differ. On a GPU counted on the device (no sync); on the CPU an equality test
-    first, which is cheaper, and a count only when something differs."""
-    if out_words.device.type == "cpu" and torch.equal(out_words, ref_words):
-        return 0
-    return torch.count_nonzero(out_words != ref_words)
-
-
-def _words(t: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes as 64-bit words where they divide evenly (half the compares of 32-bit)."""
-    flat = t.view(-1)
-    if flat.numel() * flat.element_size() % 8 == 0:
-        return flat.view(torch.int64)
-    return flat.view(_BITS[t.dtype])
-
-
-def _same_bits(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
-    """Bit-for-bit equality (-0.0 differs from 0.0; identical NaNs are equal)."""
-    if a is None or b is None or a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    return torch.equal(a.view(_BITS[a.dtype]), b.view(_BITS[b.dtype]))
-
-
 def _guarded(errors: list[BaseException], fn, *args) -> None:
     try:
         fn(*args)
@@ -143,53 +130,56 @@ def _guarded(errors: list[BaseException], fn, *args) -> None:
 def _burn_one(result: WorkerResult, a_host: torch.Tensor, b_host: torch.Tensor, duration_s: float,
               inject: GemmInjection, min_iterations: int, start_together: threading.Barrier) -> None:
     device = torch.device(result.device)
-    a, b = a_host.to(device), b_host.to(device)
-    if inject.differ_worker == result.worker:
-        a = a.clone()
-        a.view(_BITS[a.dtype])[0, 0] ^= 1  # one input bit: every result of this worker differs
-    size = a.shape[0]
-    result._flops = 2.0 * size**3
-    out = torch.empty_like(a)
-    torch.matmul(a, b, out=out)
-    reference = out.clone()
-    ref_words, out_words = _words(reference), _words(out)
+    with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        a, b = a_host.to(device), b_host.to(device)
+        if inject.differ_worker == result.worker:
+            a = a.clone()
+            a.view(_BITS[a.dtype])[0, 0] ^= 1  # one input bit: every result of this worker differs
+        result._flops = 2.0 * a.shape[0] ** 3
+        reference = torch.matmul(a, b)
+        result.nonfinite_elements = int((~torch.isfinite(reference)).sum())
+        result.reference = reference  # stays on its device for the vote
+        check = repeat_check.for_device(reference, SYNC_EVERY)
+        start_together.wait(timeout=600)
+        _loop(result, a, b, check, inject, duration_s, min_iterations)
+        mismatches = check.mismatches()
+    result.mismatched_iterations, result.mismatched_words = len(mismatches), sum(mismatches.values())
+    result.first_mismatch_iteration = min(mismatches, default=None)
+
+
+def _loop(result: WorkerResult, a: torch.Tensor, b: torch.Tensor, check: repeat_check.HostCheck | repeat_check.DeviceCheck,
+          inject: GemmInjection, duration_s: float, min_iterations: int) -> None:
+    flip = inject.flip_bit_worker == result.worker
     slow = inject.slow_worker == result.worker
-    result.nonfinite_elements = int((~torch.isfinite(reference)).sum())
-    result.reference = reference.cpu()
-    counts = []
-    clock = _Clock(device)
-    start_together.wait(timeout=600)
+    clock = _Clock(a.device)
     clock.start()
     deadline = time.monotonic() + duration_s
     last = time.perf_counter()
     while result.iterations < min_iterations or time.monotonic() < deadline:
+        out = check.buffer(result.iterations)
         torch.matmul(a, b, out=out)
         if slow:
             clock.sync()
             time.sleep((inject.slow_factor - 1) * (time.perf_counter() - last))
             last = time.perf_counter()
-        if inject.flip_bit_worker == result.worker and result.iterations == inject.flip_at_iteration:
-            out.view(_BITS[a.dtype])[size // 2, size // 3] ^= 1 << 3
-        counts.append(_mismatches(out_words, ref_words))
+        if flip and result.iterations == inject.flip_at_iteration:
+            out.view(_BITS[out.dtype])[out.shape[0] // 2, out.shape[1] // 3] ^= 1 << 3
+        check.submit(out)
         result.iterations += 1
         if result.iterations % SYNC_EVERY == 0:
-            clock.sync()
+            clock.pace()
+    check.drain()
     result.elapsed_s = clock.stop()
-    if counts and all(isinstance(c, torch.Tensor) for c in counts):
-        per_iteration = torch.stack(counts).cpu().tolist()  # one copy off the GPU for all of them
-    else:
-        per_iteration = [int(c) for c in counts]
-    bad = [i for i, n in enumerate(per_iteration) if n]
-    result.mismatched_iterations, result.mismatched_words = len(bad), int(sum(per_iteration))
-    result.first_mismatch_iteration = bad[0] if bad else None
 
 
 class _Clock:
-    """CUDA events on a GPU (device time, not launch time); the monotonic clock on CPU."""
+    """CUDA events on a GPU (device time, not launch time); the monotonic clock on CPU. ``pace``
+    keeps the host at most two windows ahead of the GPU without ever letting the queue run dry."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.device = device
+        self.window_end: torch.cuda.Event | None = None
         if self.cuda:
             self.begin, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
@@ -197,6 +187,13 @@ class _Clock:
         if self.cuda:
             self.begin.record(torch.cuda.current_stream(self.device))
         self.t0 = time.perf_counter()
+
+    def pace(self) -> None:
+        if not self.cuda:
+            return
+        previous, self.window_end = self.window_end, torch.cuda.current_stream(self.device).record_event()
+        if previous is not None:
+            previous.synchronize()  # the window before this one is done; this one is still queued
 
     def sync(self) -> None:
         if self.cuda:
