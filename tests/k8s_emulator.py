@@ -307,8 +307,9 @@ class Emulator:
             with self.lock:
                 items = [copy.deepcopy(p) for p in self.pods.values()
                          if _selects(query.get("labelSelector", ""), p) and _fields(query.get("fieldSelector", ""), p)]
+                version = str(self.version)  # the version of exactly these items: a watch from it misses nothing
             return _reply(handler, 200, {"kind": "PodList", "apiVersion": "v1",
-                                         "metadata": {"resourceVersion": str(self.version)}, "items": items})
+                                         "metadata": {"resourceVersion": version}, "items": items})
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 7 and parts[4] == "pods" \
                 and parts[6] == "eviction" and method == "POST":
             return self._evict(handler, parts[3], parts[5])

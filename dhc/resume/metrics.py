@@ -1,0 +1,39 @@
+"""Job auto-resume's Prometheus metrics, built at scrape time from the resumer's snapshot.
+
+Registered beside the node controller's collector on ``dhc controller --metrics-port``:
+
+- ``dhc_jobs_resumed_total``: restarts dhc made after a node fault;
+- ``dhc_jobs_resume_waiting``: interrupted jobs waiting for enough Schedulable nodes now;
+- ``dhc_jobs_resume_given_up_total``: jobs left stopped (retry limit reached, own retries spent,
+  or no capacity within the wait timeout);
+- ``dhc_jobs_resume_seconds``: a histogram of the time from the interruption to every pod Running again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+BUCKETS = (30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)
+
+
+class ResumeCollector:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot()
+        tally = snap["tally"]
+        yield CounterMetricFamily("dhc_jobs_resumed", "Jobs dhc restarted after a node fault",
+                                  value=tally.get("resumed", 0))
+        yield GaugeMetricFamily("dhc_jobs_resume_waiting", "Interrupted jobs waiting for enough Schedulable nodes",
+                                value=snap["waiting"])
+        yield CounterMetricFamily("dhc_jobs_resume_given_up", "Jobs dhc stopped resuming (retry limit, own retries "
+                                  "spent, or no capacity within the wait timeout)", value=tally.get("given-up", 0))
+        seconds = snap["recoveries"]
+        buckets = [(f"{edge:g}", sum(1 for s in seconds if s <= edge)) for edge in BUCKETS]
+        yield HistogramMetricFamily("dhc_jobs_resume_seconds", "Seconds from a job's interruption by a node fault "
+                                    "to all its pods Running again", buckets=[*buckets, ("+Inf", len(seconds))],
+                                    sum_value=sum(seconds))

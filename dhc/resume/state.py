@@ -1,0 +1,219 @@
+"""Job auto-resume's record and its pure decisions: opted in, node faults, replicas, suspension, patches.
+
+The record lives on the job (annotation ``<prefix>/job-auto-resume-state``, JSON), so a restarted
+controller carries on where the last one stopped: ``retries`` (restarts dhc made), ``interruptions``
+(every node fault seen: time, pod, node, reason), ``phase`` (waiting | running | given-up) and
+``since`` (when the current wait began). Every change of phase is one guarded merge patch of the
+job: the record and the job's suspension change together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dhc.k8s.scheme import PENDING, load_annotation
+from dhc.k8s.workloads import JOB, JOBSET, PYTORCHJOB, Kind
+
+UNHEALTHY = ("Unschedulable", *PENDING)
+
+
+class ResumeKeys:
+    def __init__(self, prefix: str):
+        self.enabled = f"{prefix}/enable-job-auto-resume"
+        self.max_retries = f"{prefix}/job-max-retry-count"
+        self.add_selector = f"{prefix}/job-auto-resume-add-node-selector"
+        self.state = f"{prefix}/job-auto-resume-state"
+        self.status = f"{prefix}/job-auto-resume-status"  # one readable line: what dhc does with the job now
+        self.health = f"{prefix}/node-health-status"
+        self.check_status = f"{prefix}/deep-health-check-status"
+
+
+@dataclass
+class Record:
+    retries: int = 0
+    interruptions: list[dict[str, str]] = field(default_factory=list)
+    phase: str = "running"
+    since: str = ""
+
+    @classmethod
+    def of(cls, obj: dict[str, Any], keys: ResumeKeys) -> Record:
+        """The job's record; a missing or unreadable one is a fresh record (nothing restarted yet)."""
+        data = load_annotation(_annotations(obj).get(keys.state), {})
+        retries = data.get("retries")
+        return cls(retries if isinstance(retries, int) and retries >= 0 else 0,
+                   [i for i in data.get("interruptions") or [] if isinstance(i, dict)],
+                   str(data.get("phase") or "running"), str(data.get("since") or ""))
+
+    def text(self) -> str:
+        return json.dumps({"retries": self.retries, "interruptions": self.interruptions, "phase": self.phase,
+                           "since": self.since}, separators=(",", ":"))
+
+    def seen(self, pod_uid: str) -> bool:
+        return any(i.get("pod_uid") == pod_uid for i in self.interruptions)
+
+    def named(self) -> str:
+        return "; ".join(f"{i.get('at')} pod {i.get('pod')} on {i.get('node')}: {i.get('reason')}"
+                         for i in self.interruptions)
+
+
+def opted_in(obj: dict[str, Any], keys: ResumeKeys) -> bool:
+    return str(_annotations(obj).get(keys.enabled, "")).strip().lower() == "true"
+
+
+def max_retries(obj: dict[str, Any], keys: ResumeKeys, default: int) -> tuple[int, str]:
+    """(the job's retry limit, "" or why its annotation was not read: then ``default``)."""
+    text = _annotations(obj).get(keys.max_retries)
+    if text is None:
+        return default, ""
+    if not str(text).strip().isdigit():
+        return default, f"{keys.max_retries}={text!r} is not a whole number >= 0; using {default}"
+    return int(str(text).strip()), ""
+
+
+def node_fault(node: dict[str, Any] | None, keys: ResumeKeys) -> str:
+    """Why ``node`` counts as faulty ("" when healthy): deleted, NotReady, marked unschedulable or Failed."""
+    if node is None:
+        return "node deleted"
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if labels.get(keys.health) in UNHEALTHY:
+        return f"node {keys.health}={labels[keys.health]}"
+    if labels.get(keys.check_status) == "Failed":
+        return f"node {keys.check_status}=Failed"
+    ready = [c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    if ready and ready[-1].get("status") != "True":
+        return f"node NotReady ({ready[-1].get('reason') or ready[-1].get('status')})"
+    return ""
+
+
+def schedulable(node: dict[str, Any], keys: ResumeKeys, selector: dict[str, str]) -> bool:
+    """A node a resumed pod may land on: labelled Schedulable, Ready, not cordoned, matching ``selector``."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if labels.get(keys.health) != "Schedulable" or (node.get("spec") or {}).get("unschedulable"):
+        return False
+    if node_fault(node, keys) or any(labels.get(k) != v for k, v in selector.items()):
+        return False
+    return True
+
+
+def pod_failure(pod: dict[str, Any]) -> str:
+    """"" for a pod that has not failed; else its reason (Evicted, DisruptionTarget, exit code, ...)."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Failed":
+        return ""
+    if status.get("reason"):
+        return str(status["reason"])
+    for container in status.get("containerStatuses") or []:
+        ended = (container.get("state") or {}).get("terminated")
+        if ended:
+            return f"{ended.get('reason') or 'Error'} (exit code {ended.get('exitCode')})"
+    return "Failed"
+
+
+def failed_at(pod: dict[str, Any]) -> datetime | None:
+    """When the pod's containers ended (the kubelet's finishedAt), else its latest condition change."""
+    from dhc.k8s.scheme import parse_time
+
+    status = pod.get("status") or {}
+    ends = [((c.get("state") or {}).get("terminated") or {}).get("finishedAt") for c in status.get("containerStatuses") or []]
+    ends += [c.get("lastTransitionTime") for c in status.get("conditions") or []]
+    times = [t for t in (parse_time(e) for e in ends if e) if t is not None]
+    return max(times) if times else None
+
+
+def templates(kind: Kind, obj: dict[str, Any]) -> list[tuple[list[str], dict[str, Any], int]]:
+    """(path to the pod spec, the pod spec, pods it makes) for each pod template of the job."""
+    spec = obj.get("spec") or {}
+    if kind is PYTORCHJOB:
+        return [(["spec", "pytorchReplicaSpecs", name, "template", "spec"],
+                 ((replica.get("template") or {}).get("spec") or {}), int(replica.get("replicas") or 1))
+                for name, replica in sorted((spec.get("pytorchReplicaSpecs") or {}).items())]
+    if kind is JOB:
+        return [(["spec", "template", "spec"], (spec.get("template") or {}).get("spec") or {},
+                 int(spec.get("parallelism") or 1))]
+    return [(["spec", "replicatedJobs", str(i), "template", "spec", "template", "spec"],
+             (((rj.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {},
+             int(rj.get("replicas") or 1) * int(((rj.get("template") or {}).get("spec") or {}).get("parallelism") or 1))
+            for i, rj in enumerate(spec.get("replicatedJobs") or [])]
+
+
+def replicas(kind: Kind, obj: dict[str, Any]) -> int:
+    """Pods the job runs at once; one per node (a training pod takes a node's GPUs)."""
+    return sum(count for _, _, count in templates(kind, obj))
+
+
+def selector(kind: Kind, obj: dict[str, Any]) -> dict[str, str]:
+    """The nodeSelector the job's pods share (the first template's), for counting nodes it may use."""
+    found = templates(kind, obj)
+    return dict(found[0][1].get("nodeSelector") or {}) if found else {}
+
+
+def missing_selector(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> bool:
+    return any((spec.get("nodeSelector") or {}).get(keys.health) != "Schedulable" for _, spec, _ in templates(kind, obj))
+
+
+def selector_patch(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> dict[str, Any]:
+    """A merge patch adding the health nodeSelector to every pod template (JobSet's list is replaced whole)."""
+    if kind is JOBSET:
+        jobs = json.loads(json.dumps((obj.get("spec") or {}).get("replicatedJobs") or []))
+        for rj in jobs:
+            pod = rj.setdefault("template", {}).setdefault("spec", {}).setdefault("template", {}).setdefault("spec", {})
+            pod.setdefault("nodeSelector", {})[keys.health] = "Schedulable"
+        return {"spec": {"replicatedJobs": jobs}}
+    change: dict[str, Any] = {}
+    for path, _, _ in templates(kind, obj):
+        target = change
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target.setdefault(path[-1], {})["nodeSelector"] = {keys.health: "Schedulable"}
+    return change
+
+
+def suspend_patch(kind: Kind, value: bool) -> dict[str, Any]:
+    return {"spec": {"runPolicy": {"suspend": value}}} if kind is PYTORCHJOB else {"spec": {"suspend": value}}
+
+
+def suspended(kind: Kind, obj: dict[str, Any]) -> bool:
+    spec = obj.get("spec") or {}
+    return bool((spec.get("runPolicy") or {}).get("suspend") if kind is PYTORCHJOB else spec.get("suspend"))
+
+
+def finished(obj: dict[str, Any]) -> str:
+    """The job's terminal condition (Failed, Succeeded/Complete/Completed) or ""."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Failed", "Succeeded", "Complete",
+                                                                           "Completed"):
+            return str(condition["type"])
+    return ""
+
+
+def record_patch(keys: ResumeKeys, record: Record, status: str) -> dict[str, Any]:
+    return {"metadata": {"annotations": {keys.state: record.text(), keys.status: status}}}
+
+
+def merge(*changes: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for change in changes:
+        _merge_into(out, change)
+    return out
+
+
+def _merge_into(out: dict[str, Any], change: dict[str, Any]) -> None:
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            _merge_into(out[key], value)
+        else:
+            out[key] = value
+
+
+def age_s(since: str, now: datetime) -> float:
+    from dhc.k8s.scheme import parse_time
+
+    started = parse_time(since)
+    return (now - started).total_seconds() if started else 0.0
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("annotations") or {}

@@ -1,0 +1,294 @@
+"""Job auto-resume against the emulator over real HTTP (the real kubernetes client), with the training
+operator, Job controller and scheduler stand-ins of k8s_workloads doing what the real ones do."""
+
+import copy
+import json
+import logging
+import threading
+import time
+
+import pytest
+from k8s_emulator import Emulator
+from k8s_workloads import Workloads
+from kubernetes import client
+
+from dhc.k8s.client import Kube
+from dhc.resume import state
+from dhc.resume.loop import Resumer, ResumeSettings
+from dhc.resume.state import ResumeKeys
+
+PREFIX = "sagemaker.amazonaws.com"
+KEYS = ResumeKeys(PREFIX)
+HEALTH = f"{PREFIX}/node-health-status"
+PTJ = "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/train"
+
+
+def wait_for(condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def set_health(emulator, name, health):
+    """What dhc's agent/controller write: the health label, and a NoSchedule taint unless Schedulable."""
+    with emulator.lock:
+        node = copy.deepcopy(emulator.nodes[name])
+        node["metadata"]["labels"][HEALTH] = health
+        node["spec"]["taints"] = [] if health == "Schedulable" else [
+            {"key": HEALTH, "value": health, "effect": "NoSchedule"}]
+        emulator._record("nodes", "MODIFIED", node)
+        emulator.nodes[name] = node
+
+
+def add_nodes(emulator, healthy, unhealthy=()):
+    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+    for name in healthy + tuple(unhealthy):
+        emulator.add_node(name, {HEALTH: "Schedulable"}, status=copy.deepcopy(ready))
+    for name in unhealthy:
+        set_health(emulator, name, "Unschedulable")
+
+
+def pytorchjob(max_retries="2", policy="OnFailure", add_selector="true", workers=1):
+    template = {"spec": {"containers": [{"name": "pytorch", "image": "trainer:1"}]}}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "train", "annotations": {
+        KEYS.enabled: "true", KEYS.max_retries: max_retries, KEYS.add_selector: add_selector}},
+        "spec": {"pytorchReplicaSpecs": {
+            "Master": {"replicas": 1, "restartPolicy": policy, "template": copy.deepcopy(template)},
+            "Worker": {"replicas": workers, "restartPolicy": policy, "template": copy.deepcopy(template)}}}}
+
+
+class Resuming:
+    def __init__(self, emulator, **overrides):
+        kube = Kube(client.ApiClient(client.Configuration(host=emulator.url)), timeout_s=5, backoff_s=0.01)
+        settings = ResumeSettings(prefix=PREFIX, **({"poll_s": 0.1, "window_s": 1.0, "watch_timeout_s": 3} | overrides))
+        self.resumer, self.stop = Resumer(kube, settings), threading.Event()
+        self.thread = threading.Thread(target=self.resumer.run, args=(self.stop,), daemon=True)
+
+    def passes(self, count=2):
+        start = self.resumer.passes
+        wait_for(lambda: self.resumer.passes >= start + count, what=f"{count} more passes")
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: self.resumer.passes and self.resumer.listed == {k.kind for k in self.resumer.kinds},
+                 what="the resumer listing and watching")
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def emulator():
+    with Emulator() as api:
+        yield api
+
+
+def record(workloads, plural="pytorchjobs", name="train"):
+    return state.Record.of(workloads.get(plural, name), KEYS)
+
+
+def events(emulator, reason):
+    return [e for e in emulator.events if e.get("reason") == reason]
+
+
+def running(workloads, name="train", label="training.kubeflow.org/job-name", count=2):
+    pods = [p for p in workloads.pods_of(name, label) if p["status"].get("phase") == "Running"]
+    return pods if len(pods) >= count else None
+
+
+def pod_on(workloads, node, name="train"):
+    return next(p for p in workloads.pods_of(name) if p["spec"].get("nodeName") == node)
+
+
+def test_a_node_fault_suspends_waits_for_capacity_then_resumes_on_healthy_nodes(emulator):
+    add_nodes(emulator, ("n0", "n1"), unhealthy=("n2",))
+    with Workloads(emulator) as work, Resuming(emulator) as run:
+        work.add("pytorchjobs", pytorchjob())
+        wait_for(lambda: running(work), what="the job's two pods running")
+        victim = pod_on(work, "n1")
+        set_health(emulator, "n1", "UnschedulablePendingReplacement")  # the agent's mark
+        work.fail_pod(victim["metadata"]["name"], exit_code=137)
+        wait_for(lambda: events(emulator, "JobInterruptedByNodeFault"), what="the job interrupted")
+        job = work.get("pytorchjobs", "train")
+        assert job["spec"]["runPolicy"]["suspend"] is True
+        wait_for(lambda: "(1 now)" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status],
+                 what="the wait said on the job")
+        assert "waiting for 2 Schedulable nodes" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status]
+        [interrupted] = events(emulator, "JobInterruptedByNodeFault")
+        assert interrupted["type"] == "Warning" and interrupted["involvedObject"]["kind"] == "PyTorchJob"
+        assert "n1" in interrupted["message"] and "UnschedulablePendingReplacement" in interrupted["message"]
+        [seen] = record(work).interruptions
+        assert seen["node"] == "n1" and seen["pod"] == victim["metadata"]["name"] and "137" in seen["reason"]
+        assert run.resumer.snapshot()["waiting"] == 1 and not events(emulator, "JobResumed")
+        set_health(emulator, "n2", "Schedulable")  # the replacement passed its deep check
+        wait_for(lambda: record(work).phase == "running" and running(work), what="the job resumed")
+        pods = running(work)
+        assert {p["spec"]["nodeName"] for p in pods} == {"n0", "n2"}
+        assert all(p["spec"]["nodeSelector"] == {HEALTH: "Schedulable"} for p in pods)
+        wait_for(lambda: events(emulator, "JobResumed"), what="the Event of the restart")
+        wait_for(lambda: run.resumer.snapshot()["recoveries"], what="the time to running again measured")
+        assert record(work).retries == 1 and len(events(emulator, "JobResumed")) == 1
+        assert run.resumer.snapshot()["tally"]["resumed"] == 1
+
+
+def test_a_failure_on_a_healthy_node_is_left_to_the_job(emulator):
+    add_nodes(emulator, ("n0", "n1", "n2"))
+    with Workloads(emulator) as work, Resuming(emulator, window_s=0.3) as run:
+        work.add("pytorchjobs", pytorchjob())
+        wait_for(lambda: running(work), what="the job running")
+        work.fail_pod(pod_on(work, "n1")["metadata"]["name"], exit_code=1)  # the trainer's own bug
+        wait_for(lambda: run.resumer.tally["left-alone"] == 1, what="the failure judged the job's own")
+        job = work.get("pytorchjobs", "train")
+        assert KEYS.state not in job["metadata"]["annotations"] and "runPolicy" not in job["spec"]
+        assert not emulator.events and not [r for r in emulator.requests if r[0] == "PATCH"]
+
+
+def test_a_node_that_turns_faulty_within_the_window_counts(emulator):
+    add_nodes(emulator, ("n0", "n1", "n2"))
+    with Workloads(emulator) as work, Resuming(emulator, window_s=30) as run:
+        work.add("pytorchjobs", pytorchjob())
+        wait_for(lambda: running(work), what="the job running")
+        work.fail_pod(pod_on(work, "n1")["metadata"]["name"], exit_code=139)
+        run.passes()
+        assert record(work).phase == "running"  # the node looks healthy yet: held, not judged
+        set_health(emulator, "n1", "UnschedulablePendingReboot")  # the deep check marks it moments later
+        wait_for(lambda: record(work).retries == 1, what="the job resumed")
+        assert "UnschedulablePendingReboot" in record(work).interruptions[0]["reason"]
+
+
+@pytest.mark.parametrize("fault,why", [
+    ("deleted", "node deleted"), ("notready", "node NotReady (NodeStatusUnknown)"),
+    ("check-failed", f"node {PREFIX}/deep-health-check-status=Failed"),
+    ("pending", f"node {HEALTH}=UnschedulablePendingReboot"), ("healthy", "")])
+def test_every_node_fault_shape_is_named_and_a_healthy_node_is_none(fault, why):
+    node = {"metadata": {"name": "n", "labels": {HEALTH: "Schedulable"}}, "status": {"conditions": [
+        {"type": "Ready", "status": "True"}]}}
+    if fault == "notready":
+        node["status"]["conditions"][0] |= {"status": "Unknown", "reason": "NodeStatusUnknown"}
+    if fault == "check-failed":
+        node["metadata"]["labels"][f"{PREFIX}/deep-health-check-status"] = "Failed"
+    if fault == "pending":
+        node["metadata"]["labels"][HEALTH] = "UnschedulablePendingReboot"
+    assert state.node_fault(None if fault == "deleted" else node, KEYS) == why
+    assert state.schedulable(node, KEYS, {}) is (fault in ("healthy", "deleted"))  # "deleted": the node object was healthy
+
+
+def test_max_retries_stops_and_names_every_interruption(emulator):
+    add_nodes(emulator, ("n0", "n1", "n2", "n3"))
+    with Workloads(emulator) as work, Resuming(emulator):
+        work.add("pytorchjobs", pytorchjob(max_retries="1"))
+        wait_for(lambda: running(work), what="the job running")
+        first = pod_on(work, "n1")["metadata"]["name"]
+        set_health(emulator, "n1", "UnschedulablePendingReplacement")
+        work.fail_pod(first)
+        wait_for(lambda: record(work).retries == 1 and running(work), what="the first restart")
+        node = next(p["spec"]["nodeName"] for p in running(work) if p["spec"]["nodeName"] != "n0") \
+            if any(p["spec"]["nodeName"] != "n0" for p in running(work)) else "n0"
+        set_health(emulator, node, "UnschedulablePendingReboot")
+        work.fail_pod(pod_on(work, node)["metadata"]["name"])
+        wait_for(lambda: events(emulator, "JobAutoResumeGaveUp"), what="giving up")
+        [gave_up] = events(emulator, "JobAutoResumeGaveUp")
+        assert "n1" in gave_up["message"] and node in gave_up["message"] and "1 of 1 restarts used" in gave_up["message"]
+        assert record(work).retries == 1 and len(events(emulator, "JobResumed")) == 1
+        assert work.get("pytorchjobs", "train")["spec"]["runPolicy"]["suspend"] is True  # left stopped
+        assert node in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status]
+
+
+def test_without_the_pytorchjob_api_jobs_are_still_resumed_and_it_is_said_once(emulator, caplog):
+    add_nodes(emulator, ("n0",), unhealthy=("n1",))
+    caplog.set_level(logging.WARNING, logger="dhc.resume")
+    with Workloads(emulator, served=()) as work, Resuming(emulator) as run:
+        work.add("jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {
+            KEYS.enabled: "true"}}, "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
+                "restartPolicy": "Never", "nodeSelector": {HEALTH: "Schedulable"},
+                "containers": [{"name": "c", "image": "x:1"}]}}}})
+        label = "batch.kubernetes.io/job-name"
+        wait_for(lambda: running(work, "etl", label, 1), what="the Job's pod running")
+        set_health(emulator, "n0", "UnschedulablePendingReplacement")
+        work.fail_pod(running(work, "etl", label, 1)[0]["metadata"]["name"], reason="Evicted")
+        wait_for(lambda: record(work, "jobs", "etl").phase == "waiting", what="the Job waiting")
+        assert work.get("jobs", "etl")["spec"]["suspend"] is True
+        set_health(emulator, "n1", "Schedulable")
+        wait_for(lambda: running(work, "etl", label, 1), what="the Job's new pod running")
+        assert running(work, "etl", label, 1)[0]["spec"]["nodeName"] == "n1" and record(work, "jobs", "etl").retries == 1
+        run.passes(3)
+        assert run.resumer.unserved == ["PyTorchJob", "JobSet"]
+        said = [r for r in caplog.records if "does not serve pytorchjobs" in r.getMessage()]
+        assert len(said) == 1
+        assert [r[1] for r in emulator.requests if r[1].startswith("/apis/kubeflow.org")] == ["/apis/kubeflow.org/v1"]
+
+
+def test_a_controller_restarted_mid_wait_restarts_the_job_once(emulator):
+    add_nodes(emulator, ("n0", "n1"), unhealthy=("n2",))
+    with Workloads(emulator) as work:
+        with Resuming(emulator):
+            work.add("pytorchjobs", pytorchjob())
+            wait_for(lambda: running(work), what="the job running")
+            set_health(emulator, "n1", "UnschedulablePendingReplacement")
+            work.fail_pod(pod_on(work, "n1")["metadata"]["name"])
+            wait_for(lambda: record(work).phase == "waiting", what="the job waiting")
+        with Resuming(emulator) as second:
+            second.passes()
+            assert record(work).phase == "waiting" and len(record(work).interruptions) == 1
+            set_health(emulator, "n2", "Schedulable")
+            wait_for(lambda: record(work).phase == "running" and running(work), what="resumed by the second")
+        with Resuming(emulator) as third:
+            third.passes(3)
+        assert record(work).retries == 1 and len(record(work).interruptions) == 1
+        assert len(events(emulator, "JobResumed")) == 1 and len(events(emulator, "JobInterruptedByNodeFault")) == 1
+        unsuspends = [r for r in emulator.requests if r[0] == "PATCH" and r[1] == PTJ]
+        assert len(unsuspends) <= 4  # interrupt, one wait line at most per change, resume: never a second restart
+
+
+def test_conflicts_on_the_job_are_retried(emulator):
+    add_nodes(emulator, ("n0", "n1", "n2"))
+    with Workloads(emulator) as work, Resuming(emulator):
+        work.add("pytorchjobs", pytorchjob())
+        wait_for(lambda: running(work), what="the job running")
+        for _ in range(2):
+            emulator.fail_next("PATCH", PTJ, 409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+        set_health(emulator, "n1", "UnschedulablePendingReplacement")
+        work.fail_pod(pod_on(work, "n1")["metadata"]["name"])
+        wait_for(lambda: record(work).retries == 1, what="the job resumed despite two conflicts")
+        patches = [r for r in emulator.requests if r[0] == "PATCH" and r[1] == PTJ]
+        rereads = [r for r in emulator.requests if r[0] == "GET" and r[1] == PTJ]
+        assert len(patches) >= 4 and len(rereads) >= 2 and len(record(work).interruptions) == 1
+
+
+def test_a_job_deleted_while_waiting_is_forgotten(emulator):
+    add_nodes(emulator, ("n0", "n1"))
+    with Workloads(emulator) as work, Resuming(emulator) as run:
+        work.add("pytorchjobs", pytorchjob())
+        wait_for(lambda: running(work), what="the job running")
+        set_health(emulator, "n1", "UnschedulablePendingReplacement")
+        work.fail_pod(pod_on(work, "n1")["metadata"]["name"])
+        wait_for(lambda: run.resumer.snapshot()["waiting"] == 1, what="the job waiting")
+        work.delete("pytorchjobs", "train")
+        wait_for(lambda: run.resumer.snapshot()["waiting"] == 0, what="the deleted job forgotten")
+        set_health(emulator, "n1", "Schedulable")
+        run.passes(3)
+        assert not events(emulator, "JobResumed") and not run.resumer.resuming and not run.resumer.candidates
+
+
+def test_a_jobset_is_suspended_and_gets_the_health_selector(emulator):
+    add_nodes(emulator, ("n0",))
+    jobset = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "js", "annotations": {
+        KEYS.enabled: "true", KEYS.add_selector: "true"}}, "spec": {"replicatedJobs": [{"name": "workers", "replicas": 2,
+        "template": {"spec": {"parallelism": 1, "template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}}]}}
+    with Workloads(emulator) as work, Resuming(emulator):
+        work.add("jobsets", jobset)
+        uid = "uid-js-pod"
+        emulator.add_pod("js-workers-0-0", "n0", labels={"jobset.sigs.k8s.io/jobset-name": "js"})
+        set_health(emulator, "n0", "UnschedulablePendingReplacement")
+        work.fail_pod("js-workers-0-0", reason="Evicted")
+        wait_for(lambda: record(work, "jobsets", "js").phase == "waiting", what="the JobSet waiting")
+        spec = work.get("jobsets", "js")["spec"]
+        assert spec["suspend"] is True and uid
+        pod = spec["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {HEALTH: "Schedulable"} and pod["containers"][0]["image"] == "x:1"
+        assert "waiting for 2 Schedulable nodes" in json.dumps(work.get("jobsets", "js")["metadata"]["annotations"])
