@@ -1,52 +1,164 @@
-"""Fleet review at scale: generate N node reports (8 GPUs each), time `dhc report fleet` end to end.
+"""Fleet review at scale: generate node reports (8 GPUs, every check, ~68 kB each), time `dhc report fleet`.
 
-Prints wall seconds and peak memory of the review (a subprocess), and the ratio to reading the same
-files with ``pandas.read_json`` as a floor. Goal: under 10 s and 2 GB for 10,000 nodes.
+For each fleet size (default 10,000 and 100,000) and each number of reading processes (default 1
+and 2), prints the wall seconds of `dhc report fleet` end to end (a subprocess: find, read, analyse,
+write page, CSV and JSON) and its peak memory: the sampled sum of the RSS of the process and its
+pool workers, beside the goals (100,000 reports: < 30 s and < 2 GB). ``--baseline REF`` runs the
+review of git revision REF (e.g. the one before the streaming reader) on the same files, side by side.
+The page's own load time in headless Chromium is printed when Chromium is installed.
 
-    python benchmarks/fleet.py [--nodes 10000] [--keep DIR]
+    python benchmarks/fleet.py [--nodes 10000 100000] [--workers 1 2] [--baseline REF] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
 import fleetgen  # noqa: E402  (the synthetic fleet the tests use)
+
+SHARD = 10_000  # reports per folder: the 10,000-report review reads the first folder
+GOALS = {100_000: (30.0, 2048.0)}
+
+
+def generate(folder: Path, nodes: int) -> float:
+    """Write ``nodes`` reports in shards of 10,000; returns the megabytes written."""
+    total = 0
+    for start in range(0, nodes, SHARD):
+        shard = folder / f"shard-{start // SHARD:02d}"
+        if (shard / "done").exists():
+            continue
+        paths = fleetgen.write_fleet(shard, min(SHARD, nodes - start), start=start,
+                                     failed=set(range(start, start + SHARD, 97)),
+                                     incomplete=set(range(start + 5, start + SHARD, 211)), suspects={start + 13: 4})
+        total += sum(p.stat().st_size for p in paths)
+        (shard / "done").write_text("")
+    return total / 1e6
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of ``pid`` and all its descendants, from /proc (Linux)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            todo += [int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+    return total / 2**20
+
+
+# What `dhc report fleet` does, in calls both the old and the new dhc.fleet answer to
+_DRIVER = """import sys
+from pathlib import Path
+from dhc import fleet
+from dhc.report import write_json_atomic
+from dhc.report.fleet_html import write_fleet
+out = Path(sys.argv[1])
+document, table = fleet.review([Path(p) for p in sys.argv[2:]])
+write_fleet(document, out / "fleet.html")
+write_json_atomic(out / "fleet.json", document)
+fleet.write_csv(table, out / "fleet.csv")
+"""
+
+
+def review(paths: list[Path], out: Path, workers: int | None, old: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak tree RSS (MB) of one review: `dhc report fleet`, or the old tree's equivalent."""
+    if old is None:
+        argv = [sys.executable, "-m", "dhc", "report", "fleet", *map(str, paths), "-o", str(out / "fleet.html"),
+                "--json", str(out / "fleet.json"), "--csv", str(out / "fleet.csv"), "--workers", str(workers)]
+    else:
+        argv = [sys.executable, "-c", _DRIVER, str(out), *map(str, paths)]
+    env = dict(os.environ, PYTHONPATH=str(old or ROOT))
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=out)
+    peak = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+            time.sleep(0.05)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"the review failed ({proc.returncode}): {stderr.decode()[-2000:]}")
+    return wall, peak[0]
+
+
+FLEET_FILES = ["dhc/fleet", "dhc/report/fleet_html.py", "dhc/report/templates"]
+
+
+def old_tree(ref: str) -> Path:
+    """This tree's dhc with the fleet review's files of git revision ``ref`` (the repository is untouched)."""
+    folder = Path(tempfile.mkdtemp(prefix="dhc-old-"))
+    shutil.copytree(ROOT / "dhc", folder / "dhc", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in FLEET_FILES:
+        shutil.rmtree(folder / path, ignore_errors=True) if (folder / path).is_dir() else None
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *FLEET_FILES], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def page_load_ms(page: Path) -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return "Chromium not installed"
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                               "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    ready = re.search(r'data-ready-ms="(\d+)"', proc.stdout)
+    return f"{ready.group(1)} ms to a usable page" if ready else "no ready mark (the page script did not finish)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--keep", type=Path, help="write the fleet here and keep it")
+    parser.add_argument("--nodes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--baseline", help="also review with the dhc of this git revision (old path)")
+    parser.add_argument("--baseline-max", type=int, default=10_000, help="largest fleet the baseline reviews")
+    parser.add_argument("--keep", type=Path, help="write the fleet here and keep it (reused when run again)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dhc-fleet-"))
     start = time.perf_counter()
-    paths = fleetgen.write_fleet(folder, args.nodes, failed=set(range(0, args.nodes, 97)),
-                                 incomplete=set(range(5, args.nodes, 211)), suspects={13: 4, 2027 % args.nodes: 1})
-    megabytes = sum(p.stat().st_size for p in paths) / 1e6
-    print(f"generated {args.nodes} reports ({megabytes:.0f} MB) in {time.perf_counter() - start:.1f} s")
-
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dhc", "report", "fleet", str(folder), "-o", str(folder / "fleet.html"),
-                    "--json", str(folder / "fleet.json"), "--csv", str(folder / "fleet.csv")],
-                   check=True, stdout=subprocess.DEVNULL)
-    review_s = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
-
-    import pandas as pd
-    start = time.perf_counter()
-    for path in paths:
-        pd.read_json(path, typ="series")
-    floor_s = time.perf_counter() - start
-    print(f"dhc report fleet       : {review_s:8.2f} s, peak {peak_mb:7.0f} MB   (goal < 10 s, < 2048 MB)")
-    print(f"pandas.read_json floor : {floor_s:8.2f} s (same files, one process)")
-    print(f"ratio review/floor     : {review_s / floor_s:8.2f}")
+    megabytes = generate(folder, max(args.nodes))
+    print(f"generated {max(args.nodes)} reports ({megabytes:.0f} MB new) in {time.perf_counter() - start:.1f} s "
+          f"in {folder}")
+    old = old_tree(args.baseline) if args.baseline else None
+    outs = Path(tempfile.mkdtemp(prefix="dhc-fleet-out-"))
+    try:
+        for nodes in sorted(args.nodes):
+            shards = sorted(folder.glob("shard-*"))[: -(-nodes // SHARD)]
+            goal_s, goal_mb = GOALS.get(nodes, (None, None))
+            goal = f"(goal < {goal_s:.0f} s, < {goal_mb:.0f} MB)" if goal_s else ""
+            for workers in args.workers:
+                out = Path(tempfile.mkdtemp(dir=outs))
+                wall, peak = review(shards, out, workers)
+                print(f"{nodes:>7} reports, {workers} process(es): {wall:7.2f} s, peak {peak:6.0f} MB {goal}")
+            if old is not None and nodes <= args.baseline_max:
+                wall, peak = review(shards, Path(tempfile.mkdtemp(dir=outs)), None, old)
+                print(f"{nodes:>7} reports, old path {args.baseline}: {wall:7.2f} s, peak {peak:6.0f} MB")
+            print(f"{'':>7} page {(out / 'fleet.html').stat().st_size / 1e3:.0f} kB: {page_load_ms(out / 'fleet.html')}")
+    finally:
+        shutil.rmtree(outs, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

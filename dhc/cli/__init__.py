@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dhc.cli import agent_cmd, controller_cmd, nccl_cmd, run, selftest, thresholds_cmd
+    from dhc.cli import agent_cmd, controller_cmd, nccl_cmd, resume_cmd, run, selftest, thresholds_cmd
 
     parser = _Parser(prog="dhc", description="Deep health checks for GPU training nodes.",
                      epilog="exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error")
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     controller_parser = sub.add_parser("controller", help="run the Kubernetes controller (checks joining nodes)")
     controller_cmd.add_arguments(controller_parser)
     controller_parser.set_defaults(handler=controller_cmd.controller_command)
+    resume_parser = sub.add_parser("resume", help="restart opted-in training jobs interrupted by a node fault")
+    resume_cmd.add_arguments(resume_parser, alone=True)
+    resume_parser.set_defaults(handler=resume_cmd.resume_command)
     agent_parser = sub.add_parser("agent", help="watch this GPU node for faults while it trains (a DaemonSet)")
     agent_cmd.add_arguments(agent_parser)
     agent_parser.set_defaults(handler=agent_cmd.agent_command)
@@ -55,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_parser.add_argument("paths", nargs="+", help="report.json files, or folders searched for them")
     fleet_parser.add_argument("-o", "--out", default="fleet.html", help="the page (default: fleet.html)")
     fleet_parser.add_argument("--json", help="also write the review as JSON")
-    fleet_parser.add_argument("--csv", help="also write the node table as CSV")
+    fleet_parser.add_argument("--csv", help="the node table as CSV, linked from the page (default: the page's name, .csv)")
     fleet_parser.add_argument("-k", type=float, default=3.5, help="robust deviations that make a suspect (3.5)")
+    fleet_parser.add_argument("--workers", type=int, help="processes reading reports (default: the CPUs available)")
     fleet_parser.set_defaults(handler=_report_fleet)
     thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
     thresholds_cmd.add_arguments(thresholds_parser)
@@ -80,18 +84,21 @@ def _report_fleet(args: argparse.Namespace) -> int:
     from dhc.report import write_json_atomic
     from dhc.report.fleet_html import write_fleet
 
-    document, table = fleet.review([Path(p) for p in args.paths], args.k)
+    if args.workers is not None and args.workers < 1:
+        raise DhcError(f"--workers: expected a whole number of processes >= 1, got {args.workers}")
+    document, table = fleet.review([Path(p) for p in args.paths], args.k, args.workers)
     for skipped in document["skipped"]:
         sys.stderr.write(f"dhc: skipped {skipped['file']}: {skipped['why']}\n")
     if not document["reports"]:
         raise DhcError(f"no readable dhc reports in {', '.join(args.paths)}")
-    print(write_fleet(document, Path(args.out)))
+    out = Path(args.out)
+    files = {"CSV": Path(args.csv or out.with_suffix(".csv"))} | ({"JSON": Path(args.json)} if args.json else {})
+    fleet.write_csv(table, files["CSV"])
     if args.json:
-        write_json_atomic(Path(args.json), document)
-        print(args.json)
-    if args.csv:
-        fleet.write_csv(table, Path(args.csv))
-        print(args.csv)
+        write_json_atomic(files["JSON"], document)
+    print(write_fleet(document, out, files))
+    for file in files.values():
+        print(file)
     return 0
 
 

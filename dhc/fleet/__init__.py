@@ -19,12 +19,12 @@ from dhc.report.files import write_text_atomic
 
 __all__ = ["Fleet", "load", "report_files", "review", "write_csv"]
 
-FLEET_SCHEMA_VERSION = "1.1"  # 1.1 added distributions[].non_finite
+FLEET_SCHEMA_VERSION = "1.2"  # 1.1 added distributions[].non_finite; 1.2 added checks_by_type
 
 
-def review(paths: list[Path], k: float = 3.5) -> tuple[dict[str, Any], Any]:
-    """The fleet document (JSON-able) and the node table (a DataFrame, for CSV)."""
-    fleet = load(paths)
+def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tuple[dict[str, Any], Any]:
+    """The fleet document (JSON-able) and the node table (a DataFrame, worst first, for CSV)."""
+    fleet = load(paths, workers)
     suspects = analysis.outliers(fleet, k)
     table = analysis.node_table(fleet, suspects)
     document = {
@@ -34,9 +34,10 @@ def review(paths: list[Path], k: float = 3.5) -> tuple[dict[str, Any], Any]:
         "skipped": [{"file": f, "why": why} for f, why in fleet.skipped],
         "outlier_k": k,
         "counts": analysis.counts(fleet),
+        "checks_by_type": analysis.checks_by_type(fleet),
         "failed_checks": analysis.failed_checks(fleet),
         "distributions": analysis.distributions(fleet),
-        "outliers": [_plain(row) for row in suspects.to_dict("records")],
+        "outliers": [_plain(row) for row in suspects.drop(columns="node_row").to_dict("records")],
         "nodes": [_plain(row) for row in table.to_dict("records")],
     }
     return document, table

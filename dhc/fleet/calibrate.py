@@ -19,13 +19,16 @@ from dhc.thresholds import CATALOGUE
 def propose(fleet: Fleet, instance_type: str, factor: float) -> list[dict[str, Any]]:
     if not 0 < factor <= 1:
         raise ValueError(f"--factor: expected a number in (0, 1], got {factor}")
-    healthy = fleet.nodes[(fleet.nodes["instance_type"] == instance_type) & (fleet.nodes["failed_checks"] == 0)]
-    m = fleet.measurements
-    rows = m[m["instance_id"].isin(healthy["instance_id"]) & (m["instance_type"] == instance_type)
-             & np.isfinite(m["value"].astype(float))]  # a NaN or infinity is no evidence for a limit
+    healthy = ((fleet.nodes["instance_type"] == instance_type) & (fleet.nodes["failed_checks"] == 0)).to_numpy()
+    v = fleet.values
+    of_type = (fleet.series["instance_type"] == instance_type).to_numpy()
+    node, code, values = v["node"].to_numpy(), v["series"].to_numpy(), v["value"].to_numpy()
+    rows = np.flatnonzero(healthy[node] & of_type[code] & np.isfinite(values)) if len(v) else np.zeros(0, dtype=int)
+    labels = fleet.series[["check", "metric", "unit"]].astype(str).iloc[code[rows]].reset_index(drop=True)
+    picked = labels.assign(value=values[rows], instance_id=fleet.nodes["instance_id"].to_numpy()[node[rows]])  # a NaN or infinity is no evidence for a limit
     proposals = []
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    for (check, metric, unit), group in rows.groupby(["check", "metric", "unit"]):
+    for (check, metric, unit), group in picked.groupby(["check", "metric", "unit"]):
         spec = CATALOGUE.get(check, None)
         metric_spec = spec.metrics.get(metric) if spec else None
         if metric_spec is None or metric_spec.comparison.value not in ("min", "max"):

@@ -1,38 +1,53 @@
-"""Read many report.json files into two tables: one row per node, one row per measurement.
+"""Find report.json files and read them, in parallel, into one compact Fleet.
 
 A file that cannot be read, is not JSON, or is not a dhc report of schema 1.x is skipped and
 listed with the reason; one bad file never stops the review. Only regular files are read (a FIFO
 named report.json is listed, never waited on), and symbolic links to folders are listed, not
 followed (no loops, no walking out of the tree). A measured value that is NaN or infinite is kept
 as NaN in the table, so distributions can leave it out while the node still counts.
+
+Batches of files go to a process pool (``workers``, default the CPUs this process may use); each
+returns a ``read.Part`` of arrays, merged here in file order. No worker returns per-measurement
+Python objects, so memory grows by some 20 bytes a measurement, not by a dict each.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from dhc.textfile import MAX_REPORT_BYTES, FileRefused, read_regular
+from dhc.fleet.read import CHECK_STATUSES, JUDGEMENTS, NODE_COLUMNS, SERIES_COLUMNS, Part, read_batch
 
-NODE_COLUMNS = ["file", "instance_id", "instance_type", "region", "node", "status", "action", "profile",
-                "started_at", "duration_s", "failed_checks", "incomplete_checks", "reasons"]
+BATCH = 1000  # files per task: large enough to amortise the hand-over, small enough to share out evenly
 MEASUREMENT_COLUMNS = ["instance_id", "instance_type", "check", "metric", "device", "value", "unit", "limit",
                        "limit_unit", "comparison", "judgement"]
 
 
 @dataclass
 class Fleet:
-    nodes: pd.DataFrame
-    measurements: pd.DataFrame
-    checks: pd.DataFrame
+    nodes: pd.DataFrame  # NODE_COLUMNS, one row per report, in file order
+    series: pd.DataFrame  # SERIES_COLUMNS: one row per type, check, metric, unit and limit
+    values: pd.DataFrame  # node (row of nodes), series (row of series), device, value, judgement
+    checks: pd.DataFrame  # instance_type, check, and a column of reports per check status
+    problems: pd.DataFrame  # instance_id, instance_type, check, status, reason: each Failed/Incomplete check
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+
+    def measurements(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Measurements with their labels (MEASUREMENT_COLUMNS): all, or the ``values`` rows at ``rows``."""
+        picked = self.values if rows is None else self.values.iloc[rows]
+        labels = self.series.iloc[picked["series"].to_numpy()].reset_index(drop=True)
+        out = pd.DataFrame({"instance_id": self.nodes["instance_id"].to_numpy()[picked["node"].to_numpy()]})
+        out = pd.concat([out, labels], axis=1)
+        out["device"] = picked["device"].astype(str).to_numpy()
+        out["value"] = picked["value"].to_numpy()
+        out["judgement"] = picked["judgement"].astype(str).to_numpy()
+        out.index = picked.index
+        return out[MEASUREMENT_COLUMNS]
 
 
 def report_files(paths: list[Path]) -> list[Path]:
@@ -48,7 +63,7 @@ def find_reports(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
         if not path.is_dir():
             found.append(path)
             continue
-        for folder, dirs, files in os.walk(path, onerror=lambda exc: skipped.append((exc.filename, _why(exc)))):
+        for folder, dirs, files in os.walk(path, onerror=lambda exc: skipped.append((exc.filename, str(exc)))):
             for name in sorted(d for d in dirs if os.path.islink(os.path.join(folder, d))):
                 skipped.append((os.path.join(folder, name), "a symbolic link to a folder; not followed"))
             dirs.sort()
@@ -56,89 +71,61 @@ def find_reports(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     return sorted(found), skipped
 
 
-def load(paths: list[Path], workers: int = 2) -> Fleet:
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def load(paths: list[Path], workers: int | None = None, batch: int = BATCH) -> Fleet:
     files, links = find_reports(paths)
-    chunks = [files[i::workers] for i in range(workers)] if len(files) > 200 and workers > 1 else [files]
-    if len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_rows_of, chunks))
+    workers = default_workers() if workers is None else workers
+    batches = [files[i:i + batch] for i in range(0, len(files), batch)] or [[]]
+    if workers > 1 and len(batches) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            parts = list(pool.map(read_batch, batches))  # in file order, whichever finished first
     else:
-        parts = [_rows_of(files)]
-    nodes = [row for part in parts for row in part[0]]
-    measurements = [row for part in parts for row in part[1]]
-    checks = [row for part in parts for row in part[2]]
-    skipped = links + [item for part in parts for item in part[3]]
-    return Fleet(pd.DataFrame(nodes, columns=NODE_COLUMNS),
-                 pd.DataFrame(measurements, columns=MEASUREMENT_COLUMNS),
-                 pd.DataFrame(checks, columns=["instance_id", "instance_type", "check", "status", "reason"]),
-                 skipped)
+        parts = [read_batch(batch) for batch in batches]
+    return merge(parts, links)
 
 
-def _rows_of(files: list[Path]) -> tuple[list[list[Any]], list[list[Any]], list[list[Any]], list[tuple[str, str]]]:
-    nodes, measurements, checks, skipped = [], [], [], []
-    for path in files:
-        try:
-            document = json.loads(read_regular(path, MAX_REPORT_BYTES))
-            node, node_measurements, node_checks = _rows(document, str(path))
-        except (FileRefused, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            skipped.append((str(path), _why(exc)))
-            continue
-        nodes.append(node)
-        measurements += node_measurements
-        checks += node_checks
-    return nodes, measurements, checks, skipped
+def merge(parts: list[Part], skipped: list[tuple[str, str]]) -> Fleet:
+    series: dict[tuple, int] = {}
+    devices: dict[str, int] = {}
+    columns: dict[str, list[np.ndarray]] = {"node": [], "series": [], "device": [], "value": [], "judgement": []}
+    offset = 0
+    for part in parts:
+        remap_series = np.array([series.setdefault(k, len(series)) for k in part.series], dtype=np.int32)
+        remap_device = np.array([devices.setdefault(k, len(devices)) for k in part.devices], dtype=np.int32)
+        columns["node"].append(np.frombuffer(part.node, dtype=np.int32) + offset)
+        columns["series"].append(remap_series[np.frombuffer(part.code, dtype=np.int32)])
+        columns["device"].append(remap_device[np.frombuffer(part.device, dtype=np.int32)])
+        columns["value"].append(np.frombuffer(part.value, dtype=np.float64))
+        columns["judgement"].append(np.frombuffer(part.judgement, dtype=np.int8))
+        offset += len(part.nodes)
+    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in columns.items()}
+    values = pd.DataFrame({
+        "node": joined["node"].astype(np.int32), "series": joined["series"].astype(np.int32),
+        "device": pd.Categorical.from_codes(joined["device"].astype(np.int32), categories=list(devices)),
+        "value": joined["value"].astype(np.float64),
+        "judgement": pd.Categorical.from_codes(joined["judgement"].astype(np.int8), categories=JUDGEMENTS)})
+    return Fleet(pd.DataFrame([row for part in parts for row in part.nodes], columns=NODE_COLUMNS),
+                 _series_table(series), values, _check_table(parts),
+                 pd.DataFrame([p for part in parts for p in part.problems],
+                              columns=["instance_id", "instance_type", "check", "status", "reason"]),
+                 skipped + [item for part in parts for item in part.skipped])
 
 
-def _rows(document: dict[str, Any], file: str) -> tuple[list[Any], list[list[Any]], list[list[Any]]]:
-    if not isinstance(document, dict) or not str(document.get("schema_version", "")).startswith("1."):
-        raise ValueError("not a dhc report of schema 1.x")
-    instance, verdict, run = document["instance"], document["verdict"], document["run"]
-    iid, itype = instance["instance_id"]["value"], document["thresholds"]["instance_type"]
-    statuses = [c["status"] for c in document["checks"]]
-    if verdict["status"] not in _STATUSES or verdict["action"] not in _ACTIONS:
-        raise ValueError(f"verdict {verdict['status']!r} / {verdict['action']!r} is not a dhc verdict")
-    node = [file, iid, itype, instance["region"]["value"], instance["node_name"]["value"], verdict["status"],
-            verdict["action"], run["profile"], run["started_at"], _finite_or_none(run["duration_s"]),
-            statuses.count("Failed"),
-            statuses.count("Incomplete"), "; ".join(r["message"] for r in verdict["reasons"])[:500]]
-    measurements = []
-    for check in document["checks"]:
-        for m in check["measurements"]:
-            limit = m["limit"] or {}
-            device = m["device"]
-            label = "node" if not device else (f"GPU {device['index']}" if device["kind"] == "gpu" else device["kind"])
-            measurements.append([iid, itype, m["check"], m["name"], label, _measured(m), m["unit"],
-                                 limit.get("value"), limit.get("unit"), limit.get("comparison"), m["judgement"]])
-    checks = [[iid, itype, c["check"], c["status"], c["reason"]] for c in document["checks"]]
-    return node, measurements, checks
+def _series_table(series: dict[tuple, int]) -> pd.DataFrame:
+    table = pd.DataFrame(list(series), columns=SERIES_COLUMNS)
+    table["limit"] = pd.to_numeric(table["limit"], errors="coerce")  # a limit no number is no limit to draw
+    return table
 
 
-_STATUSES = ("Passed", "Failed", "Incomplete")
-_ACTIONS = ("None", "Reboot", "Replace")
-
-
-def _measured(m: dict[str, Any]) -> float:
-    """The value as a float: NaN/inf from ``non_finite`` (schema 1.1) or a JSON NaN literal; else a number."""
-    if m.get("non_finite") in ("nan", "inf", "-inf"):
-        return float(m["non_finite"])
-    value = m["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"measurement {m.get('check')} {m.get('name')}: value {value!r} is not a number")
-    return float(value)
-
-
-def _finite_or_none(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not JSON ({exc.msg} at line {exc.lineno})"
-    if isinstance(exc, FileRefused):
-        return exc.problem
-    if isinstance(exc, RecursionError):
-        return "JSON nested too deeply"
-    return str(exc) or type(exc).__name__
+def _check_table(parts: list[Part]) -> pd.DataFrame:
+    """Reports per instance type and check, one column per check status (Passed, Failed, ...)."""
+    total: dict[tuple[str, str], dict[str, int]] = {}
+    for part in parts:
+        for (itype, check, status), n in part.checks.items():
+            row = total.setdefault((itype, check), dict.fromkeys(CHECK_STATUSES, 0))
+            row[status] = row.get(status, 0) + n
+    rows = [{"instance_type": t, "check": c, **counts} for (t, c), counts in sorted(total.items(), key=lambda kv: tuple(map(str, kv[0])))]
+    return pd.DataFrame(rows, columns=["instance_type", "check", *CHECK_STATUSES])

@@ -2,28 +2,43 @@
 
 The script is a file shipped with dhc (``templates/fleet.js``) and is allowed by its hash in the
 page's Content-Security-Policy; nothing from a report is marked safe.
+
+The page stays light at any fleet size: aggregates (per type, per type and check, what failed
+most, distributions) and at most ``max_outliers`` suspects and the ``max_nodes`` worst nodes; every
+node is in the CSV/JSON written beside it, which the page links to (``downloads``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dhc.report.files import write_text_atomic
 from dhc.report.html import TEMPLATES, assets, number
 
 HIST_WIDTH, HIST_HEIGHT = 260, 60
+MAX_NODES = 500  # rows of the node table: the worst first; a browser draws 500 rows in a blink
+MAX_OUTLIERS = 200
 
 
-def render_fleet(document: dict[str, Any], max_outliers: int = 200) -> str:
-    return TEMPLATES.get_template("fleet.html.j2").render(**document, number=number, histogram=histogram,
-                                                      shown_outliers=document["outliers"][:max_outliers],
-                                                      page=assets("fleet.css", "fleet.js"))
+def render_fleet(document: dict[str, Any], max_outliers: int = MAX_OUTLIERS, max_nodes: int = MAX_NODES,
+                 downloads: list[dict[str, str]] | None = None) -> str:
+    """The page; ``downloads``: ``{"label": "CSV", "href": "fleet.csv"}`` links to every node's row."""
+    return TEMPLATES.get_template("fleet.html.j2").render(
+        **({"checks_by_type": []} | document), number=number, histogram=histogram, shown_outliers=document["outliers"][:max_outliers],
+        shown_nodes=document["nodes"][:max_nodes], suspect_nodes=sum(1 for n in document["nodes"] if n["suspect"]),
+        downloads=downloads or [],
+        page=assets("fleet.css", "fleet.js"))
 
 
-def write_fleet(document: dict[str, Any], path: Path) -> Path:
-    write_text_atomic(path, render_fleet(document))
+def write_fleet(document: dict[str, Any], path: Path, files: dict[str, Path] | None = None) -> Path:
+    """Write the page; ``files`` (``{"CSV": path}``) are linked from it, relative to the page's folder."""
+    downloads = [{"label": label, "href": quote(os.path.relpath(file, path.parent))}
+                 for label, file in (files or {}).items()]
+    write_text_atomic(path, render_fleet(document, downloads=downloads))
     return path
 
 

@@ -11,7 +11,8 @@
       row.style.display = ok ? "" : "none";
       if (ok) { count += 1; }
     });
-    shown.textContent = count + " of " + rows.length + " nodes";
+    shown.textContent = count + " of " + rows.length + " nodes" +
+      (Number(table.dataset.total) > rows.length ? " in this page (" + table.dataset.total + " in all)" : "");
   }
   Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell, index) {
     if (!cell.classList.contains("sortable")) { return; }
@@ -32,4 +33,5 @@
   var linked = /^#status=(\w+)$/.exec(window.location.hash);  // a link can open the table filtered
   if (linked) { status.value = linked[1]; }
   apply();
+  document.body.dataset.readyMs = String(Math.round(performance.now()));  // time to a usable page, for the tests
 }());

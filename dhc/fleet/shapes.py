@@ -1,0 +1,78 @@
+"""The fields of a report.json (schema 1.x) that the fleet review reads, as msgspec types.
+
+Declarative: a field without a default must be present, ``X | None`` may be null. Fields not named
+here (devices, environment, findings, limit sources, ...) are skipped by the decoder without being
+built. A report these types refuse is read again by the plain json path (``dhc.fleet.read``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Value(msgspec.Struct):
+    value: str | None
+
+
+class Instance(msgspec.Struct):
+    instance_id: Value
+    region: Value
+    node_name: Value
+
+
+class Thresholds(msgspec.Struct):
+    instance_type: str
+
+
+class Run(msgspec.Struct):
+    profile: str
+    started_at: str
+    duration_s: float | None
+
+
+class Device(msgspec.Struct):
+    kind: str
+    index: int
+
+
+class Limit(msgspec.Struct):
+    comparison: str
+    value: float | None
+    unit: str | None
+
+
+class Measurement(msgspec.Struct):
+    check: str
+    name: str
+    value: float | None
+    unit: str
+    device: Device | None
+    limit: Limit | None
+    judgement: str
+    non_finite: str | None = None
+
+
+class Check(msgspec.Struct):
+    check: str
+    status: str
+    reason: str
+    measurements: list[Measurement]
+
+
+class Reason(msgspec.Struct):
+    message: str
+
+
+class Verdict(msgspec.Struct):
+    status: str
+    action: str
+    reasons: list[Reason]
+
+
+class Report(msgspec.Struct):
+    schema_version: str
+    instance: Instance
+    thresholds: Thresholds
+    run: Run
+    checks: list[Check]
+    verdict: Verdict
