@@ -69,6 +69,24 @@ def test_groups_are_chosen_by_selector_first_match_in_file_order_else_the_defaul
         "default", ("InstanceStress", "InstanceConnectivity"), "quick", "Automatic")
 
 
+def test_connectivity_group_size_and_topology_label_come_from_the_group_else_defaults_else_the_command_line(
+        tmp_path):
+    from dhc.controller.batches import Batches
+    from dhc.controller.topology import Grouping
+
+    path = tmp_path / "groups.yaml"
+    path.write_text("defaults:\n  ConnectivityGroupSize: 8\ngroups:\n  - name: pg\n    selector: {matchLabels: {a: b}}\n"
+                    "    ConnectivityGroupSize: 4\n    TopologyLabel: example.com/placement-group\n")
+    loaded = groups.load(path)
+    assert (loaded.named("pg").group_size, loaded.named("pg").topology_label) == (4, "example.com/placement-group")
+    assert (loaded.of({}).group_size, loaded.of({}).topology_label) == (8, "")
+    batches = Batches()
+    batches.settings = type("S", (), {"grouping": Grouping(size=16, min_size=6, label="cli/label")})()
+    assert batches.grouping(loaded.named("pg")) == Grouping(4, 4, "example.com/placement-group")
+    assert batches.grouping(loaded.of({})) == Grouping(8, 6, "cli/label")
+    assert batches.grouping(groups.plain().default) == Grouping(16, 6, "cli/label")
+
+
 def test_without_a_file_every_node_gets_what_the_command_line_says():
     plain = groups.plain("full", connectivity=False)
     assert plain.of({HP: "train"}).checks == ("InstanceStress",) and plain.of({}).profile == "full"
@@ -99,6 +117,12 @@ def test_without_a_file_every_node_gets_what_the_command_line_says():
     ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n  - name: a\n    selector: {matchLabels: {x: z}}\n",
      ":4: groups/1/name:", "duplicate group name 'a'"),
     ("groups:\n  - name: a\n    name: b\n", ":3", "duplicate key 'name' (first on line 2)"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    ConnectivityGroupSize: 0\n",
+     ":4: groups/0/ConnectivityGroupSize:", "a whole number of 1 or more, got 0"),
+    ("defaults:\n  ConnectivityGroupSize: '16'\ngroups: []\n", ":2: defaults/ConnectivityGroupSize:",
+     "a whole number of 1 or more, got '16'"),
+    ("groups:\n  - name: a\n    selector: {matchLabels: {x: y}}\n    TopologyLabel: ''\n",
+     ":4: groups/0/TopologyLabel:", "expected non-empty text"),
 ])
 def test_a_bad_config_names_file_line_key_and_what_was_expected(tmp_path, text, where, expected):
     path = tmp_path / "bad.yaml"

@@ -65,6 +65,8 @@ def test_a_stray_joins_the_nearest_group_in_the_topology() -> None:
 def test_a_lone_node_runs_alone_only_after_the_longer_wait() -> None:
     grouping = Grouping(size=16, alone_after_s=300.0)
     lone = node("only", since=0.0, l3="sw-a")
+    assert form([lone], Grouping(), WINDOW, now=5 * WINDOW - 1) == [] and \
+        form([lone], Grouping(), WINDOW, now=5 * WINDOW) == [["only"]]  # unset: five windows
     assert form([lone], grouping, WINDOW, now=WINDOW) == []
     assert form([lone], grouping, WINDOW, now=299.0) == []
     assert form([lone], grouping, WINDOW, now=300.0) == [["only"]]  # one node: the intra-node stage

@@ -3,7 +3,10 @@
 As HyperPod configures resiliency per instance group, each group says which deep checks run when a
 node joins (``OnStartDeepHealthChecks``: ``[InstanceStress, InstanceConnectivity]``, stress only
 ``[InstanceStress]``, or none ``[]``), the profile (quick | full), and ``NodeRecovery``
-(``Automatic``: remediation acts on its marked nodes; ``None``: labels, conditions and Events only).
+(``Automatic``: remediation acts on its marked nodes; ``None``: labels, conditions and Events only),
+and how its nodes form connectivity groups (``ConnectivityGroupSize``: the most nodes in one group;
+``TopologyLabel``: the node label that places a node in the network, instead of EKS's
+``topology.k8s.aws/network-node-layer-*``; both fall back to the command line).
 Groups are chosen by a Kubernetes label selector (``matchLabels`` / ``matchExpressions``), e.g.
 HyperPod's ``sagemaker.amazonaws.com/instance-group-name``. A node matches the FIRST group that
 selects it, in file order; a node in no group gets ``defaults`` (each key falling back to the
@@ -13,7 +16,7 @@ loader, so every error names the file, the line, the key and what was expected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ CHECK_SETS = {(): (), (STRESS,): (STRESS,), (STRESS, CONNECTIVITY): (STRESS, CON
               (CONNECTIVITY, STRESS): (STRESS, CONNECTIVITY)}
 PROFILES, RECOVERY = ("quick", "full"), ("Automatic", "None")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-SETTINGS = {"OnStartDeepHealthChecks", "profile", "NodeRecovery"}
+SETTINGS = {"OnStartDeepHealthChecks", "profile", "NodeRecovery", "ConnectivityGroupSize", "TopologyLabel"}
 GROUP_KEYS = SETTINGS | {"name", "selector"}
 
 
@@ -53,6 +56,8 @@ class Group:
     profile: str = "quick"
     recovery: str = "Automatic"
     selector: Selector = field(default_factory=Selector)
+    group_size: int = 0  # the most nodes in one connectivity group (0: the command line's --group-size)
+    topology_label: str = ""  # the label that places a node in the network ('': the command line's)
 
     @property
     def connectivity(self) -> bool:
@@ -121,8 +126,7 @@ def _group(doc: _Doc, entry: Any, keypath: str, default: Group) -> Group:
     name = doc.text(entry, "name", f"{keypath}/name")
     selector = _selector(doc, doc.mapping(entry, "selector", f"{keypath}/selector",
                                           {"matchLabels", "matchExpressions"}), f"{keypath}/selector")
-    group = _settings(doc, entry, keypath, default)
-    return Group(name, group.checks, group.profile, group.recovery, selector)
+    return replace(_settings(doc, entry, keypath, default), name=name, selector=selector)
 
 
 def _settings(doc: _Doc, node: LineDict, keypath: str, base: Group) -> Group:
@@ -137,7 +141,21 @@ def _settings(doc: _Doc, node: LineDict, keypath: str, base: Group) -> Group:
         profile = _choice(doc, node, "profile", f"{keypath}/profile", PROFILES)
     if "NodeRecovery" in node:
         recovery = _choice(doc, node, "NodeRecovery", f"{keypath}/NodeRecovery", RECOVERY)
-    return Group(base.name, checks, profile, recovery)
+    return replace(base, checks=checks, profile=profile, recovery=recovery, **_grouping(doc, node, keypath))
+
+
+def _grouping(doc: _Doc, node: LineDict, keypath: str) -> dict[str, Any]:
+    """ConnectivityGroupSize (a whole number, 1 or more) and TopologyLabel (a label key), where given."""
+    given: dict[str, Any] = {}
+    if "ConnectivityGroupSize" in node:
+        size = node["ConnectivityGroupSize"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise doc.fail(node, "ConnectivityGroupSize", f"{keypath}/ConnectivityGroupSize",
+                           f"expected the most nodes in one connectivity group, a whole number of 1 or more, got {size!r}")
+        given["group_size"] = size
+    if "TopologyLabel" in node:
+        given["topology_label"] = doc.text(node, "TopologyLabel", f"{keypath}/TopologyLabel")
+    return given
 
 
 def _choice(doc: _Doc, node: LineDict, key: str, keypath: str, allowed: tuple[str, ...]) -> str:

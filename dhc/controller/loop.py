@@ -30,6 +30,7 @@ from dhc.controller.nodeinfo import capacity as _capacity
 from dhc.controller.nodeinfo import gpu_capacity as _gpu_capacity
 from dhc.controller.nodeinfo import gpu_count as _gpu_count
 from dhc.controller.remediation import Actuator, RemediationSettings, Remediator
+from dhc.controller.topology import Grouping
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sNotFound, Kube
@@ -51,6 +52,7 @@ class ControllerSettings:
     watch_timeout_s: int = 120
     deadline_margin_s: int = 600
     batch_window_s: float = 60.0  # nodes whose stress passed within this window test their fabric together
+    grouping: Grouping = field(default_factory=Grouping)  # connectivity groups: size, minimum, topology label
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
     groups: node_groups.Groups | None = None  # None: every node as the command line says (JobSettings)
     requests_poll_s: float = 0.0  # how often HealthCheckRequests are read (0: not at all)
@@ -144,8 +146,8 @@ class Controller(Batches, WorkQueue):
         """The ended Job's verdict for this node, written by the controller; or the next try without one."""
         job = self.jobs.get(ended.job)
         outcome = verdicts.read(self.kube, job, name) if job is not None else verdicts.Outcome(why="the Job is gone")
-        if outcome.verdict is None:
-            return reconcile.next_try(ended, outcome.why, self.settings.max_attempts)
+        if outcome.verdict is None:  # another member lost: the same try in a group without it (batches)
+            return self.regrouped(name, ended) or reconcile.next_try(ended, outcome.why, self.settings.max_attempts)
         assert job is not None
         self.nodes[name] = verdicts.apply(self.kube, self.keys, name, job, outcome, ended.generation,
                                           self.settings.jobs.namespace)

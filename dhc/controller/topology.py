@@ -14,8 +14,8 @@ then all its waiting nodes split into ``ceil(n / size)`` balanced groups (40 -> 
 one is left without a peer). A switch with fewer than ``min_size`` waiting nodes after the window
 has strays: each joins the group forming now with room that shares the most topology with it; the
 rest pool with their kind's other strays, in topology order, into groups of at least ``min_size``;
-strays short of that wait, and after ``alone_after_s`` run a group of whatever size they form (one
-node: the intra-node stage only).
+strays short of that wait, and after ``alone_after_s`` (five windows unless set) run a group of
+whatever size they form (one node: the intra-node stage only).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+ALONE_AFTER_WINDOWS = 5  # strays below the minimum wait this many windows before they test alone
 LAYERS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3))  # coarse to fine
 
 
@@ -31,13 +32,13 @@ class Grouping:
     size: int = 16  # the most nodes in one connectivity group
     min_size: int = 2  # the fewest nodes of an inter-node group (fewer wait for peers, up to alone_after_s)
     label: str = ""  # a topology label the user names; '' reads EKS's network-node-layer labels
-    alone_after_s: float = 300.0  # a node with no peer after this long tests alone (intra-node only)
+    alone_after_s: float | None = None  # a node with no peer this long tests alone (None: five windows)
 
     def __post_init__(self) -> None:
         if self.size < 1 or not 1 <= self.min_size <= self.size:
             raise ValueError(f"connectivity group size {self.size} and minimum {self.min_size}: "
                              "expected 1 <= minimum <= size")
-        if self.alone_after_s < 0:
+        if self.alone_after_s is not None and self.alone_after_s < 0:
             raise ValueError(f"alone_after_s {self.alone_after_s}: expected 0 or more seconds")
 
 
@@ -84,7 +85,9 @@ def _form_kind(members: list[Candidate], grouping: Grouping, window_s: float, no
             strays += [(where, c) for c in waiting]
     left = [(where, stray) for where, stray in strays if not _join(formed, where, stray, grouping.size)]
     pooled = [[c for _, c in g] for g in balanced(sorted(left, key=lambda item: item[0]), grouping.size)] if left else []
-    return [g for _, g in formed] + [g for g in pooled if len(g) >= grouping.min_size or _alone(g, grouping, now)]
+    alone_after = ALONE_AFTER_WINDOWS * window_s if grouping.alone_after_s is None else grouping.alone_after_s
+    return [g for _, g in formed] + [g for g in pooled if len(g) >= grouping.min_size or
+                                     all(now - c.since >= alone_after for c in g)]
 
 
 def balanced(members: list[Any], size: int) -> list[list[Any]]:
@@ -116,8 +119,3 @@ def _join(formed: list[tuple[tuple[str, ...], list[Candidate]]], where: tuple[st
     nearest = max(room, key=lambda item: (_shared(where, item[0]), -len(item[1])))
     nearest[1].append(stray)
     return True
-
-
-def _alone(group: list[Candidate], grouping: Grouping, now: float) -> bool:
-    """Strays below the minimum form a group only once they have all waited past alone_after_s."""
-    return all(now - c.since >= grouping.alone_after_s for c in group)

@@ -1,0 +1,141 @@
+"""Connectivity groups end to end: the controller, over HTTP, against the emulated API server.
+
+Bounded groups by topology, and a group that lost a member (deleted, NotReady, Failed) re-forming
+without it while the lost node gets its own next try. Tests wait for a positive signal.
+"""
+
+import copy
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
+
+from k8s_emulator import Emulator  # noqa: E402
+from test_controller import KEYS, P5, P5_STATUS, Running, annotations, batches, finish, labels, wait_for  # noqa: E402
+
+from dhc import thresholds  # noqa: E402
+from dhc.controller import reconcile  # noqa: E402
+from dhc.controller.jobs import NODES_ANNOTATION, JobSettings, job_name  # noqa: E402
+from dhc.controller.loop import Controller, ControllerSettings  # noqa: E402
+from dhc.controller.topology import LAYERS, Grouping  # noqa: E402
+
+
+@pytest.fixture
+def emulator():
+    with Emulator() as api:
+        yield api
+
+
+def on_switch(switch: str) -> dict[str, str]:
+    return dict(P5, **{LAYERS[0]: "nn-1", LAYERS[1]: "nn-2", LAYERS[2]: switch})
+
+
+def members(emulator, batch):
+    return emulator.jobs[batch]["metadata"]["annotations"][NODES_ANNOTATION].split(",")
+
+
+def pass_stress(emulator, names):
+    wait_for(lambda: all(job_name(n, 1, 1) in emulator.jobs for n in names), what="the stress Jobs")
+    for name in names:
+        finish(emulator, job_name(name, 1, 1), name, "Passed")
+
+
+def set_ready(emulator, name, status, reason):
+    """The kubelet stops reporting (node lifecycle controller: Ready Unknown) or reports NotReady."""
+    with emulator.lock:
+        node = copy.deepcopy(emulator.nodes[name])
+        node["status"]["conditions"] = [{"type": "Ready", "status": status, "reason": reason}]
+        emulator._record("nodes", "MODIFIED", node)
+        emulator.nodes[name] = node
+
+
+def test_groups_are_bounded_and_never_mix_switches(emulator):
+    nodes = {f"a{i}": "sw-a" for i in range(3)} | {f"b{i}": "sw-b" for i in range(2)}
+    for name, switch in nodes.items():
+        emulator.add_node(name, on_switch(switch), status=P5_STATUS)
+    with Running(emulator, batch_window_s=2.0, grouping=Grouping(size=3)):  # sw-a forms full, sw-b at the window
+        pass_stress(emulator, list(nodes))
+        wait_for(lambda: len(batches(emulator)) == 2, what="two connectivity groups")
+        groups = sorted(sorted(members(emulator, b)) for b in batches(emulator))
+    assert groups == [["a0", "a1", "a2"], ["b0", "b1"]]
+    for batch in batches(emulator):
+        job = emulator.jobs[batch]
+        assert job["spec"]["completions"] == len(members(emulator, batch)) <= 3
+
+
+@pytest.mark.parametrize("lose", ["deleted", "NotReady", "Failed"])
+def test_a_group_that_lost_a_member_while_running_re_forms_without_it(emulator, lose):
+    names = ["x0", "x1", "x2"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-x"), status=copy.deepcopy(P5_STATUS))
+    with Running(emulator, batch_window_s=0.3):
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group of three")
+        [first] = batches(emulator)
+        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == first for n in names), what="in the group")
+        if lose == "deleted":
+            emulator.delete_node("x2")
+        elif lose == "NotReady":
+            set_ready(emulator, "x2", "Unknown", "NodeStatusUnknown")
+        else:
+            emulator.set_node_labels("x2", {KEYS.check_status: "Failed"})
+        wait_for(lambda: first not in emulator.jobs, what="the broken group's Job deleted")
+        wait_for(lambda: len(batches(emulator)) == 1, what="the survivors' new group")
+        [second] = batches(emulator)
+        assert sorted(members(emulator, second)) == ["x0", "x1"] and second.endswith("-a1")  # the same try
+        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == second for n in ("x0", "x1")),
+                 what="the survivors in their new group")
+    for name in ("x0", "x1"):
+        assert annotations(emulator, name)[KEYS.attempts] == "1" and labels(emulator, name)[KEYS.check_status] == \
+            "InProgress"
+    regroups = [e for e in emulator.events if e["reason"] == "DeepHealthCheckRegroup"]
+    assert {e["involvedObject"]["name"] for e in regroups} == {"x0", "x1"}
+    assert f"connectivity group {first} lost a member (x2: " in regroups[0]["message"]
+    if lose == "NotReady":  # its own next try, and no group while NotReady
+        assert annotations(emulator, "x2")[KEYS.attempts] == "2"
+        assert f"it was lost from connectivity group {first}: the node is NotReady (Ready Unknown" in \
+            annotations(emulator, "x2")[KEYS.reasons]
+    if lose == "Failed":
+        assert labels(emulator, "x2")[KEYS.check_status] == "Failed"
+
+
+def test_a_not_ready_candidate_joins_no_group_and_the_rest_form_without_it(emulator):
+    names = ["y0", "y1", "y2"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-y"), status=copy.deepcopy(P5_STATUS))
+    with Running(emulator, batch_window_s=0.3, grouping=Grouping(alone_after_s=1.0)):
+        wait_for(lambda: all(job_name(n, 1, 1) in emulator.jobs for n in names), what="the stress Jobs")
+        set_ready(emulator, "y2", "False", "KubeletNotReady")
+        pass_stress(emulator, names)
+        wait_for(lambda: batches(emulator), what="a group")
+        assert [sorted(members(emulator, b)) for b in batches(emulator)] == [["y0", "y1"]]
+        wait_for(lambda: annotations(emulator, "y2").get(KEYS.stage) == "stress-passed", what="y2 waiting")
+        set_ready(emulator, "y2", "True", "KubeletReady")
+        wait_for(lambda: len(batches(emulator)) == 2, what="y2 in a group once Ready (alone after the wait)")
+        assert sorted(members(emulator, b) for b in batches(emulator)) == [["y0", "y1"], ["y2"]]
+
+
+def controller_with(nodes, job):
+    settings = ControllerSettings(jobs=JobSettings(namespace="dhc", image="dhc-node:test"))
+    controller = Controller(None, thresholds.load(), settings)  # type: ignore[arg-type]  # no API call made here
+    for node in nodes:
+        controller.nodes[node["metadata"]["name"]] = node
+    controller.jobs[job["metadata"]["name"]] = job
+    return controller
+
+
+def a_node(name, **status):
+    return {"metadata": {"name": name, "labels": dict(P5), "annotations": {}}, "status": status}
+
+
+def test_a_group_job_that_ended_after_losing_a_member_gives_the_survivors_the_same_try():
+    job = {"metadata": {"name": "dhc-fabric-abc-a1", "annotations": {NODES_ANNOTATION: "s0,s1,s2"}}}
+    ended = reconcile.Decision(reconcile.ENDED, 1, 1, "BackoffLimitExceeded", "dhc-fabric-abc-a1", reconcile.REBATCH)
+    gone = controller_with([a_node("s0"), a_node("s1")], job)  # s2 was deleted
+    again = gone.regrouped("s0", ended)
+    assert again is not None and (again.kind, again.attempt) == (reconcile.REBATCH, 1)
+    assert "lost a member (s2: the node was deleted); re-forming without it, this try not counted" in again.reason
+    whole = controller_with([a_node("s0"), a_node("s1"), a_node("s2")], job)
+    assert whole.regrouped("s0", ended) is None  # nobody lost: an ordinary try, counted (reconcile.next_try)
+    down = a_node("s0", conditions=[{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}])
+    assert controller_with([down, a_node("s1")], job).regrouped("s0", ended) is None  # lost itself: its own try
