@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 
-from k8s_emulator import Emulator  # noqa: E402
+from k8s_emulator import Emulator, _reply  # noqa: E402
 from test_controller import KEYS, P5, P5_STATUS, Running, annotations, batches, finish, labels, wait_for  # noqa: E402
 
 from dhc import thresholds  # noqa: E402
@@ -23,7 +23,18 @@ from dhc.controller.topology import LAYERS, Grouping  # noqa: E402
 @pytest.fixture
 def emulator():
     with Emulator() as api:
+        api.routes.append(lambda handler, method, parts, query, body: delete_service(api, handler, method, parts))
         yield api
+
+
+def delete_service(emulator, handler, method, parts):
+    """DELETE /api/v1/namespaces/<ns>/services/<name>: 200 and gone, 404 when there is none."""
+    if method != "DELETE" or parts[:3] != ["api", "v1", "namespaces"] or len(parts) != 6 or parts[4] != "services":
+        return False
+    with emulator.lock:
+        service = emulator.services.pop(parts[5], None)
+    _reply(handler, 404 if service is None else 200, {"kind": "Status", "code": 404} if service is None else service)
+    return True
 
 
 def on_switch(switch: str) -> dict[str, str]:
@@ -79,7 +90,8 @@ def test_a_group_that_lost_a_member_while_running_re_forms_without_it(emulator, 
             set_ready(emulator, "x2", "Unknown", "NodeStatusUnknown")
         else:
             emulator.set_node_labels("x2", {KEYS.check_status: "Failed"})
-        wait_for(lambda: first not in emulator.jobs, what="the broken group's Job deleted")
+        wait_for(lambda: first not in emulator.jobs and first not in emulator.services,
+                 what="the broken group's Job and Service deleted")
         wait_for(lambda: len(batches(emulator)) == 1, what="the survivors' new group")
         [second] = batches(emulator)
         assert sorted(members(emulator, second)) == ["x0", "x1"] and second.endswith("-a1")  # the same try

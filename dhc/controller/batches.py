@@ -82,7 +82,10 @@ class Batches:
             by_grouping: dict[Grouping, list[Candidate]] = {}
             for name, since in list(self.candidates.items()):
                 node = self.nodes.get(name)
-                labels = (node or {}).get("metadata", {}).get("labels") or {}
+                if node is None:  # deleted while it waited
+                    self.candidates.pop(name, None)
+                    continue
+                labels = node["metadata"].get("labels") or {}
                 itype = labels.get(INSTANCE_TYPE_LABEL)
                 if lost(node, self.keys) or itype not in self.thresholds.names:  # an unknown type never passed stress
                     continue
@@ -181,14 +184,15 @@ class Batches:
         act(member, after)
 
     def _delete_job(self, job: dict[str, Any]) -> None:
-        """Delete the group's Job and its pods; one already gone is fine."""
-        meta = job["metadata"]
-        try:
-            self.kube.call(f"delete job {meta['name']}", self.kube.batch.delete_namespaced_job, meta["name"],
-                           meta.get("namespace") or self.settings.jobs.namespace, propagation_policy="Background")
-        except K8sNotFound:
-            pass
-        self.jobs.pop(meta["name"], None)
+        """Delete the group's Job with its pods, and its rendezvous Service; one already gone is fine."""
+        name, namespace = job["metadata"]["name"], job["metadata"].get("namespace") or self.settings.jobs.namespace
+        for what, delete, options in (("job", self.kube.batch.delete_namespaced_job, {"propagation_policy": "Background"}),
+                                      ("service", self.kube.core.delete_namespaced_service, {})):
+            try:
+                self.kube.call(f"delete {what} {namespace}/{name}", delete, name, namespace, **options)
+            except K8sNotFound:
+                pass
+        self.jobs.pop(name, None)
 
 
 def _regroup_reason(job: dict[str, Any], gone: dict[str, str]) -> str:
