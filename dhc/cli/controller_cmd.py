@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=_port, default=9400, metavar="PORT",
                         help="serve Prometheus metrics on PORT at /metrics (default: 9400; 0: off)")
     add_remediation_arguments(parser)
+    from dhc.cli import resume_cmd
+
+    resume_cmd.add_arguments(parser)
 
 
 def controller_command(args: argparse.Namespace) -> int:
@@ -119,15 +122,18 @@ def controller_command(args: argparse.Namespace) -> int:
                             ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
                                                workers=args.workers, remediation=remediation,
                                                groups=groups, requests_poll_s=2.0), actuator)
+    stop = threading.Event()
+    from dhc.cli import resume_cmd
+
+    resuming = resume_cmd.start(args, stop)  # --job-auto-resume: a sibling loop beside the node controller
     if args.metrics_port:
         from dhc.controller.metrics import serve
 
         try:
-            serve(controller.snapshot, args.metrics_port)
+            serve(controller.snapshot, args.metrics_port, extra=(resuming,) if resuming else ())
         except OSError as exc:  # the port is taken, or not ours to bind
             print(f"dhc controller: cannot serve metrics on port {args.metrics_port}: {exc}", file=sys.stderr)
             return 2
-    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("dhc.controller").info("watching nodes; Jobs in namespace %s run %s", args.namespace, args.image)

@@ -93,11 +93,15 @@ def _counter(name: str, doc: str, label: str, tally: dict[tuple[str, str], int],
     return family
 
 
-def serve(snapshot: Callable[[], Snapshot], port: int, address: str = "0.0.0.0") -> tuple[Any, Any]:
+def serve(snapshot: Callable[[], Snapshot], port: int, address: str = "0.0.0.0",
+          extra: tuple[Any, ...] = ()) -> tuple[Any, Any]:
     """Serve ``/metrics`` on ``address:port`` in a daemon thread (port 0: any free port, for tests).
+    ``extra``: more collectors on the same registry (job auto-resume's, dhc.resume.metrics).
 
     Returns (server, thread); ``server.server_port`` is the port bound, ``server.shutdown()`` stops it.
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControllerCollector(snapshot))
+    for collector in extra:
+        registry.register(collector)
     return start_http_server(port, address, registry)
