@@ -15,7 +15,7 @@ from test_controller import KEYS, P5, P5_STATUS, Running, annotations, batches, 
 
 from dhc import thresholds  # noqa: E402
 from dhc.controller import reconcile  # noqa: E402
-from dhc.controller.jobs import NODES_ANNOTATION, JobSettings, job_name  # noqa: E402
+from dhc.controller.jobs import NODES_ANNOTATION, TOPOLOGY_ANNOTATION, JobSettings, job_name  # noqa: E402
 from dhc.controller.loop import Controller, ControllerSettings  # noqa: E402
 from dhc.controller.topology import LAYERS, Grouping  # noqa: E402
 
@@ -69,6 +69,8 @@ def test_groups_are_bounded_and_never_mix_switches(emulator):
         wait_for(lambda: len(batches(emulator)) == 2, what="two connectivity groups")
         groups = sorted(sorted(members(emulator, b)) for b in batches(emulator))
     assert groups == [["a0", "a1", "a2"], ["b0", "b1"]]
+    assert sorted(emulator.jobs[b]["metadata"]["annotations"][TOPOLOGY_ANNOTATION] for b in batches(emulator)) == [
+        "nn-1/nn-2/sw-a", "nn-1/nn-2/sw-b"]  # read results by switch: a slow spine is a pattern of groups
     for batch in batches(emulator):
         job = emulator.jobs[batch]
         assert job["spec"]["completions"] == len(members(emulator, batch)) <= 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dhc.controller.topology import LAYERS, Candidate, Grouping, balanced, form, path
+from dhc.controller.topology import LAYERS, Candidate, Grouping, balanced, form, path, places
 
 P5 = ("p5.48xlarge", "quick")
 WINDOW = 60.0
@@ -104,6 +104,11 @@ def test_topology_path_reads_coarse_to_fine_and_ignores_missing_inner_layers() -
     assert path({LAYERS[0]: "a", LAYERS[1]: "b"}) == ("a", "b")
     assert path({}) == ()
     assert path({"pg": ""}, "pg") == ()
+
+
+def test_a_groups_places_name_each_switch_once_and_unlabelled_nodes_as_such() -> None:
+    assert places([("a", "b", "c"), ("a", "b", "c"), ("a", "b", "d")]) == "a/b/c,a/b/d"
+    assert places([(), ("pg-1",)]) == "pg-1,unlabelled"
 
 
 def test_balanced_sizes_differ_by_one_at_most() -> None:

@@ -23,7 +23,7 @@ from dhc.controller.jobs import NODES_ANNOTATION, STAGE_ANNOTATION, batch_manife
 from dhc.controller.nodeinfo import allocatable as _allocatable
 from dhc.controller.nodeinfo import attempts as _attempts
 from dhc.controller.requests import Requests
-from dhc.controller.topology import Candidate, Grouping, form
+from dhc.controller.topology import Candidate, Grouping, form, path, places
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound
 
@@ -109,8 +109,10 @@ class Batches:
         limits, jobs = self._type(itype), replace(self.settings.jobs, profile=profile)  # type: ignore[attr-defined]
         attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
         deadline = self._deadline(itype, profile, "InstanceConnectivity")  # type: ignore[attr-defined]
+        where = places([path(self.nodes[n]["metadata"].get("labels") or {},
+                             self.grouping(self.group(self.nodes[n])).label) for n in names])  # type: ignore[attr-defined]
         service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
-                                       jobs, _allocatable(self.nodes[names[0]]))
+                                       jobs, _allocatable(self.nodes[names[0]]), where)
         self.kube.create_service(service)
         if self.kube.create_job(job):  # False: it exists already (a restarted controller)
             self.count("jobs", "connectivity")  # type: ignore[attr-defined]
@@ -121,7 +123,7 @@ class Batches:
             self.nodes[name] = self.kube.patch_node(
                 name, lambda n, a=annotations, s=state: scheme.node_ops(n, self.keys, s, a))
             self.candidates.pop(name, None)
-        log.info("connectivity group %s: %d %s nodes", job["metadata"]["name"], len(names), itype)
+        log.info("connectivity group %s: %d %s nodes at %s", job["metadata"]["name"], len(names), itype, where)
 
     # -- a group that lost a member re-forms without it ----------------------------------------------
     def regrouped(self, name: str, ended: reconcile.Decision) -> reconcile.Decision | None:

@@ -19,6 +19,7 @@ NODE_LABEL = "dhc.dev/node"  # a label value: the name cut to fit, with a hash o
 ATTEMPT_LABEL = "dhc.dev/attempt"
 NODE_ANNOTATION = "dhc.dev/node-name"  # the node's full name: checked before a Job's outcome is used
 NODES_ANNOTATION = "dhc.dev/nodes"  # a connectivity batch's nodes
+TOPOLOGY_ANNOTATION = "dhc.dev/topology"  # where a connectivity group's nodes sit: layer-1/layer-2/layer-3, ...
 STAGE_ANNOTATION = "dhc.dev/stage"  # stress | final | connectivity: what a verdict of this Job means
 TYPE_ANNOTATION = "dhc.dev/instance-type"  # the profile the Job was told to judge against
 CONTAINER = "dhc"
@@ -122,9 +123,10 @@ def batch_name(nodes: list[str], attempt: int) -> str:
 
 
 def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: int, efa: int, deadline_s: int,
-                    keys: Keys, settings: JobSettings,
-                    allocatable: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A headless Service and an Indexed Job: one pod on each node, meeting at pod 0 for torch's rendezvous."""
+                    keys: Keys, settings: JobSettings, allocatable: dict[str, str] | None = None,
+                    topology: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A headless Service and an Indexed Job: one pod on each node, meeting at pod 0 for torch's rendezvous.
+    ``topology`` (where the nodes sit in the network) is annotated on the Job, to read results by switch."""
     name = batch_name(nodes, attempt)
     labels = {JOB_LABEL: "dhc", BATCH_LABEL: name}
     service = {"apiVersion": "v1", "kind": "Service",
@@ -133,7 +135,8 @@ def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: in
                         "ports": [{"name": f"rendezvous-{i}", "port": settings.rendezvous_port + i} for i in range(3)]}}
     job = job_manifest(nodes[0], 0, attempt, instance_type, gpus, efa, deadline_s, keys, settings, allocatable)
     job["metadata"].update(name=name, labels=dict(labels), annotations={
-        NODES_ANNOTATION: ",".join(sorted(nodes)), STAGE_ANNOTATION: "connectivity", TYPE_ANNOTATION: instance_type})
+        NODES_ANNOTATION: ",".join(sorted(nodes)), STAGE_ANNOTATION: "connectivity", TYPE_ANNOTATION: instance_type,
+        **({TOPOLOGY_ANNOTATION: topology} if topology else {})})
     spec = job["spec"]
     spec.update(completionMode="Indexed", completions=len(nodes), parallelism=len(nodes))
     pod = spec["template"]["spec"]

@@ -60,6 +60,11 @@ def path(labels: dict[str, str], label: str = "") -> tuple[str, ...]:
     return tuple(layers)
 
 
+def places(paths: list[tuple[str, ...]]) -> str:
+    """Where a group's nodes sit, for people: each distinct place once, layers joined by '/'."""
+    return ",".join(sorted({"/".join(p) or "unlabelled" for p in paths}))
+
+
 def form(candidates: list[Candidate], grouping: Grouping, window_s: float, now: float) -> list[list[str]]:
     """The groups to start now, each a sorted list of node names; every other candidate waits."""
     kinds: dict[Any, list[Candidate]] = {}
