@@ -292,3 +292,16 @@ def test_a_jobset_is_suspended_and_gets_the_health_selector(emulator):
         pod = spec["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {HEALTH: "Schedulable"} and pod["containers"][0]["image"] == "x:1"
         assert "waiting for 2 Schedulable nodes" in json.dumps(work.get("jobsets", "js")["metadata"]["annotations"])
+
+
+def test_a_job_its_operator_ended_failed_is_given_up_with_the_reason(emulator):
+    add_nodes(emulator, ("n0", "n1", "n2"))
+    with Workloads(emulator) as work, Resuming(emulator):
+        work.add("pytorchjobs", pytorchjob(policy="Never"))
+        wait_for(lambda: running(work), what="the job running")
+        set_health(emulator, "n1", "UnschedulablePendingReplacement")
+        work.fail_pod(pod_on(work, "n1")["metadata"]["name"])
+        wait_for(lambda: events(emulator, "JobAutoResumeGaveUp"), what="giving up")
+        [gave_up] = events(emulator, "JobAutoResumeGaveUp")
+        assert "restartPolicy Never" in gave_up["message"] and "n1" in gave_up["message"]
+        assert record(work).retries == 0 and not events(emulator, "JobResumed")

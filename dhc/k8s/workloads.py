@@ -111,14 +111,6 @@ def watch_pods(kube: Kube, kind: Kind, version: str, timeout_s: int) -> Any:
         raise K8sError(f"watch pods of {kind.plural}: an event the client cannot read: {str(exc)[:200]}") from None
 
 
-def delete_pod(kube: Kube, namespace: str, name: str) -> None:
-    """Delete a pod; one already gone is fine."""
-    try:
-        kube.call(f"delete pod {namespace}/{name}", kube.core.delete_namespaced_pod, name, namespace)
-    except K8sNotFound:
-        pass
-
-
 def event(kube: Kube, kind: Kind, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
     """An Event on the job itself (``kubectl describe`` shows it), from component dhc-job-auto-resume."""
     meta, now = obj["metadata"], datetime.now(UTC)

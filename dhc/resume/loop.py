@@ -25,6 +25,9 @@ from dhc.resume import state
 from dhc.resume.state import Record, ResumeKeys
 
 log = logging.getLogger("dhc.resume")
+_OWN_END = {"PyTorchJob": "restartPolicy Never ends it at the first failure: use OnFailure or ExitCode",
+            "Job": "its backoffLimit was spent: a podFailurePolicy that ignores DisruptionTarget keeps it alive",
+            "JobSet": "its failurePolicy.maxRestarts was spent"}
 
 
 @dataclass(frozen=True)
@@ -199,8 +202,8 @@ class Resumer:
         limit, bad_limit = state.max_retries(obj, self.keys, self.settings.default_max_retries)
         ended = state.finished(obj)
         if record.retries >= limit or ended == "Failed":
-            why = f"job ended Failed: {kind.kind}'s own retries are spent" if record.retries < limit else \
-                f"{record.retries} of {limit} restarts used"
+            why = f"{record.retries} of {limit} restarts used" if record.retries >= limit else \
+                f"the {kind.kind} ended Failed on its own before dhc could suspend it ({_OWN_END[kind.kind]})"
             return self._give_up(kind, obj, record, why)
         record.phase, record.since = "waiting", _iso(datetime.now(UTC))
         need = state.replicas(kind, obj)
