@@ -153,3 +153,16 @@ def test_a_group_job_that_ended_after_losing_a_member_gives_the_survivors_the_sa
     assert whole.regrouped("s0", ended) is None  # nobody lost: an ordinary try, counted (reconcile.next_try)
     down = a_node("s0", conditions=[{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}])
     assert controller_with([down, a_node("s1")], job).regrouped("s0", ended) is None  # lost itself: its own try
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--group-size", "4", "--min-group-size", "5"], "connectivity group size 4 and minimum 5: expected 1 <= minimum"),
+    (["--group-size", "0"], "argument --group-size: '0': expected a whole number of at least 1"),
+])
+def test_the_controller_refuses_impossible_group_options_before_it_touches_the_cluster(args, expected):
+    from dhc_process import dhc, no_traceback
+
+    proc = dhc("controller", "--image", "dhc-node:1.0", "--metrics-port", "0", *args, timeout=60)
+    no_traceback(proc)
+    assert proc.returncode == 2 and expected in proc.stderr, proc.stderr

@@ -99,12 +99,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dhc.cli import resume_cmd
 
     resume_cmd.add_arguments(parser)
+    add_grouping_arguments(parser)
+
+
+def add_grouping_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connectivity groups", "which nodes test their fabric together "
+                                      "(README: Connectivity groups and network topology)")
+    group.add_argument("--group-size", type=_positive, default=16, metavar="N",
+                       help="the most nodes in one connectivity group (default 16)")
+    group.add_argument("--min-group-size", type=_positive, default=2, metavar="N",
+                       help="the fewest nodes of an inter-node group; fewer wait for peers (default 2)")
+    group.add_argument("--topology-label", default="", metavar="KEY",
+                       help="the node label that places a node in the network (e.g. a placement group); "
+                       "default: EKS's topology.k8s.aws/network-node-layer-1..3")
+    group.add_argument("--alone-after-s", type=_positive, metavar="SECONDS",
+                       help="a node with no peer this long tests alone, intra-node only (default: five batch "
+                       "windows, 300)")
 
 
 def controller_command(args: argparse.Namespace) -> int:
     from dhc.controller import groups as node_groups
     from dhc.controller.jobs import JobSettings
     from dhc.controller.loop import Controller, ControllerSettings
+    from dhc.controller.topology import Grouping
     from dhc.errors import ConfigError
     from dhc.k8s.client import Kube
 
@@ -113,6 +130,7 @@ def controller_command(args: argparse.Namespace) -> int:
     jobs = JobSettings(namespace=args.namespace, image=args.image, service_account=args.service_account,
                        profile=args.profile)
     try:
+        grouping = Grouping(args.group_size, args.min_group_size, args.topology_label, args.alone_after_s)
         remediation, actuator = remediation_settings(args)
         groups = node_groups.load(args.config, args.profile) if args.config else None
     except (ValueError, ConfigError) as exc:
@@ -121,7 +139,7 @@ def controller_command(args: argparse.Namespace) -> int:
     controller = Controller(Kube(), load(args.thresholds or settings.thresholds_file),
                             ControllerSettings(jobs=jobs, prefix=settings.k8s_prefix, max_attempts=args.max_attempts,
                                                workers=args.workers, remediation=remediation,
-                                               groups=groups, requests_poll_s=2.0), actuator)
+                                               groups=groups, requests_poll_s=2.0, grouping=grouping), actuator)
     stop = threading.Event()
     from dhc.cli import resume_cmd
 
