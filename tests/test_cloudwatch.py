@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("moto.server", reason="moto[server] comes with the test extra")
 boto3 = pytest.importorskip("boto3", reason="boto3 comes with dhc[cloud]")
 
+from test_report import report_with_verdict  # noqa: E402
+
 from dhc.sinks import cloudwatch  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-2"}
@@ -126,7 +128,7 @@ def test_batches_respect_the_service_limits():
 
 
 def test_destination_defaults_to_hyperpods_names():
-    document = {"instance": {"cluster": {"value": None}, "instance_id": {"value": "i-1"}, "region": {"value": None}}}
+    document = report_with_verdict(instance_id="i-1")  # a whole report: the sink reads it typed
     where = cloudwatch.destination(document, "train-b", "xyz")
     assert (where.group, where.stream) == ("/aws/sagemaker/Clusters/train-b/xyz", "DeepHealthCheckResults/i-1")
     assert cloudwatch.destination(document, None, None, "/custom").group == "/custom"

@@ -15,6 +15,7 @@ pytest.importorskip("kubernetes", reason="the controller needs the kubernetes cl
 
 from k8s_emulator import Emulator  # noqa: E402
 from kubernetes import client  # noqa: E402
+from test_report import report_with_verdict  # noqa: E402
 
 from dhc import thresholds  # noqa: E402
 from dhc.controller.jobs import JobSettings, job_name  # noqa: E402
@@ -84,10 +85,9 @@ def annotations(emulator, node):
 
 
 def document(status, action="None", itype="p5.48xlarge", run_id="r"):
-    return {"verdict": {"status": status, "action": action, "reasons": [] if status == "Passed" else [
+    return report_with_verdict(status, action, [] if status == "Passed" else [
         {"check": "stress.gemm", "status": status, "action": action, "message": "SDC on GPU 2",
-         "device": {"kind": "gpu", "index": 2, "uuid": "GPU-2"}}]},
-        "instance": {"instance_id": {"value": "i-1"}, "instance_type": {"value": itype}}, "run": {"run_id": run_id}}
+         "device": {"kind": "gpu", "index": 2, "uuid": "GPU-2"}}], "i-1", itype, run_id)
 
 
 def finish(emulator, job, node, status, action="None", stage="stress", itype="p5.48xlarge", exit_code=None, **pod):

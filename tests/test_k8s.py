@@ -11,6 +11,7 @@ pytest.importorskip("kubernetes", reason="the Kubernetes layer needs the kuberne
 
 from k8s_emulator import Emulator, apply_json_patch  # noqa: E402
 from kubernetes import client  # noqa: E402
+from test_report import report_with_verdict  # noqa: E402
 
 from dhc.k8s import scheme  # noqa: E402
 from dhc.k8s.client import K8sError, K8sNotFound, Kube  # noqa: E402
@@ -22,9 +23,7 @@ OTHER_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedul
 
 
 def document(status="Passed", action="None", reasons=()):
-    return {"verdict": {"status": status, "action": action, "reasons": list(reasons)},
-            "instance": {"instance_id": {"value": "vm"}, "instance_type": {"value": "p5.48xlarge"}},
-            "run": {"run_id": "r1"}}
+    return report_with_verdict(status, action, reasons)  # a whole report: the scheme reads it typed
 
 
 GPU3_FAULT = {"check": "stress.gemm", "status": "Failed", "action": "Replace", "metric": "tflops_bf16",

@@ -74,6 +74,18 @@ def make_document(results, ended_by=None):
     return report.build_report(run, identity | {"notes": []}, thresholds, {"dhc": "0", "python": "3"}, [], results)
 
 
+def report_with_verdict(status="Passed", action="None", reasons=(), instance_id="vm", instance_type="p5.48xlarge",
+                        run_id="r1"):
+    """A whole report whose verdict is the one given, as written: for the readers of a verdict (sinks, scheme)."""
+    document = make_document([])
+    document["verdict"] = {"status": status, "action": action, "reasons": list(reasons),
+                           "exit_code": {"Passed": 0, "Failed": 1}.get(status, 3)}
+    document["instance"]["instance_id"]["value"] = instance_id
+    document["instance"]["instance_type"]["value"] = instance_type
+    document["run"]["run_id"] = run_id
+    return document
+
+
 def test_schema_rejects_a_passed_verdict_with_reasons(validate_report):
     document = make_document([CheckResult("stress.inventory", "InstanceStress", Status.PASSED)])
     validate_report(document)

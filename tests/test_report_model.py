@@ -25,7 +25,7 @@ def failed_gemm(value=float("nan")):
 
 
 def a_report(results, ended_by=None):
-    from tests.test_report import make_document
+    from test_report import make_document
 
     return make_document(results, ended_by)
 

@@ -132,12 +132,8 @@ def earned(node: dict[str, Any], keys: scheme.Keys) -> str:
 
 
 def state_of(verdict: message.PodVerdict, final: bool, instance_id: str | None) -> scheme.NodeState:
-    reasons = verdict.reasons_text(instance_id)
-    if verdict.status == "Passed":
-        return scheme.NodeState("Passed", "Schedulable", reasons) if final else \
-            scheme.NodeState("InProgress", "Unschedulable", reasons)
-    health = "UnschedulablePendingReboot" if verdict.action == "Reboot" else "UnschedulablePendingReplacement"
-    return scheme.NodeState("Failed", health, reasons)
+    """The node state a trusted verdict asks for: the scheme's one mapping, as for a report written on the node."""
+    return scheme.state_for(verdict.status, verdict.action, final, verdict.reasons_text(instance_id))
 
 
 def apply(kube: Kube, keys: scheme.Keys, node: str, job: dict[str, Any], outcome: Outcome, generation: int,

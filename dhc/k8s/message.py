@@ -17,6 +17,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from dhc.k8s.scheme import gpu_ids
+from dhc.model import Finding
+from dhc.model.codec import non_finite
+from dhc.model.report import Report
+
 MAX_BYTES = 4096
 VERSION = 1
 STATUSES = ("Passed", "Failed", "Incomplete")
@@ -49,13 +54,14 @@ class PodVerdict:
         return json.dumps(head | ({"truncated": self.truncated} if self.truncated else {}), separators=(",", ":"))
 
 
-def encode(document: dict[str, Any], stage: str) -> str:
-    """The compact verdict of a report document, at most MAX_BYTES of UTF-8."""
-    verdict, instance = document["verdict"], document["instance"]
-    head = {"dhc": VERSION, "status": verdict["status"], "action": verdict["action"], "stage": stage,
-            "run_id": document["run"]["run_id"], "instance_id": instance["instance_id"]["value"],
-            "instance_type": instance["instance_type"]["value"]}
-    reasons = [_short(r) for r in verdict["reasons"]]
+def encode(report: Report | dict[str, Any], stage: str) -> str:
+    """The compact verdict of a run's report, at most MAX_BYTES of UTF-8."""
+    typed = Report.of(report)
+    verdict, instance = typed.verdict, typed.instance
+    head = {"dhc": VERSION, "status": verdict.status.value, "action": verdict.action.value, "stage": stage,
+            "run_id": typed.run.run_id, "instance_id": instance.instance_id.value,
+            "instance_type": instance.instance_type.value}
+    reasons = [_short(r) for r in verdict.reasons]
     for kept in range(len(reasons), -1, -1):
         left_out = len(reasons) - kept
         text = json.dumps(head | {"reasons": reasons[:kept]} | ({"truncated": left_out} if left_out else {}),
@@ -65,13 +71,15 @@ def encode(document: dict[str, Any], stage: str) -> str:
     raise AssertionError("a verdict without reasons always fits")
 
 
-def _short(reason: dict[str, Any]) -> dict[str, Any]:
-    out = {k: reason.get(k) for k in _REASON_KEYS if reason.get(k) is not None}
-    message = str(reason.get("message") or "")
+def _short(reason: Finding) -> dict[str, Any]:
+    value = None if non_finite(reason.value) else reason.value
+    fields = (reason.check, reason.status.value, reason.action.value, reason.metric, value, reason.limit, reason.unit)
+    out = {k: v for k, v in zip(_REASON_KEYS, fields, strict=True) if v is not None}
+    message = reason.message
     out["message"] = message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 3] + "..."
-    device = reason.get("device") or {}
-    if device.get("kind") == "gpu":
-        out["gpu"] = {k: device.get(k) for k in ("index", "uuid", "serial", "pci_bus_id") if device.get(k) is not None}
+    gpu = gpu_ids(reason.device)
+    if gpu:
+        out["gpu"] = {k: v for k, v in gpu.items() if v is not None}
     return out
 
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dhc.model import Device, Finding
+from dhc.model.codec import non_finite
+from dhc.model.report import Report
+
 DEFAULT_PREFIX = "sagemaker.amazonaws.com"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_ANNOTATION_CHARS = 16_384  # well inside the 256 KiB all annotations share
@@ -55,34 +59,44 @@ def joining() -> NodeState:
     return NodeState("InProgress", "Unschedulable")
 
 
-def from_verdict(document: dict[str, Any], instance_id: str | None = None, final: bool = True) -> NodeState:
+def from_verdict(report: Report | dict[str, Any], instance_id: str | None = None, final: bool = True) -> NodeState:
+    """The node state a run's report asks for (``state_for``), with its reasons for the annotation."""
+    typed = Report.of(report)
+    return state_for(typed.verdict.status, typed.verdict.action, final, reasons_text(typed, instance_id))
+
+
+def state_for(status: str, action: str, final: bool, reasons: str = "") -> NodeState:
     """Passed -> Schedulable; Failed -> pending reboot or replacement; Incomplete -> still InProgress.
 
     A Passed that is not ``final`` (the stress stage, with connectivity to follow) keeps the node
-    InProgress and unschedulable.
+    InProgress and unschedulable. The one mapping, for a report and for a verdict handed over to the controller.
     """
-    verdict = document["verdict"]
-    reasons = reasons_text(document, instance_id)
-    if verdict["status"] == "Passed":
+    if status == "Passed":
         return NodeState("Passed", "Schedulable", reasons) if final else NodeState("InProgress", "Unschedulable", reasons)
-    if verdict["status"] == "Failed":
-        health = "UnschedulablePendingReboot" if verdict["action"] == "Reboot" else "UnschedulablePendingReplacement"
+    if status == "Failed":
+        health = "UnschedulablePendingReboot" if action == "Reboot" else "UnschedulablePendingReplacement"
         return NodeState("Failed", health, reasons)
     return NodeState("InProgress", "Unschedulable", reasons)  # Incomplete: the controller retries, then fails
 
 
-def reasons_text(document: dict[str, Any], instance_id: str | None = None) -> str:
-    instance = document["instance"]
-    head = {"verdict": document["verdict"]["status"], "action": document["verdict"]["action"],
-            "instance_id": instance_id or instance["instance_id"]["value"],
-            "instance_type": instance["instance_type"]["value"], "run_id": document["run"]["run_id"]}
-    reasons = [{k: r.get(k) for k in ("check", "status", "message", "action", "metric", "value", "limit", "unit")}
-               | {"gpu": _gpu(r.get("device"))} for r in document["verdict"]["reasons"]]
+def reasons_text(report: Report | dict[str, Any], instance_id: str | None = None) -> str:
+    typed = Report.of(report)
+    instance, verdict = typed.instance, typed.verdict
+    head = {"verdict": verdict.status.value, "action": verdict.action.value,
+            "instance_id": instance_id or instance.instance_id.value,
+            "instance_type": instance.instance_type.value, "run_id": typed.run.run_id}
+    reasons = [_reason(r) for r in verdict.reasons]
     text = json.dumps(head | {"reasons": reasons}, separators=(",", ":"))
     while len(text) > MAX_ANNOTATION_CHARS and reasons:
         reasons = reasons[:-1]
         text = json.dumps(head | {"reasons": reasons, "truncated": True}, separators=(",", ":"))
     return text
+
+
+def _reason(r: Finding) -> dict[str, Any]:
+    return {"check": r.check, "status": r.status.value, "message": r.message, "action": r.action.value,
+            "metric": r.metric, "value": None if non_finite(r.value) else r.value, "limit": r.limit, "unit": r.unit,
+            "gpu": gpu_ids(r.device)}
 
 
 def label_value(value: str) -> str:
@@ -96,10 +110,11 @@ def taint(keys: Keys, state: NodeState) -> dict[str, str]:
     return {"key": keys.health, "value": label_value(state.health), "effect": "NoSchedule"}
 
 
-def _gpu(device: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not device or device.get("kind") != "gpu":
+def gpu_ids(device: Device | None) -> dict[str, Any] | None:
+    """A GPU's identifiers for an annotation or message (None for any other device)."""
+    if device is None or device.kind != "gpu":
         return None
-    return {k: device.get(k) for k in ("index", "uuid", "serial", "pci_bus_id")}
+    return {"index": device.index, "uuid": device.uuid, "serial": device.serial, "pci_bus_id": device.pci_bus_id}
 
 
 def node_ops(node: dict[str, Any], keys: Keys, state: NodeState, annotations: dict[str, str] | None = None,

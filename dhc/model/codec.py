@@ -123,7 +123,7 @@ def _load_scalar(tp: Any, data: Any, path: str) -> Any:
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise ModelError(f"{path}: expected a number, got {str(data)[:60]!r}")
-        return float(data)
+        return data  # an int stays one, so a document read and written again is the same document
     if tp in (int, str, bool):
         if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
             raise ModelError(f"{path}: expected {tp.__name__}, got {str(data)[:60]!r}")

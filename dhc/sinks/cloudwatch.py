@@ -16,6 +16,7 @@ from typing import Any
 from dhc.aws import logs
 from dhc.aws.logs import EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from dhc.aws.logs import LogsError as SinkError
+from dhc.model.report import Report
 
 __all__ = ["EVENT_OVERHEAD", "MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "MAX_EVENT_BYTES", "Destination", "SinkError",
            "batches", "destination", "send"]
@@ -28,12 +29,11 @@ class Destination:
     region: str | None
 
 
-def destination(document: dict[str, Any], cluster_name: str | None, cluster_id: str | None,
+def destination(report: Report | dict[str, Any], cluster_name: str | None, cluster_id: str | None,
                 group: str | None = None) -> Destination:
-    instance = document["instance"]
-    group = group or logs.hyperpod_group(cluster_name or instance["cluster"]["value"], cluster_id)
-    return Destination(group, f"DeepHealthCheckResults/{instance['instance_id']['value']}",
-                       instance["region"]["value"])
+    instance = Report.of(report).instance
+    group = group or logs.hyperpod_group(cluster_name or instance.cluster.value, cluster_id)
+    return Destination(group, f"DeepHealthCheckResults/{instance.instance_id.value}", instance.region.value)
 
 
 def batches(lines: list[dict[str, Any]], now_ms: int) -> Iterator[list[dict[str, Any]]]:

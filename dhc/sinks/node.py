@@ -15,23 +15,25 @@ from typing import Any
 from dhc.instance import parse_provider_id
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, Kube
+from dhc.model import Status
+from dhc.model.report import Report
 
 
-def write_verdict(kube: Kube, node_name: str, document: dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX,
+def write_verdict(kube: Kube, node_name: str, report: Report | dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX,
                   final: bool = True) -> scheme.NodeState:
     """``final=False``: the stress stage of a two-stage check; a pass then only marks the stage."""
-    keys = scheme.Keys(prefix)
+    typed = Report.of(report)
+    keys, verdict = scheme.Keys(prefix), typed.verdict
     node = kube.node(node_name)
-    instance_id = _instance_id(node) or document["instance"]["instance_id"]["value"]
-    state = scheme.from_verdict(document, instance_id, final)
-    stage = {} if final or document["verdict"]["status"] != "Passed" else {keys.stage: "stress-passed"}
+    instance_id = _instance_id(node) or typed.instance.instance_id.value
+    state = scheme.from_verdict(typed, instance_id, final)
+    stage = {} if final or verdict.status is not Status.PASSED else {keys.stage: "stress-passed"}
     patched = kube.patch_node(node_name, lambda current: scheme.node_ops(current, keys, state, stage))
-    verdict = document["verdict"]
-    summary = f"deep health check {verdict['status']} on {instance_id}"
-    if verdict["reasons"]:
-        summary += ": " + "; ".join(r["message"] for r in verdict["reasons"][:3])
-    reason = f"DeepHealthCheck{verdict['status']}" if final else f"DeepHealthCheckStress{verdict['status']}"
-    kube.node_event(patched, reason, summary, warning=verdict["status"] != "Passed")
+    summary = f"deep health check {verdict.status} on {instance_id}"
+    if verdict.reasons:
+        summary += ": " + "; ".join(r.message for r in verdict.reasons[:3])
+    reason = f"DeepHealthCheck{verdict.status}" if final else f"DeepHealthCheckStress{verdict.status}"
+    kube.node_event(patched, reason, summary, warning=verdict.status is not Status.PASSED)
     return state
 
 

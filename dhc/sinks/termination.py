@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dhc.k8s import message
+from dhc.model.report import Report
 
 DEFAULT_PATH = "/dev/termination-log"
 
 
-def write(document: dict[str, Any], stage: str, path: str = DEFAULT_PATH) -> str:
+def write(document: Report | dict[str, Any], stage: str, path: str = DEFAULT_PATH) -> str:
     """Write the compact verdict to ``path`` and return it.
 
     Written in place, not renamed over: the kubelet bind-mounts the file, and a rename onto a mount
