@@ -75,6 +75,58 @@ torch_needed = pytest.mark.skipif(__import__("importlib").util.find_spec("torch"
                                   reason="the all-reduce needs torch (dhc[engines])")
 
 
+# -- the plan of sub-runs (dhc.comm.allreduce_plan): pure, no torch -----------------------------------------
+def allreduce_plan(instance_type="cpu", timeout_s=300, **group):
+    from dhc import thresholds
+    from dhc.comm import allreduce_plan
+    from dhc.thresholds import CATALOGUE
+    t = thresholds.load().resolve(instance_type).instance_type
+    node = allreduce_plan.Node(t.gpus, t.efa, t.nvlinks_per_gpu, Path("/run/out"), **group)
+    budgets = {n: b.seconds for n, b in CATALOGUE["connectivity.allreduce"].budgets("torch", timeout_s).items()}
+    return allreduce_plan.plan(node, budgets)
+
+
+def test_a_cpu_node_alone_runs_one_sub_run_without_nccl():
+    [run] = allreduce_plan("cpu")
+    assert (run.name, run.metric, run.timeout_s, run.environment, run.prove) == ("intra_node", "busbw_intra_node",
+                                                                                 60, {}, None)
+    assert (run.placement.nodes, run.placement.port, run.problem) == (1, None, None)
+
+
+def test_a_p5_alone_proves_its_transport_and_runs_both_isolations():
+    runs = allreduce_plan("ml.p5.48xlarge", 900)
+    assert [(r.name, r.timeout_s) for r in runs] == [("intra_node", 180), ("nvlink_only", 180),
+                                                     ("network_loopback", 180)]
+    intra, nvlink, loopback = runs
+    assert intra.environment == {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": "/run/out/nccl-main-%h-%p.log"}
+    assert (intra.prove.log_pattern, intra.prove.inter_node, intra.prove.nvlink) == ("nccl-main-*.log", False, True)
+    assert nvlink.environment["NCCL_P2P_LEVEL"] == "NVL" and nvlink.prove is None
+    assert loopback.environment["NCCL_DEBUG_FILE"] == "/run/out/nccl-network_loopback-%h-%p.log"
+    assert (loopback.prove.inter_node, loopback.prove.nvlink) == (True, False)
+
+
+def test_a_multi_node_run_meets_at_the_rendezvous_and_proves_the_main_logs_after_it():
+    intra, inter, *_ = allreduce_plan("ml.p5.48xlarge", 900, nodes=4, node_index=2, rendezvous="10.0.0.5:29500")
+    assert intra.prove is None and (inter.prove.log_pattern, inter.prove.inter_node) == ("nccl-main-*.log", True)
+    assert (inter.placement.index, inter.placement.nodes, inter.placement.address, inter.placement.port) == \
+        (2, 4, "10.0.0.5", 29500)
+
+
+@pytest.mark.parametrize(("rendezvous", "problem"), [
+    (None, "DHC_NODES=2 needs DHC_RENDEZVOUS=host:port of node 0"),
+    ("node0", "DHC_RENDEZVOUS: expected HOST:PORT for the rendezvous, got 'node0'"),
+])
+def test_a_multi_node_run_that_cannot_meet_says_why_when_it_comes_to_it(rendezvous, problem):
+    intra, inter = allreduce_plan("cpu", nodes=2, rendezvous=rendezvous)
+    assert intra.problem is None and inter.problem == problem  # the node's own figure is measured first
+
+
+def test_a_type_without_nvlink_or_efa_gets_no_isolation_run():
+    from dhc.comm import allreduce_plan
+    node = allreduce_plan.Node(gpus=8, efa=0, nvlinks_per_gpu=0, out=Path("/o"))
+    assert [r.name for r in allreduce_plan.plan(node, dict.fromkeys(["intra_node"], 1.0))] == ["intra_node"]
+
+
 @torch_needed
 def test_bus_bandwidth_formula_and_judging_the_largest():
     from dhc.comm import allreduce
@@ -249,6 +301,7 @@ def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp
     assert proc.returncode == 3, proc.stdout + proc.stderr
     reason = json.loads((tmp_path / "report.json").read_text())["checks"][0]["reason"]
     assert reason.startswith("busbw_inter_node: ") and "rank 2 never joined; rank 3 never joined" in reason, reason
+    assert reason.endswith("(sub-run inter_node: 24 s of connectivity.allreduce's 120 s timeout)"), reason
 
 
 # -- /dev/shm: room for the ranks before they start --------------------------------------------------
@@ -383,3 +436,4 @@ def test_a_low_bandwidth_measured_before_a_later_run_fails_still_fails_the_check
     failed, stopped = check["findings"]
     assert (failed["status"], failed["metric"], failed["limit"]) == ("Failed", "busbw_intra_node", 5000)
     assert stopped["status"] == "Incomplete" and "busbw_inter_node: " in stopped["message"]
+    assert "(sub-run inter_node: 20 s of connectivity.allreduce's 100 s timeout)" in stopped["message"]

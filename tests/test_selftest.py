@@ -34,18 +34,36 @@ def test_selftest_catches_every_planted_fault(tmp_path, quick_cpu_thresholds, va
     assert "Encountered FaultyInstance" not in proc.stdout  # planted faults never look like real ones
 
 
-def document(status, *reasons):
-    return {"verdict": {"status": status, "reasons": list(reasons)}}
+def document(status, *reasons, action="Replace"):
+    return {"verdict": {"status": status, "action": action, "reasons": list(reasons)}}
 
 
-def reason(index, message, status="Failed"):
-    return {"check": "stress.gemm", "status": status, "message": message, "device": {"kind": "gpu", "index": index}}
+def reason(index, message, status="Failed", check="stress.gemm", action="Replace"):
+    device = {"kind": "gpu", "index": index} if index is not None else None
+    return {"check": check, "status": status, "message": message, "action": action, "device": device}
 
 
 def test_judge_requires_the_right_device_and_words():
     assert judge("gemm-bitflip", document("Failed", reason(1, "silent data corruption: x")))[0]
     assert not judge("gemm-bitflip", document("Failed", reason(0, "silent data corruption: x")))[0]
     assert not judge("gemm-sibling", document("Failed", reason(2, "too slow")))[0]
-    missed, detail = judge("gemm-slow", document("Passed"))
-    assert not missed and "verdict Passed" in detail
-    assert not judge("memtest-word", document("Incomplete", reason(0, "read back wrong", "Incomplete")))[0]
+    missed, detail = judge("gemm-slow", document("Passed", action="None"))
+    assert not missed and "verdict Passed, expected Failed (Replace) on device 0, saying 'relative_to_median'" in detail
+    assert not judge("memtest-word", document("Incomplete", reason(0, "read back wrong", "Incomplete", "stress.memtest"),
+                                              action="None"))[0]
+
+
+def test_judge_requires_the_action_and_the_check_the_catalogue_names():
+    assert judge("memtest-word", document("Failed", reason(0, "3 word(s) read back wrong", check="stress.memtest")))[0]
+    assert not judge("memtest-word", document("Failed", reason(0, "read back wrong", check="stress.memtest",
+                                                               action="Reboot"), action="Reboot"))[0]
+    assert not judge("memtest-word", document("Failed", reason(0, "read back wrong", check="stress.gemm")))[0]
+    caught, _ = judge("memtest-word", document("Failed", reason(0, "read back wrong", check="stress.memtest"),
+                                               action="Reboot"))  # the node's action is weaker than planted
+    assert not caught
+
+
+def test_judge_a_fault_of_the_whole_node():
+    message = "node 1 of 3 is slow with known-good partners (pair bus bandwidth in GB/s: {}); the others are cleared"
+    assert judge("pairwise-slow-node", document("Failed", reason(None, message, check="connectivity.pairwise")))[0]
+    assert not judge("pairwise-slow-node", document("Failed", reason(0, message, check="connectivity.pairwise")))[0]

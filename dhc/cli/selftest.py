@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dhc import report
 from dhc.cli import run
-from dhc.injections import INJECTIONS, MULTI_NODE, check_of
+from dhc.injections import FAULTS, MULTI_NODE, check_of
+from dhc.model import Device, NodeVerdict
+from dhc.thresholds.catalogue import Caught
 
-
-@dataclass(frozen=True)
-class Expectation:
-    device_index: int
-    words: str  # what the finding must say
-
-
-EXPECTED = {
-    "gemm-bitflip": Expectation(1, "silent data corruption"),
-    "gemm-sibling": Expectation(2, "sibling"),
-    "gemm-slow": Expectation(0, "relative_to_median"),
-    "memtest-word": Expectation(0, "read back wrong"),
-    "pairwise-slow-node": Expectation(-1, "slow with known-good partners"),  # needs a group of nodes
-}
-assert set(EXPECTED) == set(INJECTIONS), "every injection needs an expectation"
+# What each fault must be caught as is declared with the fault, in the catalogue entry of its check.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fault", action="append", choices=sorted(set(INJECTIONS) - MULTI_NODE), default=[],
+    parser.add_argument("--fault", action="append", choices=sorted(set(FAULTS) - MULTI_NODE), default=[],
                         help="plant only this fault; repeatable (default: all)")
     parser.add_argument("--instance-type", help="instance type (default: discovered)")
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds file (default: bundled)")
@@ -45,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def selftest_command(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("reports") / report.default_run_name("selftest"))
     caught = 0
-    faults = args.fault or sorted(set(INJECTIONS) - MULTI_NODE)
+    faults = args.fault or sorted(set(FAULTS) - MULTI_NODE)
     for fault in faults:
         run_args = argparse.Namespace(suite=[], check=[check_of(fault)], instance_type=args.instance_type,
                                       instance_id=None, thresholds=args.thresholds, out=str(out / fault),
@@ -61,17 +48,27 @@ def selftest_command(args: argparse.Namespace) -> int:
 
 
 def judge(fault: str, document: dict[str, Any]) -> tuple[bool, str]:
-    """Caught: the run Failed with a finding that names the planted device and says the right thing."""
-    expected = EXPECTED[fault]
-    verdict = document["verdict"]
-    for reason in verdict["reasons"]:
-        device = reason.get("device") or {}
-        if (reason["status"] == "Failed" and device.get("index") == expected.device_index
-                and expected.words in reason["message"]):
-            return verdict["status"] == "Failed", f"{reason['check']} on {_label(device)}: {reason['message']}"
-    found = "; ".join(r["message"] for r in verdict["reasons"]) or "no finding"
-    return False, f"verdict {verdict['status']}, expected a failure on device {expected.device_index}: {found}"
+    """Caught as the catalogue says: the run ended with the expected status and action, through a
+    finding of the fault's check, with that status and action, on the planted device, saying the words."""
+    check, planted = FAULTS[fault]
+    expected = planted.caught_as
+    assert expected is not None, "the catalogue refuses a planted fault without an expectation"
+    verdict = NodeVerdict.from_dict(document["verdict"])  # the typed verdict (dhc.model), not string paths
+    for reason in verdict.reasons:
+        index = reason.device.index if reason.device else None
+        if (reason.check == check and (reason.status, reason.action) == (expected.status, expected.action)
+                and index == planted.device and expected.words in reason.message):
+            ok = (verdict.status, verdict.action) == (expected.status, expected.action)
+            return ok, f"{check} on {_planted(reason.device)}: {reason.message}"
+    found = "; ".join(r.message for r in verdict.reasons) or "no finding"
+    return False, f"verdict {verdict.status}, expected {_expected(expected, planted.device)}: {found}"
 
 
-def _label(device: dict[str, Any]) -> str:
-    return f"{device['kind']} {device['index']}"
+def _expected(caught: Caught, device: int | None) -> str:
+    where = "the node" if device is None else f"device {device}"
+    return f"{caught.status.value} ({caught.action.value}) on {where}, saying {caught.words!r}"
+
+
+def _planted(device: Device | None) -> str:
+    """Where the fault was caught as the catalogue plants it: kind and index (``cpu 0``), not a label."""
+    return f"{device.kind} {device.index}" if device else "the node"

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from dhc.comm import launch, peers
+from dhc.comm.allreduce_plan import AllreduceRun, Ranks
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,27 @@ class SizeResult:
     algbw_gbs: float
     busbw_gbs: float
     wrong_elements: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One sub-run's outcome: the judged peak of the largest sizes, the largest size, sizes with wrong values."""
+
+    metric: str
+    ranks: int
+    peak: SizeResult
+    largest: SizeResult
+    wrong: tuple[SizeResult, ...]
+
+
+def measure(ranks: Ranks, run: AllreduceRun) -> Measured:
+    """Run one planned sub-run on this node's ranks; ``launch.RankFailure`` names a rank that died or hung."""
+    per_rank = launch.run_local(ranks.world, ranks.backend, rank_sweep, (ranks.device, list(ranks.sizes)),
+                                run.timeout_s, run.environment, run.placement)
+    total = ranks.world * run.placement.nodes
+    results = combine(per_rank, total)
+    return Measured(run.metric, total, peak_of_largest(results), results[-1],
+                    tuple(r for r in results if r.wrong_elements))
 
 
 def sweep_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:

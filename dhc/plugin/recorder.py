@@ -1,7 +1,9 @@
 """The measurement recorder a check receives as the ``dhc_check`` fixture.
 
 A check records numbers (judged against the limits of its check id) and faults that are not
-numbers (a corrupted result, an XID). When the check body returns, ``conclude`` turns what was
+numbers (a corrupted result, an XID). The check asks it for its own contract: its id, its
+catalogue entry, its settings and limits under the active profile, the budgets of its sub-runs,
+and the fault the self-test plants in it (if any). When the check body returns, ``conclude`` turns what was
 recorded into the check's outcome: any miss is a HardwareFault, an uncalibrated limit is
 CheckIncomplete, and a check that recorded nothing at all cannot pass. A NaN or infinite value
 (or an integer too large for a float) is outside any limit: the check is Failed on that device.
@@ -15,21 +17,56 @@ from typing import Any
 from dhc import units
 from dhc.errors import CheckIncomplete, HardwareFault
 from dhc.model import Action, Device, Finding, Judgement, Measurement, Status
-from dhc.thresholds import CATALOGUE, InstanceLimits
+from dhc.thresholds import CATALOGUE, CheckSpec, InstanceLimits
+from dhc.thresholds.catalogue import Budget, PlantedFault
+from dhc.thresholds.document import CheckConfig, Timing
 
 
 @dataclass
 class CheckRecorder:
     check: str
     limits: InstanceLimits
+    planted: PlantedFault | None = None  # the fault the self-test plants in this check in this run
     measurements: list[Measurement] = field(default_factory=list)
     faults: list[Finding] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
 
     @property
+    def id(self) -> str:
+        return self.check
+
+    @property
+    def spec(self) -> CheckSpec:
+        """This check's catalogue entry: its whole contract."""
+        return CATALOGUE[self.check]
+
+    @property
+    def timing(self) -> Timing:
+        return self.limits.timing(self.check)
+
+    @property
+    def config(self) -> CheckConfig:
+        """This check's limits and skip for this instance type."""
+        return self.limits.check(self.check)
+
+    @property
     def settings(self) -> dict[str, Any]:
         """This check's settings under the active profile (``duration_s``, ``level``, ...)."""
-        return self.limits.timing(self.check).settings
+        return self.timing.settings
+
+    def setting(self, name: str) -> Any:
+        """One declared setting; a missing value is a named error saying where it belongs."""
+        if name not in self.spec.settings:
+            raise ValueError(f"{self.check} read setting {name!r}, which its catalogue entry does not declare")
+        value = self.settings.get(name, self.spec.defaults.get(name))
+        if value is None:
+            raise CheckIncomplete(f"{self.check} needs setting {name!r} under profile {self.limits.profile}: set it "
+                                  f"at {self.spec.setting_keypaths(name)[0]} in {self.limits.source_file}")
+        return self.spec.settings[name](value)
+
+    def budgets(self, engine: str) -> dict[str, Budget]:
+        """The seconds of each sub-run of ``engine``, split from this check's timeout by its catalogue entry."""
+        return self.spec.budgets(engine, self.timing.timeout_s)
 
     @property
     def instance_type(self) -> str:

@@ -1,43 +1,22 @@
-"""The catalogue of checks: ids, suites, the metrics each records (quantity, comparison, action).
+"""The catalogue of checks: each check's whole contract, one entry per check id.
 
-``thresholds.yaml`` may only name checks and metrics listed here, so a typo is an error, not a
-limit that silently never applies; and a check may only record the metrics its entry declares
-(judged, or informational), so a typo in a check is an error too, never a value without a limit.
+An entry (``CheckSpec``, shaped in ``contract``) declares the metrics the check judges (quantity,
+comparison, action) and those it only reports, the settings it reads from its profile, how its
+timeout splits across sub-runs, and the faults the self-test plants in it with what each must be
+caught as. ``thresholds.yaml`` may only name checks, metrics and settings listed here, so a typo is
+an error, not a limit that silently never applies; a check may only record the metrics its entry
+declares, so a typo in a check is an error too, never a value without a limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from dhc.model import Action, Comparison, Status
+from dhc.thresholds.contract import Budget, Caught, CheckSpec, MetricSpec, PlantedFault, SubRun, split_timeout
 
-from dhc.model import Action, Comparison
+__all__ = ["CATALOGUE", "SUITES", "Budget", "Caught", "CheckSpec", "MetricSpec", "PlantedFault", "SubRun",
+           "planted_fault", "split_timeout", "suite_of"]
 
 SUITES = {"stress": "InstanceStress", "connectivity": "InstanceConnectivity"}
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    quantity: str
-    comparison: Comparison
-    action: Action
-    description: str
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    id: str
-    description: str
-    metrics: dict[str, MetricSpec]
-    settings: dict[str, type] = field(default_factory=dict)  # extra per-profile keys and their types
-    info: tuple[str, ...] = ()  # informational metrics (fnmatch patterns): recorded for people, never judged
-
-    @property
-    def suite(self) -> str:
-        return suite_of(self.id)
-
-    def declares(self, metric: str) -> bool:
-        """Whether the check may record ``metric``: a judged metric, or one of its informational patterns."""
-        return metric in self.metrics or any(fnmatchcase(metric, pattern) for pattern in self.info)
 
 
 def suite_of(check_id: str) -> str:
@@ -46,6 +25,11 @@ def suite_of(check_id: str) -> str:
 
 def _m(quantity: str, comparison: str, action: Action, description: str) -> MetricSpec:
     return MetricSpec(quantity, Comparison(comparison), action, description)
+
+
+def _fault(name: str, planted: str, seam: str, device: int | None, action: Action, words: str,
+           multi_node: bool = False) -> PlantedFault:
+    return PlantedFault(name, planted, seam, device, Caught(Status.FAILED, action, words), multi_node)
 
 
 R, B, N = Action.REPLACE, Action.REBOOT, Action.NONE
@@ -72,23 +56,50 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
         "tflops_tf32": _m("compute", "min", R, "tf32 GEMM throughput per device"),
         "tflops_fp32": _m("compute", "min", R, "fp32 GEMM throughput per device"),
         "relative_to_median": _m("ratio", "min", R, "device throughput over the node's median"),
-    }, {"duration_s": float, "matrix_size": int}, info=("clock_events_watched", "xid_events_watched",)),
+    }, {"duration_s": float, "matrix_size": int}, info=("clock_events_watched", "xid_events_watched"), faults=(
+        _fault("gemm-bitflip", "one bit flipped in one GEMM result on device 1", "flip_bit_worker", 1, R,
+               "silent data corruption"),
+        _fault("gemm-sibling", "device 2 multiplies a perturbed input, so its results differ from its siblings'",
+               "differ_worker", 2, R, "sibling"),
+        _fault("gemm-slow", "device 0 idles so that each GEMM takes four times as long", "slow_worker", 0, R,
+               "relative_to_median"),
+    )),
     CheckSpec("stress.memtest", "device memory patterns and copy bandwidth", {
         "copy_bandwidth": _m("bandwidth", "min", R, "device-to-device copy, read + write"),
         "memory_errors": _m("count", "max", R, "words that read back wrong"),
     }, {"memory_fraction": float, "max_bytes": int},
-        info=("tested_gib", "coverage_of_free", "verified_gb_per_s", "clock_events_watched", "xid_events_watched")),
-    CheckSpec("stress.dcgm", "NVIDIA DCGM diagnostics", {}, {"level": int}, info=("level", "results_*")),
+        info=("tested_gib", "coverage_of_free", "verified_gb_per_s", "clock_events_watched", "xid_events_watched"),
+        faults=(_fault("memtest-word", "one word of device memory corrupted after a pattern is written",
+                       "MemtestInjection", 0, R, "read back wrong"),)),
+    CheckSpec("stress.dcgm", "NVIDIA DCGM diagnostics", {}, {"level": int}, {"level": 2}, info=("level", "results_*")),
     CheckSpec("connectivity.efa", "EFA devices present as the instance type promises", {
         "efa_devices": _m("count", "equals", R, "EFA RDM domains"),
-    }, info=("efa_sysfs_devices",)),
+    }, info=("efa_sysfs_devices",),
+        timeout_split={"fi_info": (SubRun("fi_info", 0.5, "fi_info -p efa, listing the EFA domains"),)}),
     CheckSpec("connectivity.allreduce", "all-reduce bus bandwidth within and across nodes", {
         "busbw_intra_node": _m("bandwidth", "min", R, "single-node all-reduce bus bandwidth"),
         "busbw_inter_node": _m("bandwidth", "min", R, "multi-node all-reduce bus bandwidth"),
-    }, {"max_bytes": int, "cpu_ranks": int, "shm_bytes_per_rank": int},
+    }, {"max_bytes": int, "cpu_ranks": int, "shm_bytes_per_rank": int}, {"cpu_ranks": 2},
         info=("busbw_*_at_largest_size", "busbw_*_ranks", "busbw_nvlink_only", "busbw_network_loopback",
-              "p2p_channels", "shm_channels")),
+              "p2p_channels", "shm_channels"),
+        timeout_split={
+            "torch": (SubRun("intra_node", 0.2, "this node's ranks, every transport NCCL picks"),
+                      SubRun("inter_node", 0.2, "the ranks of every node of a multi-node run"),
+                      SubRun("nvlink_only", 0.2, "this node's ranks over NVLink alone"),
+                      SubRun("network_loopback", 0.2, "this node's ranks through its EFA NICs alone")),
+            "nccl-tests": (SubRun("all_reduce_perf", 0.9, "nccl-tests' all_reduce_perf, one process for every GPU"),),
+        }),
     CheckSpec("connectivity.pairwise", "pairwise node bandwidth to find the slow node", {
         "busbw_pair": _m("bandwidth", "min", B, "two-node all-reduce bus bandwidth"),
-    }, {"message_bytes": int}, info=("busbw_with_node_*", "suspect_nodes")),
+    }, {"message_bytes": int}, info=("busbw_with_node_*", "suspect_nodes"),
+        timeout_split={"torch": (SubRun("pair_rounds", 0.4, "every pair of nodes, in rounds"),
+                                 SubRun("retest_rounds", 0.4, "suspects again with known-good partners"))},
+        faults=(_fault("pairwise-slow-node", "this node idles in every pair's all-reduce (a multi-node run)",
+                       "slow_rank", None, R, "slow with known-good partners", multi_node=True),)),
 )}
+
+
+def planted_fault(name: str | None, check: str | None = None) -> PlantedFault | None:
+    """The fault called ``name``, when it is planted in ``check`` (any check when None)."""
+    specs = [CATALOGUE[check]] if check is not None else CATALOGUE.values()
+    return next((fault for spec in specs for fault in spec.faults if fault.name == name), None)

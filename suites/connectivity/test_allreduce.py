@@ -18,88 +18,58 @@ def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
     for lost in getattr(dhc_devices, "lost", ()):  # never a quiet 7-rank all-reduce on an 8-GPU type
         dhc_check.fault(f"left out of the all-reduce: {lost}", lost.device, lost.action)
     node_type = dhc_limits.instance_type
-    settings = dhc_check.settings
-    _require_shm(settings, len(dhc_devices) if node_type.gpus else int(settings.get("cpu_ranks", 2)))
+    cpu_ranks = dhc_check.setting("cpu_ranks")
+    _require_shm(dhc_check.settings, len(dhc_devices) if node_type.gpus else cpu_ranks)
     if node_type.gpus and dhc_run.settings.nccl_tests:
-        return _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run)
-    allreduce, launch = _engine()
+        return _with_nccl_tests(dhc_check, dhc_devices, dhc_run)
+    allreduce, launch, plan = _engine()
+    sizes = tuple(allreduce.sweep_sizes(8, dhc_check.setting("max_bytes")))
     if node_type.gpus:
-        world, backend, device = len(dhc_devices), "nccl", "cuda"
-        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / "nccl-main-%h-%p.log")}
         _require_cuda()
-    else:
-        world, backend, device, environment = int(settings.get("cpu_ranks", 2)), "gloo", "cpu", {}
-    if world < 2:
-        raise NotApplicable(f"{world} device: no all-reduce within the node to measure")
-    sizes = allreduce.sweep_sizes(8, int(settings["max_bytes"]))
-    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.2  # up to four runs follow each other
+    ranks = plan.Ranks(len(dhc_devices), "nccl", "cuda", sizes) if node_type.gpus else \
+        plan.Ranks(cpu_ranks, "gloo", "cpu", sizes)
+    if ranks.world < 2:
+        raise NotApplicable(f"{ranks.world} device: no all-reduce within the node to measure")
+    group = dhc_run.settings
+    node = plan.Node(node_type.gpus, node_type.efa, node_type.nvlinks_per_gpu, dhc_run.out, group.nodes,
+                     group.node_index, group.rendezvous)
+    budgets = dhc_check.budgets("torch")
     dhc_check.covered(*dhc_devices)
-    run = (world, backend, device, sizes, timeout_s, environment)
-    _measure(dhc_check, allreduce, launch, run, "busbw_intra_node", launch.Placement())
-    nodes = dhc_run.settings.nodes
-    if nodes > 1:
-        if not dhc_run.settings.rendezvous:
-            raise CheckIncomplete(f"DHC_NODES={nodes} needs DHC_RENDEZVOUS=host:port of node 0")
-        address, port = launch.parse_rendezvous(dhc_run.settings.rendezvous)
-        placement = launch.Placement(dhc_run.settings.node_index, nodes, address, port)
-        _measure(dhc_check, allreduce, launch, run, "busbw_inter_node", placement)
-    if node_type.gpus:
-        _prove_transport(dhc_check, dhc_run, "nccl-main-*.log", node_type, inter_node=nodes > 1)
-        _isolation_runs(dhc_check, allreduce, launch, run, dhc_run, node_type)
+    for run in plan.plan(node, {name: budget.seconds for name, budget in budgets.items()}):
+        if run.problem:
+            raise CheckIncomplete(run.problem)
+        try:
+            _record(dhc_check, allreduce.measure(ranks, run))
+        except launch.RankFailure as exc:
+            raise CheckIncomplete(budgets[run.name].reason(f"{run.metric}: {exc}")) from None
+        if run.prove:
+            _prove_transport(dhc_check, dhc_run.out, run.prove, node_type)
 
 
-# Isolation runs judge one node without a peer: its NVLink alone, and its network alone (the
-# GPUs talk to each other through the EFA NICs, so the log proves the EFA path works).
-ISOLATIONS = {
-    "nvlink_only": {"NCCL_P2P_LEVEL": "NVL", "NCCL_NET": "Socket"},
-    "network_loopback": {"NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1"},
-}
-
-
-def _isolation_runs(dhc_check, allreduce, launch, run, dhc_run, node_type):
-    world, backend, device, sizes, timeout_s, _ = run
-    for name, variables in ISOLATIONS.items():
-        if (name == "nvlink_only" and not node_type.nvlinks_per_gpu) or (name == "network_loopback" and not node_type.efa):
-            continue
-        environment = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": str(dhc_run.out / f"nccl-{name}-%h-%p.log"), **variables}
-        _measure(dhc_check, allreduce, launch, (world, backend, device, sizes, timeout_s, environment),
-                 f"busbw_{name}", launch.Placement())
-        if name == "network_loopback":
-            _prove_transport(dhc_check, dhc_run, f"nccl-{name}-*.log", node_type, inter_node=True, nvlink=False)
-
-
-def _measure(dhc_check, allreduce, launch, run, metric, placement):
-    world, backend, device, sizes, timeout_s, environment = run
-    ranks = world * placement.nodes
-    try:
-        per_rank = launch.run_local(world, backend, allreduce.rank_sweep, (device, sizes), timeout_s, environment,
-                                    placement)
-    except launch.RankFailure as exc:
-        raise CheckIncomplete(f"{metric}: {exc}") from None
-    results = allreduce.combine(per_rank, ranks)
-    peak = allreduce.peak_of_largest(results)
-    dhc_check.record(metric, round(peak.busbw_gbs, 3), "GB/s")
-    dhc_check.record(f"{metric}_at_largest_size", round(results[-1].busbw_gbs, 3), "GB/s")
-    dhc_check.record(f"{metric}_ranks", ranks, "count")
-    wrong = [r for r in results if r.wrong_elements]
-    if wrong:
-        dhc_check.fault(f"all-reduce over {ranks} ranks returned wrong values: " +
-                        ", ".join(f"{r.wrong_elements} elements at {r.size_bytes} B" for r in wrong[:4]),
+def _record(dhc_check, measured):
+    dhc_check.record(measured.metric, round(measured.peak.busbw_gbs, 3), "GB/s")
+    dhc_check.record(f"{measured.metric}_at_largest_size", round(measured.largest.busbw_gbs, 3), "GB/s")
+    dhc_check.record(f"{measured.metric}_ranks", measured.ranks, "count")
+    if measured.wrong:
+        dhc_check.fault(f"all-reduce over {measured.ranks} ranks returned wrong values: " +
+                        ", ".join(f"{r.wrong_elements} elements at {r.size_bytes} B" for r in measured.wrong[:4]),
                         None, Action.REPLACE)
 
 
-def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
+def _with_nccl_tests(dhc_check, dhc_devices, dhc_run):
     """The second engine: nccl-tests' all_reduce_perf on this node, one process driving every GPU.
 
     The tool exits non-zero when results were wrong, so its table is judged before its exit status:
     wrong elements are Failed; a non-zero exit with nothing wrong found is Incomplete, naming it.
     """
-    timeout_s = dhc_limits.timing("connectivity.allreduce").timeout_s * 0.9
-    max_bytes = int(dhc_check.settings["max_bytes"])
+    budget = dhc_check.budgets("nccl-tests")["all_reduce_perf"]
+    max_bytes = dhc_check.setting("max_bytes")
     try:
         finished = nccl_tests.run_all_reduce_perf(dhc_run.settings.nccl_tests, "8", str(max_bytes),
-                                                  len(dhc_devices), timeout_s, {"NCCL_DEBUG": "INFO"})
-    except (tool.ToolMissing, tool.ToolTimeout, nccl_tests.NcclTestsOutputError) as exc:
+                                                  len(dhc_devices), budget.seconds, {"NCCL_DEBUG": "INFO"})
+    except tool.ToolTimeout as exc:
+        raise CheckIncomplete(budget.reason(f"nccl-tests: {exc}")) from None
+    except (tool.ToolMissing, nccl_tests.NcclTestsOutputError) as exc:
         raise CheckIncomplete(f"nccl-tests: {exc}") from None
     (dhc_run.out / "all_reduce_perf.log").write_text(finished.output)
     try:
@@ -117,15 +87,16 @@ def _with_nccl_tests(dhc_check, dhc_limits, dhc_devices, dhc_run):
         dhc_check.record("busbw_intra_node_at_largest_size", run.largest().best_busbw, "GB/s")
     if result.unknowns and not dhc_check.findings():  # a fault or a low bandwidth still fails the check
         raise CheckIncomplete("nccl-tests: " + "; ".join(result.unknowns))
-    _judge_transport(dhc_check, nccl_log.parse(finished.output), dhc_limits.instance_type, inter_node=False)
+    _judge_transport(dhc_check, nccl_log.parse(finished.output), dhc_check.limits.instance_type, inter_node=False)
 
 
-def _prove_transport(dhc_check, dhc_run, pattern, node_type, inter_node, nvlink=True):
-    logs = sorted(dhc_run.out.glob(pattern))
+def _prove_transport(dhc_check, out, proof, node_type):
+    logs = sorted(out.glob(proof.log_pattern))
     if not logs:
-        raise CheckIncomplete(f"NCCL wrote no debug log ({pattern}), so the transport it used cannot be proven")
+        raise CheckIncomplete(f"NCCL wrote no debug log ({proof.log_pattern}), so the transport it used cannot be "
+                              "proven")
     _judge_transport(dhc_check, nccl_log.parse("\n".join(p.read_text(errors="replace") for p in logs)), node_type,
-                     inter_node, nvlink)
+                     proof.inter_node, proof.nvlink)
 
 
 def _judge_transport(dhc_check, summary, node_type, inter_node, nvlink=True):
@@ -161,7 +132,7 @@ def _require_cuda():
 
 def _engine():
     try:
-        from dhc.comm import allreduce, launch
+        from dhc.comm import allreduce, allreduce_plan, launch
     except ImportError as exc:
         raise CheckIncomplete(f"torch is needed for the all-reduce ({exc}); install dhc[engines]") from None
-    return allreduce, launch
+    return allreduce, launch, allreduce_plan

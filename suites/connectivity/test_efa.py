@@ -30,9 +30,12 @@ def test_efa_devices(dhc_check, dhc_limits, dhc_run):
     if not node_type.efa:  # nothing promised, nothing to judge: a count without a limit cannot fail
         raise NotApplicable(f"{node_type.name} promises no EFA device (efa: 0 in the thresholds file)")
     expected = f"{node_type.name} expects {node_type.efa} EFA devices"
+    budget = dhc_check.budgets("fi_info")["fi_info"]
     try:
-        found = efa.query(dhc_run.settings.fi_info, dhc_limits.timing("connectivity.efa").timeout_s * 0.5)
-    except (ToolMissing, ToolTimeout, efa.FiInfoError, OSError) as exc:
+        found = efa.query(dhc_run.settings.fi_info, budget.seconds)
+    except ToolTimeout as exc:
+        raise CheckIncomplete(budget.reason(f"{expected}, but {exc}")) from None
+    except (ToolMissing, efa.FiInfoError, OSError) as exc:
         raise CheckIncomplete(f"{expected}, but {exc}") from None
     sysfs = Path(dhc_run.settings.sys_infiniband)
     kernel = efa.sysfs_devices(sysfs)

@@ -28,21 +28,23 @@ def test_pairwise_localisation(dhc_check, dhc_limits, dhc_devices, dhc_run):
     local, backend, device = (len(dhc_devices), "nccl", "cuda") if gpus else (1, "gloo", "cpu")
     host, port = launch.parse_rendezvous(settings.rendezvous)
     ports = itertools.count(port + 1)  # the all-reduce check meets on the port itself
-    size = int(dhc_check.settings["message_bytes"])
-    timeout_s = dhc_limits.timing("connectivity.pairwise").timeout_s * 0.4
-    slow = dhc_run.options.inject == "pairwise-slow-node"
-    inject = allreduce.AllreduceInjection(slow_rank=settings.node_index * local, slow_s=0.2) if slow else None
+    size = dhc_check.setting("message_bytes")
+    budgets = iter(dhc_check.budgets("torch").values())  # the first rounds, then the retest
+    planted = dhc_check.planted  # this node idles in every pair: a slow rank of its own
+    inject = allreduce.AllreduceInjection(**{planted.seam: settings.node_index * local}, slow_s=0.2) if planted else None
 
     def measure(rounds):
+        budget = next(budgets, None)
+        assert budget is not None, "pairwise.localise measured more rounds than the catalogue splits the timeout into"
         placement = launch.Placement(settings.node_index, settings.nodes, host, next(ports))
         try:
             [times, *_] = launch.run_local(local, backend, allreduce.pair_rounds,
-                                           (device, rounds, size, inject, local), timeout_s, None, placement)
+                                           (device, rounds, size, inject, local), budget.seconds, None, placement)
         except launch.RankFailure as exc:
-            raise CheckIncomplete(f"pairwise round: {exc}") from None
+            raise CheckIncomplete(budget.reason(f"pairwise round: {exc}")) from None
         return allreduce.pair_busbw(times, size, 2 * local)
 
-    limit = dhc_limits.check("connectivity.pairwise").limits.get("busbw_pair")
+    limit = dhc_check.config.limits.get("busbw_pair")
     floor = limit.value if limit is not None and limit.calibrated else 0.0
     result = pairwise.localise(settings.nodes, measure, floor, quick=settings.nodes > 8)
     me = settings.node_index

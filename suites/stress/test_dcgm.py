@@ -24,8 +24,8 @@ def test_dcgm(dhc_check, dhc_run, dhc_devices):
     if dcgmi is None:
         raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {settings.dcgmi!r} "
                               "is not on PATH (install datacenter-gpu-manager or set DHC_DCGMI)")
-    level = int(dhc_check.settings.get("level", 2))
-    timeout_s = dhc_run.limits.timing("stress.dcgm").timeout_s
+    level = dhc_check.setting("level")
+    timeout_s = dhc_check.timing.timeout_s
     budget_end = time.monotonic() + timeout_s - min(max(0.1 * timeout_s, 5.0), 0.5 * timeout_s)  # room to stop
     try:
         with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out,

@@ -18,12 +18,12 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
     for lost in getattr(dhc_devices, "lost", ()):  # named first: the check is Failed on it even if it stops below
         dhc_check.fault(f"not burned: {lost}", lost.device, lost.action)
     gemm = _engine()
-    devices, names = _burn_targets(dhc_devices, dhc_limits, dhc_run.options.inject)
-    limits = dhc_limits.check("stress.gemm").limits
-    dtypes = [d for d in DTYPE_ORDER if f"tflops_{d}" in limits] or ["fp32"]
-    inject = _injection(gemm, dhc_run.options.inject)
-    duration = float(dhc_check.settings["duration_s"]) / len(dtypes)
-    size = int(dhc_check.settings["matrix_size"])
+    planted = dhc_check.planted  # a self-test fault: set on the engine's injection object, on its device
+    devices, names = _burn_targets(dhc_devices, dhc_limits, planted)
+    dtypes = [d for d in DTYPE_ORDER if f"tflops_{d}" in dhc_check.config.limits] or ["fp32"]
+    inject = gemm.GemmInjection(**{planted.seam: planted.device}) if planted else None
+    duration = dhc_check.setting("duration_s") / len(dtypes)
+    size = dhc_check.setting("matrix_size")
     by_index = {d.index: d for d in devices if d.kind == "gpu"}
     with StressWatch(list(by_index)) as watch:
         for dtype in dtypes:
@@ -62,7 +62,7 @@ def _engine():
     return gemm
 
 
-def _burn_targets(dhc_devices, dhc_limits, inject):
+def _burn_targets(dhc_devices, dhc_limits, planted):
     """torch device names per dhc device. An injection on fewer than three devices runs three logical
     workers on the first one, so that there are siblings to outvote and a median to fall below."""
     if dhc_limits.instance_type.gpus == 0:
@@ -75,17 +75,9 @@ def _burn_targets(dhc_devices, dhc_limits, inject):
         if unseen:
             raise CheckIncomplete(cuda_devices.unseen_message(unseen, count))
         devices, names = [d for d, _ in targets], [name for _, name in targets]
-    if inject and len(devices) < LOGICAL_CPU_DEVICES:
+    if planted and len(devices) < LOGICAL_CPU_DEVICES:
         base, name = devices[0], names[0]
         devices = [replace(base, index=i, name=f"{base.name} [logical worker {i} on {base.label()}]")
                    for i in range(LOGICAL_CPU_DEVICES)]
         names = [name] * LOGICAL_CPU_DEVICES
     return devices, names
-
-
-def _injection(gemm, name):
-    return {
-        "gemm-bitflip": gemm.GemmInjection(flip_bit_worker=1),
-        "gemm-sibling": gemm.GemmInjection(differ_worker=2),
-        "gemm-slow": gemm.GemmInjection(slow_worker=0),
-    }.get(name)

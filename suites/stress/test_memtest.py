@@ -21,12 +21,15 @@ def test_memtest(dhc_check, dhc_limits, dhc_devices, dhc_run):
         dhc_check.fault(f"memory not tested: {lost}", lost.device, lost.action)
     memtest = _engine()
     targets = _targets(dhc_devices, dhc_limits)
-    inject = memtest.MemtestInjection() if dhc_run.options.inject == "memtest-word" else None
-    fraction, cap = float(dhc_check.settings["memory_fraction"]), int(dhc_check.settings["max_bytes"])
+    planted = dhc_check.planted  # a self-test fault: one corrupted word on the device it names
+    fraction, cap = dhc_check.setting("memory_fraction"), dhc_check.setting("max_bytes")
     by_index = {d.index: d for d, _ in targets if d.kind == "gpu"}
+
+    def inject(device):
+        return memtest.MemtestInjection() if planted and device.index == planted.device else None
+
     with StressWatch(list(by_index)) as watch, ThreadPoolExecutor(max_workers=len(targets)) as pool:
-        runs = list(pool.map(lambda t: _test_one(memtest, t, fraction, cap, inject if t[0] is targets[0][0] else None),
-                             targets))
+        runs = list(pool.map(lambda t: _test_one(memtest, t, fraction, cap, inject(t[0])), targets))
     for run in runs:
         _judge(dhc_check, *run)
     watch.conclude(dhc_check, by_index)  # a watch NVML stopped early makes the check Incomplete, named
