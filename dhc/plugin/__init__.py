@@ -23,6 +23,7 @@ from dhc.probes import host
 from dhc.probes.nvml import Nvml, NvmlUnavailable
 from dhc.report.folder import earlier_run_note
 from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
+from dhc.thresholds.catalogue import planted_fault
 
 RUN_KEY = pytest.StashKey[DhcRun]()
 CHECK_KEY = pytest.StashKey[str]()
@@ -252,7 +253,8 @@ def dhc_devices(dhc_run: DhcRun) -> list[Device]:
 
 @pytest.fixture
 def dhc_check(request: pytest.FixtureRequest, dhc_run: DhcRun) -> CheckRecorder:
-    recorder = CheckRecorder(request.node.stash[CHECK_KEY], dhc_run.limits)
+    check = request.node.stash[CHECK_KEY]
+    recorder = CheckRecorder(check, dhc_run.limits, planted_fault(dhc_run.options.inject, check))
     request.node.stash[RECORDER_KEY] = recorder
     return recorder
 
