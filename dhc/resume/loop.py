@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,35 +21,12 @@ from dhc.k8s import workloads
 from dhc.k8s.client import K8sConflict, K8sError, K8sGone, K8sNotFound, Kube
 from dhc.k8s.workloads import JOB, KINDS, Kind
 from dhc.resume import state
-from dhc.resume.state import Record, ResumeKeys
+from dhc.resume.state import Candidate, Record, ResumeKeys, ResumeSettings, before, iso, parse
 
 log = logging.getLogger("dhc.resume")
 _OWN_END = {"PyTorchJob": "restartPolicy Never ends it at the first failure: use OnFailure or ExitCode",
             "Job": "its backoffLimit was spent: a podFailurePolicy that ignores DisruptionTarget keeps it alive",
             "JobSet": "its failurePolicy.maxRestarts was spent"}
-
-
-@dataclass(frozen=True)
-class ResumeSettings:
-    prefix: str = "sagemaker.amazonaws.com"
-    poll_s: float = 5.0
-    window_s: float = 120.0  # a pod failed on a node that turns faulty within this is a node fault
-    wait_timeout_s: float = 3600.0  # longest wait for Schedulable nodes before giving up
-    default_max_retries: int = 1  # when the job names no job-max-retry-count
-    add_node_selector: bool = False  # add the health nodeSelector to every opted-in job, asked or not
-    watch_timeout_s: int = 60
-
-
-@dataclass
-class Candidate:
-    kind: Kind
-    namespace: str
-    job: str
-    pod: str
-    uid: str
-    node: str
-    reason: str
-    at: datetime
 
 
 class Resumer:
@@ -132,33 +108,36 @@ class Resumer:
 
     # -- one pass --------------------------------------------------------------------------------------
     def step(self) -> None:
-        nodes = {n["metadata"]["name"]: n for n in self.kube.list_nodes()[0]}
-        jobs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        """One pass: judge the failures seen, drive every waiting job; nodes are listed only when needed."""
+        jobs = self._opted_in_jobs()
+        waiting = [(kind, obj) for kind, obj in jobs.values() if Record.of(obj, self.keys).phase == "waiting"]
+        if self.candidates or waiting:
+            nodes = {n["metadata"]["name"]: n for n in self.kube.list_nodes()[0]}
+            self._judge(jobs, nodes)
+            for kind, obj in waiting:
+                self._guarded(kind, obj, lambda o, k=kind: self._wait_or_restart(k, o, nodes))
+        self.waiting = len(waiting)
+        self._running_again(jobs)
+        self.passes += 1
+
+    def _opted_in_jobs(self) -> dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]]:
+        jobs: dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]] = {}
         for kind in list(self.kinds):
             try:
                 found = workloads.list_all(self.kube, kind)
             except K8sNotFound:  # its CRD was removed since
                 self._unserved(kind)
                 continue
-            jobs.update({(kind.kind, o["metadata"]["namespace"], o["metadata"]["name"]): o
+            jobs.update({(kind.kind, o["metadata"]["namespace"], o["metadata"]["name"]): (kind, o)
                          for o in found if state.opted_in(o, self.keys)})
-        self._judge(jobs, nodes)
-        waiting = 0
-        for (kind_name, _, _), obj in jobs.items():
-            kind = next(k for k in KINDS if k.kind == kind_name)
-            if Record.of(obj, self.keys).phase == "waiting":
-                waiting += 1
-                self._guarded(kind, obj, lambda o, k=kind: self._wait_or_restart(k, o, nodes))
-        self.waiting = waiting
-        self._running_again(jobs)
-        self.passes += 1
+        return jobs
 
-    def _judge(self, jobs: dict[tuple[str, str, str], dict[str, Any]], nodes: dict[str, dict[str, Any]]) -> None:
+    def _judge(self, jobs: dict[tuple[str, str, str], Any], nodes: dict[str, dict[str, Any]]) -> None:
         now = datetime.now(UTC)
         with self.lock:
             candidates = list(self.candidates.values())
         for cand in candidates:
-            obj = jobs.get((cand.kind.kind, cand.namespace, cand.job))
+            obj = (jobs.get((cand.kind.kind, cand.namespace, cand.job)) or (None, None))[1]
             fault = state.node_fault(nodes.get(cand.node), self.keys)
             if obj is not None and fault:
                 self._guarded(cand.kind, obj, lambda o, c=cand, f=fault: self._interrupt(c, o, f))
@@ -195,9 +174,9 @@ class Resumer:
     # -- decisions (each returns (patch, what to do once it is applied) or None) ---------------------------
     def _interrupt(self, cand: Candidate, obj: dict[str, Any], fault: str) -> Any:
         record, kind = Record.of(obj, self.keys), cand.kind
-        if record.phase != "running" or record.seen(cand.uid) or _before(cand.at, record.since):
+        if record.phase != "running" or record.seen(cand.uid) or before(cand.at, record.since):
             return None  # already handled, or part of the interruption being handled
-        record.interruptions.append({"at": _iso(cand.at), "pod": cand.pod, "pod_uid": cand.uid, "node": cand.node,
+        record.interruptions.append({"at": iso(cand.at), "pod": cand.pod, "pod_uid": cand.uid, "node": cand.node,
                                      "reason": f"{cand.reason}; {fault}"})
         limit, bad_limit = state.max_retries(obj, self.keys, self.settings.default_max_retries)
         ended = state.finished(obj)
@@ -205,7 +184,7 @@ class Resumer:
             why = f"{record.retries} of {limit} restarts used" if record.retries >= limit else \
                 f"the {kind.kind} ended Failed on its own before dhc could suspend it ({_OWN_END[kind.kind]})"
             return self._give_up(kind, obj, record, why)
-        record.phase, record.since = "waiting", _iso(datetime.now(UTC))
+        record.phase, record.since = "waiting", iso(datetime.now(UTC))
         need = state.replicas(kind, obj)
         status = f"interrupted by a node fault; waiting for {need} Schedulable nodes"
         change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, True),
@@ -240,7 +219,7 @@ class Resumer:
 
     def _restart(self, kind: Kind, obj: dict[str, Any], record: Record, need: int, have: int, now: datetime) -> Any:
         record.retries, record.phase, interrupted = record.retries + 1, "running", record.since
-        record.since = _iso(now)
+        record.since = iso(now)
         limit, _ = state.max_retries(obj, self.keys, self.settings.default_max_retries)
         status = f"resumed: restart {record.retries} of {limit} at {record.since}"
         change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, False))
@@ -250,7 +229,7 @@ class Resumer:
             with self.lock:
                 self.tally["resumed"] += 1
                 first = record.interruptions[-1]["at"] if record.interruptions else interrupted
-                self.resuming[(kind.kind, meta["namespace"], meta["name"])] = _parse(first) or now
+                self.resuming[(kind.kind, meta["namespace"], meta["name"])] = parse(first) or now
             self._event(kind, obj, "JobResumed", f"{have} Schedulable nodes for {need} pods: restart "
                         f"{record.retries} of {limit}", False)
         return change, after
@@ -268,17 +247,19 @@ class Resumer:
                         f"{record.named()}", True)
         return change, after
 
-    def _running_again(self, jobs: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+    def _running_again(self, jobs: dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]]) -> None:
+        """Restarted jobs whose pods all run again: their time from interruption goes to the histogram."""
         with self.lock:
             for key, interrupted in list(self.resuming.items()):
-                obj = jobs.get(key)
-                kind = next(k for k in KINDS if k.kind == key[0])
-                running = [p for p in self.pods.values() if (p.get("status") or {}).get("phase") == "Running"
-                           and (p["metadata"].get("labels") or {}).get(kind.pod_label) == key[2]
-                           and p["metadata"].get("namespace") == key[1]]
-                if obj is None or len(running) >= state.replicas(kind, obj):
+                if key not in jobs:
+                    self.resuming.pop(key)  # deleted meanwhile
+                    continue
+                kind, obj = jobs[key]
+                running = sum(1 for p in self.pods.values() if (p.get("status") or {}).get("phase") == "Running"
+                              and (p["metadata"].get("labels") or {}).get(kind.pod_label) == key[2]
+                              and p["metadata"].get("namespace") == key[1])
+                if running >= state.replicas(kind, obj):
                     self.resuming.pop(key)
-                if obj is not None and len(running) >= state.replicas(kind, obj):
                     self.recoveries.append((datetime.now(UTC) - interrupted).total_seconds())
 
     def _event(self, kind: Kind, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
@@ -290,18 +271,3 @@ class Resumer:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"tally": dict(self.tally), "waiting": self.waiting, "recoveries": list(self.recoveries)}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str) -> datetime | None:
-    from dhc.k8s.scheme import parse_time
-
-    return parse_time(text)
-
-
-def _before(moment: datetime, since: str) -> bool:
-    started = _parse(since)
-    return started is not None and moment < started

@@ -1,4 +1,4 @@
-"""Job auto-resume's record and its pure decisions: opted in, node faults, replicas, suspension, patches.
+"""Job auto-resume's settings, record and pure decisions: opted in, node faults, replicas, suspension, patches.
 
 The record lives on the job (annotation ``<prefix>/job-auto-resume-state``, JSON), so a restarted
 controller carries on where the last one stopped: ``retries`` (restarts dhc made), ``interruptions``
@@ -18,6 +18,29 @@ from dhc.k8s.scheme import PENDING, load_annotation
 from dhc.k8s.workloads import JOB, JOBSET, PYTORCHJOB, Kind
 
 UNHEALTHY = ("Unschedulable", *PENDING)
+
+
+@dataclass(frozen=True)
+class ResumeSettings:
+    prefix: str = "sagemaker.amazonaws.com"
+    poll_s: float = 5.0
+    window_s: float = 120.0  # a pod failed on a node that turns faulty within this is a node fault
+    wait_timeout_s: float = 3600.0  # longest wait for Schedulable nodes before giving up
+    default_max_retries: int = 1  # when the job names no job-max-retry-count
+    add_node_selector: bool = False  # add the health nodeSelector to every opted-in job, asked or not
+    watch_timeout_s: int = 60
+
+
+@dataclass
+class Candidate:
+    kind: Kind
+    namespace: str
+    job: str
+    pod: str
+    uid: str
+    node: str
+    reason: str
+    at: datetime
 
 
 class ResumeKeys:
@@ -217,3 +240,19 @@ def age_s(since: str, now: datetime) -> float:
 
 def _annotations(obj: dict[str, Any]) -> dict[str, str]:
     return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse(text: str) -> datetime | None:
+    from dhc.k8s.scheme import parse_time
+
+    return parse_time(text)
+
+
+def before(moment: datetime, since: str) -> bool:
+    """Whether ``moment`` is before the time ``since`` names (False when it names none)."""
+    started = parse(since)
+    return started is not None and moment < started
