@@ -285,6 +285,24 @@ def test_a_rank_dying_on_another_node_is_named_on_this_one():
     assert failures[0].startswith("rank 3 on ") or "rank 3 " in failures[0].split("(seen by")[0], failures[0]
 
 
+@pytest.mark.slow
+def test_a_hung_nccl_tests_run_is_named_with_its_share_of_the_timeout(tmp_path, thresholds_file):
+    def short(doc):
+        doc["profiles"]["quick"]["connectivity.allreduce"].update(expected_s=1, timeout_s=30)
+    pids = tmp_path / "pids"
+    proc = dhc("run", "--instance-type", "p5.48xlarge", "--check", "connectivity.allreduce", "--thresholds",
+               str(thresholds_file(short)), "--out", str(tmp_path / "r"),
+               PATH=f"{FAKES}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(FAKES),
+               FAKE_NVML_FILE=str(Path(__file__).parent / "data" / "nvml_p5_h100.json"),
+               DHC_NCCL_TESTS="all_reduce_perf", FAKE_NCCL_TESTS_HANG=str(pids),
+               FAKE_NCCL_TESTS_OUTPUT=str(DATA / "truncated_sweep_p5_inter.log"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    check = json.loads((tmp_path / "r" / "report.json").read_text())["checks"][0]
+    assert check["status"] == "Incomplete" and check["reason"].startswith("nccl-tests: all_reduce_perf ran past 27 s")
+    assert "the last size it finished was 1048576 B" in check["reason"], check["reason"]
+    assert check["reason"].endswith("(sub-run all_reduce_perf: 27 s of connectivity.allreduce's 30 s timeout)")
+
+
 @torch_needed
 @pytest.mark.slow
 def test_a_node_that_never_joins_makes_the_check_incomplete_naming_its_ranks(tmp_path, thresholds_file):
