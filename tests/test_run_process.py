@@ -205,7 +205,7 @@ def test_reusing_out_starts_clean_and_says_so(tmp_path, suites, validate_report)
     passed = dhc("run", "--check", "stress.inventory", "--out", str(out))
     assert passed.returncode == 0, passed.stderr
     assert f"{out} held an earlier run (report.json, report.html, journal.jsonl, plan.json, dhc.log.jsonl, " \
-           f"identity.json, pytest.log, nv-hostengine.log): removed them" in passed.stderr
+           f"run-config.json, pytest.log, nv-hostengine.log): removed them" in passed.stderr
     assert not (out / "dhc.log.jsonl").exists()  # a Passed run writes no fault lines, and the old ones are gone
     assert validate_report(out / "report.json")["verdict"]["status"] == "Passed"
     assert (out / "notes.txt").read_text() == "the operator's own file"  # only dhc's own files go

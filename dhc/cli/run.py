@@ -82,15 +82,16 @@ def _deliver(run_config: RunConfig, document: dict[str, Any]) -> None:
     if run_config.inject:  # a planted fault must never reach log scrapers as a real one
         text.write(f"self-test run with the fault {run_config.inject!r} planted: no fault log lines emitted\n")
     else:
-        if not _delivered_by_child(out, document):
-            hooks.deliver(hooks.manager(run_config).hook, document, run_config, warn)
+        journal = report.Journal(out / report.JOURNAL_NAME)
+        if not _delivered_by_child(journal, document):
+            hooks.deliver(hooks.manager(run_config).hook, document, run_config, warn, journal, last_resort=True)
         text.write(_log_lines(out / LOG_NAME, document))
     to_stdout(text.getvalue(), f"the verdict is in {out / report.REPORT_NAME}")
 
 
-def _delivered_by_child(out: Path, document: dict[str, Any]) -> bool:
+def _delivered_by_child(journal: report.Journal, document: dict[str, Any]) -> bool:
     """Whether the child began delivering (then what its sinks said is repeated here); never twice per run."""
-    events = report.Journal(out / report.JOURNAL_NAME).events()
+    events = journal.events()
     delivered = [e for e in events if e.get("event") == hooks.DELIVERING]
     if not delivered:
         return False

@@ -22,7 +22,10 @@ from dhc.plugin.session import DhcRun
 from dhc.probes import host
 from dhc.probes.nvml import Nvml, NvmlUnavailable
 from dhc.report.folder import earlier_run_note
-from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
+from dhc.runconfig import choice_problem
+from dhc.sinks import hooks
+from dhc.sinks.plugins import sink_plugins
+from dhc.thresholds import InstanceLimits, suite_of
 from dhc.thresholds.catalogue import planted_fault
 
 RUN_KEY = pytest.StashKey[DhcRun]()
@@ -37,6 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)  # pytest_dhc_verdict: the sinks, as pytest-xdist adds its hooks
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id): the dhc check id this test implements")
     run = DhcRun(config)
@@ -45,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
         schedule.require_exclusive_devices(config)
         run.previous_sigterm = timeouts.sigterm_as_interrupt()
         config.pluginmanager.register(_Controller(run), "dhc-controller")
+        for name, sink in sink_plugins(run.run_config):
+            config.pluginmanager.register(sink, name)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistController(run), "dhc-xdist")
 
@@ -95,7 +104,7 @@ def _run(config: pytest.Config) -> DhcRun:
 # -- collection ---------------------------------------------------------------------------------
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    options = _run(config).options
+    options = _run(config).run_config
     keep, drop = [], []
     for item in items:
         check = _check_id(item)
@@ -113,8 +122,9 @@ def _check_id(item: pytest.Item) -> str:
     if marker is None or len(marker.args) != 1:
         raise pytest.UsageError(f"{item.nodeid}: a dhc check must be marked @pytest.mark.check('<id>')")
     check = marker.args[0]
-    if check not in CATALOGUE:
-        raise pytest.UsageError(f"{item.nodeid}: unknown check id {check!r}; known: {', '.join(CATALOGUE)}")
+    problem = choice_problem("checks", check)
+    if problem:
+        raise pytest.UsageError(f"{item.nodeid}: {problem}")
     return check
 
 
@@ -192,6 +202,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run.document = run.write_report(int(exitstatus))
     session.exitstatus = run.document["verdict"]["exit_code"]
+    run.deliver(session.config.hook)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -217,6 +228,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"report: {run.out / 'report.json'}")
     if run.html_problem:
         terminalreporter.write_line(run.html_problem)
+    for note in run.sink_notes:
+        terminalreporter.write_line(f"dhc: {note}")
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -254,7 +267,7 @@ def dhc_devices(dhc_run: DhcRun) -> list[Device]:
 @pytest.fixture
 def dhc_check(request: pytest.FixtureRequest, dhc_run: DhcRun) -> CheckRecorder:
     check = request.node.stash[CHECK_KEY]
-    recorder = CheckRecorder(check, dhc_run.limits, planted_fault(dhc_run.options.inject, check))
+    recorder = CheckRecorder(check, dhc_run.limits, planted_fault(dhc_run.run_config.inject, check))
     request.node.stash[RECORDER_KEY] = recorder
     return recorder
 

@@ -1,20 +1,24 @@
-"""The plugin's command-line options (one ``dhc`` group) and their validation."""
+"""The plugin's command-line options (one ``dhc`` group), turned into the request ``dhc.runconfig`` resolves.
+
+The options are only read here; their values are checked where ``dhc run``'s are
+(``dhc.runconfig.resolve.validate``), with the same wording. ``--dhc-config`` (written by ``dhc run``)
+replaces them all: the run is then configured by that file and nothing is resolved again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 
 import pytest
 
-from dhc.injections import INJECTIONS
-from dhc.thresholds import CATALOGUE, PROFILES, SUITES
-
-SUITE_NAMES = tuple(SUITES.values())
-
+from dhc.runconfig import FAULTS, PROFILES, SINKS, STAGES, SUITE_NAMES
+from dhc.runconfig.resolve import RunRequest
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("dhc", "dhc deep health checks")
+    group.addoption("--dhc-config", metavar="FILE",
+                    help="a run configuration written by `dhc run`; the other --dhc options are then not read")
     group.addoption("--dhc-instance-type", metavar="TYPE", help="instance type (default: discovered)")
     group.addoption("--dhc-instance-id", metavar="ID", help="instance ID (default: discovered)")
     group.addoption("--dhc-thresholds", metavar="FILE", help="thresholds file (default: the bundled one)")
@@ -25,37 +29,26 @@ def add_options(parser: pytest.Parser) -> None:
                     help=f"run only this suite ({' | '.join(SUITE_NAMES)}); repeatable")
     group.addoption("--dhc-check", action="append", default=[], metavar="ID",
                     help="run only this check id (e.g. stress.inventory); repeatable")
-    group.addoption("--dhc-inject", metavar="FAULT", choices=sorted(INJECTIONS),
-                    help="plant a fault at an engine seam to prove its detector (self-test)")
-    group.addoption("--dhc-identity", metavar="FILE", help="a resolved identity (written by `dhc run`)")
-    group.addoption("--dhc-run-id", metavar="ID", help="run id to use (written by `dhc run`)")
+    group.addoption("--dhc-inject", metavar="FAULT",
+                    help=f"plant a fault at an engine seam to prove its detector (self-test): {' | '.join(FAULTS)}")
+    group.addoption("--dhc-sink", action="append", default=[], metavar="SINK",
+                    help=f"also deliver the verdict here ({' | '.join(SINKS)}); repeatable")
+    group.addoption("--dhc-stage", default="final", metavar="STAGE",
+                    help=f"with --dhc-sink kubernetes/termination: {' | '.join(STAGES)} (default: final)")
+    group.addoption("--dhc-log-group", metavar="GROUP", help="CloudWatch log group (default: HyperPod's)")
 
 
-@dataclass(frozen=True)
-class Options:
-    instance_type: str | None
-    instance_id: str | None
-    thresholds: str | None
-    out: str | None
-    profile: str
-    suites: tuple[str, ...]
-    checks: tuple[str, ...]
-    identity_file: str | None
-    run_id: str | None
-    inject: str | None = None
-
-
-def read_options(config: pytest.Config) -> Options:
+def run_request(config: pytest.Config) -> RunRequest:
+    """What the options ask for, spelled as pytest's flags for every error about them."""
     opt = config.getoption
-    options = Options(opt("dhc_instance_type"), opt("dhc_instance_id"), opt("dhc_thresholds"),
-                      opt("dhc_out"), opt("dhc_profile"), tuple(opt("dhc_suite")), tuple(opt("dhc_check")),
-                      opt("dhc_identity"), opt("dhc_run_id"), opt("dhc_inject"))
-    if options.profile not in PROFILES:
-        raise pytest.UsageError(f"--dhc-profile: expected one of {', '.join(PROFILES)}, got {options.profile!r}")
-    for suite in options.suites:
-        if suite not in SUITE_NAMES:
-            raise pytest.UsageError(f"--dhc-suite: expected one of {', '.join(SUITE_NAMES)}, got {suite!r}")
-    for check in options.checks:
-        if check not in CATALOGUE:
-            raise pytest.UsageError(f"--dhc-check: unknown check id {check!r}; known: {', '.join(CATALOGUE)}")
-    return options
+    return RunRequest(
+        "--dhc-", instance_type=opt("dhc_instance_type"), instance_id=opt("dhc_instance_id"),
+        thresholds=opt("dhc_thresholds"), out=opt("dhc_out"), profile=opt("dhc_profile"),
+        suites=tuple(opt("dhc_suite")), checks=tuple(opt("dhc_check")), inject=opt("dhc_inject"),
+        workers=_workers(config), sinks=tuple(opt("dhc_sink")), stage=opt("dhc_stage"),
+        log_group=opt("dhc_log_group"), command=tuple(sys.argv))
+
+
+def _workers(config: pytest.Config) -> int:
+    workers = getattr(config.option, "numprocesses", None)  # xdist's -n, when loaded; "auto" counts as unknown
+    return workers if isinstance(workers, int) and workers > 0 else 0

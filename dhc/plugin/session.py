@@ -1,18 +1,19 @@
-"""One dhc run inside pytest: identity and limits, the plan, the journal, results and the report.
+"""One dhc run inside pytest: its configuration and limits, the plan, the journal, results and the report.
+
+The run configuration (``dhc.runconfig``) comes from one of three places, and is resolved at most once:
+an xdist worker gets its controller's, a run launched by ``dhc run`` loads ``--dhc-config`` (dhc run
+started the folder and owns ``pytest.log`` there, so it is left as it is), and ``pytest suites/`` alone
+resolves its ``--dhc-*`` options through the same ``resolve`` as ``dhc run``, then refuses a GPU-less
+type on a host where NVML counts GPUs and starts a reused ``--dhc-out`` clean (one run, one folder).
 
 The controlling process (the only process without xdist, the xdist controller with it) journals
-starts and results as they arrive and writes ``report.json`` at the end; workers only measure.
-Before anything runs it refuses a GPU-less type on a host where NVML counts GPUs, and starts a
-reused ``--dhc-out`` clean, as ``dhc run`` does (one run, one folder). A run launched by ``dhc run``
-(``--dhc-run-id`` given) finds its folder already started by dhc run, which owns ``pytest.log`` and
-``identity.json`` there, and leaves it as it is.
+starts and results as they arrive, writes ``report.json`` at the end and hands it to the sinks
+(``pytest_dhc_verdict``); workers only measure.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,41 +21,34 @@ import pytest
 
 from dhc import report
 from dhc.errors import DhcError
-from dhc.instance import InstanceIdentity, resolve_identity
 from dhc.model import CheckResult, Finding, PlannedCheck, Status
 from dhc.plugin import timeouts
-from dhc.plugin.options import Options, read_options
+from dhc.plugin.options import run_request
 from dhc.probes.environment import software_versions
-from dhc.probes.unseen_gpus import refuse_unseen_gpus
-from dhc.report import default_run_name
-from dhc.report.folder import PYTEST_LOG_NAME, open_run_log, start_clean
+from dhc.report.folder import PYTEST_LOG_NAME, open_run_log
+from dhc.runconfig import RunConfig, limits_of
+from dhc.runconfig.resolve import prepare, resolve
 from dhc.settings import Settings
-from dhc.thresholds import CATALOGUE, InstanceLimits, load, suite_of
+from dhc.sinks.hooks import SINK_NOTE, deliver
+from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
 
-IDENTITY_INPUT, OUT_INPUT, RUN_ID_INPUT = "dhc_identity", "dhc_out", "dhc_run_id"
+CONFIG_INPUT = "dhc_run_config"  # what an xdist controller hands its workers
 
 
 class DhcRun:
     def __init__(self, config: pytest.Config):
-        self.options: Options = read_options(config)
         self.is_worker = hasattr(config, "workerinput")
         self.worker_input: dict[str, Any] = getattr(config, "workerinput", {})
         try:
             self.settings = Settings.from_env()
-            self.identity = self._identity(config)
-            thresholds = load(self.options.thresholds or self.settings.thresholds_file)
-            instance_type = self.identity.instance_type.value
-            if not instance_type:
-                raise DhcError("cannot tell the instance type (a GPU is present, but neither a flag, "
-                               "DHC_INSTANCE_TYPE nor EC2 metadata named it): pass --dhc-instance-type")
-            self.limits: InstanceLimits = thresholds.resolve(instance_type, self.options.profile)
-            self.out = self._out_dir()
-            self.earlier: list[str] = [] if self.is_worker else self._prepare()
+            self.run_config, self.limits = self._configure(config)
+            by_hand = not (self.is_worker or self.run_config.by_dhc_run)
+            self.earlier: list[str] = prepare(self.run_config, self.limits, "--dhc-") if by_hand else []
         except DhcError as exc:
             raise pytest.UsageError(str(exc)) from None
-        self.run_info = report.RunInfo(
-            self.worker_input.get(RUN_ID_INPUT) or self.options.run_id or uuid.uuid4().hex[:12], report.utc_now(), self.options.profile,
-            list(self.options.suites), list(self.options.checks), list(sys.argv), inject=self.options.inject)
+        self.identity = self.run_config.identity
+        self.out = Path(self.run_config.out)
+        self.run_info = self.run_config.run_info()
         self.journal = report.Journal(self.out / report.JOURNAL_NAME)
         self.results: dict[str, CheckResult] = {}
         self.plan: list[PlannedCheck] | None = None
@@ -63,13 +57,24 @@ class DhcRun:
         self.document: dict[str, Any] | None = None
         self.previous_sigterm: object | None = None
         self.html_problem: str | None = None
+        self.sink_notes: list[str] = []
         self.environment: dict[str, Any] = {} if self.is_worker else software_versions(dcgmi=self.settings.dcgmi)
         self._stacks: BinaryIO | None = None
+
+    def _configure(self, config: pytest.Config) -> tuple[RunConfig, InstanceLimits]:
+        """Handed over (xdist worker, ``--dhc-config``) and loaded, or resolved here from the options."""
+        if CONFIG_INPUT in self.worker_input:
+            run_config = RunConfig.from_dict(json.loads(self.worker_input[CONFIG_INPUT]), "the xdist controller")
+        elif config.getoption("dhc_config"):
+            run_config = RunConfig.load(Path(config.getoption("dhc_config")))
+        else:
+            return resolve(run_request(config), self.settings)
+        return run_config, limits_of(run_config)
 
     def stacks(self) -> BinaryIO | None:
         """``pytest.log`` of the run folder, opened once for faulthandler's stack dumps. Only under ``dhc run``
         (which owns that file and has a watchdog); None by hand (pytest's ``-o faulthandler_timeout=`` is there)."""
-        if not self.options.run_id:
+        if not self.run_config.by_dhc_run:
             return None
         if self._stacks is None:
             try:
@@ -78,35 +83,21 @@ class DhcRun:
                 return None
         return self._stacks
 
-    # -- identity and output -------------------------------------------------------------------
-    def _identity(self, config: pytest.Config) -> InstanceIdentity:
-        if IDENTITY_INPUT in self.worker_input:
-            return InstanceIdentity.from_dict(json.loads(self.worker_input[IDENTITY_INPUT]))
-        if self.options.identity_file:
-            return InstanceIdentity.from_dict(report.read_json(Path(self.options.identity_file)))
-        flags = {"instance_type": self.options.instance_type, "instance_id": self.options.instance_id}
-        return resolve_identity(flags, self.settings)
-
-    def _out_dir(self) -> Path:
-        if OUT_INPUT in self.worker_input:
-            return Path(self.worker_input[OUT_INPUT])
-        if self.options.out or self.settings.out_dir:
-            return Path(self.options.out or self.settings.out_dir or "")
-        return Path("reports") / default_run_name(self.identity.instance_id.value or "unknown")
-
-    def _prepare(self) -> list[str]:
-        """The controlling process, before any check: refuse GPUs that would pass unseen, start ``out`` clean."""
-        if not self.limits.instance_type.gpus:
-            named = self.identity.instance_type
-            refuse_unseen_gpus(f"--dhc-instance-type {named.value}" if self.options.instance_type
-                               else f"instance type {named.value} (from {named.source})")
-        report.ensure_writable_dir(self.out)
-        return [] if self.options.run_id else start_clean(self.out, "--dhc-out")
-
     def worker_input_for_node(self) -> dict[str, str]:
-        """What an xdist controller hands each worker, so all agree on who and where."""
-        return {IDENTITY_INPUT: json.dumps(self.identity.to_dict()), OUT_INPUT: str(self.out),
-                RUN_ID_INPUT: self.run_info.run_id}
+        """What an xdist controller hands each worker, so all agree on who, what and where."""
+        return {CONFIG_INPUT: json.dumps(self.run_config.to_dict())}
+
+    def deliver(self, hook: Any) -> None:
+        """The report stands: hand it to the sinks, journaling first, so ``dhc run`` knows not to repeat it."""
+        if self.document is not None:
+            deliver(hook, self.document, self.run_config, self._say, self.journal)
+
+    def _say(self, text: str) -> None:
+        self.sink_notes.append(text)
+        try:  # for dhc run to repeat on its stderr (this process's goes to pytest.log)
+            self.journal.append({"event": SINK_NOTE, "ts": report.utc_now(), "text": text})
+        except OSError:
+            pass  # the note is still in the terminal summary
 
     # -- plan and results ----------------------------------------------------------------------
     def set_plan(self, plan: list[PlannedCheck]) -> None:
@@ -124,8 +115,9 @@ class DhcRun:
 
     def selected(self) -> list[str]:
         """The check ids the selection names (--dhc-check, --dhc-suite; none: every check)."""
-        return [check for check in CATALOGUE if (not self.options.checks or check in self.options.checks)
-                and (not self.options.suites or suite_of(check) in self.options.suites)]
+        wanted = self.run_config
+        return [check for check in CATALOGUE if (not wanted.checks or check in wanted.checks)
+                and (not wanted.suites or suite_of(check) in wanted.suites)]
 
     def account_for_selection(self) -> None:
         """Each selected check the plan lacks is Incomplete (journaled once), so a run that -k, a path or

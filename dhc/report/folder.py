@@ -16,9 +16,10 @@ from dhc.errors import ReportError
 from dhc.report.files import FILE_MODE, JOURNAL_NAME, PLAN_NAME, REPORT_NAME
 
 LOG_NAME = "dhc.log.jsonl"
-IDENTITY_NAME = "identity.json"
+IDENTITY_NAME = "identity.json"  # what dhc run wrote before run-config.json; still removed from a reused folder
+CONFIG_NAME = "run-config.json"  # the run configuration dhc run hands its child (dhc.runconfig)
 PYTEST_LOG_NAME = "pytest.log"
-RUN_FILES = (REPORT_NAME, "report.html", JOURNAL_NAME, PLAN_NAME, LOG_NAME, IDENTITY_NAME, PYTEST_LOG_NAME,
+RUN_FILES = (REPORT_NAME, "report.html", JOURNAL_NAME, PLAN_NAME, LOG_NAME, CONFIG_NAME, IDENTITY_NAME, PYTEST_LOG_NAME,
              "dcgm-diag.txt", "nv-hostengine.log")  # what one run leaves in its folder
 
 

@@ -65,10 +65,11 @@ def summary_line(document: Report | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_lines(lines: list[dict[str, Any]], stream: TextIO, log_file: Path | None = None) -> None:
+def write_lines(lines: list[dict[str, Any]], stream: TextIO | None, log_file: Path | None = None) -> None:
     text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-    stream.write(text)
-    stream.flush()
+    if stream is not None:
+        stream.write(text)
+        stream.flush()
     if log_file is not None and text:
         fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # as every run file
         with os.fdopen(fd, "a", encoding="utf-8") as handle:

@@ -7,8 +7,9 @@ it from there and writes the node. Runs after the report is safely on disk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dhc.k8s import message
 from dhc.model.report import Report
@@ -27,13 +28,12 @@ def write(document: Report | dict[str, Any], stage: str, path: str = DEFAULT_PAT
     return text
 
 
-def hand_over(document: dict[str, Any], stage: str, path: str, err: TextIO) -> bool:
-    """``write``, reporting a failure on ``err``: the controller then finds no verdict (Incomplete)."""
+def hand_over(document: Report | dict[str, Any], stage: str, path: str, say: Callable[[str], None]) -> bool:
+    """``write``, saying what happened; on a failure the controller finds no verdict (Incomplete)."""
     try:
         text = write(document, stage, path)
     except OSError as exc:
-        err.write(f"dhc: sink termination failed, the local report is intact: cannot write {path}: {exc}\n")
+        say(f"sink termination failed, the local report is intact: cannot write {path}: {exc}")
         return False
-    err.write(f"dhc: verdict {document['verdict']['status']} handed to the controller in {path} "
-              f"({len(text.encode())} bytes)\n")
+    say(f"verdict {Report.of(document).verdict.status} handed to the controller in {path} ({len(text.encode())} bytes)")
     return True

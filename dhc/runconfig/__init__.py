@@ -1,0 +1,154 @@
+"""The run configuration: everything one dhc run decided before any check ran, frozen, in one file.
+
+``resolve()`` (``dhc.runconfig.resolve``) turns flags, environment and discovery into a ``RunConfig``
+once. ``dhc run`` writes it to the run folder (``run-config.json``, atomically) and hands the pytest
+child only its path (``--dhc-config``); the plugin loads it instead of resolving again, so the child
+can never disagree with its parent about who the instance is, where the report goes or which checks
+were asked for. ``pytest suites/`` alone resolves through the same function.
+
+The limits are not carried: they are derived again from the thresholds file, the instance type and the
+profile (``limits_of``), because ``thresholds.yaml`` is the one place numbers live. The file's sha256 is
+carried instead, and a file changed between configuring and running is refused.
+
+A config file that cannot be read is a ``ConfigError`` naming the file and the key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dhc import report
+from dhc.errors import ConfigError, DhcError
+from dhc.injections import INJECTIONS
+from dhc.instance import InstanceIdentity
+from dhc.report.folder import CONFIG_NAME
+from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
+
+CONFIG_VERSION = 1
+SUITE_NAMES = tuple(SUITES.values())
+SINKS = ("cloudwatch", "kubernetes", "termination")  # chosen per run; the log file in the run folder always
+STAGES = ("final", "stress")
+FAULTS = tuple(sorted(INJECTIONS))
+
+__all__ = ["CHOICES", "CONFIG_NAME", "FAULTS", "PROFILES", "SINKS", "STAGES", "SUITE_NAMES", "RunConfig", "choice_problem",
+           "limits_of"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run_id: str
+    started_at: str
+    profile: str
+    suites: tuple[str, ...]
+    checks: tuple[str, ...]
+    inject: str | None
+    out: str  # absolute: the child runs in the suites' folder
+    thresholds: str  # absolute path of the thresholds file
+    thresholds_sha256: str
+    identity: InstanceIdentity
+    instance_type: str  # the canonical name thresholds.yaml gives the identity's type
+    workers: int
+    command: tuple[str, ...]
+    sinks: tuple[str, ...]
+    stage: str
+    log_group: str | None
+    by_dhc_run: bool  # dhc run started the folder and owns pytest.log there
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self) | {"identity": self.identity.to_dict()}
+        return {"version": CONFIG_VERSION, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(where, None, "", f"expected a JSON object, got {type(data).__name__}")
+        if data.get("version") != CONFIG_VERSION:
+            raise ConfigError(where, None, "version", f"expected {CONFIG_VERSION}, got {data.get('version')!r}")
+        values = {f.name: _field(data, f.name, where) for f in fields(cls)}
+        config = cls(**values)
+        _check_choices(config, where)
+        return config
+
+    def run_info(self) -> report.RunInfo:
+        """The report's ``run`` section as it starts: who asked for what, when."""
+        return report.RunInfo(self.run_id, self.started_at, self.profile, list(self.suites), list(self.checks),
+                              list(self.command), inject=self.inject)
+
+    def save(self, folder: Path) -> Path:
+        path = folder / CONFIG_NAME
+        report.write_json_atomic(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(str(path), None, "", f"cannot read the run configuration: {exc.strerror or exc}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), None, "", f"not a JSON run configuration: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+
+_STR, _OPT_STR, _STRS = "a string", "a string or null", "a list of strings"
+_KINDS = {"run_id": _STR, "started_at": _STR, "profile": _STR, "suites": _STRS, "checks": _STRS, "inject": _OPT_STR,
+          "out": _STR, "thresholds": _STR, "thresholds_sha256": _STR, "identity": "an identity object",
+          "instance_type": _STR, "workers": "an integer >= 0", "command": _STRS, "sinks": _STRS, "stage": _STR,
+          "log_group": _OPT_STR, "by_dhc_run": "true or false"}
+
+
+def _field(data: dict[str, Any], name: str, where: str) -> Any:
+    """One key of the file, checked against the kind it must have."""
+    kind = _KINDS[name]
+    if name not in data:
+        raise ConfigError(where, None, name, f"missing; expected {kind}")
+    value = data[name]
+    ok = {_STR: isinstance(value, str), _OPT_STR: value is None or isinstance(value, str),
+          _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
+          "an integer >= 0": type(value) is int and value >= 0, "true or false": isinstance(value, bool)}.get(kind)
+    if name == "identity":
+        return _identity(value, where)
+    if not ok:
+        raise ConfigError(where, None, name, f"expected {kind}, got {json.dumps(value)[:80]}")
+    return tuple(value) if kind == _STRS else value
+
+
+def _identity(value: Any, where: str) -> InstanceIdentity:
+    try:
+        return InstanceIdentity.from_dict(value)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(where, None, "identity", f"expected an identity object (value and source per field), "
+                                                   f"missing or malformed: {exc}") from None
+
+
+CHOICES: dict[str, tuple[str, ...]] = {"profile": PROFILES, "suites": SUITE_NAMES, "checks": tuple(CATALOGUE),
+                                       "sinks": SINKS, "stage": STAGES, "inject": FAULTS}
+
+
+def choice_problem(key: str, value: str | tuple[str, ...] | list[str] | None) -> str | None:
+    """What is wrong with ``value`` for ``key`` (one of CHOICES), or None: the one wording for flags and files."""
+    for one in (value,) if isinstance(value, str) else value or ():
+        if one not in CHOICES[key]:
+            if key == "checks":
+                return f"unknown check id {one!r}; known: {', '.join(CATALOGUE)}"
+            return f"expected one of {', '.join(CHOICES[key])}, got {one!r}"
+    return None
+
+
+def _check_choices(config: RunConfig, where: str) -> None:
+    for key in CHOICES:
+        problem = choice_problem(key, getattr(config, key))
+        if problem:
+            raise ConfigError(where, None, key, problem)
+
+
+def limits_of(config: RunConfig) -> InstanceLimits:
+    """The limits for the configured type and profile, from the very thresholds file the run was configured with."""
+    thresholds = load(config.thresholds)
+    if thresholds.sha256 != config.thresholds_sha256:
+        raise DhcError(f"{config.thresholds}: changed since the run was configured (sha256 "
+                       f"{config.thresholds_sha256[:12]}..., now {thresholds.sha256[:12]}...): start the run again")
+    return thresholds.resolve(config.identity.instance_type.value or config.instance_type, config.profile)

@@ -1,0 +1,143 @@
+"""The sinks as plugins of ``pytest_dhc_verdict``: a failing sink is said and the report stands; a verdict
+reaches each sink exactly once, from the child that wrote it or from dhc run for a report it rebuilt;
+a planted fault reaches none; ``pytest suites/`` alone gets the sinks too."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from dhc_process import PASSING, dhc_env, suites_maker
+from test_report import report_with_verdict
+
+from dhc import report
+from dhc.cli import run as run_cmd
+from dhc.runconfig.resolve import RunRequest, resolve
+from dhc.settings import Settings
+from dhc.sinks import hooks
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-2"}
+GROUP = "/aws/sagemaker/Clusters/train-a/abc123"
+GPU3_FAULT = {"check": "stress.gemm", "status": "Failed", "message": "gemm slow", "action": "Replace",
+              "metric": "tflops", "value": 1.0, "limit": 40.0, "unit": "TFLOP/s", "comparison": "min",
+              "device": {"kind": "gpu", "index": 3, "uuid": "GPU-3", "pci_bus_id": "0000:53:00.0"}}
+
+
+def configured(tmp_path, *sinks, inject=None):
+    request = RunRequest("--", instance_type="cpu", out=str(tmp_path / "out"), sinks=sinks, inject=inject)
+    config, _ = resolve(request, Settings.from_env({"DHC_IMDS": "off"}))
+    return config
+
+
+# -- unit: the hook, its plugins and their failures -------------------------------------------------------
+def test_a_failing_sink_is_said_and_neither_the_report_nor_the_other_sinks_suffer(tmp_path, monkeypatch):
+    config = configured(tmp_path, "cloudwatch", "termination")  # the run folder does not exist: the log sink fails
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+
+    def broken_send(lines, where):
+        raise RuntimeError("a bug in the sink")
+
+    monkeypatch.setattr("dhc.sinks.cloudwatch.send", broken_send)
+    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
+    before = json.dumps(document)
+    said = []
+    journal = report.Journal(tmp_path / "journal.jsonl")
+    assert hooks.deliver(hooks.manager(config).hook, document, config, said.append, journal)
+    assert any(s.startswith(f"cannot write {tmp_path / 'out' / 'dhc.log.jsonl'}") for s in said), said
+    assert "sink cloudwatch failed unexpectedly, the local report is intact: RuntimeError: a bug in the sink" in said
+    assert any(s.startswith("verdict Failed handed to the controller") for s in said)  # the next sink still ran
+    assert json.dumps(document) == before
+    assert [e["event"] for e in journal.events()] == [hooks.DELIVERING]
+
+
+def test_a_planted_fault_reaches_no_sink(tmp_path, monkeypatch):
+    config = configured(tmp_path, "termination", inject="gemm-bitflip")
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    journal = report.Journal(tmp_path / "journal.jsonl")
+    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
+    assert not hooks.deliver(hooks.manager(config).hook, document, config, print, journal)
+    assert not (tmp_path / "termination-log").exists() and journal.events() == []
+
+
+def test_dhc_run_repeats_what_the_childs_sinks_said_and_never_delivers_again(tmp_path, capsys):
+    journal = report.Journal(tmp_path / "journal.jsonl")
+    assert not run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t1"}})
+    journal.append({"event": hooks.DELIVERING, "run_id": "r", "finished_at": "t1"})
+    journal.append({"event": hooks.SINK_NOTE, "text": "sent 1 log event(s) to CloudWatch Logs g / s"})
+    assert run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t1"}})
+    assert capsys.readouterr().err == "dhc: sent 1 log event(s) to CloudWatch Logs g / s\n"
+    assert run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t2"}})  # rebuilt after a stop
+    assert "this report, rebuilt after it, stays in the run folder" in capsys.readouterr().err
+
+
+# -- real processes: each path delivers once ----------------------------------------------------------------
+def events(endpoint, instance_id):
+    boto3 = pytest.importorskip("boto3", reason="boto3 comes with dhc[cloud]")
+    logs = boto3.client("logs", endpoint_url=endpoint, region_name="us-east-2",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return [json.loads(e["message"]) for e in logs.get_log_events(logGroupName=GROUP, logStreamName=f"DeepHealthCheckResults/{instance_id}")["events"]]
+
+
+def run_with_sinks(tmp_path, endpoint, suites, *args):
+    """dhc run with CloudWatch (moto) and the termination message; the instance is named after the test."""
+    env = dhc_env(**CREDENTIALS, AWS_ENDPOINT_URL=endpoint, DHC_INSTANCE_ID=tmp_path.name, DHC_REGION="us-east-2",
+                  DHC_CLUSTER="train-a", DHC_CLUSTER_ID="abc123", DHC_SUITES=str(suites),
+                  DHC_TERMINATION_LOG=str(tmp_path / "termination-log"))
+    env = {k: v for k, v in env.items() if k != "AWS_PROFILE"}
+    return subprocess.run([sys.executable, "-m", "dhc", "run", "--sink", "cloudwatch", "--sink", "termination",
+                           "--out", str(tmp_path / "r"), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def deliveries(tmp_path):
+    journal = report.Journal(tmp_path / "r" / report.JOURNAL_NAME).events()
+    return [e for e in journal if e["event"] == hooks.DELIVERING]
+
+
+@pytest.mark.slow
+def test_the_childs_report_reaches_each_sink_once(tmp_path, moto):
+    proc = run_with_sinks(tmp_path, moto, suites_maker(tmp_path)(a=PASSING), "--check", "stress.inventory")
+    assert proc.returncode == 0, proc.stderr
+    [line] = events(moto, tmp_path.name)  # the summary line, sent by the child only
+    assert (line["status"], line["run_id"]) == ("Passed", deliveries(tmp_path)[0]["run_id"])
+    assert len(deliveries(tmp_path)) == 1
+    assert proc.stderr.count("sent 1 log event(s) to CloudWatch Logs") == 1  # repeated from the child's journal
+    assert proc.stderr.count("handed to the controller") == 1
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed"
+
+
+@pytest.mark.slow
+def test_a_report_rebuilt_after_the_child_died_reaches_each_sink_once(tmp_path, moto):
+    crashing = PASSING + """
+    import os, signal
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check):
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    proc = run_with_sinks(tmp_path, moto, suites_maker(tmp_path)(a=crashing),
+                          "--check", "stress.inventory", "--check", "stress.gemm")
+    assert proc.returncode == 3, proc.stderr
+    *reasons, summary = events(moto, tmp_path.name)  # the reasons (the run's end, the unfinished check) and the summary, once
+    assert [r["check"] for r in reasons] == ["run", "stress.gemm"] and summary["status"] == "Incomplete"
+    assert len(deliveries(tmp_path)) == 1  # by dhc run: the child never got there
+    assert proc.stderr.count("log event(s) to CloudWatch Logs") == 1 and "sent 3 log event(s)" in proc.stderr
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Incomplete"
+    rebuilt = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rebuilt["run"]["ended_by"].startswith("the pytest child was killed by SIGKILL")
+
+
+@pytest.mark.slow
+def test_pytest_alone_gets_the_sinks_too(tmp_path):
+    suites = suites_maker(tmp_path)(a=PASSING.replace('"cpu_cores", 2', '"cpu_cores", 0'))
+    env = dhc_env(DHC_TERMINATION_LOG=str(tmp_path / "termination-log"), DHC_INSTANCE_TYPE="cpu")
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(suites), "-p", "no:cacheprovider",
+                           f"--dhc-out={tmp_path / 'out'}", "--dhc-check=stress.inventory", "--dhc-sink=termination",
+                           "--dhc-stage=stress"], capture_output=True, text=True, env=env, timeout=300, cwd=suites)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    handed = json.loads((tmp_path / "termination-log").read_text())
+    assert (handed["status"], handed["stage"]) == ("Failed", "stress")
+    assert "dhc: verdict Failed handed to the controller" in proc.stdout
+    [line] = [json.loads(x) for x in (tmp_path / "out" / "dhc.log.jsonl").read_text().splitlines()]
+    assert line["metric"] == "cpu_cores" and line["level"] == "error"
+
+
