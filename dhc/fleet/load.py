@@ -93,7 +93,7 @@ def merge(parts: list[Part], skipped: list[tuple[str, str]]) -> Fleet:
     columns: dict[str, list[np.ndarray]] = {"node": [], "series": [], "device": [], "value": [], "judgement": []}
     offset = 0
     for part in parts:
-        remap_series = np.array([series.setdefault(k, len(series)) for k in part.series], dtype=np.int32)
+        remap_series = np.array([series.setdefault(series_row(k), len(series)) for k in part.series], dtype=np.int32)
         remap_device = np.array([devices.setdefault(k, len(devices)) for k in part.devices], dtype=np.int32)
         columns["node"].append(np.frombuffer(part.node, dtype=np.int32) + offset)
         columns["series"].append(remap_series[np.frombuffer(part.code, dtype=np.int32)])
@@ -112,6 +112,16 @@ def merge(parts: list[Part], skipped: list[tuple[str, str]]) -> Fleet:
                  pd.DataFrame([p for part in parts for p in part.problems],
                               columns=["instance_id", "instance_type", "check", "status", "reason"]),
                  skipped + [item for part in parts for item in part.skipped])
+
+
+def series_row(key: tuple) -> tuple:
+    """A part's series key as SERIES_COLUMNS values; the limit is a decoded struct, a tuple, or None."""
+    *head, limit = key
+    if limit is None:
+        return (*head, None, None, None)
+    if isinstance(limit, tuple):
+        return (*head, *limit)
+    return (*head, limit.comparison, limit.value, limit.unit)
 
 
 def _series_table(series: dict[tuple, int]) -> pd.DataFrame:

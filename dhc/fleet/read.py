@@ -42,7 +42,7 @@ class Part:
     """One batch of files: rows for the nodes, codes and values for the measurements."""
 
     nodes: list[list[Any]] = field(default_factory=list)
-    series: dict[tuple, int] = field(default_factory=dict)  # SERIES_COLUMNS values -> code in this part
+    series: dict[tuple, int] = field(default_factory=dict)  # (type, check, metric, unit, limit) -> code here
     devices: dict[str, int] = field(default_factory=dict)  # "GPU 3", "cpu", "node" -> code in this part
     node: array = field(default_factory=lambda: array("i"))  # row in ``nodes``
     code: array = field(default_factory=lambda: array("i"))  # series code
@@ -52,7 +52,7 @@ class Part:
     checks: Counter = field(default_factory=Counter)  # (instance_type, check, status) -> reports
     problems: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # Failed/Incomplete checks
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    device_keys: dict[tuple[str, int] | None, int] = field(default_factory=dict)  # (kind, index) -> device code
+    device_keys: dict[Any, int] = field(default_factory=dict)  # a decoded device (or None) -> device code
 
     def add(self, node: list[Any], measured: list[tuple], checks: list[tuple[str, str, str]]) -> None:
         """Add one report; a key that cannot be coded raises before anything is added."""
@@ -123,7 +123,7 @@ def _from_dict(document: Any, file: str) -> tuple[list[Any], list[tuple], list[t
         for m in check["measurements"]:
             limit, device = m["limit"] or {}, m["device"]
             label = "node" if not device else (f"GPU {device['index']}" if device["kind"] == "gpu" else device["kind"])
-            key = (m["check"], m["name"], m["unit"], limit.get("comparison"), limit.get("value"), limit.get("unit"))
+            key = (m["check"], m["name"], m["unit"], (limit.get("comparison"), limit.get("value"), limit.get("unit")))
             measured.append((key, label, measured_value(m), m["judgement"]))
     return node, measured, checks
 
@@ -141,27 +141,22 @@ def _add_struct(part: Part, doc: Any, file: str) -> None:
     codes, devices, values, judgements = [], [], [], []
     for check in doc.checks:
         for m in check.measurements:
-            limit, device, value = m.limit, m.device, m.value
-            if value is None or m.non_finite is not None:
+            if m.non_finite is not None:
                 raise ValueError("a non-finite value: the json path decides")
-            key = (itype, m.check, m.name, m.unit, *((limit.comparison, limit.value, limit.unit) if limit else _NO_LIMIT))
+            key = (itype, m.check, m.name, m.unit, m.limit)  # a Limit struct: hashable, expanded in merge
             code = series.get(key)
             codes.append(series.setdefault(key, len(series)) if code is None else code)
-            where = None if device is None else (device.kind, device.index)
-            code = device_keys.get(where)
-            devices.append(_device_code(part, where) if code is None else code)
-            values.append(value)
+            code = device_keys.get(m.device)
+            devices.append(_device_code(part, m.device) if code is None else code)
+            values.append(m.value)
             judgements.append(judgement_code.get(m.judgement, -1))
     part.extend(node, codes, devices, values, judgements, checks)
 
 
-_NO_LIMIT = (None, None, None)
-
-
-def _device_code(part: Part, where: tuple[str, int] | None) -> int:
-    label = "node" if where is None else (f"GPU {where[1]}" if where[0] == "gpu" else where[0])
+def _device_code(part: Part, device: Any) -> int:
+    label = "node" if device is None else (f"GPU {device.index}" if device.kind == "gpu" else device.kind)
     code = part.devices.setdefault(label, len(part.devices))
-    part.device_keys[where] = code
+    part.device_keys[device] = code
     return code
 
 

@@ -10,41 +10,41 @@ from __future__ import annotations
 import msgspec
 
 
-class Value(msgspec.Struct):
+class Value(msgspec.Struct, gc=False):
     value: str | None
 
 
-class Instance(msgspec.Struct):
+class Instance(msgspec.Struct, gc=False):
     instance_id: Value
     region: Value
     node_name: Value
 
 
-class Thresholds(msgspec.Struct):
+class Thresholds(msgspec.Struct, gc=False):
     instance_type: str
 
 
-class Run(msgspec.Struct):
+class Run(msgspec.Struct, gc=False):
     profile: str
     started_at: str
     duration_s: float | None
 
 
-class Device(msgspec.Struct):
+class Device(msgspec.Struct, gc=False, frozen=True):  # frozen: hashable, a dict key as it is
     kind: str
     index: int
 
 
-class Limit(msgspec.Struct):
+class Limit(msgspec.Struct, gc=False, frozen=True):
     comparison: str
     value: float | None
     unit: str | None
 
 
-class Measurement(msgspec.Struct):
+class Measurement(msgspec.Struct, gc=False):
     check: str
     name: str
-    value: float | None
+    value: float  # null (a NaN or infinity, spelled in non_finite) takes the json path
     unit: str
     device: Device | None
     limit: Limit | None
@@ -52,24 +52,24 @@ class Measurement(msgspec.Struct):
     non_finite: str | None = None
 
 
-class Check(msgspec.Struct):
+class Check(msgspec.Struct, gc=False):
     check: str
     status: str
     reason: str
     measurements: list[Measurement]
 
 
-class Reason(msgspec.Struct):
+class Reason(msgspec.Struct, gc=False):
     message: str
 
 
-class Verdict(msgspec.Struct):
+class Verdict(msgspec.Struct, gc=False):
     status: str
     action: str
     reasons: list[Reason]
 
 
-class Report(msgspec.Struct):
+class Report(msgspec.Struct, gc=False):
     schema_version: str
     instance: Instance
     thresholds: Thresholds
