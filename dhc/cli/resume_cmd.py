@@ -73,17 +73,13 @@ def start(args: argparse.Namespace, stop: threading.Event) -> Any:
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from dhc.resume.metrics import ResumeCollector
+    from dhc.resume.metrics import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     running = resumer(args)
     if args.metrics_port:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(ResumeCollector(running.snapshot))
         try:
-            start_http_server(args.metrics_port, "0.0.0.0", registry)
+            serve(running.snapshot, args.metrics_port)
         except OSError as exc:
             print(f"dhc resume: cannot serve metrics on port {args.metrics_port}: {exc}", file=sys.stderr)
             return 2

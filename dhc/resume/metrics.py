@@ -1,6 +1,8 @@
 """Job auto-resume's Prometheus metrics, built at scrape time from the resumer's snapshot.
 
-Registered beside the node controller's collector on ``dhc controller --metrics-port``:
+Registered beside the node controller's collector on ``dhc controller --metrics-port``, or served
+alone by ``dhc resume --metrics-port`` (``serve``); the one module of dhc.resume that imports
+``prometheus_client``:
 
 - ``dhc_jobs_resumed_total``: restarts dhc made after a node fault;
 - ``dhc_jobs_resume_waiting``: interrupted jobs waiting for enough Schedulable nodes now;
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 BUCKETS = (30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)
@@ -37,3 +40,10 @@ class ResumeCollector:
         yield HistogramMetricFamily("dhc_jobs_resume_seconds", "Seconds from a job's interruption by a node fault "
                                     "to all its pods Running again", buckets=[*buckets, ("+Inf", len(seconds))],
                                     sum_value=sum(seconds))
+
+
+def serve(snapshot: Callable[[], dict[str, Any]], port: int, address: str = "0.0.0.0") -> tuple[Any, Any]:
+    """Serve ``/metrics`` for ``dhc resume`` alone, in a daemon thread; (server, thread)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResumeCollector(snapshot))
+    return start_http_server(port, address, registry)
