@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import ConfigError
-from dhc.thresholds.document import _Doc
+from dhc.thresholds.document import PROFILES, _Doc
 from dhc.thresholds.loader import LineDict, load_yaml
 
 STRESS, CONNECTIVITY = "InstanceStress", "InstanceConnectivity"
 CHECK_SETS = {(): (), (STRESS,): (STRESS,), (STRESS, CONNECTIVITY): (STRESS, CONNECTIVITY),
               (CONNECTIVITY, STRESS): (STRESS, CONNECTIVITY)}
-PROFILES, RECOVERY = ("quick", "full"), ("Automatic", "None")
+RECOVERY = ("Automatic", "None")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 SETTINGS = {"OnStartDeepHealthChecks", "profile", "NodeRecovery", "ConnectivityGroupSize", "TopologyLabel"}
 GROUP_KEYS = SETTINGS | {"name", "selector"}
