@@ -59,6 +59,28 @@ def test_a_planted_fault_reaches_no_sink(tmp_path, monkeypatch):
     assert not (tmp_path / "termination-log").exists() and journal.events() == []
 
 
+def test_dhc_run_sends_no_planted_fault_to_a_sink(tmp_path, monkeypatch, capsys):
+    config = configured(tmp_path, "termination", inject="gemm-bitflip")
+    (tmp_path / "out").mkdir()
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
+    run_cmd._deliver(config, document)
+    assert "self-test run with the fault 'gemm-bitflip' planted: no fault log lines emitted" in capsys.readouterr().out
+    assert not (tmp_path / "termination-log").exists() and not (tmp_path / "out" / "dhc.log.jsonl").exists()
+
+
+def test_a_child_with_a_planted_fault_delivers_nothing(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
+    pytester.makepyfile(test_a=PASSING)
+    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
+                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
+                                           "--dhc-inject=gemm-bitflip", "--dhc-sink=termination")
+    assert outcome.ret == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["run"]["inject"]
+    assert not (tmp_path / "termination-log").exists()
+    assert hooks.DELIVERING not in (tmp_path / "out" / report.JOURNAL_NAME).read_text()
+
+
 def test_dhc_run_repeats_what_the_childs_sinks_said_and_never_delivers_again(tmp_path, capsys):
     journal = report.Journal(tmp_path / "journal.jsonl")
     assert not run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t1"}})
