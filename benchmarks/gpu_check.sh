@@ -45,11 +45,17 @@ step "quick InstanceStress on the GPU"
 dhc run --suite InstanceStress --instance-type single-h200 --thresholds "$thresholds" --out "$out/stress" \
   2> "$out/stress-progress.log"
 echo "exit code $? (dcgmi absent here makes stress.dcgm Incomplete, so 3 is expected)"
-"$py" - "$out/stress/report.json" <<'PY'
+"$py" - "$out/stress/report.json" "$thresholds" <<'PY'
 import json, sys
+from dhc import thresholds
 report = json.load(open(sys.argv[1]))
+limits = thresholds.load(sys.argv[2]).resolve("single-h200", "quick")
+print("wall time per check (report.json duration_s) against thresholds.yaml's expected_s and timeout_s:")
 for check in report["checks"]:
-    print(f"{check['check']:<18} {check['status']:<10} {check['reason'][:100]}")
+    timing = limits.timing(check["check"])
+    print(f"{check['check']:<18} {check['status']:<10} {check['duration_s']:8.1f} s  (expected {timing.expected_s:g} s, "
+          f"timeout {timing.timeout_s:g} s)  {check['reason'][:90]}")
+print(f"whole run: {report['run']['duration_s']:.1f} s")
     for m in check["measurements"]:
         if m["name"] in ("tflops_bf16", "copy_bandwidth", "verified_gb_per_s", "tested_gib", "coverage_of_free",
                          "memory_errors", "temperature_c", "gpu_count", "relative_to_median"):
@@ -57,7 +63,7 @@ for check in report["checks"]:
 PY
 
 step "benchmark: GEMM burn vs bare matmul"
-"$py" "$root/benchmarks/gemm.py" --seconds 5 --rounds 3
+"$py" "$root/benchmarks/gemm.py" --seconds 2 --rounds 3
 
 step "benchmark: memtest vs copy bandwidth"
 "$py" "$root/benchmarks/memtest.py" --rounds 2

@@ -193,3 +193,33 @@ def test_the_device_check_path_catches_the_planted_faults(monkeypatch):
     flipped = result.workers[1]
     assert (flipped.mismatched_iterations, flipped.mismatched_words, flipped.first_mismatch_iteration) == (1, 1, 9)
     assert result.workers[0].mismatched_iterations == 0 and result.outvoted == [2]
+
+
+# --- the README's time-to-a-verdict table stays equal to thresholds.yaml ---
+
+def _readme_time_table():
+    from pathlib import Path
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = text.split("### InstanceStress: what is checked, and how long it takes", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip().strip("*`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and all(c.endswith(" s") for c in cells[2:]):
+            rows[cells[0]] = [float(c.removesuffix(" s")) for c in cells[2:]]
+    return rows
+
+
+def test_the_readme_time_table_matches_thresholds_yaml():
+    from dhc import thresholds
+    loaded = thresholds.load()
+    rows = _readme_time_table()
+    for suite in ("InstanceStress", "InstanceConnectivity"):
+        checks = [c for c in thresholds.CATALOGUE if thresholds.suite_of(c) == suite]
+        want = []
+        for profile in ("quick", "full"):
+            limits = loaded.resolve("ml.p5.48xlarge", profile)
+            want += [[limits.timing(c).expected_s, limits.timing(c).timeout_s] for c in checks]
+        for i, check in enumerate(checks):
+            quick, full = want[i], want[i + len(checks)]
+            assert rows[check] == quick + full, f"README row {check} vs thresholds.yaml"
+        assert rows[suite] == [sum(rows[c][k] for c in checks) for k in range(4)], f"README total {suite}"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dhc.kernels.bitwise import differs
+
 WORD = 8  # bytes: patterns are 64-bit words
 GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as a signed 64-bit value: spreads per-tile offsets
 
@@ -159,8 +161,14 @@ def _offset(pattern: _Pattern, tile: int) -> int:
 
 
 def _write(tiles: torch.Tensor, pattern: _Pattern, order: Iterator[int] | range) -> None:
-    if pattern.constant is not None and isinstance(order, range) and len(order) == tiles.shape[0]:
-        tiles.fill_(pattern.constant)  # one pass over the whole chunk
+    if isinstance(order, range) and len(order) == tiles.shape[0]:  # the whole chunk in one pass
+        if pattern.constant is not None:
+            tiles.fill_(pattern.constant)
+        elif pattern.sign:
+            offsets = torch.tensor([_offset(pattern, k) for k in order], dtype=torch.int64, device=tiles.device)
+            torch.add(pattern.template.expand_as(tiles), offsets[:, None], out=tiles)
+        else:
+            tiles.copy_(pattern.template.expand_as(tiles))
         return
     for k in order:
         if pattern.sign:
@@ -175,33 +183,34 @@ def _verify(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, chunk
     full = order is None
     order = list(range(tiles.shape[0]) if order is None else order)
     result.verified_bytes += len(order) * tiles.shape[1] * WORD
+    if tiles.device.type == "cpu":  # tile by tile with memcmp: one read of the tile, the expected tile in cache
+        for k in order:
+            if differs(tiles[k], _expected(pattern, k, scratch)):
+                _locate(tiles, pattern, k, chunk, result, max_listed)
+            if then_write is not None:
+                _write(tiles, then_write, (k,))
+        return
     if full and pattern.constant is not None:
         # the constants repeat one 32-bit half, so one min/max pass over 32-bit words decides
         low, high = (int(x) for x in torch.aminmax(tiles.view(torch.int32)))
-        half = _low_half(pattern.constant)
-        bad = [] if low == high == half else order
-    elif tiles.device.type == "cuda" or then_write is None:  # gather per-tile results, one sync at the end
+        bad = [] if low == high == _low_half(pattern.constant) else order
+    else:  # gather per-tile results, one sync at the end
         found = [_xor_minmax(tiles, pattern, scratch, k) for k in order]
         flags = torch.stack([torch.stack(pair) for pair in found]).ne(0).any(dim=1).nonzero().flatten().tolist()
         bad = [order[i] for i in flags]
-    else:  # a march on the CPU: each tile is checked before it is overwritten
-        bad = []
-        for k in order:
-            low, high = _xor_minmax(tiles, pattern, scratch, k)
-            if int(low) or int(high):
-                _locate(tiles, pattern, k, chunk, result, max_listed)
-            _write(tiles, then_write, (k,))
-        return
     for k in bad:
         _locate(tiles, pattern, k, chunk, result, max_listed)
     if then_write is not None:
         _write(tiles, then_write, order)
 
 
+def _expected(pattern: _Pattern, k: int, scratch: torch.Tensor) -> torch.Tensor:
+    return torch.add(pattern.template, _offset(pattern, k), out=scratch) if pattern.sign else pattern.template
+
+
 def _xor_minmax(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, k: int):
     """min and max of (tile XOR expected) as 32-bit words: both 0 exactly when the tile is right."""
-    expected = torch.add(pattern.template, _offset(pattern, k), out=scratch) if pattern.sign else pattern.template
-    torch.bitwise_xor(tiles[k], expected, out=scratch)
+    torch.bitwise_xor(tiles[k], _expected(pattern, k, scratch), out=scratch)
     return torch.aminmax(scratch.view(torch.int32))
 
 
