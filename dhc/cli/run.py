@@ -30,6 +30,8 @@ from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
 from dhc.errors import DhcError, UsageError
 from dhc.instance import InstanceIdentity
+from dhc.model.codec import ModelError
+from dhc.model.report import Report
 from dhc.probes.environment import software_versions
 from dhc.report.folder import LOG_NAME, PYTEST_LOG_NAME, earlier_run_note
 from dhc.resources import bundled
@@ -179,12 +181,13 @@ def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, id
 
 
 def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
+    """The child's report of this run, when the typed model reads it; else None (rebuilt from the journal)."""
     try:
         document = report.read_json(path)
-    except DhcError:
-        return None  # none, or unreadable: rebuilt from the journal
-    run = document.get("run") if isinstance(document, dict) else None
-    return document if isinstance(run, dict) and run.get("run_id") == run_id else None
+        typed = Report.from_dict(document)
+    except (DhcError, ModelError):
+        return None  # none, unreadable, or not a whole report: never trusted, rebuilt from the journal
+    return document if typed.run.run_id == run_id else None  # type: ignore[no-any-return]
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
