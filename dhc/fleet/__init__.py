@@ -37,8 +37,8 @@ def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tup
         "checks_by_type": analysis.checks_by_type(fleet),
         "failed_checks": analysis.failed_checks(fleet),
         "distributions": analysis.distributions(fleet),
-        "outliers": [_plain(row) for row in suspects.drop(columns="node_row").to_dict("records")],
-        "nodes": [_plain(row) for row in table.to_dict("records")],
+        "outliers": records(suspects.drop(columns="node_row")),
+        "nodes": records(table),
     }
     return document, table
 
@@ -67,13 +67,8 @@ def neutralise(cell: Any) -> Any:
     return cell
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars, NaN and infinities into JSON's types (None for what JSON cannot hold)."""
-    out = {}
-    for key, value in row.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts of JSON's types (NaN and infinities as None), built column by column: fast at 100,000 rows."""
+    columns = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in table[c].tolist()]
+               for c in table.columns]
+    return [dict(zip(table.columns, row, strict=True)) for row in zip(*columns, strict=True)]

@@ -89,6 +89,11 @@ def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
     order = np.argsort(row_group, kind="stable")  # file order kept within a group
     bounds = np.searchsorted(row_group[order], np.arange(groups + 1))
     s = fleet.series
+    first_seen = pd.Series(code).drop_duplicates()  # each series' first row, in file order
+    limited = first_seen[s["limit"].notna().to_numpy()[first_seen.to_numpy()]] if len(s) else first_seen
+    first_limit: dict[int, int] = {}  # group -> the series with a limit seen first in it
+    for c in limited.to_numpy().tolist():
+        first_limit.setdefault(int(numbers[c]), c)
     out = []
     for g in range(groups):
         rows = order[bounds[g]:bounds[g + 1]]
@@ -97,7 +102,7 @@ def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
         if not finite.size:
             continue  # nothing to draw; the nodes still count in the tables
         series = s.iloc[code[rows[0]]]
-        first = _first_limited(s, code[rows])
+        first = s.iloc[first_limit[g]] if g in first_limit else None
         out.append({"instance_type": series["instance_type"], "check": series["check"], "metric": series["metric"],
                     "unit": series["unit"], "count": int(finite.size), "non_finite": int(group_values.size - finite.size),
                     **_figures(finite, bins),
@@ -107,22 +112,14 @@ def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
     return out
 
 
-def _first_limited(series: pd.DataFrame, codes: np.ndarray) -> pd.Series | None:
-    """The series of the first row (in file order) that carries a limit, or None."""
-    present, first_at = np.unique(codes, return_index=True)
-    for c in present[np.argsort(first_at)]:
-        if pd.notna(series["limit"].iat[c]):
-            return series.iloc[c]
-    return None
-
-
 def _figures(values: np.ndarray, bins: int) -> dict[str, Any]:
     scale = float(np.abs(values).max()) or 1.0
-    scaled = values / scale
-    counts_, edges = np.histogram(scaled, bins=min(bins, max(1, len(np.unique(scaled)))))
-    return {"min": float(values.min()), "p5": float(np.percentile(scaled, 5)) * scale,
-            "median": float(np.median(scaled)) * scale, "p95": float(np.percentile(scaled, 95)) * scale,
-            "max": float(values.max()),
+    scaled = np.sort(values / scale)
+    distinct = 1 + int(np.count_nonzero(np.diff(scaled)))
+    counts_, edges = np.histogram(scaled, bins=min(bins, distinct))
+    p5, median, p95 = np.percentile(scaled, [5, 50, 95])
+    return {"min": float(values.min()), "p5": float(p5) * scale, "median": float(median) * scale,
+            "p95": float(p95) * scale, "max": float(values.max()),
             "histogram": {"counts": [int(c) for c in counts_],
                           "edges": [float(e) * scale for e in np.clip(edges, -1.0, 1.0)]}}
 
