@@ -163,3 +163,29 @@ def test_pytest_alone_gets_the_sinks_too(tmp_path):
     assert line["metric"] == "cpu_cores" and line["level"] == "error"
 
 
+
+
+@pytest.mark.slow
+def test_a_rebuilt_report_marks_the_node_once(tmp_path):
+    """The node sink against the emulated API server: one Event, from dhc run, for the report it rebuilt."""
+    pytest.importorskip("kubernetes", reason="the node sink needs the kubernetes client (dhc[kubernetes])")
+    from k8s_emulator import Emulator
+
+    crashing = PASSING + """
+    import os, signal
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check):
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    suites = suites_maker(tmp_path)(a=crashing)
+    with Emulator() as emulator:
+        emulator.add_node("cpu-node", {}, [], "aws:///us-east-2a/i-0aaaabbbbccccdddd")
+        env = {k: v for k, v in dhc_env().items() if not k.startswith("KUBE")}
+        env.update(NODE_NAME="cpu-node", KUBECONFIG=str(emulator.kubeconfig(tmp_path)), DHC_SUITES=str(suites))
+        proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--check",
+                               "stress.gemm", "--sink", "kubernetes", "--out", str(tmp_path / "r")],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 3, proc.stderr
+        assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckIncomplete"]
+        assert proc.stderr.count("node cpu-node marked") == 1
