@@ -55,6 +55,7 @@ def test_relative_paths_become_absolute_for_the_child_that_runs_elsewhere(tmp_pa
     (lambda d: d.update(sinks=["s3"]), "sinks", "expected one of cloudwatch, kubernetes, termination, got 's3'"),
     (lambda d: d["identity"].pop("region"), "identity", "expected an identity object"),
     (lambda d: d.update(version=2), "version", "expected 1, got 2"),
+    (lambda d: d.update(profle="full"), "profle", "unknown key; expected one of version, run_id"),
 ])
 def test_a_bad_config_names_its_file_and_key(configured, tmp_path, edit, key, words):
     config, _ = configured

@@ -67,6 +67,9 @@ class RunConfig:
             raise ConfigError(where, None, "", f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") != CONFIG_VERSION:
             raise ConfigError(where, None, "version", f"expected {CONFIG_VERSION}, got {data.get('version')!r}")
+        unknown = sorted(set(data) - set(_KINDS) - {"version"})
+        if unknown:
+            raise ConfigError(where, None, unknown[0], f"unknown key; expected one of version, {', '.join(_KINDS)}")
         values = {f.name: _field(data, f.name, where) for f in fields(cls)}
         config = cls(**values)
         _check_choices(config, where)
