@@ -35,6 +35,7 @@ class Resumer:
         self.kinds: list[Kind] = []
         self.unserved: list[str] = []  # kinds reported once as not served, then ignored
         self.candidates: dict[str, Candidate] = {}  # pod uid -> a failure not judged yet
+        self.judged: dict[str, None] = {}  # pod uids judged already (the newest 10,000): a later DELETED is no news
         self.pods: dict[str, dict[str, Any]] = {}  # pod uid -> the pod as last seen
         self.resuming: dict[tuple[str, str, str], datetime] = {}  # restarted job -> when it was interrupted
         self.tally: Counter = Counter()  # resumed, given-up/<why>
@@ -102,7 +103,7 @@ class Resumer:
                 self.pods[uid] = pod
             why = state.pod_failure(pod) or ("deleted" if event_type == "DELETED" and
                                              (pod.get("status") or {}).get("phase") != "Succeeded" else "")
-            if why and job and spec.get("nodeName") and uid not in self.candidates:
+            if why and job and spec.get("nodeName") and uid not in self.candidates and uid not in self.judged:
                 self.candidates[uid] = Candidate(kind, meta.get("namespace", ""), job, meta.get("name", ""), uid,
                                                  spec["nodeName"], why, state.failed_at(pod) or datetime.now(UTC))
 
@@ -111,12 +112,12 @@ class Resumer:
         """One pass: judge the failures seen, drive every waiting job; nodes are listed only when needed."""
         jobs = self._opted_in_jobs()
         waiting = [(kind, obj) for kind, obj in jobs.values() if Record.of(obj, self.keys).phase == "waiting"]
+        self.waiting = len(waiting)  # as listed at the start of the pass
         if self.candidates or waiting:
             nodes = {n["metadata"]["name"]: n for n in self.kube.list_nodes()[0]}
             self._judge(jobs, nodes)
             for kind, obj in waiting:
                 self._guarded(kind, obj, lambda o, k=kind: self._wait_or_restart(k, o, nodes))
-        self.waiting = len(waiting)
         self._running_again(jobs)
         self.passes += 1
 
@@ -148,6 +149,9 @@ class Resumer:
             if obj is None or fault or (now - cand.at).total_seconds() > self.settings.window_s:
                 with self.lock:
                     self.candidates.pop(cand.uid, None)  # judged: a node fault, or the job's own failure
+                    self.judged[cand.uid] = None
+                    while len(self.judged) > 10_000:
+                        self.judged.pop(next(iter(self.judged)))
 
     def _guarded(self, kind: Kind, obj: dict[str, Any], decide: Any) -> None:
         """Apply ``decide(obj) -> (patch, after)`` guarded by the job's version; on 409 re-read and decide again."""

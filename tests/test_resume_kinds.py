@@ -1,0 +1,51 @@
+"""Job auto-resume of the other kinds, batch/v1 Job and JobSet, and a cluster that serves no PyTorchJob."""
+
+import json
+import logging
+
+from k8s_workloads import Workloads
+from test_resume import HEALTH, KEYS, Resuming, add_nodes, emulator, record, running, set_health, wait_for
+
+__all__ = ["emulator"]  # the fixture
+
+
+def test_without_the_pytorchjob_api_jobs_are_still_resumed_and_it_is_said_once(emulator, caplog):
+    add_nodes(emulator, ("n0",), unhealthy=("n1",))
+    caplog.set_level(logging.WARNING, logger="dhc.resume")
+    with Workloads(emulator, served=()) as work, Resuming(emulator) as run:
+        work.add("jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {
+            KEYS.enabled: "true"}}, "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
+                "restartPolicy": "Never", "nodeSelector": {HEALTH: "Schedulable"},
+                "containers": [{"name": "c", "image": "x:1"}]}}}})
+        label = "batch.kubernetes.io/job-name"
+        wait_for(lambda: running(work, "etl", label, 1), what="the Job's pod running")
+        set_health(emulator, "n0", "UnschedulablePendingReplacement")
+        work.fail_pod(running(work, "etl", label, 1)[0]["metadata"]["name"], reason="Evicted")
+        wait_for(lambda: record(work, "jobs", "etl").phase == "waiting", what="the Job waiting")
+        assert work.get("jobs", "etl")["spec"]["suspend"] is True
+        set_health(emulator, "n1", "Schedulable")
+        wait_for(lambda: running(work, "etl", label, 1), what="the Job's new pod running")
+        assert running(work, "etl", label, 1)[0]["spec"]["nodeName"] == "n1" and record(work, "jobs", "etl").retries == 1
+        run.passes(3)
+        assert run.resumer.unserved == ["PyTorchJob", "JobSet"]
+        said = [r for r in caplog.records if "does not serve pytorchjobs" in r.getMessage()]
+        assert len(said) == 1
+        assert [r[1] for r in emulator.requests if r[1].startswith("/apis/kubeflow.org")] == ["/apis/kubeflow.org/v1"]
+
+
+def test_a_jobset_is_suspended_and_gets_the_health_selector(emulator):
+    add_nodes(emulator, ("n0",))
+    jobset = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "js", "annotations": {
+        KEYS.enabled: "true", KEYS.add_selector: "true"}}, "spec": {"replicatedJobs": [{"name": "workers", "replicas": 2,
+        "template": {"spec": {"parallelism": 1, "template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}}]}}
+    with Workloads(emulator) as work, Resuming(emulator):
+        work.add("jobsets", jobset)
+        emulator.add_pod("js-workers-0-0", "n0", labels={"jobset.sigs.k8s.io/jobset-name": "js"})
+        set_health(emulator, "n0", "UnschedulablePendingReplacement")
+        work.fail_pod("js-workers-0-0", reason="Evicted")
+        wait_for(lambda: record(work, "jobsets", "js").phase == "waiting", what="the JobSet waiting")
+        spec = work.get("jobsets", "js")["spec"]
+        assert spec["suspend"] is True
+        pod = spec["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {HEALTH: "Schedulable"} and pod["containers"][0]["image"] == "x:1"
+        assert "waiting for 2 Schedulable nodes" in json.dumps(work.get("jobsets", "js")["metadata"]["annotations"])
