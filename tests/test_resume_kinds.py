@@ -4,7 +4,7 @@ import json
 import logging
 
 from k8s_workloads import Workloads
-from test_resume import HEALTH, KEYS, Resuming, add_nodes, emulator, record, running, set_health, wait_for
+from test_resume import HEALTH, KEYS, Resuming, add_nodes, emulator, events, record, running, set_health, wait_for
 
 __all__ = ["emulator"]  # the fixture
 
@@ -49,3 +49,23 @@ def test_a_jobset_is_suspended_and_gets_the_health_selector(emulator):
         pod = spec["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {HEALTH: "Schedulable"} and pod["containers"][0]["image"] == "x:1"
         assert "waiting for 2 Schedulable nodes" in json.dumps(work.get("jobsets", "js")["metadata"]["annotations"])
+
+
+def test_no_capacity_within_the_wait_gives_up_and_a_job_without_the_selector_is_told(emulator):
+    add_nodes(emulator, ("n0",))
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {KEYS.enabled: "true"}},
+           "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
+               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1"}]}}}}
+    with Workloads(emulator) as work, Resuming(emulator, wait_timeout_s=0.5):
+        work.add("jobs", job)
+        label = "batch.kubernetes.io/job-name"
+        wait_for(lambda: running(work, "etl", label, 1), what="the Job's pod running")
+        set_health(emulator, "n0", "UnschedulablePendingReboot")
+        work.fail_pod(running(work, "etl", label, 1)[0]["metadata"]["name"], reason="Evicted")
+        wait_for(lambda: events(emulator, "JobAutoResumeGaveUp"), what="giving up on capacity")
+        [interrupted] = events(emulator, "JobInterruptedByNodeFault")
+        assert "add nodeSelector" in interrupted["message"] and "cannot change" in interrupted["message"]
+        [gave_up] = events(emulator, "JobAutoResumeGaveUp")
+        assert "fewer than 1 Schedulable nodes (0)" in gave_up["message"] and "Evicted" in gave_up["message"]
+        assert work.get("jobs", "etl")["spec"]["suspend"] is True and record(work, "jobs", "etl").retries == 0
+        assert "nodeSelector" not in work.get("jobs", "etl")["spec"]["template"]["spec"]  # immutable: left alone

@@ -101,11 +101,13 @@ class Resumer:
                 self.pods.pop(uid, None)
             else:
                 self.pods[uid] = pod
-            why = state.pod_failure(pod) or ("deleted" if event_type == "DELETED" and
-                                             (pod.get("status") or {}).get("phase") != "Succeeded" else "")
+            failed = state.pod_failure(pod)
+            why = failed or ("deleted" if event_type == "DELETED" and
+                             (pod.get("status") or {}).get("phase") != "Succeeded" else "")
+            at = (state.failed_at(pod) or _created(meta)) if failed else datetime.now(UTC)  # deleted: just now
             if why and job and spec.get("nodeName") and uid not in self.candidates and uid not in self.judged:
                 self.candidates[uid] = Candidate(kind, meta.get("namespace", ""), job, meta.get("name", ""), uid,
-                                                 spec["nodeName"], why, state.failed_at(pod) or datetime.now(UTC))
+                                                 spec["nodeName"], why, at)
 
     # -- one pass --------------------------------------------------------------------------------------
     def step(self) -> None:
@@ -193,8 +195,12 @@ class Resumer:
         status = f"interrupted by a node fault; waiting for {need} Schedulable nodes"
         change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, True),
                              self._selector_change(kind, obj))
+        notes = [bad_limit] + ([f"add nodeSelector {self.keys.health}: Schedulable to the Job's manifest: a "
+                                "started Job's pod template cannot change"] if kind is JOB and
+                               state.missing_selector(kind, obj, self.keys) else [])
         message = (f"pod {cand.pod} on node {cand.node}: {cand.reason}; {fault}. Suspended; waiting for {need} "
-                   f"Schedulable nodes, then restart {record.retries + 1} of {limit}") + (f" ({bad_limit})" if bad_limit else "")
+                   f"Schedulable nodes, then restart {record.retries + 1} of {limit}") + \
+            "".join(f" ({note})" for note in notes if note)
         return change, lambda: self._event(kind, obj, "JobInterruptedByNodeFault", message, True)
 
     def _selector_change(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
@@ -275,3 +281,9 @@ class Resumer:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"tally": dict(self.tally), "waiting": self.waiting, "recoveries": list(self.recoveries)}
+
+
+def _created(meta: dict[str, Any]) -> datetime:
+    """A failure without a time: no later than the pod's creation can say (so a pod failed before the last
+    restart, kept by its Job, never reads as a new interruption); now when even that is missing."""
+    return parse(str(meta.get("creationTimestamp") or "")) or datetime.now(UTC)
