@@ -129,9 +129,20 @@ def test_a_not_ready_candidate_joins_no_group_and_the_rest_form_without_it(emula
         assert sorted(members(emulator, b) for b in batches(emulator)) == [["y0", "y1"], ["y2"]]
 
 
+class PodLister:
+    """The one API call ``regrouped`` may make: the group Job's pods (none here), recorded."""
+
+    def __init__(self):
+        self.asked = []
+
+    def list_pods(self, namespace, label_selector, field_selector=""):
+        self.asked.append(label_selector)
+        return []
+
+
 def controller_with(nodes, job):
     settings = ControllerSettings(jobs=JobSettings(namespace="dhc", image="dhc-node:test"))
-    controller = Controller(None, thresholds.load(), settings)  # type: ignore[arg-type]  # no API call made here
+    controller = Controller(PodLister(), thresholds.load(), settings)  # type: ignore[arg-type]
     for node in nodes:
         controller.nodes[node["metadata"]["name"]] = node
     controller.jobs[job["metadata"]["name"]] = job
@@ -143,14 +154,18 @@ def a_node(name, **status):
 
 
 def test_a_group_job_that_ended_after_losing_a_member_gives_the_survivors_the_same_try():
-    job = {"metadata": {"name": "dhc-fabric-abc-a1", "annotations": {NODES_ANNOTATION: "s0,s1,s2"}}}
+    job = {"metadata": {"name": "dhc-fabric-abc-a1", "namespace": "dhc", "annotations": {NODES_ANNOTATION: "s0,s1,s2"}}}
     ended = reconcile.Decision(reconcile.ENDED, 1, 1, "BackoffLimitExceeded", "dhc-fabric-abc-a1", reconcile.REBATCH)
     gone = controller_with([a_node("s0"), a_node("s1")], job)  # s2 was deleted
     again = gone.regrouped("s0", ended)
     assert again is not None and (again.kind, again.attempt) == (reconcile.REBATCH, 1)
     assert "lost a member (s2: the node was deleted); re-forming without it, this try not counted" in again.reason
     whole = controller_with([a_node("s0"), a_node("s1"), a_node("s2")], job)
-    assert whole.regrouped("s0", ended) is None  # nobody lost: an ordinary try, counted (reconcile.next_try)
+    assert whole.regrouped("s0", ended) is None  # nobody lost, no pod died first: an ordinary try, counted
+    assert whole.kube.asked == ["batch.kubernetes.io/job-name=dhc-fabric-abc-a1"] and gone.kube.asked == []
+    timed_out = dict(job, status={"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]})
+    late = controller_with([a_node("s0"), a_node("s1"), a_node("s2")], timed_out)
+    assert late.regrouped("s0", ended) is None and late.kube.asked == []  # ran out of time as a whole: no culprit
     down = a_node("s0", conditions=[{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}])
     assert controller_with([down, a_node("s1")], job).regrouped("s0", ended) is None  # lost itself: its own try
 
@@ -166,3 +181,57 @@ def test_the_controller_refuses_impossible_group_options_before_it_touches_the_c
     proc = dhc("controller", "--image", "dhc-node:1.0", "--metrics-port", "0", *args, timeout=60)
     no_traceback(proc)
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+
+
+def ended_pod(emulator, job, node, at, message_text=None, code=1, reason="Error"):
+    """A pod of the group's Job that ended at ``at`` (the kubelet's finishedAt)."""
+    pod = emulator.run_pod(job, node, message_text, code, reason)
+    with emulator.lock:
+        emulator.pods[pod]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = at
+    return pod
+
+
+def test_a_group_whose_one_pod_died_first_re_forms_without_that_node_and_charges_it_alone(emulator):
+    from test_controller import document
+
+    from dhc.k8s import message
+
+    names = ["z0", "z1", "z2"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-z"), status=copy.deepcopy(P5_STATUS))
+    with Running(emulator, batch_window_s=0.3):
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group of three")
+        [first] = batches(emulator)
+        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == first for n in names), what="in the group")
+        ended_pod(emulator, first, "z0", "2026-11-30T10:00:00Z", None, 137, "OOMKilled")  # died on its own
+        peer_lost = message.encode(document("Incomplete"), "final")  # the others saw their peer go
+        for name in ("z1", "z2"):
+            ended_pod(emulator, first, name, "2026-11-30T10:00:07Z", peer_lost, message.EXIT_CODES["Incomplete"])
+        emulator.finish_job(first, succeeded=False, reason="BackoffLimitExceeded", message="Job has reached the "
+                            "specified backoff limit")
+        wait_for(lambda: len(batches(emulator)) == 2, what="the survivors' new group")
+        second = next(b for b in batches(emulator) if b != first)
+        assert sorted(members(emulator, second)) == ["z1", "z2"] and second.endswith("-a1")  # the same try
+        wait_for(lambda: annotations(emulator, "z0").get(KEYS.attempts) == "2", what="z0's own next try")
+    assert "its pod" in annotations(emulator, "z1")[KEYS.reasons] and \
+        "exited 137 (OOMKilled) without a verdict, first in its group" in annotations(emulator, "z1")[KEYS.reasons]
+    assert annotations(emulator, "z1")[KEYS.attempts] == "1" and "z0" not in members(emulator, second)
+
+
+def test_first_deaths_name_the_pod_that_died_first_on_its_own_and_nothing_when_it_cannot_be_told():
+    from dhc.controller.batches import first_deaths
+
+    job = {"metadata": {"name": "g", "uid": "u", "annotations": {NODES_ANNOTATION: "a,b,c"}}}
+
+    def pod(node, at, code=1, text=None, owner="u"):
+        ended = {"exitCode": code, "reason": "Error", "finishedAt": at} | ({"message": text} if text else {})
+        return {"metadata": {"name": f"g-{node}", "ownerReferences": [{"uid": owner, "controller": True}]},
+                "spec": {"nodeName": node}, "status": {"containerStatuses": [{"name": "dhc", "state": {
+                    "terminated": ended}}]}}
+
+    t0, t1 = "2026-11-30T10:00:00Z", "2026-11-30T10:00:09Z"
+    assert list(first_deaths([pod("a", t0), pod("b", t1), pod("c", t1, 3, "verdict")], job)) == ["a"]
+    assert first_deaths([pod("a", t0), pod("b", t0), pod("c", t0)], job) == {}  # all at once: the group failed
+    assert first_deaths([pod("a", "soon"), pod("b", t1)], job) == {}  # a time that cannot be read
+    assert first_deaths([pod("a", t0, owner="other"), pod("b", t1, 0)], job) == {}  # not its pod; a clean exit

@@ -7,7 +7,10 @@ Job (``jobs.batch_manifests``) and marks its nodes InProgress at the connectivit
 is gone, NotReady or Failed joins no group; one lost from a group whose Job runs dissolves it: the
 others go back to the candidates at the same try and re-form without it (its loss is not theirs),
 and the lost node gets its own next try (``reconcile.next_try``). A group's Job that ended without
-a verdict for a node while another member was lost re-forms the same way (``regrouped``).
+a verdict for a node re-forms the same way (``regrouped``) when another member was lost, or when
+another member's pod died first on its own (``first_deaths``: a non-zero exit without a verdict
+before any other); a Job that ran out of time, or whose pods all died at once, has no culprit and
+every member's try counts. A lost node is held out of groups until its survivors are in a new one.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from dataclasses import replace
 from typing import Any
 
 from dhc.controller import reconcile
-from dhc.controller.jobs import NODES_ANNOTATION, STAGE_ANNOTATION, batch_manifests
+from dhc.controller.jobs import CONTAINER, NODES_ANNOTATION, STAGE_ANNOTATION, batch_manifests
 from dhc.controller.nodeinfo import allocatable as _allocatable
 from dhc.controller.nodeinfo import attempts as _attempts
 from dhc.controller.requests import Requests
 from dhc.controller.topology import Candidate, Grouping, form, path, places
+from dhc.controller.verdicts import JOB_NAME_LABEL
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound
 
@@ -65,6 +69,10 @@ class Batches:
     # and group(node), count(what, kind), _type(itype), _deadline(itype, profile, suite), _decide(node),
     # _rebatch(name, decision), _give_up(name, decision)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._apart: dict[str, tuple[frozenset[str], str, float]] = {}  # culprit -> (survivors, their old group, until)
+
     def background(self) -> list[tuple[str, Any]]:
         on_demand = Requests(self, self.settings.jobs.namespace, self.settings.requests_poll_s)  # type: ignore[arg-type]
         return [("batcher", self._batcher)] + ([("requests", on_demand.run)] if self.settings.requests_poll_s else [])
@@ -87,8 +95,8 @@ class Batches:
                     continue
                 labels = node["metadata"].get("labels") or {}
                 itype = labels.get(INSTANCE_TYPE_LABEL)
-                if lost(node, self.keys) or itype not in self.thresholds.names:  # an unknown type never passed stress
-                    continue
+                if lost(node, self.keys) or itype not in self.thresholds.names or self._held_apart(name):
+                    continue  # (an unknown type never passed its stress stage)
                 group = self.group(node)  # type: ignore[attr-defined]
                 candidate = Candidate(name, (itype, group.profile), labels, since)
                 by_grouping.setdefault(self.grouping(group), []).append(candidate)
@@ -127,14 +135,19 @@ class Batches:
 
     # -- a group that lost a member re-forms without it ----------------------------------------------
     def regrouped(self, name: str, ended: reconcile.Decision) -> reconcile.Decision | None:
-        """A group's Job ended without a verdict for ``name`` while another member was lost: the same try
-        again in a group without it (None when no other member was lost, or ``name`` is lost itself)."""
+        """A group's Job ended without a verdict for ``name`` while another member was lost, or another
+        member's pod died first: the same try again in a group without it (None when no other member was
+        lost, or ``name`` is lost itself). Reads the Job's pods only when no member is lost by its node."""
         job = self.jobs.get(ended.job) if ended.again == reconcile.REBATCH else None
         if job is None or lost(self.nodes.get(name), self.keys):
             return None
         gone = {m: why for m in members(job) if m != name and (why := lost(self.nodes.get(m), self.keys))}
-        if not gone:
+        if not gone and not reconcile.job_state(job)[1].startswith("DeadlineExceeded"):  # all timed out: no culprit
+            meta = job["metadata"]
+            gone = first_deaths(self.kube.list_pods(meta["namespace"], f"{JOB_NAME_LABEL}={meta['name']}"), job)
+        if not gone or name in gone:
             return None
+        self._keep_apart(gone, members(job), job["metadata"]["name"])
         return reconcile.Decision(reconcile.REBATCH, ended.generation, ended.attempt, _regroup_reason(job, gone))
 
     def _dissolve_broken(self) -> None:
@@ -161,10 +174,30 @@ class Batches:
             self.candidates[member] = ripe
             self.kube.node_event(patched, "DeepHealthCheckRegroup", why, warning=False,
                                  namespace=self.settings.jobs.namespace)
+        self._keep_apart(gone, members(job), name)
         for member, reason in gone.items():
             self._charge(member, name, reason)
         self._delete_job(job)
         log.warning("%s", why)
+
+    def _keep_apart(self, gone: dict[str, str], everyone: list[str], job: str) -> None:
+        """Hold the lost members out of groups until the survivors are in a new one (or alone_after_s passed):
+        a lost node whose node is fine (its pod died) must not re-form the same group with them."""
+        until = time.monotonic() + (self.settings.grouping.alone_after_s or 5 * self.settings.batch_window_s)
+        for member in gone:
+            self._apart[member] = (frozenset(everyone) - set(gone), job, until)
+
+    def _held_apart(self, name: str) -> bool:
+        held = self._apart.get(name)
+        if held is None:
+            return False
+        survivors, job, until = held
+        waiting = [s for s in survivors if s in self.nodes and self._batch_of(s) in ("", job)]
+        if waiting and time.monotonic() < until:
+            return True
+        if self._apart.get(name) is held:  # not one a worker set since
+            self._apart.pop(name, None)
+        return False
 
     def _batch_of(self, member: str) -> str:
         """The group a node is in now ('' when none): only a node still at the connectivity stage is in one."""
@@ -195,6 +228,27 @@ class Batches:
             except K8sNotFound:
                 pass
         self.jobs.pop(name, None)
+
+
+def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, str]:
+    """The members whose group pod died first on its own: it ended without a verdict (a non-zero exit, no
+    termination message) before any other pod ended so. {} when that cannot be told: no such pod, a time
+    that cannot be read, or every member's pod died so at once (the group failed as a whole)."""
+    uid, deaths = job["metadata"].get("uid"), []
+    for pod in pods:
+        owners = [r.get("uid") for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        ended = next(((c.get("state") or {}).get("terminated") for c in statuses if c.get("name") == CONTAINER), None)
+        if (uid and uid not in owners) or not ended or ended.get("message") or ended.get("exitCode") == 0:
+            continue
+        why = f"its pod {pod['metadata']['name']} exited {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})" \
+            " without a verdict, first in its group"
+        deaths.append((scheme.parse_time(ended.get("finishedAt")), (pod.get("spec") or {}).get("nodeName", ""), why))
+    if not deaths or any(at is None for at, _, _ in deaths):
+        return {}
+    first = min(at for at, _, _ in deaths)  # type: ignore[type-var]
+    culprits = {node: why for at, node, why in deaths if at == first and node}
+    return culprits if len(culprits) < len(members(job)) else {}
 
 
 def _regroup_reason(job: dict[str, Any], gone: dict[str, str]) -> str:
