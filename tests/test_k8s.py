@@ -15,6 +15,7 @@ from test_report import report_with_verdict  # noqa: E402
 
 from dhc.k8s import scheme  # noqa: E402
 from dhc.k8s.client import K8sError, K8sNotFound, Kube  # noqa: E402
+from dhc.model import Device  # noqa: E402
 from dhc.sinks.node import write_verdict  # noqa: E402
 
 PREFIX = "sagemaker.amazonaws.com"
@@ -67,7 +68,8 @@ def test_ops_touch_only_dhcs_keys():
 def test_reasons_annotation_is_bounded():
     many = [dict(GPU3_FAULT, message="x" * 2000) for _ in range(50)]
     text = scheme.reasons_text(document("Failed", "Replace", many))
-    assert len(text) <= scheme.MAX_ANNOTATION_CHARS and json.loads(text)["truncated"] is True
+    shown = json.loads(text)
+    assert len(text) <= scheme.MAX_ANNOTATION_CHARS and shown["truncated"] == 50 - len(shown["reasons"]) > 0
 
 
 @pytest.fixture
@@ -212,8 +214,8 @@ def test_the_verdict_message_round_trips():
     verdict = message.decode(text)
     assert (verdict.status, verdict.action, verdict.stage, verdict.run_id, verdict.instance_type) == (
         "Failed", "Replace", "stress", "r1", "p5.48xlarge")
-    assert verdict.reasons[0]["gpu"] == {"index": 3, "uuid": "GPU-3", "serial": "S3", "pci_bus_id": "00000000:86:00.0"}
-    assert verdict.reasons[0]["value"] == 612.0 and verdict.truncated == 0
+    assert verdict.reasons[0].device == Device("gpu", 3, uuid="GPU-3", serial="S3", pci_bus_id="00000000:86:00.0")
+    assert verdict.reasons[0].value == 612.0 and verdict.truncated == 0
 
 
 def test_a_long_verdict_is_cut_to_fit_the_4096_bytes_kubernetes_keeps():
@@ -222,7 +224,7 @@ def test_a_long_verdict_is_cut_to_fit_the_4096_bytes_kubernetes_keeps():
     verdict = message.decode(text)
     assert len(text.encode()) <= 4096 and verdict.status == "Failed"
     assert 0 < len(verdict.reasons) < 60 and verdict.truncated == 60 - len(verdict.reasons)
-    assert verdict.reasons[0]["message"].endswith("...")
+    assert verdict.reasons[0].message.endswith("...")
 
 
 @pytest.mark.parametrize(("text", "why"), [
@@ -236,6 +238,9 @@ def test_a_long_verdict_is_cut_to_fit_the_4096_bytes_kubernetes_keeps():
      ' "instance_type": "p5.48xlarge", "reasons": "none"}', "verdict reasons: expected a list of objects"),
     ('{"dhc": 1, "status": "Passed", "action": "None", "stage": "final", "run_id": "", "instance_id": "i"}',
      "verdict run_id: expected a non-empty string"),
+    ('{"dhc": 1, "status": "Failed", "action": "Replace", "stage": "final", "run_id": "r", "instance_id": "i",'
+     ' "instance_type": "p5.48xlarge", "reasons": [{"check": "stress.gemm", "status": "Broken", "action": "Replace",'
+     ' "message": "m"}]}', "verdict reasons[0].status: expected one of Passed, Failed, Incomplete, Skipped, got 'Broken'"),
 ])
 def test_a_message_that_is_not_a_verdict_is_named_never_guessed(text, why):
     with pytest.raises(message.MessageError) as caught:

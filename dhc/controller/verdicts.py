@@ -97,7 +97,7 @@ def _plain(instance_type: str) -> str:
 def _incomplete(outcome: Outcome) -> str:
     verdict = outcome.verdict
     assert verdict is not None
-    reasons = "; ".join(str(r.get("message")) for r in verdict.reasons[:3]) or "no reason given"
+    reasons = "; ".join(r.message for r in verdict.reasons[:3]) or "no reason given"
     return f"the check in pod {outcome.pod} came out Incomplete: {reasons}"
 
 
@@ -154,7 +154,7 @@ def apply(kube: Kube, keys: scheme.Keys, node: str, job: dict[str, Any], outcome
     summary = f"deep health check {verdict.status} on {_instance_id(patched) or verdict.instance_id} " \
               f"(run {verdict.run_id}, pod {outcome.pod})"
     if verdict.reasons:
-        summary += ": " + "; ".join(str(r.get("message")) for r in verdict.reasons[:3])
+        summary += ": " + "; ".join(r.message for r in verdict.reasons[:3])
     if (mark := scheme.agent_mark(patched, keys)) and verdict.status == "Passed":
         summary += f"; the node stays {mark}: dhc agent marked it during the check ({keys.agent_reasons})"
     reason = f"DeepHealthCheck{verdict.status}" if final else f"DeepHealthCheckStress{verdict.status}"

@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dhc.k8s.scheme import gpu_ids
+from dhc.k8s.scheme import gpu_ids, reasons_annotation
 from dhc.model import Finding
-from dhc.model.codec import non_finite
+from dhc.model.codec import ModelError, load, non_finite
 from dhc.model.report import Report
 
 MAX_BYTES = 4096
@@ -44,14 +44,13 @@ class PodVerdict:
     run_id: str
     instance_id: str
     instance_type: str
-    reasons: tuple[dict[str, Any], ...]
+    reasons: tuple[Finding, ...]  # typed as a report's (a GPU's ids as its device)
     truncated: int = 0  # reasons left out to fit in 4096 bytes
 
     def reasons_text(self, instance_id: str | None = None) -> str:
-        """The node annotation's JSON: the same fields the node-side sink writes."""
-        head = {"verdict": self.status, "action": self.action, "instance_id": instance_id or self.instance_id,
-                "instance_type": self.instance_type, "run_id": self.run_id, "reasons": list(self.reasons)}
-        return json.dumps(head | ({"truncated": self.truncated} if self.truncated else {}), separators=(",", ":"))
+        """The node annotation's JSON, as the node-side sink writes it for a report (``scheme.reasons_annotation``)."""
+        return reasons_annotation(self.status, self.action, instance_id or self.instance_id, self.instance_type,
+                                  self.run_id, self.reasons, self.truncated)
 
 
 def encode(report: Report | dict[str, Any], stage: str) -> str:
@@ -114,8 +113,20 @@ def _text(doc: dict[str, Any], key: str) -> str:
     return value
 
 
-def _reasons(doc: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+def _reasons(doc: dict[str, Any]) -> tuple[Finding, ...]:
     reasons = doc.get("reasons")
     if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
         raise MessageError(f"verdict reasons: expected a list of objects, got {str(reasons)[:60]!r}")
-    return tuple(reasons)
+    return tuple(_finding(r, i) for i, r in enumerate(reasons))
+
+
+def _finding(reason: dict[str, Any], index: int) -> Finding:
+    """A short reason read back as the model's Finding; MessageError names the key that does not fit."""
+    data = {k: v for k, v in reason.items() if k in (*_REASON_KEYS, "message")}
+    gpu = reason.get("gpu")
+    if gpu is not None:
+        data["device"] = {"kind": "gpu", **gpu} if isinstance(gpu, dict) else gpu
+    try:
+        return load(Finding, data, f"verdict reasons[{index}]")  # type: ignore[no-any-return]
+    except ModelError as exc:
+        raise MessageError(str(exc)) from None

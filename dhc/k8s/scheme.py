@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,17 +81,29 @@ def state_for(status: str, action: str, final: bool, reasons: str = "") -> NodeS
 
 
 def reasons_text(report: Report | dict[str, Any], instance_id: str | None = None) -> str:
+    """The reasons annotation of a run's report (the node-side sink)."""
     typed = Report.of(report)
     instance, verdict = typed.instance, typed.verdict
-    head = {"verdict": verdict.status.value, "action": verdict.action.value,
-            "instance_id": instance_id or instance.instance_id.value,
-            "instance_type": instance.instance_type.value, "run_id": typed.run.run_id}
-    reasons = [_reason(r) for r in verdict.reasons]
-    text = json.dumps(head | {"reasons": reasons}, separators=(",", ":"))
-    while len(text) > MAX_ANNOTATION_CHARS and reasons:
-        reasons = reasons[:-1]
-        text = json.dumps(head | {"reasons": reasons, "truncated": True}, separators=(",", ":"))
-    return text
+    return reasons_annotation(verdict.status, verdict.action, instance_id or instance.instance_id.value,
+                              instance.instance_type.value, typed.run.run_id, verdict.reasons)
+
+
+def reasons_annotation(status: str, action: str, instance_id: str | None, instance_type: str | None, run_id: str,
+                       reasons: Sequence[Finding], left_out: int = 0) -> str:
+    """The reasons annotation's JSON, the same whoever writes the node (the node-side sink or the controller).
+
+    Cut to MAX_ANNOTATION_CHARS from the end; ``truncated`` counts the reasons left out (``left_out`` of
+    them before this, e.g. to fit a termination message)."""
+    head = {"verdict": str(status), "action": str(action), "instance_id": instance_id, "instance_type": instance_type,
+            "run_id": run_id}
+    rows = [_reason(r) for r in reasons]
+    kept = len(rows)
+    while True:
+        cut = left_out + len(rows) - kept
+        text = json.dumps(head | {"reasons": rows[:kept]} | ({"truncated": cut} if cut else {}), separators=(",", ":"))
+        if len(text) <= MAX_ANNOTATION_CHARS or kept == 0:
+            return text
+        kept -= 1
 
 
 def _reason(r: Finding) -> dict[str, Any]:
