@@ -26,7 +26,7 @@ from dhc.controller.jobs import CONTAINER, NODES_ANNOTATION, STAGE_ANNOTATION, b
 from dhc.controller.nodeinfo import allocatable as _allocatable
 from dhc.controller.nodeinfo import attempts as _attempts
 from dhc.controller.requests import Requests
-from dhc.controller.topology import Candidate, Grouping, form, path, places
+from dhc.controller.topology import ALONE_AFTER_WINDOWS, Candidate, Grouping, form, path, places
 from dhc.controller.verdicts import JOB_NAME_LABEL
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sError, K8sNotFound
@@ -183,7 +183,10 @@ class Batches:
     def _keep_apart(self, gone: dict[str, str], everyone: list[str], job: str) -> None:
         """Hold the lost members out of groups until the survivors are in a new one (or alone_after_s passed):
         a lost node whose node is fine (its pod died) must not re-form the same group with them."""
-        until = time.monotonic() + (self.settings.grouping.alone_after_s or 5 * self.settings.batch_window_s)
+        grouping: Grouping = self.settings.grouping
+        wait = ALONE_AFTER_WINDOWS * self.settings.batch_window_s if grouping.alone_after_s is None \
+            else grouping.alone_after_s
+        until = time.monotonic() + wait
         for member in gone:
             self._apart[member] = (frozenset(everyone) - set(gone), job, until)
 
@@ -247,7 +250,7 @@ def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, s
     if not deaths or any(at is None for at, _, _ in deaths):
         return {}
     first = min(at for at, _, _ in deaths)  # type: ignore[type-var]
-    culprits = {node: why for at, node, why in deaths if at == first and node}
+    culprits = {node: why for at, node, why in deaths if at == first and node in members(job)}
     return culprits if len(culprits) < len(members(job)) else {}
 
 
