@@ -69,3 +69,13 @@ def test_no_capacity_within_the_wait_gives_up_and_a_job_without_the_selector_is_
         assert "fewer than 1 Schedulable nodes (0)" in gave_up["message"] and "Evicted" in gave_up["message"]
         assert work.get("jobs", "etl")["spec"]["suspend"] is True and record(work, "jobs", "etl").retries == 0
         assert "nodeSelector" not in work.get("jobs", "etl")["spec"]["template"]["spec"]  # immutable: left alone
+
+
+def test_an_api_that_cannot_answer_discovery_is_asked_again(emulator, caplog):
+    add_nodes(emulator, ("n0",))
+    caplog.set_level(logging.WARNING, logger="dhc.resume")
+    emulator.fail_next("GET", "/apis/kubeflow.org/v1", 403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
+    with Workloads(emulator), Resuming(emulator) as run:  # it waits for every served kind to be watched
+        assert [k.kind for k in run.resumer.kinds] == ["PyTorchJob", "Job", "JobSet"] and run.resumer.unserved == []
+    said = [r.getMessage() for r in caplog.records if "cannot ask which kinds" in r.getMessage()]
+    assert len(said) == 1 and "403" in said[0]

@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser, alone: bool = False) -> None:
     group.add_argument("--resume-add-node-selector", action="store_true",
                        help="add the health nodeSelector to every interrupted job, asked by annotation or not")
     if alone:
-        group.add_argument("--metrics-port", type=int, default=9401, metavar="PORT",
-                           help="serve Prometheus metrics on PORT at /metrics (default: 9401; 0: off)")
+        from dhc.cli.controller_cmd import _port
+
+        group.add_argument("--metrics-port", type=_port, default=9402, metavar="PORT",
+                           help="serve Prometheus metrics on PORT at /metrics (default: 9402; 0: off)")
 
 
 def resumer(args: argparse.Namespace, kube: Any | None = None) -> Any:

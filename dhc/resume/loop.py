@@ -47,7 +47,10 @@ class Resumer:
 
     # -- running ---------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self.discover()
+        """Until ``stop``: discover the kinds (retried while the API cannot answer), watch, pass every poll_s.
+        A pass that fails is logged and the next one tries again: the loop never dies with the controller up."""
+        while not self._discovered(stop):
+            stop.wait(5.0)
         threads = [threading.Thread(target=self._watch, args=(kind, stop), daemon=True, name=f"resume-{kind.plural}")
                    for kind in self.kinds]
         for thread in threads:
@@ -57,13 +60,20 @@ class Resumer:
                 self.step()
             except K8sError as exc:
                 log.warning("job auto-resume pass failed (%s); next pass in %.0f s", exc, self.settings.poll_s)
+            except Exception:  # an object no rule here foresaw: said with its stack, never the loop's end
+                log.exception("job auto-resume pass failed; next pass in %.0f s", self.settings.poll_s)
 
-    def discover(self) -> None:
+    def _discovered(self, stop: threading.Event) -> bool:
+        try:
+            served = [kind for kind in KINDS if kind is JOB or workloads.served(self.kube, kind)]
+        except K8sError as exc:
+            log.warning("job auto-resume: cannot ask which kinds the cluster serves (%s); asking again in 5 s", exc)
+            return stop.is_set()
+        self.kinds = served
         for kind in KINDS:
-            if kind is JOB or workloads.served(self.kube, kind):
-                self.kinds.append(kind)
-            else:
+            if kind not in served:
                 self._unserved(kind)
+        return True
 
     def _unserved(self, kind: Kind) -> None:
         if kind.kind not in self.unserved:
@@ -92,6 +102,10 @@ class Resumer:
             except K8sError as exc:
                 log.info("watch pods of %s interrupted (%s); resuming", kind.plural, exc)
                 time.sleep(0.5)
+            except Exception:  # a pod no rule here foresaw: list again rather than stop watching
+                log.exception("watch pods of %s failed; listing again", kind.plural)
+                version = ""
+                time.sleep(1.0)
 
     def _observe(self, kind: Kind, event_type: str, pod: dict[str, Any]) -> None:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
@@ -104,7 +118,7 @@ class Resumer:
             failed = state.pod_failure(pod)
             why = failed or ("deleted" if event_type == "DELETED" and
                              (pod.get("status") or {}).get("phase") != "Succeeded" else "")
-            at = (state.failed_at(pod) or _created(meta)) if failed else datetime.now(UTC)  # deleted: just now
+            at = (state.failed_at(pod) or state.created_at(meta)) if failed else datetime.now(UTC)  # deleted: just now
             if why and job and spec.get("nodeName") and uid not in self.candidates and uid not in self.judged:
                 self.candidates[uid] = Candidate(kind, meta.get("namespace", ""), job, meta.get("name", ""), uid,
                                                  spec["nodeName"], why, at)
@@ -281,9 +295,3 @@ class Resumer:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"tally": dict(self.tally), "waiting": self.waiting, "recoveries": list(self.recoveries)}
-
-
-def _created(meta: dict[str, Any]) -> datetime:
-    """A failure without a time: no later than the pod's creation can say (so a pod failed before the last
-    restart, kept by its Job, never reads as a new interruption); now when even that is missing."""
-    return parse(str(meta.get("creationTimestamp") or "")) or datetime.now(UTC)

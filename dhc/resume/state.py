@@ -256,3 +256,11 @@ def before(moment: datetime, since: str) -> bool:
     """Whether ``moment`` is before the time ``since`` names (False when it names none)."""
     started = parse(since)
     return started is not None and moment < started
+
+
+def created_at(meta: dict[str, Any]) -> datetime:
+    """A failure without a time: no later than the pod's creation can say (so a pod failed before the last
+    restart, kept by its Job, never reads as a new interruption); now when even that is missing."""
+    from datetime import UTC
+
+    return parse(str(meta.get("creationTimestamp") or "")) or datetime.now(UTC)
