@@ -18,18 +18,12 @@ def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
     for lost in getattr(dhc_devices, "lost", ()):  # never a quiet 7-rank all-reduce on an 8-GPU type
         dhc_check.fault(f"left out of the all-reduce: {lost}", lost.device, lost.action)
     node_type = dhc_limits.instance_type
-    cpu_ranks = dhc_check.setting("cpu_ranks")
-    _require_shm(dhc_check.settings, len(dhc_devices) if node_type.gpus else cpu_ranks)
+    world = len(dhc_devices) if node_type.gpus else dhc_check.setting("cpu_ranks")  # this node's ranks
+    _require_shm(dhc_check.settings, world)
     if node_type.gpus and dhc_run.settings.nccl_tests:
         return _with_nccl_tests(dhc_check, dhc_devices, dhc_run)
     allreduce, launch, plan = _engine()
-    sizes = tuple(allreduce.sweep_sizes(8, dhc_check.setting("max_bytes")))
-    if node_type.gpus:
-        _require_cuda()
-    ranks = plan.Ranks(len(dhc_devices), "nccl", "cuda", sizes) if node_type.gpus else \
-        plan.Ranks(cpu_ranks, "gloo", "cpu", sizes)
-    if ranks.world < 2:
-        raise NotApplicable(f"{ranks.world} device: no all-reduce within the node to measure")
+    ranks = _ranks(dhc_check, allreduce, plan, node_type.gpus > 0, world)
     group = dhc_run.settings
     node = plan.Node(node_type.gpus, node_type.efa, node_type.nvlinks_per_gpu, dhc_run.out, group.nodes,
                      group.node_index, group.rendezvous)
@@ -44,6 +38,17 @@ def test_allreduce_within_node(dhc_check, dhc_limits, dhc_devices, dhc_run):
             raise CheckIncomplete(budgets[run.name].reason(f"{run.metric}: {exc}")) from None
         if run.prove:
             _prove_transport(dhc_check, dhc_run.out, run.prove, node_type)
+
+
+def _ranks(dhc_check, allreduce, plan, on_gpus, world):
+    """One rank per GPU over NCCL, or local CPU ranks over gloo on a type without GPUs; at least two."""
+    sizes = tuple(allreduce.sweep_sizes(8, dhc_check.setting("max_bytes")))
+    if on_gpus:
+        _require_cuda()
+    ranks = plan.Ranks(world, "nccl", "cuda", sizes) if on_gpus else plan.Ranks(world, "gloo", "cpu", sizes)
+    if ranks.world < 2:
+        raise NotApplicable(f"{ranks.world} device: no all-reduce within the node to measure")
+    return ranks
 
 
 def _record(dhc_check, measured):
