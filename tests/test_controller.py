@@ -540,3 +540,20 @@ def test_no_two_workers_reconcile_one_node_at_once(emulator):
         for index in range(3):
             run.settled(f"gpu-{index}", "nothing", times=3)
     assert overlaps == []
+
+
+def test_a_patch_from_a_stale_cached_node_reads_the_node_and_clobbers_nothing(emulator):
+    emulator.add_node("gpu-a", dict(P5))
+    kube = Kube(client.ApiClient(client.Configuration(host=emulator.url)), timeout_s=5, backoff_s=0.01)
+    stale = kube.node("gpu-a")
+    emulator.set_node_labels("gpu-a", {"team": "llm"})  # someone else wrote since the cache saw it
+
+    def label_x(node):
+        return [] if node["metadata"]["labels"].get("x") == "y" else \
+            [{"op": "add", "path": "/metadata/labels/x", "value": "y"}]
+
+    patched = kube.patch_node("gpu-a", label_x, current=stale)
+    assert patched["metadata"]["labels"] == dict(P5, team="llm", x="y")
+    emulator.set_node_labels("gpu-a", {"x": "z"})
+    again = kube.patch_node("gpu-a", label_x, current=patched)  # the cache says nothing to do: not trusted
+    assert again["metadata"]["labels"]["x"] == "y" and emulator.nodes["gpu-a"]["metadata"]["labels"]["x"] == "y"

@@ -231,7 +231,8 @@ class Controller(Batches, WorkQueue):
         annotations = {self.keys.generation: str(decision.generation), self.keys.attempts: str(decision.attempt)}
         annotations |= extra or {}
         drop = (self.keys.request,) if drop_request else ()
-        patched = self.kube.patch_node(name, lambda n: scheme.node_ops(n, self.keys, state, annotations, drop))
+        patched = self.kube.patch_node(name, lambda n: scheme.node_ops(n, self.keys, state, annotations, drop),
+                                       current=self.nodes.get(name))  # the cache first: no read when it is current
         self.nodes[name] = patched
         return patched
 

@@ -39,7 +39,7 @@ class K8sError(DhcError):
 
 
 class K8sNotFound(K8sError):
-    pass
+    """404: permanent (the object is gone)."""
 
 
 class K8sConflict(K8sError):
@@ -52,8 +52,7 @@ class K8sGone(K8sError):
     """A watch's resourceVersion is too old: list again."""
 
 
-RETRIED = {429, 500, 502, 503, 504}
-TEMPORARY_4XX = {408, 409, 429}
+RETRIED, TEMPORARY_4XX = {429, 500, 502, 503, 504}, {408, 409, 429}
 
 
 class Kube:
@@ -84,8 +83,7 @@ class Kube:
         raise AssertionError("unreachable")
 
     def raw(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``call``, answering the API server's JSON as plain dicts: no model objects built and taken
-        apart again (the generated models validate every field, the controller's main cost at scale)."""
+        """``call``, answering the API server's JSON as plain dicts (no model objects built and taken apart)."""
         def fetch(*inner: Any, **options: Any) -> Any:
             data = fn(*inner, _preload_content=False, **options).data
             try:
@@ -99,12 +97,17 @@ class Kube:
         return self.raw(f"read node {name}", self.core.read_node, name)
 
     def patch_node(self, name: str, change: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                   status: bool = False) -> dict[str, Any]:
+                   status: bool = False, current: dict[str, Any] | None = None) -> dict[str, Any]:
         """Apply ``change(node) -> JSON patch ops`` guarded by the node's resourceVersion; re-read on conflict.
-        ``status``: through the ``nodes/status`` subresource (conditions), as node-problem-detector writes."""
+        ``status``: through the ``nodes/status`` subresource (conditions), as node-problem-detector writes.
+        ``current``: a cached copy to try first, saving the read; if it is stale the guard fails and the
+        node is read (and a cached copy that needs no change is never trusted to say so)."""
         for attempt in range(1, self.attempts + 1):
-            node = self.node(name)
+            node, cached = (current, True) if attempt == 1 and current is not None else (self.node(name), False)
             ops = change(node)
+            if not ops and cached:
+                node, cached = self.node(name), False
+                ops = change(node)
             if not ops:
                 return node
             guard = {"op": "test", "path": "/metadata/resourceVersion", "value": node["metadata"]["resourceVersion"]}
@@ -114,7 +117,8 @@ class Kube:
             except K8sConflict:
                 if attempt == self.attempts:
                     raise
-                self._pause(attempt, None)
+                if not cached:  # a stale cache is read again at once; a race with another writer waits
+                    self._pause(attempt, None)
         raise AssertionError("unreachable")
 
     def list_nodes(self, label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
@@ -162,8 +166,7 @@ class Kube:
         return self._create("service", "/api/v1/namespaces/{namespace}/services", manifest)
 
     def _create(self, kind: str, path: str, manifest: dict[str, Any]) -> bool:
-        """POST the manifest as it is: the typed ``create_namespaced_*`` would first validate it into the
-        client's model classes and take them apart again, milliseconds per Job (5,000 nodes joining)."""
+        """POST the manifest as is: the typed create validates it into model classes first (ms per Job)."""
         meta = manifest["metadata"]
         try:
             self.call(f"create {kind} {meta['name']}", self._post, path, meta["namespace"], manifest)
@@ -173,10 +176,9 @@ class Kube:
 
     def _post(self, path: str, namespace: str, body: dict[str, Any], _request_timeout: float) -> Any:
         """One POST through the client's own request path (its auth, TLS and pool); ApiException on non-2xx."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         request = self.api.param_serialize("POST", path, path_params={"namespace": namespace}, body=body,
-                                           header_params={"Accept": "application/json",
-                                                          "Content-Type": "application/json"},
-                                           auth_settings=["BearerToken"])
+                                           header_params=headers, auth_settings=["BearerToken"])
         response = self.api.call_api(*request, _request_timeout=_request_timeout)
         response.read()
         if not 200 <= response.status <= 299:
@@ -229,9 +231,8 @@ class Kube:
 
 
 def _plain_first(sanitize: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """The client's request-body sanitizer, skipped for plain JSON (dhc's manifests and patches): it
-    walks every value of a Job manifest in Python, a fifth of the controller's CPU at 5,000 nodes.
-    Anything ``json`` cannot encode as is (a model object, a datetime) still goes through it."""
+    """The client's body sanitizer, skipped for plain JSON (dhc's manifests and patches, a fifth of the
+    controller's CPU at scale); anything json cannot encode as is (a model, a datetime) still goes through it."""
     def plain_or_sanitized(obj: Any) -> Any:
         if type(obj) in (dict, list):
             try:
