@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,8 +74,10 @@ fleet.write_csv(table, out / "fleet.csv")
 """
 
 
-def review(paths: list[Path], out: Path, workers: int | None, old: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak tree RSS (MB) of one review: `dhc report fleet`, or the old tree's equivalent."""
+def review(paths: list[Path], out: Path, workers: int | None, old: Path | None = None) -> tuple[float, float, float]:
+    """Wall seconds, peak tree RSS (MB) and CPU seconds (all processes) of one review: `dhc report fleet`,
+    or the old tree's equivalent. CPU seconds say what the wall time would be on idle cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if old is None:
         argv = [sys.executable, "-m", "dhc", "report", "fleet", *map(str, paths), "-o", str(out / "fleet.html"),
                 "--json", str(out / "fleet.json"), "--csv", str(out / "fleet.csv"), "--workers", str(workers)]
@@ -96,7 +99,8 @@ def review(paths: list[Path], out: Path, workers: int | None, old: Path | None =
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"the review failed ({proc.returncode}): {stderr.decode()[-2000:]}")
-    return wall, peak[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, peak[0], (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 FLEET_FILES = ["dhc/fleet", "dhc/report/fleet_html.py", "dhc/report/templates"]
@@ -147,11 +151,12 @@ def main() -> None:
             goal = f"(goal < {goal_s:.0f} s, < {goal_mb:.0f} MB)" if goal_s else ""
             for workers in args.workers:
                 out = Path(tempfile.mkdtemp(dir=outs))
-                wall, peak = review(shards, out, workers)
-                print(f"{nodes:>7} reports, {workers} process(es): {wall:7.2f} s, peak {peak:6.0f} MB {goal}")
+                wall, peak, cpu = review(shards, out, workers)
+                print(f"{nodes:>7} reports, {workers} process(es): {wall:7.2f} s, peak {peak:6.0f} MB, "
+                      f"CPU {cpu:6.1f} s {goal}")
             if old is not None and nodes <= args.baseline_max:
-                wall, peak = review(shards, Path(tempfile.mkdtemp(dir=outs)), None, old)
-                print(f"{nodes:>7} reports, old path {args.baseline}: {wall:7.2f} s, peak {peak:6.0f} MB")
+                wall, peak, cpu = review(shards, Path(tempfile.mkdtemp(dir=outs)), None, old)
+                print(f"{nodes:>7} reports, old path {args.baseline}: {wall:7.2f} s, peak {peak:6.0f} MB, CPU {cpu:6.1f} s")
             print(f"{'':>7} page {(out / 'fleet.html').stat().st_size / 1e3:.0f} kB: {page_load_ms(out / 'fleet.html')}")
     finally:
         shutil.rmtree(outs, ignore_errors=True)

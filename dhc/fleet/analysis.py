@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dhc.fleet.load import MEASUREMENT_COLUMNS, Fleet
+from dhc.fleet.load import Fleet
 
 MAD_SCALE = 1.4826  # makes the MAD comparable to a standard deviation for normal data
 MIN_GROUP = 5  # fewer values than this make no fleet to stand out from
@@ -53,26 +53,51 @@ def metric_groups(fleet: Fleet) -> tuple[np.ndarray, int]:
     return numbers, int(numbers.max()) + 1
 
 
+def grouped(fleet: Fleet) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Series' group numbers, the group count, the rows sorted by group (file order kept within one), and
+    where each group starts in that order. Sorted once per Fleet: outliers and distributions share it."""
+    cached = getattr(fleet, "_grouped", None)
+    if cached is None:
+        numbers, groups = metric_groups(fleet)
+        code = fleet.values["series"].to_numpy()
+        row_group = numbers[code] if code.size else np.zeros(0, dtype=np.int64)
+        order = np.argsort(row_group, kind="stable")
+        cached = numbers, groups, order, np.searchsorted(row_group[order], np.arange(groups + 1))
+        fleet._grouped = cached
+    return cached
+
+
 def outliers(fleet: Fleet, k: float = 3.5) -> pd.DataFrame:
-    v, s = fleet.values, fleet.series
+    numbers, groups, order, bounds = grouped(fleet)
+    s, v = fleet.series, fleet.values
     code, values = v["series"].to_numpy(), v["value"].to_numpy()
     judged = s["comparison"].isin(["min", "max"]).to_numpy()
-    rows = np.flatnonzero(judged[code] & np.isfinite(values)) if len(s) else np.zeros(0, dtype=np.int64)
-    if not rows.size:
-        return pd.DataFrame(columns=[*MEASUREMENT_COLUMNS, "median", "robust_z", "node_row"])
-    group = metric_groups(fleet)[0][code[rows]]
-    x = values[rows]
-    by_group = pd.Series(x).groupby(group)
-    median = by_group.transform("median").to_numpy()
-    mad = pd.Series(np.abs(x - median)).groupby(group).transform("median").to_numpy()
-    size = by_group.transform("size").to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (x - median) / np.where(mad > 0, mad * MAD_SCALE, np.nan)
-    worse = np.where(s["comparison"].to_numpy()[code[rows]] == "min", -z, z)
-    within = v["judgement"].cat.codes.to_numpy()[rows] == 0  # JUDGEMENTS[0] == "within"
-    flag = (worse > k) & within & (size >= MIN_GROUP)
-    out = fleet.measurements(rows[flag])
-    out["median"], out["robust_z"], out["node_row"] = median[flag], z[flag], v["node"].to_numpy()[rows[flag]]
+    is_min = (s["comparison"] == "min").to_numpy()
+    within = v["judgement"].cat.codes.to_numpy() == 0  # JUDGEMENTS[0] == "within"
+    has_judged = np.zeros(groups, dtype=bool)
+    has_judged[numbers[judged]] = True
+    hits, medians, zs = [], [], []
+    for g in np.flatnonzero(has_judged):
+        rows = order[bounds[g]:bounds[g + 1]]
+        x = values[rows]
+        keep = judged[code[rows]] & np.isfinite(x)
+        if np.count_nonzero(keep) < MIN_GROUP:
+            continue  # too few values to make a fleet to stand out from
+        rows, x = rows[keep], x[keep]
+        median = float(np.median(x))
+        mad = float(np.median(np.abs(x - median)))
+        if mad == 0:
+            continue  # all (but a few) alike: no spread to measure against
+        z = (x - median) / (mad * MAD_SCALE)
+        hit = (np.where(is_min[code[rows]], -z, z) > k) & within[rows]
+        hits.append(rows[hit])
+        medians.append(np.full(np.count_nonzero(hit), median))
+        zs.append(z[hit])
+    rows = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    out = fleet.measurements(rows)
+    out["median"] = np.concatenate(medians) if medians else np.zeros(0)
+    out["robust_z"] = np.concatenate(zs) if zs else np.zeros(0)
+    out["node_row"] = v["node"].to_numpy()[rows]
     return out.sort_values("robust_z", kind="stable")
 
 
@@ -83,11 +108,8 @@ def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
     ``non_finite``; their nodes still count everywhere else. Figures are computed on values scaled
     by the largest magnitude, so 1e308 next to -1e308 cannot overflow.
     """
-    numbers, groups = metric_groups(fleet)
+    numbers, groups, order, bounds = grouped(fleet)
     code, values = fleet.values["series"].to_numpy(), fleet.values["value"].to_numpy()
-    row_group = numbers[code] if code.size else np.zeros(0, dtype=np.int64)
-    order = np.argsort(row_group, kind="stable")  # file order kept within a group
-    bounds = np.searchsorted(row_group[order], np.arange(groups + 1))
     s = fleet.series
     first_seen = pd.Series(code).drop_duplicates()  # each series' first row, in file order
     limited = first_seen[s["limit"].notna().to_numpy()[first_seen.to_numpy()]] if len(s) else first_seen

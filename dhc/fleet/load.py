@@ -14,6 +14,8 @@ Python objects, so memory grows by some 20 bytes a measurement, not by a dict ea
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,37 +83,42 @@ def load(paths: list[Path], workers: int | None = None, batch: int = BATCH) -> F
     batches = [files[i:i + batch] for i in range(0, len(files), batch)] or [[]]
     if workers > 1 and len(batches) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-            parts = list(pool.map(read_batch, batches))  # in file order, whichever finished first
-    else:
-        parts = [read_batch(batch) for batch in batches]
-    return merge(parts, links)
+            return merge(pool.map(read_batch, batches), links)  # in file order, merged as they arrive
+    return merge(map(read_batch, batches), links)
 
 
-def merge(parts: list[Part], skipped: list[tuple[str, str]]) -> Fleet:
+_DTYPES = {"node": np.int32, "series": np.int32, "device": np.int16, "value": np.float64, "judgement": np.int8}
+
+
+def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
+    """One Fleet from the parts in order; each part's arrays are dropped once copied, so the peak stays
+    near one copy of the values (some 19 bytes a measurement) plus the node rows."""
     series: dict[tuple, int] = {}
     devices: dict[str, int] = {}
-    columns: dict[str, list[np.ndarray]] = {"node": [], "series": [], "device": [], "value": [], "judgement": []}
-    offset = 0
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in _DTYPES}
+    nodes, problems, checks = [], [], []
     for part in parts:
         remap_series = np.array([series.setdefault(series_row(k), len(series)) for k in part.series], dtype=np.int32)
-        remap_device = np.array([devices.setdefault(k, len(devices)) for k in part.devices], dtype=np.int32)
-        columns["node"].append(np.frombuffer(part.node, dtype=np.int32) + offset)
+        remap_device = np.array([devices.setdefault(k, len(devices)) for k in part.devices], dtype=np.int16)
+        columns["node"].append(np.frombuffer(part.node, dtype=np.int32) + np.int32(len(nodes)))
         columns["series"].append(remap_series[np.frombuffer(part.code, dtype=np.int32)])
         columns["device"].append(remap_device[np.frombuffer(part.device, dtype=np.int32)])
-        columns["value"].append(np.frombuffer(part.value, dtype=np.float64))
-        columns["judgement"].append(np.frombuffer(part.judgement, dtype=np.int8))
-        offset += len(part.nodes)
-    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in columns.items()}
+        columns["value"].append(np.array(part.value, dtype=np.float64))
+        columns["judgement"].append(np.array(part.judgement, dtype=np.int8))
+        nodes += part.nodes
+        problems += part.problems
+        checks.append(part.checks)
+        skipped = skipped + part.skipped
+    joined = {}
+    for name, dtype in _DTYPES.items():  # one column at a time: the pieces go as the whole comes
+        joined[name] = np.concatenate(columns.pop(name)) if nodes else np.zeros(0, dtype=dtype)
     values = pd.DataFrame({
-        "node": joined["node"].astype(np.int32), "series": joined["series"].astype(np.int32),
-        "device": pd.Categorical.from_codes(joined["device"].astype(np.int32), categories=list(devices)),
-        "value": joined["value"].astype(np.float64),
-        "judgement": pd.Categorical.from_codes(joined["judgement"].astype(np.int8), categories=JUDGEMENTS)})
-    return Fleet(pd.DataFrame([row for part in parts for row in part.nodes], columns=NODE_COLUMNS),
-                 _series_table(series), values, _check_table(parts),
-                 pd.DataFrame([p for part in parts for p in part.problems],
-                              columns=["instance_id", "instance_type", "check", "status", "reason"]),
-                 skipped + [item for part in parts for item in part.skipped])
+        "node": joined["node"], "series": joined["series"],
+        "device": pd.Categorical.from_codes(joined["device"], categories=list(devices)),
+        "value": joined["value"],
+        "judgement": pd.Categorical.from_codes(joined["judgement"], categories=JUDGEMENTS)}, copy=False)
+    return Fleet(pd.DataFrame(nodes, columns=NODE_COLUMNS), _series_table(series), values, _check_table(checks),
+                 pd.DataFrame(problems, columns=["instance_id", "instance_type", "check", "status", "reason"]), skipped)
 
 
 def series_row(key: tuple) -> tuple:
@@ -130,11 +137,11 @@ def _series_table(series: dict[tuple, int]) -> pd.DataFrame:
     return table
 
 
-def _check_table(parts: list[Part]) -> pd.DataFrame:
+def _check_table(counters: list[Counter]) -> pd.DataFrame:
     """Reports per instance type and check, one column per check status (Passed, Failed, ...)."""
     total: dict[tuple[str, str], dict[str, int]] = {}
-    for part in parts:
-        for (itype, check, status), n in part.checks.items():
+    for counter in counters:
+        for (itype, check, status), n in counter.items():
             row = total.setdefault((itype, check), dict.fromkeys(CHECK_STATUSES, 0))
             row[status] = row.get(status, 0) + n
     rows = [{"instance_type": t, "check": c, **counts} for (t, c), counts in sorted(total.items(), key=lambda kv: tuple(map(str, kv[0])))]
