@@ -2,8 +2,8 @@
 
 join: 5,000 nodes join at once. The emulator runs in a child process, so the figures of this
 process are the controller's own. Goals: every node InProgress with its Job in < 30 s, <= 2
-writes and <= 1 read per node (counted at the emulator: the join patch and the Job; the node read
-that guards the patch), and the controller's memory: peak RSS < 1 GiB (and, with --tracemalloc,
+writes and <= 1 read per node (counted at the emulator: the join patch and the Job; the patch
+starts from the cached node, so a join needs no read), and the controller's memory: peak RSS < 1 GiB (and, with --tracemalloc,
 the Python heap's peak; tracing slows the run, so the time is not judged then).
 
 remediation: 500 nodes at rest are marked UnschedulablePendingReboot at once (a bad driver

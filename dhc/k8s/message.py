@@ -88,8 +88,8 @@ def decode(text: str | None) -> PodVerdict:
         raise MessageError("the termination message is empty (the run wrote no verdict)")
     try:
         doc = json.loads(text)
-    except ValueError:
-        raise MessageError(f"expected a JSON dhc verdict, got {text[:60]!r}") from None
+    except ValueError as exc:
+        raise MessageError(f"expected a JSON dhc verdict, got {text[:60]!r}") from exc
     if not isinstance(doc, dict) or doc.get("dhc") != VERSION:
         raise MessageError(f"expected a dhc verdict (\"dhc\": {VERSION}), got {text[:60]!r}")
     return PodVerdict(status=_one_of(doc, "status", STATUSES), action=_one_of(doc, "action", ACTIONS),
@@ -129,4 +129,4 @@ def _finding(reason: dict[str, Any], index: int) -> Finding:
     try:
         return load(Finding, data, f"verdict reasons[{index}]")  # type: ignore[no-any-return]
     except ModelError as exc:
-        raise MessageError(str(exc)) from None
+        raise MessageError(str(exc)) from exc
