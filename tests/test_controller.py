@@ -456,6 +456,11 @@ def test_a_forbidden_node_patch_is_reported_once_and_not_retried_until_the_node_
         logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         assert any("node gpu-a" in m and "patch node gpu-a" in m and FORBIDDEN in m for m in logged)
         assert run.controller.snapshot().tally[("errors", "permanent")] == 1
+        from dhc.controller.metrics import ControllerCollector
+
+        [family] = [f for f in ControllerCollector(run.controller.snapshot).collect() if f.name == "dhc_controller_errors"]
+        assert {s.labels["kind"]: s.value for s in family.samples if s.name.endswith("_total")} == \
+            {"permanent": 1, "temporary": 0}
         emulator.heal(forbidden)  # RBAC fixed; then the node changes
         emulator.set_node_labels("gpu-a", {"team": "llm"})
         wait_for(lambda: labels(emulator, "gpu-a").get(KEYS.check_status) == "InProgress", what="InProgress")
