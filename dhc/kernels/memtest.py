@@ -2,9 +2,14 @@
 
 Every pattern is a tile-sized template plus a per-tile offset (``expected = template + sign * base``),
 so constant, walking-ones, own-address and seeded random patterns (and their complements) share one
-write path and one verify path. Verifying subtracts the template into a cache-sized scratch tile
-and takes its min and max: both must equal the tile's offset. Only a tile that disagrees is
-searched word by word, to report the first failing offsets.
+write path and one verify path. A pattern is written over a whole chunk in one pass (one fill,
+copy or broadcast add). A constant is verified by one min/max pass over the chunk's 32-bit words.
+Any other pattern is verified tile by tile: on the CPU each tile is compared with its expected tile
+(built in a cache-sized scratch tile) by one ``memcmp``; on a GPU the tile XOR its expected tile is
+reduced to a min and max on the device, both 0 exactly when the tile is right, all tiles gathered
+with one sync. The moving-inversions march goes tile by tile, checking each tile before it is
+overwritten (on the CPU with memcmp and memcpy, no thread-pool hand-off per tile). Only a tile
+that disagrees is searched word by word, to report the first failing offsets.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dhc.kernels.bitwise import differs
+from dhc.kernels.bitwise import copy, differs
 
 WORD = 8  # bytes: patterns are 64-bit words
+# torch runs an element-wise op of fewer elements than its grain (32768) on the calling thread: a
+# per-tile op cut this fine never waits for the thread pool, which on a busy CPU costs more than the op
+INLINE_WORDS = 16384
 GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as a signed 64-bit value: spreads per-tile offsets
 
 
@@ -174,7 +182,7 @@ def _write(tiles: torch.Tensor, pattern: _Pattern, order: Iterator[int] | range)
         if pattern.sign:
             torch.add(pattern.template, _offset(pattern, k), out=tiles[k])
         else:
-            tiles[k].copy_(pattern.template)
+            copy(tiles[k], pattern.template)
 
 
 def _verify(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, chunk: int, result: MemtestResult,
@@ -183,17 +191,17 @@ def _verify(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, chunk
     full = order is None
     order = list(range(tiles.shape[0]) if order is None else order)
     result.verified_bytes += len(order) * tiles.shape[1] * WORD
-    if tiles.device.type == "cpu":  # tile by tile with memcmp: one read of the tile, the expected tile in cache
+    if full and pattern.constant is not None:
+        # the constants repeat one 32-bit half, so one min/max pass over 32-bit words decides
+        low, high = (int(x) for x in torch.aminmax(tiles.view(torch.int32)))
+        bad = [] if low == high == _low_half(pattern.constant) else order
+    elif tiles.device.type == "cpu":  # tile by tile with memcmp: one read of the tile, the expected tile in cache
         for k in order:
             if differs(tiles[k], _expected(pattern, k, scratch)):
                 _locate(tiles, pattern, k, chunk, result, max_listed)
             if then_write is not None:
                 _write(tiles, then_write, (k,))
         return
-    if full and pattern.constant is not None:
-        # the constants repeat one 32-bit half, so one min/max pass over 32-bit words decides
-        low, high = (int(x) for x in torch.aminmax(tiles.view(torch.int32)))
-        bad = [] if low == high == _low_half(pattern.constant) else order
     else:  # gather per-tile results, one sync at the end
         found = [_xor_minmax(tiles, pattern, scratch, k) for k in order]
         flags = torch.stack([torch.stack(pair) for pair in found]).ne(0).any(dim=1).nonzero().flatten().tolist()
@@ -205,7 +213,14 @@ def _verify(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, chunk
 
 
 def _expected(pattern: _Pattern, k: int, scratch: torch.Tensor) -> torch.Tensor:
-    return torch.add(pattern.template, _offset(pattern, k), out=scratch) if pattern.sign else pattern.template
+    if not pattern.sign:
+        return pattern.template
+    offset = _offset(pattern, k)
+    if scratch.device.type != "cpu":
+        return torch.add(pattern.template, offset, out=scratch)
+    for start in range(0, scratch.numel(), INLINE_WORDS):  # each add on this thread, no pool hand-off
+        torch.add(pattern.template[start:start + INLINE_WORDS], offset, out=scratch[start:start + INLINE_WORDS])
+    return scratch
 
 
 def _xor_minmax(tiles: torch.Tensor, pattern: _Pattern, scratch: torch.Tensor, k: int):
