@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from dhc.kernels import gemm
+from dhc.kernels import gemm, repeat_check
 
 GOAL = 0.97
 
@@ -64,6 +64,29 @@ def measure(device: str, dtype: str, size: int, seconds: float, rounds: int) -> 
     return statistics.median(ratios)
 
 
+def check_share(device: str, dtype: str, size: int, iterations: int = 12) -> float:
+    """GEMM time / (GEMM + compare time), timed apart inside one loop, iteration by iteration: the
+    compare's own cost, which machine noise hardly touches (on a GPU the compare overlaps the next
+    GEMM, so this is an upper bound there)."""
+    a = torch.randn(size, size).to(gemm.DTYPES[dtype]).to(device)
+    b = torch.randn(size, size).to(gemm.DTYPES[dtype]).to(device)
+    check = repeat_check.for_device(torch.matmul(a, b), gemm.SYNC_EVERY)
+    clock, shares = gemm._Clock(torch.device(device)), []
+    for i in range(iterations):
+        out = check.buffer(i)
+        clock.sync()
+        t0 = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        clock.sync()
+        t1 = time.perf_counter()
+        check.submit(out)
+        clock.sync()
+        shares.append((t1 - t0) / (time.perf_counter() - t0))
+    check.drain()
+    assert not check.mismatches(), "the same GEMM gave different bits"
+    return statistics.median(shares)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cuda = torch.cuda.is_available()
@@ -77,10 +100,12 @@ def main() -> None:
     with gemm._tf32(args.dtype):
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"device {device}, {args.dtype} {size}x{size}, {args.rounds} rounds of {args.seconds:g} s a side")
-            results[size] = measure(device, args.dtype, size, args.seconds, args.rounds)
-    for size, ratio in results.items():
+            results[size] = measure(device, args.dtype, size, args.seconds, args.rounds), \
+                check_share(device, args.dtype, size)
+    for size, (ratio, share) in results.items():
         verdict = "OK" if ratio >= GOAL else "BELOW GOAL"
-        print(f"ratio burn/bare {args.dtype} {size:>5}: {ratio:6.3f} (median of rounds; goal >= {GOAL}) {verdict}")
+        print(f"ratio burn/bare {args.dtype} {size:>5}: {ratio:6.3f} (median of rounds; goal >= {GOAL}) {verdict}; "
+              f"GEMM share of GEMM + compare, per iteration: {share:.4f}")
 
 
 if __name__ == "__main__":
