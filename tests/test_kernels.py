@@ -223,3 +223,23 @@ def test_the_readme_time_table_matches_thresholds_yaml():
             quick, full = want[i], want[i + len(checks)]
             assert rows[check] == quick + full, f"README row {check} vs thresholds.yaml"
         assert rows[suite] == [sum(rows[c][k] for c in checks) for k in range(4)], f"README total {suite}"
+
+
+@pytest.mark.parametrize("pattern", ["own-address", "random-inverse", "walking-zeros"])
+def test_a_corrupted_word_past_the_last_full_inline_block_of_a_tile_is_found(pattern):
+    """Tiles of 20,032 words: the expected tile is built in adds of 16,384 words and a rest."""
+    word = 3 * 20_032 + 19_990
+    inject = memtest.MemtestInjection(chunk=1, word=word, pattern=pattern)
+    result = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 20_032 * 8, inject=inject)
+    assert result.errors == 1
+    [error] = result.first_errors
+    assert (error.chunk, error.pattern, error.byte_offset, error.expected ^ error.actual) == (1, pattern, word * 8, 1 << 7)
+
+
+def test_memtest_without_libc_compares_and_copies_with_torch(monkeypatch):
+    monkeypatch.setattr(bitwise, "MEMCMP", None)
+    monkeypatch.setattr(bitwise, "MEMCPY", None)
+    assert memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024).errors == 0
+    inject = memtest.MemtestInjection(chunk=0, word=123, pattern="random")
+    [error] = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024, inject=inject).first_errors
+    assert (error.pattern, error.byte_offset) == ("random", 123 * 8)
