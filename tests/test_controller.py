@@ -562,3 +562,14 @@ def test_a_patch_from_a_stale_cached_node_reads_the_node_and_clobbers_nothing(em
     emulator.set_node_labels("gpu-a", {"x": "z"})
     again = kube.patch_node("gpu-a", label_x, current=patched)  # the cache says nothing to do: not trusted
     assert again["metadata"]["labels"]["x"] == "y" and emulator.nodes["gpu-a"]["metadata"]["labels"]["x"] == "y"
+
+
+def test_a_missing_namespace_for_the_jobs_is_reported_on_the_node_not_taken_for_a_deleted_node(emulator):
+    emulator.add_node("gpu-a", P5, status=P5_STATUS)
+    emulator.inject("POST", "/apis/batch/v1/namespaces/dhc/jobs", 404, message='namespaces "dhc" not found')
+    with Running(emulator) as run:
+        wait_for(lambda: any(e["reason"] == "DeepHealthCheckApiRefused" for e in emulator.events), what="the Event")
+        [event] = [e for e in emulator.events if e["reason"] == "DeepHealthCheckApiRefused"]
+        assert "create job dhc-gpu-a-" in event["message"] and 'namespaces "dhc" not found' in event["message"]
+        # its own patch's watch event may land mid-reconcile: one more look, the same error, not said again
+        assert run.controller.snapshot().tally[("errors", "permanent")] in (1, 2)

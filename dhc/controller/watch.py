@@ -120,10 +120,13 @@ class WorkQueue:
             if permanent:
                 self._reported[name] = str(exc)
         self.queue.add_after(name, delay)
+        if isinstance(exc, K8sNotFound) and exc.what.endswith(f" node {name}"):  # deleted meanwhile: no error
+            log.info("node %s: %s (deleted meanwhile)", name, exc)
+            return
         self.count("errors", "permanent" if permanent else "temporary")
         if not permanent:
             log.warning("node %s: %s; will retry in %.1f s", name, exc, delay)
-        elif isinstance(exc, K8sNotFound) or repeated:
+        elif repeated:
             log.warning("node %s: %s; not retried until the node changes", name, exc)
         else:
             self._report(name, exc)
