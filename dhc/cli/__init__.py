@@ -7,8 +7,11 @@ Exit codes of ``dhc run``: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configur
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import dhc
 from dhc.errors import DhcError
@@ -30,24 +33,36 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="exit codes: 0 Passed, 1 Failed, 3 Incomplete, 2 usage or configuration error")
     parser.add_argument("--version", action="version", version=f"dhc {dhc.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run_parser = sub.add_parser("run", help="run the health check suites on this machine")
-    run.add_arguments(run_parser)
-    run_parser.set_defaults(handler=run.run_command)
-    selftest_parser = sub.add_parser("selftest", help="plant known faults and prove the checks catch them")
-    selftest.add_arguments(selftest_parser)
-    selftest_parser.set_defaults(handler=selftest.selftest_command)
-    controller_parser = sub.add_parser("controller", help="run the Kubernetes controller (checks joining nodes)")
-    controller_cmd.add_arguments(controller_parser)
-    controller_parser.set_defaults(handler=controller_cmd.controller_command)
-    resume_parser = sub.add_parser("resume", help="restart opted-in training jobs interrupted by a node fault")
-    resume_cmd.add_arguments(resume_parser, alone=True)
-    resume_parser.set_defaults(handler=resume_cmd.resume_command)
-    agent_parser = sub.add_parser("agent", help="watch this GPU node for faults while it trains (a DaemonSet)")
-    agent_cmd.add_arguments(agent_parser)
-    agent_parser.set_defaults(handler=agent_cmd.agent_command)
-    nccl_parser = sub.add_parser("nccl-tests", help="a verdict on an existing nccl-tests all_reduce_perf log")
-    nccl_cmd.add_arguments(nccl_parser)
-    nccl_parser.set_defaults(handler=nccl_cmd.nccl_command)
+    for name, help_text, add_arguments, handler in (
+        ("run", "run the health check suites on this machine", run.add_arguments, run.run_command),
+        ("selftest", "plant known faults and prove the checks catch them", selftest.add_arguments,
+         selftest.selftest_command),
+        ("controller", "run the Kubernetes controller (checks joining nodes)", controller_cmd.add_arguments,
+         controller_cmd.controller_command),
+        ("resume", "restart opted-in training jobs interrupted by a node fault",
+         functools.partial(resume_cmd.add_arguments, alone=True), resume_cmd.resume_command),
+        ("agent", "watch this GPU node for faults while it trains (a DaemonSet)", agent_cmd.add_arguments,
+         agent_cmd.agent_command),
+        ("nccl-tests", "a verdict on an existing nccl-tests all_reduce_perf log", nccl_cmd.add_arguments,
+         nccl_cmd.nccl_command),
+    ):
+        _command(sub, name, help_text, add_arguments, handler)
+    _report_commands(sub)
+    _command(sub, "thresholds", "validate or show thresholds", thresholds_cmd.add_arguments,
+             thresholds_cmd.thresholds_command)
+    return parser
+
+
+def _command(sub: Any, name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             handler: Callable[[argparse.Namespace], int]) -> None:
+    """One subcommand: its parser, its own arguments, and the function that runs it."""
+    parser = sub.add_parser(name, help=help_text)
+    add_arguments(parser)
+    parser.set_defaults(handler=handler)
+
+
+def _report_commands(sub: Any) -> None:
+    """``dhc report show`` (one report's page) and ``dhc report fleet`` (many reports' review)."""
     report_parser = sub.add_parser("report", help="render reports for people")
     report_sub = report_parser.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     show_parser = report_sub.add_parser("show", help="render one report.json as a self-contained HTML page")
@@ -62,10 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_parser.add_argument("-k", type=float, default=3.5, help="robust deviations that make a suspect (3.5)")
     fleet_parser.add_argument("--workers", type=int, help="processes reading reports (default: the CPUs available)")
     fleet_parser.set_defaults(handler=_report_fleet)
-    thresholds_parser = sub.add_parser("thresholds", help="validate or show thresholds")
-    thresholds_cmd.add_arguments(thresholds_parser)
-    thresholds_parser.set_defaults(handler=thresholds_cmd.thresholds_command)
-    return parser
 
 
 def _report_show(args: argparse.Namespace) -> int:
