@@ -1,6 +1,8 @@
 """Resolve the instance identity: CLI flags > environment > EC2 IMDSv2 > local fallback.
 
-Every field remembers its source so a report can say why it believes it runs on, say, a p5.
+Every field remembers its source so a report can say why it believes it runs on, say, a p5: ``cli``,
+``env:NAME``, ``provider-id``, ``imds``, ``hostname``, ``no-gpu`` or ``unknown``. The fields are the
+report's own (``dhc.model.report.Instance``), so what is resolved here is what a report carries.
 
 Every value is checked against a strict pattern before it is believed (``FORMS``): an instance ID
 is EC2's ``i-`` + 8 or 17 lowercase hex digits, or, only where a person named it (flag, environment)
@@ -16,10 +18,11 @@ import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from dhc.errors import UsageError
 from dhc.instance import imds
+from dhc.model.codec import Coded
+from dhc.model.report import Instance, Sourced
 from dhc.settings import Settings
 
 EC2_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
@@ -43,32 +46,10 @@ _REGION_OF_ZONE = re.compile(r"^([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d+)")
 
 
 @dataclass(frozen=True)
-class Sourced:
-    value: str | None
-    source: str  # "cli", "env:NAME", "provider-id", "imds", "hostname", "no-gpu", "unknown"
+class InstanceIdentity(Instance, Coded):
+    """The report's ``Instance`` as resolved here (``notes``: what discovery dropped or could not reach)."""
 
-
-@dataclass(frozen=True)
-class InstanceIdentity:
-    instance_id: Sourced
-    instance_type: Sourced
-    node_name: Sourced
-    region: Sourced
-    availability_zone: Sourced
-    cluster: Sourced
     notes: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f.name: {"value": getattr(self, f.name).value,
-                                         "source": getattr(self, f.name).source}
-                               for f in fields(self) if f.name != "notes"}
-        return out | {"notes": list(self.notes)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InstanceIdentity:
-        names = [f.name for f in fields(cls) if f.name != "notes"]
-        return cls(**{n: Sourced(data[n]["value"], data[n]["source"]) for n in names},
-                   notes=tuple(data.get("notes", ())))
 
 
 def provider_instance_id(provider_id: str | None) -> str | None:

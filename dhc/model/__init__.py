@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from dhc import units
-from dhc.model.codec import dump, load, non_finite
+from dhc.model.codec import Coded, non_finite
 
 __all__ = ["Action", "CheckResult", "Comparison", "Device", "Finding", "Judgement", "Limit", "Measurement",
            "NodeVerdict", "PlannedCheck", "Status", "node_verdict", "non_finite", "schema"]
@@ -174,7 +174,7 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Coded):
     JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("action",)
     JSON_SCHEMA: ClassVar[dict[str, Any]] = {"allOf": [
         {"if": {"properties": {"status": {"const": "Failed"}}}, "then": {"properties": {"findings": {"minItems": 1}}}},
@@ -196,16 +196,9 @@ class CheckResult:
     def action(self) -> Action:
         return max((f.action for f in self.findings), key=lambda a: a.severity, default=Action.NONE)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dump(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        return load(cls, data)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True)
-class PlannedCheck:
+class PlannedCheck(Coded):
     """A check pytest collected and is expected to report on."""
 
     nodeid: str
@@ -214,16 +207,9 @@ class PlannedCheck:
     expected_s: float
     timeout_s: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return dump(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PlannedCheck:
-        return load(cls, data)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True)
-class NodeVerdict:
+class NodeVerdict(Coded):
     JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("exit_code",)
     JSON_SCHEMA: ClassVar[dict[str, Any]] = {"properties": {"exit_code": {"enum": [0, 1, 3]}}, "allOf": [
         {"if": {"properties": {"status": {"const": "Passed"}}},
@@ -240,13 +226,6 @@ class NodeVerdict:
     @property
     def exit_code(self) -> int:
         return {Status.PASSED: 0, Status.FAILED: 1}.get(self.status, 3)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dump(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NodeVerdict:
-        return load(cls, data)  # type: ignore[no-any-return]
 
 
 def node_verdict(results: list[CheckResult], ended_by: str | None = None) -> NodeVerdict:

@@ -20,11 +20,25 @@ import math
 import types
 import typing
 from functools import cache
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Self, Union, get_args, get_origin
 
 
 class ModelError(ValueError):
     """A document that does not fit the model: names the key and what was expected."""
+
+
+class Coded:
+    """A model dataclass's ``to_dict`` and ``from_dict``, both through this codec."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dump(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        """``data`` as this type; ``ModelError`` names the first key that does not fit."""
+        return load(cls, data)  # type: ignore[no-any-return]
 
 
 def non_finite(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhc.model import CHECK_ID, SUITE, TIMESTAMP, CheckResult, Device, Finding, Limit, NodeVerdict, Status, schema
-from dhc.model.codec import dump, load
+from dhc.model.codec import Coded
 
 SCHEMA_VERSION = "1.1"  # 1.1 added the optional non_finite field
 PROFILE = {"enum": ["quick", "full"]}
@@ -85,7 +85,7 @@ class ThresholdsUsed:
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(Coded):
     """One deep health check run on one node. Minor versions only add optional fields."""
 
     schema_version: str = schema(pattern="^1\\.[0-9]+$")
@@ -96,14 +96,6 @@ class Report:
     devices: tuple[Device, ...]
     checks: tuple[CheckResult, ...]
     verdict: NodeVerdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return dump(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Report:
-        """The typed report of a schema 1.x document; ``ModelError`` names the first key that does not fit."""
-        return load(cls, data)  # type: ignore[no-any-return]
 
     @classmethod
     def of(cls, report: Report | dict[str, Any]) -> Report:

@@ -24,6 +24,7 @@ from dhc import report
 from dhc.errors import ConfigError, DhcError
 from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity
+from dhc.model.codec import ModelError
 from dhc.report.folder import CONFIG_NAME
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
 
@@ -122,7 +123,7 @@ def _field(data: dict[str, Any], name: str, where: str) -> Any:
 def _identity(value: Any, where: str) -> InstanceIdentity:
     try:
         return InstanceIdentity.from_dict(value)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except ModelError as exc:
         raise ConfigError(where, None, "identity", f"expected an identity object (value and source per field), "
                                                    f"missing or malformed: {exc}") from None
 
