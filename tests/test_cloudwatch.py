@@ -113,7 +113,7 @@ def test_an_unreachable_endpoint_is_reported_and_loses_nothing(tmp_path):
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
     proc = run_with_sink(tmp_path, closed)
     assert proc.returncode == 0  # the node's verdict does not depend on CloudWatch
-    assert "sink failed, the local report is intact" in proc.stderr and "Traceback" not in proc.stderr
+    assert "sink cloudwatch failed, the local report is intact" in proc.stderr and "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "r" / "report.json").read_text())["verdict"]["status"] == "Passed"
 
 

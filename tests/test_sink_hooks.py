@@ -43,7 +43,8 @@ def test_a_failing_sink_is_said_and_neither_the_report_nor_the_other_sinks_suffe
     said = []
     journal = report.Journal(tmp_path / "journal.jsonl")
     assert hooks.deliver(hooks.manager(config).hook, document, config, said.append, journal)
-    assert any(s.startswith(f"cannot write {tmp_path / 'out' / 'dhc.log.jsonl'}") for s in said), said
+    log_file = tmp_path / "out" / "dhc.log.jsonl"
+    assert any(s.startswith(f"sink log failed, the local report is intact: cannot write {log_file}: ") for s in said), said
     assert "sink cloudwatch failed unexpectedly, the local report is intact: RuntimeError: a bug in the sink" in said
     assert any(s.startswith("verdict Failed handed to the controller") for s in said)  # the next sink still ran
     assert json.dumps(document) == before

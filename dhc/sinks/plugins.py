@@ -1,8 +1,9 @@
 """The sinks as plugins of ``pytest_dhc_verdict``: the run folder's log lines, CloudWatch Logs, the node, and
 the check pod's termination message, registered by ``sink_plugins`` from the run configuration.
 
-Each one reports what it did with ``say``; a sink that fails says so and returns, so the report and the
-other sinks stand (an unexpected exception too: ``_Sink``). Clients (boto3, kubernetes) are imported
+Each one returns what it did and raises its own named error (``DhcError``, ``OSError``) when it fails;
+``_Sink`` says either with one wording (``sink <name> failed, the local report is intact: ...``), an
+unexpected exception too, so the report and the other sinks stand. Clients (boto3, kubernetes) are imported
 only by the sink that needs them.
 """
 
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dhc.errors import DhcError, UsageError
+from dhc.model.report import Report
 from dhc.report.folder import LOG_NAME
 from dhc.runconfig import RunConfig
 from dhc.settings import Settings
@@ -28,19 +31,32 @@ def sink_plugins(run_config: RunConfig) -> list[tuple[str, object]]:
 
 
 class _Sink:
-    """One sink: ``deliver`` does its work; the hook around it keeps a sink's bug from costing the report."""
+    """One sink: ``deliver`` does its work and returns what it did (None: nothing to say); the hook around it
+    says that, or how the sink failed (its own named error, or a bug), so a failing sink never costs the
+    report or the other sinks."""
 
     name = ""
 
     @hookimpl
     def pytest_dhc_verdict(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
         try:
-            self.deliver(report, run_config, say)
+            done = self.deliver(report, run_config)
+        except (DhcError, OSError) as exc:  # the sink's own failure (API, network, a file), named by it
+            say(f"sink {self.name} failed, the local report is intact: {_failure(exc)}")
         except Exception as exc:  # a sink's bug must not cost the report or the other sinks
             say(f"sink {self.name} failed unexpectedly, the local report is intact: {type(exc).__name__}: {exc}")
+        else:
+            if done:
+                say(done)
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
+    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str | None:
         raise NotImplementedError
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 class LogFileSink(_Sink):
@@ -48,28 +64,20 @@ class LogFileSink(_Sink):
 
     name = "log"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
-        path = Path(run_config.out) / LOG_NAME
-        try:
-            write_lines(verdict_lines(report), None, path)
-        except OSError as exc:
-            say(f"cannot write {path}: {exc.strerror or exc}; the report stands")
+    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> None:
+        write_lines(verdict_lines(report), None, Path(run_config.out) / LOG_NAME)  # quiet: the run folder's own
 
 
 class CloudWatchSink(_Sink):
     name = "cloudwatch"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
+    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
         from dhc.sinks import cloudwatch  # boto3 only when asked for
 
         settings = Settings.from_env()
         where = cloudwatch.destination(report, settings.cluster, settings.cluster_id, run_config.log_group)
-        try:
-            sent = cloudwatch.send([*verdict_lines(report), summary_line(report)], where)
-        except cloudwatch.SinkError as exc:
-            say(f"sink failed, the local report is intact: {exc}")
-            return
-        say(f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}")
+        sent = cloudwatch.send([*verdict_lines(report), summary_line(report)], where)
+        return f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}"
 
 
 class NodeSink(_Sink):
@@ -77,20 +85,15 @@ class NodeSink(_Sink):
 
     name = "kubernetes"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
+    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
         from dhc.sinks import node  # the kubernetes client only when asked for
 
         settings = Settings.from_env()
         if not settings.node_name:
-            say("sink kubernetes needs NODE_NAME (the downward API's spec.nodeName)")
-            return
-        try:
-            state = node.write_verdict(node.Kube(), settings.node_name, report, settings.k8s_prefix,
-                                       run_config.stage == "final")
-        except node.K8sError as exc:
-            say(f"sink kubernetes failed, the local report is intact: {exc}")
-            return
-        say(f"node {settings.node_name} marked {state.check_status} / {state.health}")
+            raise UsageError("it needs NODE_NAME (the downward API's spec.nodeName)")
+        state = node.write_verdict(node.Kube(), settings.node_name, report, settings.k8s_prefix,
+                                   run_config.stage == "final")
+        return f"node {settings.node_name} marked {state.check_status} / {state.health}"
 
 
 class TerminationSink(_Sink):
@@ -98,7 +101,10 @@ class TerminationSink(_Sink):
 
     name = "termination"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
+    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
         from dhc.sinks import termination
 
-        termination.hand_over(report, run_config.stage, Settings.from_env().termination_log, say)
+        path = Settings.from_env().termination_log
+        text = termination.write(report, run_config.stage, path)
+        return (f"verdict {Report.of(report).verdict.status} handed to the controller in {path} "
+                f"({len(text.encode())} bytes)")

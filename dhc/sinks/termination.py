@@ -7,7 +7,6 @@ it from there and writes the node. Runs after the report is safely on disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,3 @@ def write(document: Report | dict[str, Any], stage: str, path: str = DEFAULT_PAT
     Path(path).write_text(text)
     return text
 
-
-def hand_over(document: Report | dict[str, Any], stage: str, path: str, say: Callable[[str], None]) -> bool:
-    """``write``, saying what happened; on a failure the controller finds no verdict (Incomplete)."""
-    try:
-        text = write(document, stage, path)
-    except OSError as exc:
-        say(f"sink termination failed, the local report is intact: cannot write {path}: {exc}")
-        return False
-    say(f"verdict {Report.of(document).verdict.status} handed to the controller in {path} ({len(text.encode())} bytes)")
-    return True
