@@ -3,10 +3,8 @@
 Every call has a timeout. 429 and 5xx (and dropped connections) are retried with exponential
 backoff and jitter; a node patch is guarded by its resourceVersion and re-read and re-applied on a
 conflict, so it never clobbers what others changed meanwhile. API errors leave as dhc's own
-exceptions, chained to the client's, and each says whether it is ``permanent``: a 400, 401, 403,
-404 or an invalid 422 will fail the same way until something changes (RBAC, the object, the
-request), so the controller reports it instead of retrying; 5xx, 429, 409/conflicts, timeouts and
-dropped connections are temporary and worth another try later.
+exceptions (``dhc.k8s.apierrors``, re-exported here), chained to the client's, and each says
+whether it is ``permanent`` (reported, not retried unchanged) or temporary (worth another try).
 """
 
 from __future__ import annotations
@@ -22,37 +20,10 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from dhc.errors import DhcError
+from dhc.k8s.apierrors import RETRIED, K8sConflict, K8sError, K8sGone, K8sNotFound, retry_after, translate
 
-
-class K8sError(DhcError):
-    """``what``: the verb and resource ("patch node gpu-1"); ``detail``: the API server's own message."""
-
-    def __init__(self, message: str, status: int | None = None, what: str = "", detail: str = ""):
-        super().__init__(message)
-        self.status, self.what, self.detail = status, what, detail
-
-    @property
-    def permanent(self) -> bool:
-        """True when trying again unchanged fails the same way: a 4xx other than 408/409/429."""
-        return self.status is not None and 400 <= self.status < 500 and self.status not in TEMPORARY_4XX
-
-
-class K8sNotFound(K8sError):
-    """404: permanent (the object is gone)."""
-
-
-class K8sConflict(K8sError):
-    @property
-    def permanent(self) -> bool:  # a 422 from a failed resourceVersion test is a conflict: re-read, try again
-        return False
-
-
-class K8sGone(K8sError):
-    """A watch's resourceVersion is too old: list again."""
-
-
-RETRIED, TEMPORARY_4XX = {429, 500, 502, 503, 504}, {408, 409, 429}
+__all__ = ["K8sConflict", "K8sError", "K8sGone", "K8sNotFound", "Kube", "in_cluster_client"]
+_translate = translate  # the name dhc.k8s.workloads imports
 
 
 class Kube:
@@ -74,7 +45,7 @@ class Kube:
                 if exc.status in retried and attempt < self.attempts:
                     self._pause(attempt, exc)
                     continue
-                raise _translate(what, exc) from exc
+                raise translate(what, exc) from exc
             except (Urllib3Error, OSError) as exc:
                 if attempt < self.attempts:
                     self._pause(attempt, None)
@@ -207,7 +178,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 410:
                 raise K8sGone(f"watch {kind}: resourceVersion {resource_version} is too old", 410) from exc
-            raise _translate(f"watch {kind}", exc) from exc
+            raise translate(f"watch {kind}", exc) from exc
         except (Urllib3Error, OSError) as exc:
             raise K8sError(f"watch {kind}: connection lost: {exc}", what=f"watch {kind}") from exc
 
@@ -225,8 +196,8 @@ class Kube:
         self.raw(f"create event for node {meta['name']}", self.core.create_namespaced_event, namespace, event)
 
     def _pause(self, attempt: int, exc: ApiException | None) -> None:
-        retry_after = _retry_after(exc)
-        delay = retry_after if retry_after is not None else self.backoff_s * 2 ** (attempt - 1)
+        wait = retry_after(exc)
+        delay = wait if wait is not None else self.backoff_s * 2 ** (attempt - 1)
         time.sleep(delay * random.uniform(0.5, 1.5))
 
 
@@ -270,31 +241,3 @@ def _configured_client() -> client.ApiClient:
         except (config.ConfigException, OSError) as exc:
             raise K8sError(f"no Kubernetes configuration (not in a pod, and no usable kubeconfig): {exc}") from exc
     return client.ApiClient()
-
-
-def _translate(what: str, exc: ApiException) -> K8sError:
-    reason, detail = (exc.reason or "").strip(), _api_message(exc.body)
-    if exc.status == 404:
-        return K8sNotFound(f"{what}: not found", 404, what, detail)
-    if exc.status == 409 or (exc.status == 422 and "test" in str(exc.body or "")):
-        return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status, what, detail)
-    said = f": {detail}" if detail else ""
-    return K8sError(f"{what}: HTTP {exc.status} {reason}{said}", exc.status, what, detail)
-
-
-def _api_message(body: Any) -> str:
-    """The ``message`` of the API server's Status body ('' when there is none): what RBAC or validation said."""
-    try:
-        status = json.loads(body) if isinstance(body, str | bytes) and body else {}
-    except ValueError:
-        return str(body)[:200]
-    return str(status.get("message") or "")[:500] if isinstance(status, dict) else ""
-
-
-def _retry_after(exc: ApiException | None) -> float | None:
-    if exc is None or not exc.headers:
-        return None
-    try:
-        return min(30.0, float(exc.headers.get("Retry-After")))
-    except (TypeError, ValueError):
-        return None
