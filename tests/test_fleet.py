@@ -336,3 +336,17 @@ def test_thresholds_calibrate_reads_the_fleet_in_a_subprocess(synthetic):
     assert proc.returncode == 0, proc.stderr
     assert "tflops_bf16:" in proc.stdout and "from 38 healthy nodes" in proc.stdout
     assert proc.stderr.count("skipped") == 3 and "Traceback" not in proc.stderr
+
+
+def _die(files):
+    os._exit(9)  # as the kernel's OOM killer leaves a worker: no exception, no result
+
+
+def test_a_reader_process_that_dies_is_a_named_error_not_a_partial_review(synthetic, monkeypatch):
+    import importlib
+
+    from dhc.errors import DhcError
+    load_module = importlib.import_module("dhc.fleet.load")
+    monkeypatch.setattr(load_module, "read_batch", _die)
+    with pytest.raises(DhcError, match="a process reading reports died .*nothing was reviewed"):
+        load_module.load([synthetic], workers=2, batch=10)

@@ -17,12 +17,14 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dhc.errors import DhcError
 from dhc.fleet.read import CHECK_STATUSES, JUDGEMENTS, NODE_COLUMNS, SERIES_COLUMNS, Part, read_batch
 
 BATCH = 1000  # files per task: large enough to amortise the hand-over, small enough to share out evenly
@@ -82,8 +84,12 @@ def load(paths: list[Path], workers: int | None = None, batch: int = BATCH) -> F
     workers = default_workers() if workers is None else workers
     batches = [files[i:i + batch] for i in range(0, len(files), batch)] or [[]]
     if workers > 1 and len(batches) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-            return merge(pool.map(read_batch, batches), links)  # in file order, merged as they arrive
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                return merge(pool.map(read_batch, batches), links)  # in file order, merged as they arrive
+        except BrokenProcessPool as exc:  # a worker killed (out of memory, a signal): no partial review
+            raise DhcError(f"a process reading reports died ({exc}); nothing was reviewed. Try fewer "
+                           f"--workers, or more memory") from exc
     return merge(map(read_batch, batches), links)
 
 
