@@ -7,8 +7,8 @@ followed (no loops, no walking out of the tree). A measured value that is NaN or
 as NaN in the table, so distributions can leave it out while the node still counts.
 
 Batches of files go to a process pool (``workers``, default the CPUs this process may use); each
-returns a ``read.Part`` of arrays, merged here in file order. No worker returns per-measurement
-Python objects, so memory grows by some 20 bytes a measurement, not by a dict each.
+returns a ``read.Part`` of arrays, merged here in file order as they arrive. No worker returns
+per-measurement Python objects: the Fleet holds some 19 bytes a measurement, not a dict each.
 """
 
 from __future__ import annotations

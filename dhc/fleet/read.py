@@ -2,8 +2,9 @@
 
 What the review needs from a report is a node row, each check's status, and each measurement's
 value with its series (type, check, metric, unit, limit) and device. A batch keeps the values in
-``array`` columns with small integer codes for series, device and judgement, so 100,000 reports of
-~170 measurements each stay some hundred bytes a measurement lighter than Python objects would.
+``array`` columns with small integer codes for series, device and judgement: some 21 bytes a
+measurement while a batch is read, instead of a row of Python objects (the old reader's 2 GB at
+10,000 reports).
 
 Two decoders, one answer. The fast one (msgspec, typed: only the fields named below are built)
 takes a well-formed report; anything it refuses (a NaN literal, a bool where a number goes, a
