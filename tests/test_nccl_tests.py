@@ -506,3 +506,29 @@ def test_a_number_too_long_for_python_is_a_named_reason_never_an_exception():
         nccl_tests.parse(log.replace("maxBytes ", f"maxBytes {huge}", 1))
     run = nccl_tests.parse(log.replace("           8             2 ", f"           {huge}             2 ", 1))
     assert any("size" in u and "is not a whole number" in u for u in run.unreadable)  # in a row: an unreadable row
+
+
+@pytest.mark.parametrize(("fixture", "args", "record"), [
+    ("two_node_4gpu_no_hosts_p5.log", ["--scope", "inter"],  # a bandwidth miss: the limit's action
+     lambda rec: rec.record("busbw_inter_node", 350.5, "GB/s")),
+    ("repeated_tables_earlier_wrong_p5_inter.log", [],
+     lambda rec: rec.fault("all_reduce_perf: 128 wrong elements", None, nccl_verdict.WRONG_VALUES)),
+    ("ompi_tag_output_socket_fallback_p5.log", [],
+     lambda rec: (rec.fault("NCCL used the Socket transport", None, nccl_verdict.WRONG_TRANSPORT),
+                  rec.record("busbw_inter_node", 45.08, "GB/s"))),  # Socket is slow too
+])
+def test_nccl_tests_reaches_the_action_dhc_run_reaches(capsys, fixture, args, record):
+    """The log's Failed verdict carries the action dhc run's recorder gives the same fault (a limit's own for
+    a bandwidth miss), judged by node_verdict, never Failed with action None."""
+    from dhc.model import CheckResult, Status, node_verdict
+    from dhc.plugin.recorder import CheckRecorder
+    from dhc.thresholds import load, suite_of
+
+    code, out = verdict(capsys, DATA / fixture, "p5.48xlarge", *args)
+    recorder = CheckRecorder("connectivity.allreduce", load(THRESHOLDS).resolve("p5.48xlarge"))
+    record(recorder)
+    findings = tuple(recorder.findings())
+    expected = node_verdict([CheckResult("connectivity.allreduce", suite_of("connectivity.allreduce"),
+                                         Status.FAILED, findings[0].message, findings=findings)])
+    assert expected.action.value != "None"
+    assert (code, f"verdict: Failed, action {expected.action}" in out) == (1, True), out

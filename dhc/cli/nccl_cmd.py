@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dhc.cli.output import to_stdout
 from dhc.errors import UsageError
-from dhc.model import Judgement, Measurement, Status
+from dhc.model import Finding, Judgement, Measurement, Status
 from dhc.probes import nccl_log, nccl_tests, nccl_verdict
 from dhc.settings import Settings
 from dhc.textfile import MAX_LOG_BYTES, read_text
@@ -66,40 +66,42 @@ def _judge(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         if not result.faults and not result.unknowns:
             raise UsageError(f"{args.log}: cannot tell intra-node from inter-node: {why}; "
                              "pass --scope intra or --scope inter")
-        return _verdict(result.faults, result.unknowns, say)
+        return _verdict(nccl_verdict.faults(CHECK, result.faults, nccl_verdict.WRONG_VALUES), result.unknowns, say)
     summary = nccl_log.parse(text)
     efa, nvlink = limits.instance_type.efa > 0, limits.instance_type.nvlinks_per_gpu > 0
     say(f"  transport: {summary.describe()}")
     if summary.logged:
         for unknown in nccl_log.transport_unknowns(summary, efa, scope == "inter"):
             say(f"  transport: {unknown}")
-    faults = result.faults + nccl_log.transport_faults(summary, efa, nvlink, scope == "inter")
+    faults = nccl_verdict.faults(CHECK, result.faults, nccl_verdict.WRONG_VALUES) + nccl_verdict.faults(
+        CHECK, nccl_log.transport_faults(summary, efa, nvlink, scope == "inter"), nccl_verdict.WRONG_TRANSPORT)
     if result.judged is not None:
         faults += _bandwidth(result.judged, f"busbw_{scope}_node", run, limits, result.unknowns, say)
     return _verdict(faults, result.unknowns, say)
 
 
 def _bandwidth(row: nccl_tests.SizeRow, metric: str, run: nccl_tests.NcclTestsRun, limits, unknowns: list[str],
-               say: Callable[[str], None]) -> list[str]:
+               say: Callable[[str], None]) -> list[Finding]:
     measured = Measurement(CHECK, metric, row.best_busbw, "GB/s", None, limits.check(CHECK).limits.get(metric))
     say(f"  judging {metric} at {row.size_bytes} B (line {row.line}): the best of each sweep's largest sizes, "
         f"the worst of {len(run.sweeps)} sweep(s); nccl-tests' average over all sizes ({run.avg_busbw}) is not judged")
     say(f"  {measured.describe()}")
     if measured.judgement is Judgement.OUTSIDE:
-        return [measured.describe()]
+        return [Finding.from_measurement(measured)]  # the limit's action, as dhc run's recorder gives it
     if measured.judgement is not Judgement.WITHIN:
         unknowns.append(f"no calibrated {metric} limit for {limits.instance_type.name}")
     return []
 
 
-def _verdict(faults: list[str], unknowns: list[str], say: Callable[[str], None], quiet: bool = False) -> int:
+def _verdict(faults: list[Finding], unknowns: list[str], say: Callable[[str], None], quiet: bool = False) -> int:
     """Say the faults and unknowns (unless ``quiet``), then the verdict ``dhc run``'s rules reach; its exit code."""
     for fault in [] if quiet else faults:
-        say(f"  fault: {fault}")
+        say(f"  fault: {fault.message}")
     for unknown in [] if quiet else unknowns:
         say(f"  cannot judge: {unknown}")
     verdict = nccl_verdict.verdict(CHECK, suite_of(CHECK), faults, unknowns)
-    why = f": {verdict.reasons[0].message}" if verdict.status is Status.INCOMPLETE else ""
+    why = f": {verdict.reasons[0].message}" if verdict.status is Status.INCOMPLETE else \
+        f", action {verdict.action}" if verdict.status is Status.FAILED else ""
     say(f"verdict: {verdict.status}{why}")
     return verdict.exit_code
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dhc.model import CheckResult, Finding, NodeVerdict, Status, node_verdict
+from dhc.model import Action, CheckResult, Finding, NodeVerdict, Status, node_verdict
 from dhc.probes.nccl_table import SizeRow
 from dhc.probes.nccl_tests import NcclTestsRun, Sweep
 
@@ -22,6 +22,8 @@ REDUCTION_OPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum"}
 WORD_BYTES = {"int8": 1, "uint8": 1, "char": 1, "f8e4m3": 1, "f8e5m2": 1, "half": 2, "bfloat16": 2, "int32": 4,
               "uint32": 4, "int": 4, "float": 4, "int64": 8, "uint64": 8, "double": 8}
 _OTHER_COLLECTIVES = "all_gather, reduce_scatter or alltoall: busbw = algbw x (n-1)/n"
+WRONG_VALUES = Action.REPLACE  # an all-reduce that returned wrong values: a GPU or link corrupts data
+WRONG_TRANSPORT = Action.REBOOT  # NCCL chose Socket or SHM: the EFA plugin or P2P did not come up this boot
 _RATIOS = "all_gather, reduce_scatter and alltoall give (n-1)/n; sendrecv, broadcast and reduce give 1"
 
 
@@ -45,14 +47,19 @@ def assess(run: NcclTestsRun, min_largest_bytes: int) -> Assessment:
     return result
 
 
-def verdict(check: str, suite: str, faults: list[str], unknowns: list[str]) -> NodeVerdict:
+def faults(check: str, messages: list[str], action: Action) -> list[Finding]:
+    """``messages`` as the Failed findings ``dhc_check.fault(message, None, action)`` records in ``dhc run``."""
+    return [Finding(check, Status.FAILED, m, action) for m in messages]
+
+
+def verdict(check: str, suite: str, findings: list[Finding], unknowns: list[str]) -> NodeVerdict:
     """The log's verdict through the same rules as ``dhc run`` (``dhc.model.node_verdict``): the log is one
-    check whose findings are its faults (Failed) and what could not be judged (Incomplete)."""
-    findings = tuple(Finding(check, Status.FAILED, f) for f in faults) + \
-        tuple(Finding(check, Status.INCOMPLETE, u) for u in unknowns)
-    status = Status.FAILED if faults else Status.INCOMPLETE if unknowns else Status.PASSED
-    reason = (faults or unknowns or [""])[0]
-    return node_verdict([CheckResult(check, suite, status, reason, findings=findings)])
+    check whose findings are its faults (Failed, each with its action: a limit's own for a bandwidth miss)
+    and what could not be judged (Incomplete)."""
+    reasons = tuple(findings) + tuple(Finding(check, Status.INCOMPLETE, u) for u in unknowns)
+    status = Status.FAILED if findings else Status.INCOMPLETE if unknowns else Status.PASSED
+    reason = reasons[0].message if reasons else ""
+    return node_verdict([CheckResult(check, suite, status, reason, findings=reasons)])
 
 
 def implied_ranks(rows: tuple[SizeRow, ...]) -> int | None:

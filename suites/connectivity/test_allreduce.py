@@ -9,7 +9,6 @@ average over the sweep. Before any rank starts, /dev/shm must have room for this
 import pytest
 
 from dhc.errors import CheckIncomplete, NotApplicable
-from dhc.model import Action
 from dhc.probes import host, nccl_log, nccl_tests, nccl_verdict, tool
 
 
@@ -58,7 +57,7 @@ def _record(dhc_check, measured):
     if measured.wrong:
         dhc_check.fault(f"all-reduce over {measured.ranks} ranks returned wrong values: " +
                         ", ".join(f"{r.wrong_elements} elements at {r.size_bytes} B" for r in measured.wrong[:4]),
-                        None, Action.REPLACE)
+                        None, nccl_verdict.WRONG_VALUES)
 
 
 def _with_nccl_tests(dhc_check, dhc_devices, dhc_run):
@@ -86,7 +85,7 @@ def _with_nccl_tests(dhc_check, dhc_devices, dhc_run):
     if (failure := finished.failure()) is not None:  # after the table: a fault found there still fails the check
         result.unknowns.insert(0, failure)
     for fault in result.faults:
-        dhc_check.fault(f"all_reduce_perf: {fault}", None, Action.REPLACE)
+        dhc_check.fault(f"all_reduce_perf: {fault}", None, nccl_verdict.WRONG_VALUES)
     if result.judged is not None:
         dhc_check.record("busbw_intra_node", result.judged.best_busbw, "GB/s")
         dhc_check.record("busbw_intra_node_at_largest_size", run.largest().best_busbw, "GB/s")
@@ -110,7 +109,7 @@ def _judge_transport(dhc_check, summary, node_type, inter_node, nvlink=True):
     for fault in nccl_log.transport_faults(summary, expects_efa=node_type.efa > 0,
                                            expects_nvlink=nvlink and node_type.nvlinks_per_gpu > 0,
                                            inter_node=inter_node):
-        dhc_check.fault(fault, None, Action.REBOOT)
+        dhc_check.fault(fault, None, nccl_verdict.WRONG_TRANSPORT)
     unknowns = nccl_log.transport_unknowns(summary, node_type.efa > 0, inter_node)
     if unknowns and not dhc_check.findings():  # NCCL_DEBUG=INFO was set: a log that proves nothing is no pass
         raise CheckIncomplete("; ".join(unknowns))
