@@ -181,6 +181,28 @@ def test_a_check_hung_in_native_code_leaves_its_stack_in_pytest_log(tmp_path, cu
     assert "most recent call first" in log and "in test_gemm" in log
 
 
+SETUP_HANG = """
+    import signal, time, pytest
+
+    @pytest.fixture
+    def nvml_init():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as a native call the alarm cannot reach
+        time.sleep(60)
+
+    @pytest.mark.check("stress.gemm")
+    def test_gemm(dhc_check, nvml_init):
+        pass
+"""
+
+
+def test_a_fixture_hung_in_setup_leaves_its_stack_in_pytest_log(tmp_path, custom_suites, short_thresholds):
+    env = dhc_env(DHC_SUITES=str(custom_suites(b=SETUP_HANG)), DHC_WATCHDOG_GRACE_S="5")
+    proc = dhc("run", "--out", str(tmp_path / "r"), "--thresholds", str(short_thresholds), env=env, timeout=60)
+    assert proc.returncode == 3
+    log = (tmp_path / "r" / "pytest.log").read_text()
+    assert "most recent call first" in log and "in nvml_init" in log  # the hang's place, not only the call's
+
+
 def test_a_check_past_its_timeout_in_python_is_incomplete(tmp_path, custom_suites, short_thresholds):
     suites = custom_suites(a=PASSING, b=SLEEPING.format(block="pass"))
     proc = dhc("run", "--out", str(tmp_path / "r"), "--thresholds", str(short_thresholds),

@@ -122,13 +122,13 @@ def test_journal_results_skip_a_line_that_is_no_result(tmp_path):
 
 def test_dhc_run_trusts_only_a_child_report_the_model_reads(tmp_path):
     """A report.json that is JSON but not a whole report (a torn or foreign file) is rebuilt, never delivered."""
-    from dhc.cli.run import _childs_report
+    from dhc.cli.trust import childs_report
 
     path = tmp_path / "report.json"
     document = a_report([failed_gemm(512.0)])
     path.write_text(json.dumps(document))
-    assert _childs_report(path, "r1") == document
-    assert _childs_report(path, "another-run") is None
+    assert childs_report(path, "r1")[0].to_dict() == document
+    assert childs_report(path, "another-run")[0] is None
     del document["verdict"]
     path.write_text(json.dumps(document))
-    assert _childs_report(path, "r1") is None
+    assert childs_report(path, "r1") == (None, "report.json: verdict: missing")

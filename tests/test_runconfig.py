@@ -25,7 +25,8 @@ def configured(tmp_path):
     request = RunRequest("--", instance_type="cpu", instance_id="i-0aaaabbbbccccdddd", out=str(tmp_path / "out"),
                          checks=("stress.inventory",), sinks=("termination",), command=("dhc", "run"),
                          by_dhc_run=True)
-    config, limits = resolve(request, Settings.from_env({"DHC_IMDS": "off"}))
+    settings = Settings.from_env({"DHC_IMDS": "off", "DHC_TERMINATION_LOG": str(tmp_path / "termination-log")})
+    config, limits = resolve(request, settings)
     (tmp_path / "out").mkdir()
     return config, limits
 
@@ -110,13 +111,16 @@ def test_the_child_loads_the_config_and_never_resolves_again(configured, pyteste
     # discovery that would answer differently, and a resolver that must not be called at all
     monkeypatch.setenv("DHC_INSTANCE_ID", "i-0eeeeffff00001111")
     monkeypatch.setenv("DHC_INSTANCE_TYPE", "p5.48xlarge")
-    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "elsewhere"))  # the config's settings win
+    monkeypatch.setenv("DHC_DCGMI", "/nowhere/dcgmi")
 
     def resolving_again(*args, **kwargs):
         raise AssertionError("the child resolved the run again")
 
     monkeypatch.setattr("dhc.runconfig.resolve.resolve_identity", resolving_again)
     monkeypatch.setattr("dhc.plugin.session.resolve", resolving_again)
+    asked = []
+    monkeypatch.setattr("dhc.plugin.session.software_versions", lambda dcgmi: asked.append(dcgmi) or {})
     outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-config={path}",
                                            "--dhc-instance-type=p9.xlarge")  # ignored: the file configures
     assert outcome.ret == 0, outcome.stdout.str()
@@ -127,6 +131,17 @@ def test_the_child_loads_the_config_and_never_resolves_again(configured, pyteste
     assert (out / "pytest.log").read_text() == "dhc run's child writes here\n"  # the folder is dhc run's
     assert "held an earlier run" not in outcome.stdout.str()
     assert json.loads((tmp_path / "termination-log").read_text())["run_id"] == config.run_id  # the file's sinks
+    assert not (tmp_path / "elsewhere").exists()  # the sinks read the settings the run resolved, not DHC_* again
+    assert asked == ["dcgmi"]  # nor does the child: the config's dcgmi, not DHC_DCGMI's
+
+
+def test_a_config_carries_its_settings_and_refuses_an_unknown_one(configured, tmp_path):
+    config, _ = configured
+    data = config.to_dict()
+    assert data["settings"]["termination_log"] == str(tmp_path / "termination-log")
+    data["settings"]["termination_lgo"] = "/x"
+    with pytest.raises(ConfigError, match="settings: expected the resolved settings: settings.termination_lgo: unknown"):
+        RunConfig.from_dict(data, "run-config.json")
 
 
 def test_a_bad_config_file_stops_pytest_with_its_name_and_key(configured, pytester, tmp_path):

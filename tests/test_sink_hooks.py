@@ -12,6 +12,7 @@ from test_report import report_with_verdict
 
 from dhc import report
 from dhc.cli import run as run_cmd
+from dhc.model.report import Report
 from dhc.runconfig.resolve import RunRequest, resolve
 from dhc.settings import Settings
 from dhc.sinks import hooks
@@ -23,48 +24,110 @@ GPU3_FAULT = {"check": "stress.gemm", "status": "Failed", "message": "gemm slow"
               "device": {"kind": "gpu", "index": 3, "uuid": "GPU-3", "pci_bus_id": "0000:53:00.0"}}
 
 
-def configured(tmp_path, *sinks, inject=None):
-    request = RunRequest("--", instance_type="cpu", out=str(tmp_path / "out"), sinks=sinks, inject=inject)
-    config, _ = resolve(request, Settings.from_env({"DHC_IMDS": "off"}))
+def configured(tmp_path, *sinks, inject=None, by_dhc_run=False):
+    """A resolved run; the termination log is in ``tmp_path`` through the settings the run resolved once."""
+    request = RunRequest("--", instance_type="cpu", out=str(tmp_path / "out"), sinks=sinks, inject=inject,
+                         by_dhc_run=by_dhc_run)
+    env = {"DHC_IMDS": "off", "DHC_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    config, _ = resolve(request, Settings.from_env(env))
     return config
+
+
+def typed(document):
+    return Report.from_dict(document)
+
+
+def sink_events(journal):
+    return [(e["event"], e["sink"]) for e in journal.events() if e["event"] in (hooks.DELIVERING, hooks.DELIVERED)]
 
 
 # -- unit: the hook, its plugins and their failures -------------------------------------------------------
 def test_a_failing_sink_is_said_and_neither_the_report_nor_the_other_sinks_suffer(tmp_path, monkeypatch):
     config = configured(tmp_path, "cloudwatch", "termination")  # the run folder does not exist: the log sink fails
-    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
 
     def broken_send(lines, where):
         raise RuntimeError("a bug in the sink")
 
     monkeypatch.setattr("dhc.sinks.cloudwatch.send", broken_send)
-    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
-    before = json.dumps(document)
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
     said = []
     journal = report.Journal(tmp_path / "journal.jsonl")
-    assert hooks.deliver(hooks.manager(config).hook, document, config, said.append, journal)
+    called = hooks.deliver(hooks.manager(config), document, config, said.append, journal, last_resort=False)
+    assert called == ["dhc-sink-termination", "dhc-sink-cloudwatch", "dhc-sink-log"]  # pluggy's order
     log_file = tmp_path / "out" / "dhc.log.jsonl"
     assert any(s.startswith(f"sink log failed, the local report is intact: cannot write {log_file}: ") for s in said), said
     assert "sink cloudwatch failed unexpectedly, the local report is intact: RuntimeError: a bug in the sink" in said
     assert any(s.startswith("verdict Failed handed to the controller") for s in said)  # the next sink still ran
-    assert json.dumps(document) == before
-    assert [e["event"] for e in journal.events()] == [hooks.DELIVERING]
+    assert sink_events(journal) == [(event, name) for name in called for event in (hooks.DELIVERING, hooks.DELIVERED)]
 
 
-def test_a_planted_fault_reaches_no_sink(tmp_path, monkeypatch):
+def test_the_sinks_read_the_settings_the_run_resolved_not_the_environment(tmp_path, monkeypatch):
+    config = configured(tmp_path, "termination")
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "elsewhere"))  # changed after the run resolved
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
+    hooks.deliver(hooks.manager(config), document, config, print, report.Journal(tmp_path / "j"), last_resort=True)
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Failed"
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_sink_a_stop_cuts_short_costs_only_that_sink_and_is_left_for_dhc_run(tmp_path, monkeypatch):
+    """KeyboardInterrupt (SIGTERM in pytest_sessionfinish) is no Exception: the sinks after it still run."""
+    config = configured(tmp_path, "termination", by_dhc_run=True)
+    (tmp_path / "out").mkdir()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr("dhc.sinks.termination.write", stopped)
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
+    journal, said = report.Journal(tmp_path / "out" / report.JOURNAL_NAME), []
+    assert hooks.deliver(hooks.manager(config), document, config, said.append, journal,
+                         last_resort=False) == ["dhc-sink-log"]
+    assert said == ["sink termination was cut short by a stop; dhc run delivers to it"]
+    assert hooks.delivered(journal.events(), config.run_id) == {"dhc-sink-log"}
+    monkeypatch.undo()
+    parent = hooks.deliver(hooks.manager(config), document, config, print, journal, last_resort=True)
+    assert parent == ["dhc-sink-termination"]  # dhc run delivers to the one the child did not reach, once
+    assert len((tmp_path / "out" / "dhc.log.jsonl").read_text().splitlines()) == 1
+
+
+class UnwritableJournal(report.Journal):
+    def append(self, event):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_journal_that_cannot_be_written_still_delivers_when_no_one_comes_after(tmp_path):
+    """pytest suites/ alone (and dhc run itself) is the last resort: the sinks are called anyway."""
+    config = configured(tmp_path, "termination")
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
+    said = []
+    called = hooks.deliver(hooks.manager(config), document, config, said.append, UnwritableJournal(tmp_path / "j"),
+                           last_resort=True)
+    assert called == ["dhc-sink-termination", "dhc-sink-log"]
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Failed"
+    assert f"cannot journal the delivery to sink termination in {tmp_path / 'j'} (No space left on device)" in said
+
+
+def test_the_child_of_dhc_run_leaves_a_sink_it_cannot_journal_to_its_parent(tmp_path):
+    config = configured(tmp_path, "termination", by_dhc_run=True)
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
+    assert hooks.deliver(hooks.manager(config), document, config, print, UnwritableJournal(tmp_path / "j"),
+                         last_resort=False) == []
+    assert not (tmp_path / "termination-log").exists()
+
+
+def test_a_planted_fault_reaches_no_sink(tmp_path):
     config = configured(tmp_path, "termination", inject="gemm-bitflip")
-    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
     journal = report.Journal(tmp_path / "journal.jsonl")
-    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
-    assert not hooks.deliver(hooks.manager(config).hook, document, config, print, journal)
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
+    assert hooks.deliver(hooks.manager(config), document, config, print, journal, last_resort=True) == []
     assert not (tmp_path / "termination-log").exists() and journal.events() == []
 
 
-def test_dhc_run_sends_no_planted_fault_to_a_sink(tmp_path, monkeypatch, capsys):
+def test_dhc_run_sends_no_planted_fault_to_a_sink(tmp_path, capsys):
     config = configured(tmp_path, "termination", inject="gemm-bitflip")
     (tmp_path / "out").mkdir()
-    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
-    document = report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id)
+    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
     run_cmd._deliver(config, document)
     assert "self-test run with the fault 'gemm-bitflip' planted: no fault log lines emitted" in capsys.readouterr().out
     assert not (tmp_path / "termination-log").exists() and not (tmp_path / "out" / "dhc.log.jsonl").exists()
@@ -82,15 +145,34 @@ def test_a_child_with_a_planted_fault_delivers_nothing(pytester, tmp_path, monke
     assert hooks.DELIVERING not in (tmp_path / "out" / report.JOURNAL_NAME).read_text()
 
 
-def test_dhc_run_repeats_what_the_childs_sinks_said_and_never_delivers_again(tmp_path, capsys):
+def test_pytest_alone_delivers_when_its_journal_refuses_the_delivery(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    real_append = report.Journal.append
+
+    def append(self, event):
+        if event["event"] in (hooks.DELIVERING, hooks.DELIVERED):
+            raise OSError(28, "No space left on device")
+        real_append(self, event)
+
+    monkeypatch.setattr(report.Journal, "append", append)
+    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
+    pytester.makepyfile(test_a=PASSING)
+    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
+                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
+                                           "--dhc-sink=termination")
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed", outcome.outlines
+    outcome.stdout.fnmatch_lines(["dhc: cannot journal the delivery to sink termination in *(No space left on device)"])
+
+
+def test_dhc_run_repeats_what_the_childs_sinks_said_and_names_sinks_that_had_another_report(tmp_path, capsys):
     journal = report.Journal(tmp_path / "journal.jsonl")
-    assert not run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t1"}})
-    journal.append({"event": hooks.DELIVERING, "run_id": "r", "finished_at": "t1"})
+    rebuilt = typed(report_with_verdict("Incomplete", run_id="r"))
+    journal.append({"event": hooks.DELIVERED, "sink": "dhc-sink-cloudwatch", "run_id": "r", "finished_at": "t1"})
     journal.append({"event": hooks.SINK_NOTE, "text": "sent 1 log event(s) to CloudWatch Logs g / s"})
-    assert run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t1"}})
-    assert capsys.readouterr().err == "dhc: sent 1 log event(s) to CloudWatch Logs g / s\n"
-    assert run_cmd._delivered_by_child(journal, {"run": {"finished_at": "t2"}})  # rebuilt after a stop
-    assert "this report, rebuilt after it, stays in the run folder" in capsys.readouterr().err
+    run_cmd._repeat_child_notes(journal, rebuilt)
+    err = capsys.readouterr().err
+    assert err.startswith("dhc: sent 1 log event(s) to CloudWatch Logs g / s\n")
+    assert "the sinks cloudwatch have the verdict the child delivered before the run was stopped" in err
 
 
 # -- real processes: each path delivers once ----------------------------------------------------------------
@@ -113,7 +195,10 @@ def run_with_sinks(tmp_path, endpoint, suites, *args):
 
 def deliveries(tmp_path):
     journal = report.Journal(tmp_path / "r" / report.JOURNAL_NAME).events()
-    return [e for e in journal if e["event"] == hooks.DELIVERING]
+    return [e for e in journal if e["event"] == hooks.DELIVERED]
+
+
+ALL_THREE = ["dhc-sink-cloudwatch", "dhc-sink-log", "dhc-sink-termination"]
 
 
 @pytest.mark.slow
@@ -122,7 +207,7 @@ def test_the_childs_report_reaches_each_sink_once(tmp_path, moto):
     assert proc.returncode == 0, proc.stderr
     [line] = events(moto, tmp_path.name)  # the summary line, sent by the child only
     assert (line["status"], line["run_id"]) == ("Passed", deliveries(tmp_path)[0]["run_id"])
-    assert len(deliveries(tmp_path)) == 1
+    assert sorted(e["sink"] for e in deliveries(tmp_path)) == ALL_THREE  # each once
     assert proc.stderr.count("sent 1 log event(s) to CloudWatch Logs") == 1  # repeated from the child's journal
     assert proc.stderr.count("handed to the controller") == 1
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed"
@@ -142,7 +227,7 @@ def test_a_report_rebuilt_after_the_child_died_reaches_each_sink_once(tmp_path, 
     assert proc.returncode == 3, proc.stderr
     *reasons, summary = events(moto, tmp_path.name)  # the reasons (the run's end, the unfinished check) and the summary, once
     assert [r["check"] for r in reasons] == ["run", "stress.gemm"] and summary["status"] == "Incomplete"
-    assert len(deliveries(tmp_path)) == 1  # by dhc run: the child never got there
+    assert sorted(e["sink"] for e in deliveries(tmp_path)) == ALL_THREE  # by dhc run: the child never got there
     assert proc.stderr.count("log event(s) to CloudWatch Logs") == 1 and "sent 3 log event(s)" in proc.stderr
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Incomplete"
     rebuilt = json.loads((tmp_path / "r" / "report.json").read_text())

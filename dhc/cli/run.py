@@ -21,16 +21,15 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from dhc import report
+from dhc.cli import trust
 from dhc.cli.output import to_stdout, warn
 from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
 from dhc.errors import DhcError, UsageError
-from dhc.instance import InstanceIdentity
-from dhc.model.codec import ModelError
 from dhc.model.report import Report
 from dhc.probes.environment import software_versions
 from dhc.report.folder import LOG_NAME, PYTEST_LOG_NAME, earlier_run_note
@@ -68,49 +67,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     with StopSignals() as stops:
-        document, run_config = execute(args, sys.stderr, stops)
-        _deliver(run_config, document)
+        typed, run_config = execute(args, sys.stderr, stops)
+        _deliver(run_config, typed)
         if stops.late:
             warn(f"{', '.join(stops.late)} arrived after the verdict stood; the report and sinks were finished first")
-    return int(document["verdict"]["exit_code"])
+    return typed.verdict.exit_code  # computed from the typed verdict, never read from a document
 
 
-def _deliver(run_config: RunConfig, document: dict[str, Any]) -> None:
-    """The sinks once (unless the child delivered this very report), stdout last: a reader that went away
-    never costs a sink or the exit code."""
+def _deliver(run_config: RunConfig, typed: Report) -> None:
+    """Every sink the child did not deliver to, stdout last: a reader that went away never costs a sink or
+    the exit code."""
     out = Path(run_config.out)
     text = io.StringIO()
-    print_summary(document, out / report.REPORT_NAME, text)
+    print_summary(typed, out / report.REPORT_NAME, text)
     if run_config.inject:  # a planted fault must never reach log scrapers as a real one
         text.write(f"self-test run with the fault {run_config.inject!r} planted: no fault log lines emitted\n")
     else:
         journal = report.Journal(out / report.JOURNAL_NAME)
-        if not _delivered_by_child(journal, document):
-            hooks.deliver(hooks.manager(run_config).hook, document, run_config, warn, journal, last_resort=True)
-        text.write(_log_lines(out / LOG_NAME, document))
+        _repeat_child_notes(journal, typed)
+        hooks.deliver(hooks.manager(run_config), typed, run_config, warn, journal, last_resort=True)
+        text.write(_log_lines(out / LOG_NAME, typed))
     to_stdout(text.getvalue(), f"the verdict is in {out / report.REPORT_NAME}")
 
 
-def _delivered_by_child(journal: report.Journal, document: dict[str, Any]) -> bool:
-    """Whether the child began delivering (then what its sinks said is repeated here); never twice per run."""
+def _repeat_child_notes(journal: report.Journal, typed: Report) -> None:
+    """What the child's sinks said (its stderr went to pytest.log), and whether they had another report."""
     events = journal.events()
-    delivered = [e for e in events if e.get("event") == hooks.DELIVERING]
-    if not delivered:
-        return False
     for note in (e for e in events if e.get("event") == hooks.SINK_NOTE):
         warn(str(note.get("text")))
-    if delivered[-1].get("finished_at") != document["run"]["finished_at"]:
-        warn("the sinks have the verdict the child delivered before the run was stopped; this report, rebuilt "
-             "after it, stays in the run folder")
-    return True
+    others = sorted({str(e.get("sink")).removeprefix("dhc-sink-") for e in events if e.get("event") == hooks.DELIVERED
+                     and e.get("finished_at") != typed.run.finished_at})
+    if others:
+        warn(f"the sinks {', '.join(others)} have the verdict the child delivered before the run was stopped; this "
+             "report, rebuilt after it, stays in the run folder")
 
 
-def _log_lines(path: Path, document: dict[str, Any]) -> str:
+def _log_lines(path: Path, typed: Report) -> str:
     """The log lines as the log sink wrote them; made again only if it could not write them."""
     try:
         return path.read_text(encoding="utf-8")
     except OSError:
-        lines = verdict_lines(document)
+        lines = verdict_lines(typed)
     return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
 
 
@@ -123,7 +120,7 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 
 def execute(args: argparse.Namespace, progress_stream: TextIO,
-            stops: StopSignals | None = None) -> tuple[dict[str, Any], RunConfig]:
+            stops: StopSignals | None = None) -> tuple[Report, RunConfig]:
     """Resolve the run, run the suites under supervision, return the report and the run's configuration."""
     if stops is None:
         with StopSignals() as own:
@@ -145,8 +142,7 @@ def execute(args: argparse.Namespace, progress_stream: TextIO,
     outcome = Supervisor(argv, suites_dir, out, out / PYTEST_LOG_NAME, progress, pytest_child_environment(),
                          collect_timeout_s=settings.collect_timeout_s, grace_s=settings.watchdog_grace_s,
                          stops=stops).run()  # settles the stop signals the moment the child has ended
-    run_info = run_config.run_info()
-    return _final_report(outcome, out, run_info, run_config.identity, limits, settings), run_config
+    return _final_report(outcome, run_config, limits), run_config
 
 
 def _suites_ini(suites_dir: Path) -> Path:
@@ -162,32 +158,35 @@ def _pytest_argv(suites_dir: Path, config_path: Path, workers: int) -> list[str]
     return argv + (["-p", "xdist.plugin", "-n", str(workers)] if workers else [])
 
 
-def _final_report(outcome: ChildOutcome, out: Path, run_info: report.RunInfo, identity: InstanceIdentity,
-                  limits: InstanceLimits, settings: Settings) -> dict[str, Any]:
-    """The child's report when it wrote one for this run; else one rebuilt from the journal."""
-    if outcome.stopped is None:  # when dhc stopped the run, its reason is the one to record
-        document = _childs_report(out / report.REPORT_NAME, run_info.run_id)
-        if document is not None:
-            return document
-        if outcome.returncode == _CHILD_USAGE_ERROR:
+def _final_report(outcome: ChildOutcome, run_config: RunConfig, limits: InstanceLimits) -> Report:
+    """The child's report when it wrote one for this run that dhc can trust (``dhc.cli.trust``); else one
+    rebuilt from the journal, ``ended_by`` saying why. A stop that reached the child only while it was
+    delivering a report of a run that finished by itself came after the verdict stood: that report is kept."""
+    out = Path(run_config.out)
+    refused = None
+    if outcome.stopped is None or _delivery_began(out, run_config.run_id):
+        typed, refused = trust.childs_report(out / report.REPORT_NAME, run_config.run_id)
+        if typed is not None and (outcome.stopped is None or typed.run.ended_by is None):
+            return typed
+        if outcome.stopped is None and outcome.returncode == _CHILD_USAGE_ERROR:
             raise DhcError(f"pytest refused to run the suites: {_log_tail(out / PYTEST_LOG_NAME)}")
-    ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} without a report: " \
-                                  f"{_log_tail(out / PYTEST_LOG_NAME)}"
-    typed, problem = report.finish_report(out, run_info, identity, limits, software_versions(dcgmi=settings.dcgmi),
-                                          report.read_plan(out), report.journal_results(out), ended_by)
+    if refused:
+        warn(f"the child's report.json was refused, so dhc rebuilt the report from the journal: {refused}")
+    ended_by = outcome.stopped or f"{describe_exit(outcome.returncode)} " + (
+        f"and its report was refused: {refused}" if refused else f"without a report: {_log_tail(out / PYTEST_LOG_NAME)}")
+    if outcome.stopped and refused:
+        ended_by += f"; the child's report was refused: {refused}"
+    typed, problem = report.finish_report(out, run_config.run_info(), run_config.identity, limits,
+                                          software_versions(dcgmi=run_config.settings.dcgmi), report.read_plan(out),
+                                          report.journal_results(out), ended_by)
     if problem:
         warn(problem)
-    return typed.to_dict()
+    return typed
 
 
-def _childs_report(path: Path, run_id: str) -> dict[str, Any] | None:
-    """The child's report of this run, when the typed model reads it; else None (rebuilt from the journal)."""
-    try:
-        document = report.read_json(path)
-        typed = Report.from_dict(document)
-    except (DhcError, ModelError):
-        return None  # none, unreadable, or not a whole report: never trusted, rebuilt from the journal
-    return document if typed.run.run_id == run_id else None  # type: ignore[no-any-return]
+def _delivery_began(out: Path, run_id: str) -> bool:
+    return any(e.get("event") == hooks.DELIVERING and e.get("run_id") == run_id
+               for e in report.Journal(out / report.JOURNAL_NAME).events())
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:

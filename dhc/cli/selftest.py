@@ -38,7 +38,7 @@ def selftest_command(args: argparse.Namespace) -> int:
                                       instance_id=None, thresholds=args.thresholds, out=str(out / fault),
                                       profile="quick", workers=0, inject=fault)
         document, _ = run.execute(run_args, sys.stderr)
-        ok, detail = judge(fault, document)
+        ok, detail = judge(fault, document.to_dict())  # execute returns the typed Report
         caught += ok
         print(f"  {fault:<14} {'caught' if ok else 'MISSED':<7} {detail}")
     print(f"selftest: {caught} of {len(faults)} planted faults caught; reports in {out}")

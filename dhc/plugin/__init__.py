@@ -21,6 +21,7 @@ from dhc.plugin.recorder import CheckRecorder
 from dhc.plugin.session import DhcRun
 from dhc.probes import host
 from dhc.probes.nvml import Nvml, NvmlUnavailable
+from dhc.report.files import REPORT_NAME
 from dhc.report.folder import earlier_run_note
 from dhc.runconfig import choice_problem
 from dhc.sinks import hooks
@@ -151,8 +152,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
     if skip:
         item.stash[NOT_APPLICABLE_KEY] = skip
         pytest.skip(f"not applicable to {run.limits.instance_type.name}: {skip}")
-    with timeouts.alarm(run.limits.timing(check).timeout_s, _timeout_message(run, check, "setting up")):
-        return (yield)
+    with timeouts.alarm(run.limits.timing(check).timeout_s, _timeout_message(run, check, "setting up"), run.stacks()):
+        return (yield)  # a fixture stuck in native code (NVML's init) leaves its stack too
 
 
 @pytest.hookimpl(wrapper=True)
@@ -200,9 +201,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None or run.is_worker:
         return
-    run.document = run.write_report(int(exitstatus))
-    session.exitstatus = run.document["verdict"]["exit_code"]
-    run.deliver(session.config.hook)
+    run.report = run.write_report(int(exitstatus))
+    session.exitstatus = run.report.verdict.exit_code
+    run.deliver(session.config.pluginmanager)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -218,14 +219,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     run = terminalreporter.config.stash.get(RUN_KEY, None)
-    document = getattr(run, "document", None)
-    if document is None:
+    typed = getattr(run, "report", None)
+    if typed is None:
         return
-    verdict = document["verdict"]
-    terminalreporter.write_sep("=", f"dhc verdict: {verdict['status']} (action: {verdict['action']})")
-    for reason in verdict["reasons"]:
-        terminalreporter.write_line(f"  {reason['status']}: {reason['message']}")
-    terminalreporter.write_line(f"report: {run.out / 'report.json'}")
+    verdict = typed.verdict
+    terminalreporter.write_sep("=", f"dhc verdict: {verdict.status} (action: {verdict.action})")
+    for reason in verdict.reasons:
+        terminalreporter.write_line(f"  {reason.status}: {reason.message}")
+    terminalreporter.write_line(f"report: {run.out / REPORT_NAME}")
     if run.html_problem:
         terminalreporter.write_line(run.html_problem)
     for note in run.sink_notes:

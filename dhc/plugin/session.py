@@ -22,6 +22,7 @@ import pytest
 from dhc import report
 from dhc.errors import DhcError
 from dhc.model import CheckResult, Finding, PlannedCheck, Status
+from dhc.model.report import Report
 from dhc.plugin import timeouts
 from dhc.plugin.options import run_request
 from dhc.probes.environment import software_versions
@@ -30,7 +31,7 @@ from dhc.runconfig import RunConfig, limits_of
 from dhc.runconfig.resolve import prepare, resolve
 from dhc.settings import Settings
 from dhc.sinks.hooks import SINK_NOTE, deliver
-from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
+from dhc.thresholds import InstanceLimits, suite_of
 
 CONFIG_INPUT = "dhc_run_config"  # what an xdist controller hands its workers
 
@@ -40,8 +41,8 @@ class DhcRun:
         self.is_worker = hasattr(config, "workerinput")
         self.worker_input: dict[str, Any] = getattr(config, "workerinput", {})
         try:
-            self.settings = Settings.from_env()
             self.run_config, self.limits = self._configure(config)
+            self.settings = self.run_config.settings  # resolved once, with the configuration
             by_hand = not (self.is_worker or self.run_config.by_dhc_run)
             self.earlier: list[str] = prepare(self.run_config, self.limits, "--dhc-") if by_hand else []
         except DhcError as exc:
@@ -54,7 +55,7 @@ class DhcRun:
         self.plan: list[PlannedCheck] | None = None
         self.collection_errors: list[str] = []
         self.selection_accounted = False
-        self.document: dict[str, Any] | None = None
+        self.report: Report | None = None  # the run's report, once written
         self.previous_sigterm: object | None = None
         self.html_problem: str | None = None
         self.sink_notes: list[str] = []
@@ -68,7 +69,7 @@ class DhcRun:
         elif config.getoption("dhc_config"):
             run_config = RunConfig.load(Path(config.getoption("dhc_config")))
         else:
-            return resolve(run_request(config), self.settings)
+            return resolve(run_request(config), Settings.from_env())
         return run_config, limits_of(run_config)
 
     def stacks(self) -> BinaryIO | None:
@@ -87,10 +88,12 @@ class DhcRun:
         """What an xdist controller hands each worker, so all agree on who, what and where."""
         return {CONFIG_INPUT: json.dumps(self.run_config.to_dict())}
 
-    def deliver(self, hook: Any) -> None:
-        """The report stands: hand it to the sinks, journaling first, so ``dhc run`` knows not to repeat it."""
-        if self.document is not None:
-            deliver(hook, self.document, self.run_config, self._say, self.journal)
+    def deliver(self, pm: Any) -> None:
+        """The report stands: hand it to each sink, journaled per sink, so ``dhc run`` delivers only to the
+        sinks this process did not reach; ``pytest suites/`` alone is its own last resort."""
+        if self.report is not None:
+            deliver(pm, self.report, self.run_config, self._say, self.journal,
+                    last_resort=not self.run_config.by_dhc_run)
 
     def _say(self, text: str) -> None:
         self.sink_notes.append(text)
@@ -113,12 +116,6 @@ class DhcRun:
                 return []
         return self.plan
 
-    def selected(self) -> list[str]:
-        """The check ids the selection names (--dhc-check, --dhc-suite; none: every check)."""
-        wanted = self.run_config
-        return [check for check in CATALOGUE if (not wanted.checks or check in wanted.checks)
-                and (not wanted.suites or suite_of(check) in wanted.suites)]
-
     def account_for_selection(self) -> None:
         """Each selected check the plan lacks is Incomplete (journaled once), so a run that -k, a path or
         PYTEST_ADDOPTS narrowed can never read as the whole selection passing."""
@@ -126,7 +123,7 @@ class DhcRun:
             return  # a collection error already names what could not be collected
         self.selection_accounted = True
         planned = {p.check for p in self.planned()}
-        for check in self.selected():
+        for check in report.selected_checks(self.run_config.suites, self.run_config.checks):
             if check not in planned:
                 reason = (f"{check} was selected but not planned: no collected test implements it (left out by "
                           f"-k, -m, a narrower path, or missing from the suites), so this run cannot vouch for it")
@@ -151,11 +148,11 @@ class DhcRun:
         self.journal.append({"event": "result", "ts": report.utc_now(), "result": result.to_dict()})
 
     # -- the report ----------------------------------------------------------------------------
-    def write_report(self, exitstatus: int) -> dict[str, Any]:
+    def write_report(self, exitstatus: int) -> Report:
         typed, self.html_problem = report.finish_report(
             self.out, self.run_info, self.identity, self.limits, self.environment, self.planned(),
             list(self.results.values()), self._ended_by(exitstatus))
-        return typed.to_dict()
+        return typed
 
     def _ended_by(self, exitstatus: int) -> str | None:
         if self.collection_errors:

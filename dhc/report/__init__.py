@@ -16,6 +16,7 @@ from dhc.report.document import (
     journal_results,
     load_schema,
     read_plan,
+    selected_checks,
     utc_now,
 )
 from dhc.report.files import (
@@ -30,7 +31,7 @@ from dhc.report.files import (
 
 __all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal", "RunInfo",
            "build_document", "build_report", "complete_results", "default_run_name", "ensure_writable_dir",
-           "finish_report", "journal_results", "load_schema", "read_plan", "read_json", "utc_now", "write_json_atomic"]
+           "finish_report", "journal_results", "load_schema", "read_plan", "read_json", "selected_checks", "utc_now", "write_json_atomic"]
 
 
 HTML_NAME = "report.html"

@@ -2,7 +2,8 @@
 
 ``finish_report`` is the one way a run's report is made, by the pytest child at its end and by
 ``dhc run`` when the child left none (rebuilt from the journal): (plan, results, run, identity, limits,
-software, how the run ended) -> a typed ``Report``, saved as report.json and report.html.
+software, how the run ended) -> a typed ``Report``, saved as report.json and report.html. Every check the
+run selected has a row: a planned one without a result, or a selected one never planned, is Incomplete.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 
 from dhc.errors import ReportError
 from dhc.instance import InstanceIdentity
-from dhc.model import CheckResult, Device, PlannedCheck, Status, node_verdict
+from dhc.model import CheckResult, Device, Finding, PlannedCheck, Status, node_verdict
 from dhc.model.codec import ModelError
 from dhc.model.report import SCHEMA_VERSION, Report
 from dhc.report.files import JOURNAL_NAME, PLAN_NAME, Journal, read_json
-from dhc.thresholds import InstanceLimits
+from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "report-v1.schema.json"
 
@@ -59,6 +60,23 @@ def complete_results(plan: list[PlannedCheck], results: list[CheckResult], why: 
     out = [by_node.pop(p.nodeid, None) or CheckResult(
         p.check, p.suite, Status.INCOMPLETE, f"did not finish: {why}", nodeid=p.nodeid) for p in plan]
     return out + list(by_node.values())  # results outside the plan are kept, never dropped
+
+
+def selected_checks(suites: list[str] | tuple[str, ...], checks: list[str] | tuple[str, ...]) -> list[str]:
+    """The check ids a run's selection names (``--check``, ``--suite``; neither: every check), catalogue order."""
+    return [check for check in CATALOGUE if (not checks or check in checks) and (not suites or suite_of(check) in suites)]
+
+
+def account_for_selection(run: RunInfo, results: list[CheckResult], why: str) -> list[CheckResult]:
+    """``results`` and an Incomplete row for each selected check that has none (it was never planned: the
+    run ended before collecting it, or nothing implements it), so a run can never read as its selection passing."""
+    have = {r.check for r in results}
+    missing = []
+    for check in (c for c in selected_checks(run.suites, run.checks) if c not in have):
+        reason = f"{check} was selected but never planned, so this run cannot vouch for it: {why}"
+        missing.append(CheckResult(check, suite_of(check), Status.INCOMPLETE, reason,
+                                   findings=(Finding(check, Status.INCOMPLETE, reason),), nodeid=f"{check} (not collected)"))
+    return results + missing
 
 
 def assemble(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any], environment: dict[str, Any],
@@ -108,6 +126,7 @@ def finish_report(out: Path, run: RunInfo, identity: InstanceIdentity, limits: I
 
     run.ended_by, run.finished_at = ended_by, utc_now()
     completed = complete_results(plan, results, ended_by or "pytest finished without running it")
+    completed = account_for_selection(run, completed, ended_by or "pytest finished without collecting it")
     typed = _typed(run, identity, limits, environment, completed)
     return typed, save_report(out, typed)
 

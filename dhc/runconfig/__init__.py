@@ -24,8 +24,10 @@ from dhc import report
 from dhc.errors import ConfigError, DhcError
 from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity
-from dhc.model.codec import ModelError
+from dhc.model.codec import ModelError, dump
+from dhc.model.codec import load as decode
 from dhc.report.folder import CONFIG_NAME
+from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
 
 CONFIG_VERSION = 1
@@ -57,9 +59,10 @@ class RunConfig:
     stage: str
     log_group: str | None
     by_dhc_run: bool  # dhc run started the folder and owns pytest.log there
+    settings: Settings  # the environment as resolved once: the child and the sinks read these, not os.environ
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self) | {"identity": self.identity.to_dict()}
+        data = asdict(self) | {"identity": self.identity.to_dict(), "settings": dump(self.settings)}
         return {"version": CONFIG_VERSION, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
 
     @classmethod
@@ -101,7 +104,7 @@ _STR, _OPT_STR, _STRS = "a string", "a string or null", "a list of strings"
 _KINDS = {"run_id": _STR, "started_at": _STR, "profile": _STR, "suites": _STRS, "checks": _STRS, "inject": _OPT_STR,
           "out": _STR, "thresholds": _STR, "thresholds_sha256": _STR, "identity": "an identity object",
           "instance_type": _STR, "workers": "an integer >= 0", "command": _STRS, "sinks": _STRS, "stage": _STR,
-          "log_group": _OPT_STR, "by_dhc_run": "true or false"}
+          "log_group": _OPT_STR, "by_dhc_run": "true or false", "settings": "a settings object"}
 
 
 def _field(data: dict[str, Any], name: str, where: str) -> Any:
@@ -115,6 +118,8 @@ def _field(data: dict[str, Any], name: str, where: str) -> Any:
           "an integer >= 0": type(value) is int and value >= 0, "true or false": isinstance(value, bool)}.get(kind)
     if name == "identity":
         return _identity(value, where)
+    if name == "settings":
+        return _settings(value, where)
     if not ok:
         raise ConfigError(where, None, name, f"expected {kind}, got {json.dumps(value)[:80]}")
     return tuple(value) if kind == _STRS else value
@@ -123,9 +128,19 @@ def _field(data: dict[str, Any], name: str, where: str) -> Any:
 def _identity(value: Any, where: str) -> InstanceIdentity:
     try:
         return InstanceIdentity.from_dict(value)
-    except ModelError as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(where, None, "identity", f"expected an identity object (value and source per field), "
                                                    f"missing or malformed: {exc}") from None
+
+
+def _settings(value: Any, where: str) -> Settings:
+    unknown = sorted(set(value) - {f.name for f in fields(Settings)}) if isinstance(value, dict) else []
+    try:
+        if unknown:
+            raise ModelError(f"settings.{unknown[0]}: unknown key")
+        return decode(Settings, value, "settings")  # type: ignore[no-any-return]
+    except ModelError as exc:
+        raise ConfigError(where, None, "settings", f"expected the resolved settings: {exc}") from None
 
 
 CHOICES: dict[str, tuple[str, ...]] = {"profile": PROFILES, "suites": SUITE_NAMES, "checks": tuple(CATALOGUE),

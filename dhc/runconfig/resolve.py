@@ -75,7 +75,7 @@ def resolve(request: RunRequest, settings: Settings) -> tuple[RunConfig, Instanc
         thresholds=str(Path(thresholds.path).absolute()), thresholds_sha256=thresholds.sha256, identity=identity,
         instance_type=limits.instance_type.name, workers=request.workers, command=request.command,
         sinks=tuple(dict.fromkeys(request.sinks)), stage=request.stage,
-        log_group=request.log_group or settings.log_group, by_dhc_run=request.by_dhc_run)
+        log_group=request.log_group or settings.log_group, by_dhc_run=request.by_dhc_run, settings=settings)
     return config, limits
 
 

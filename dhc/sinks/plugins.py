@@ -1,23 +1,21 @@
 """The sinks as plugins of ``pytest_dhc_verdict``: the run folder's log lines, CloudWatch Logs, the node, and
 the check pod's termination message, registered by ``sink_plugins`` from the run configuration.
 
-Each one returns what it did and raises its own named error (``DhcError``, ``OSError``) when it fails;
-``_Sink`` says either with one wording (``sink <name> failed, the local report is intact: ...``), an
-unexpected exception too, so the report and the other sinks stand. Clients (boto3, kubernetes) are imported
-only by the sink that needs them.
+Each one reports what it did with ``say``; a sink that fails says so and returns, so the report and the
+other sinks stand (an unexpected exception too: ``_Sink``). Each reads the typed ``Report`` and the
+settings the run resolved once (``run_config.settings``), never the environment again. Clients (boto3,
+kubernetes) are imported only by the sink that needs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from dhc.errors import DhcError, UsageError
 from dhc.model.report import Report
 from dhc.report.folder import LOG_NAME
 from dhc.runconfig import RunConfig
-from dhc.settings import Settings
 from dhc.sinks.hooks import hookimpl
 from dhc.sinks.logline import summary_line, verdict_lines, write_lines
 
@@ -31,14 +29,13 @@ def sink_plugins(run_config: RunConfig) -> list[tuple[str, object]]:
 
 
 class _Sink:
-    """One sink: ``deliver`` does its work and returns what it did (None: nothing to say); the hook around it
-    says that, or how the sink failed (its own named error, or a bug), so a failing sink never costs the
-    report or the other sinks."""
+    """One sink: ``deliver`` does its work and returns what it did (None: nothing to say); the hook around it says that, or how the
+    sink failed (its own named error, or a bug), so a failing sink never costs the report or the other sinks."""
 
     name = ""
 
     @hookimpl
-    def pytest_dhc_verdict(self, report: dict[str, Any], run_config: RunConfig, say: Say) -> None:
+    def pytest_dhc_verdict(self, report: Report, run_config: RunConfig, say: Say) -> None:
         try:
             done = self.deliver(report, run_config)
         except (DhcError, OSError) as exc:  # the sink's own failure (API, network, a file), named by it
@@ -49,7 +46,7 @@ class _Sink:
             if done:
                 say(done)
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str | None:
+    def deliver(self, report: Report, run_config: RunConfig) -> str | None:
         raise NotImplementedError
 
 
@@ -64,17 +61,17 @@ class LogFileSink(_Sink):
 
     name = "log"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> None:
+    def deliver(self, report: Report, run_config: RunConfig) -> None:
         write_lines(verdict_lines(report), None, Path(run_config.out) / LOG_NAME)  # quiet: the run folder's own
 
 
 class CloudWatchSink(_Sink):
     name = "cloudwatch"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
+    def deliver(self, report: Report, run_config: RunConfig) -> str:
         from dhc.sinks import cloudwatch  # boto3 only when asked for
 
-        settings = Settings.from_env()
+        settings = run_config.settings
         where = cloudwatch.destination(report, settings.cluster, settings.cluster_id, run_config.log_group)
         sent = cloudwatch.send([*verdict_lines(report), summary_line(report)], where)
         return f"sent {sent} log event(s) to CloudWatch Logs {where.group} / {where.stream}"
@@ -85,10 +82,10 @@ class NodeSink(_Sink):
 
     name = "kubernetes"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
+    def deliver(self, report: Report, run_config: RunConfig) -> str:
         from dhc.sinks import node  # the kubernetes client only when asked for
 
-        settings = Settings.from_env()
+        settings = run_config.settings
         if not settings.node_name:
             raise UsageError("it needs NODE_NAME (the downward API's spec.nodeName)")
         state = node.write_verdict(node.Kube(), settings.node_name, report, settings.k8s_prefix,
@@ -101,10 +98,10 @@ class TerminationSink(_Sink):
 
     name = "termination"
 
-    def deliver(self, report: dict[str, Any], run_config: RunConfig) -> str:
+    def deliver(self, report: Report, run_config: RunConfig) -> str:
         from dhc.sinks import termination
 
-        path = Settings.from_env().termination_log
+        path = run_config.settings.termination_log
         text = termination.write(report, run_config.stage, path)
-        return (f"verdict {Report.of(report).verdict.status} handed to the controller in {path} "
+        return (f"verdict {report.verdict.status} handed to the controller in {path} "
                 f"({len(text.encode())} bytes)")
