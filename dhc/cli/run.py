@@ -4,14 +4,16 @@ The run configuration (``dhc.runconfig``) is resolved and checked here first (ex
 runs), written to the run folder (``run-config.json``) and handed to the pytest child by its path
 alone; the child loads it and resolves nothing again. pytest runs under ``Supervisor``, isolated
 from the caller's pytest setup: no PYTEST_* variables, no autoloaded plugins, the suites' own ini.
-Whatever happens to the child, a schema-valid report.json results: the child's own, or, when dhc
-stopped the run or the child died, one rebuilt from its journal with every unfinished check
-Incomplete and ``ended_by`` saying why.
+Whatever happens to the child, a schema-valid report.json results: the child's own when dhc can trust
+it (``dhc.cli.trust``: whole, of this run, its verdict the one its checks reach), or, when dhc stopped
+the run, the child died or its report was refused (said on stderr and in ``ended_by``), one rebuilt
+from its journal with every unfinished or never planned check Incomplete and ``ended_by`` saying why.
 
 One run, one folder: an ``--out`` that holds an earlier run's files (report, journal, log lines)
 is started clean, and dhc says which files it removed. The sinks (``pytest_dhc_verdict``: the log
-file, CloudWatch, the node) get the verdict once: from the child when it delivered its report, else
-from here; then stdout, and the exit code follows the verdict whatever stdout does.
+file, CloudWatch, the node) get the typed verdict once each: from the child, and from here for every
+sink the child did not deliver to (journaled per sink); then stdout, and the exit code follows the
+typed verdict whatever stdout does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dhc.cli.progress import Progress
 from dhc.cli.summary import print_summary
 from dhc.cli.supervise import ChildOutcome, StopSignals, Supervisor, describe_exit
 from dhc.errors import DhcError, UsageError
+from dhc.model.choices import DEFAULT_PROFILE
 from dhc.model.report import Report
 from dhc.probes.environment import software_versions
 from dhc.report.folder import LOG_NAME, PYTEST_LOG_NAME, earlier_run_note
@@ -53,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instance-id", help="instance ID (default: discovered)")
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds file (default: bundled)")
     parser.add_argument("--out", metavar="DIR", help="folder for the report (default: reports/<instance>-<UTC time>)")
-    parser.add_argument("--profile", default="quick", metavar="NAME", help=f"{' | '.join(PROFILES)} (default: quick)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, metavar="NAME",
+                        help=f"{' | '.join(PROFILES)} (default: {DEFAULT_PROFILE})")
     parser.add_argument("--inject", metavar="FAULT", help=f"plant a fault to prove its detector ({', '.join(FAULTS)})")
     parser.add_argument("--sink", action="append", default=[], metavar="SINK",
                         help=f"also send the verdict here ({', '.join(SINKS)}; repeatable)")

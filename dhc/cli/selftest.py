@@ -16,6 +16,7 @@ from dhc import report
 from dhc.cli import run
 from dhc.injections import FAULTS, MULTI_NODE, check_of
 from dhc.model import Device, NodeVerdict
+from dhc.model.choices import DEFAULT_PROFILE
 from dhc.thresholds.catalogue import Caught
 
 # What each fault must be caught as is declared with the fault, in the catalogue entry of its check.
@@ -36,7 +37,7 @@ def selftest_command(args: argparse.Namespace) -> int:
     for fault in faults:
         run_args = argparse.Namespace(suite=[], check=[check_of(fault)], instance_type=args.instance_type,
                                       instance_id=None, thresholds=args.thresholds, out=str(out / fault),
-                                      profile="quick", workers=0, inject=fault)
+                                      profile=DEFAULT_PROFILE, workers=0, inject=fault)
         document, _ = run.execute(run_args, sys.stderr)
         ok, detail = judge(fault, document.to_dict())  # execute returns the typed Report
         caught += ok
@@ -70,5 +71,5 @@ def _expected(caught: Caught, device: int | None) -> str:
 
 
 def _planted(device: Device | None) -> str:
-    """Where the fault was caught as the catalogue plants it: kind and index (``cpu 0``), not a label."""
-    return f"{device.kind} {device.index}" if device else "the node"
+    """Where the fault was caught: the one device label (``GPU 3 (GPU-uuid, serial X, PCI Y)``, ``cpu 2``)."""
+    return device.label() if device else "the node"

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from dhc.model.choices import DEFAULT_PROFILE
 from dhc.runconfig import FAULTS, PROFILES, SINKS, STAGES, SUITE_NAMES
 from dhc.runconfig.resolve import RunRequest
 
@@ -23,8 +24,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dhc-instance-id", metavar="ID", help="instance ID (default: discovered)")
     group.addoption("--dhc-thresholds", metavar="FILE", help="thresholds file (default: the bundled one)")
     group.addoption("--dhc-out", metavar="DIR", help="folder for report.json (default: reports/<instance>-<time>)")
-    group.addoption("--dhc-profile", default="quick", metavar="NAME",
-                    help=f"check profile: {' | '.join(PROFILES)} (default: quick)")
+    group.addoption("--dhc-profile", default=DEFAULT_PROFILE, metavar="NAME",
+                    help=f"check profile: {' | '.join(PROFILES)} (default: {DEFAULT_PROFILE})")
     group.addoption("--dhc-suite", action="append", default=[], metavar="SUITE",
                     help=f"run only this suite ({' | '.join(SUITE_NAMES)}); repeatable")
     group.addoption("--dhc-check", action="append", default=[], metavar="ID",

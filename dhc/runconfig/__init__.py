@@ -24,16 +24,17 @@ from dhc import report
 from dhc.errors import ConfigError, DhcError
 from dhc.injections import INJECTIONS
 from dhc.instance import InstanceIdentity
+from dhc.model.choices import STAGES, not_one_of
 from dhc.model.codec import ModelError, dump
 from dhc.model.codec import load as decode
 from dhc.report.folder import CONFIG_NAME
 from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
+from dhc.thresholds.catalogue import unknown_check
 
 CONFIG_VERSION = 1
 SUITE_NAMES = tuple(SUITES.values())
 SINKS = ("cloudwatch", "kubernetes", "termination")  # chosen per run; the log file in the run folder always
-STAGES = ("final", "stress")
 FAULTS = tuple(sorted(INJECTIONS))
 
 __all__ = ["CHOICES", "CONFIG_NAME", "FAULTS", "PROFILES", "SINKS", "STAGES", "SUITE_NAMES", "RunConfig", "choice_problem",
@@ -128,7 +129,7 @@ def _field(data: dict[str, Any], name: str, where: str) -> Any:
 def _identity(value: Any, where: str) -> InstanceIdentity:
     try:
         return InstanceIdentity.from_dict(value)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except ModelError as exc:
         raise ConfigError(where, None, "identity", f"expected an identity object (value and source per field), "
                                                    f"missing or malformed: {exc}") from None
 
@@ -150,10 +151,9 @@ CHOICES: dict[str, tuple[str, ...]] = {"profile": PROFILES, "suites": SUITE_NAME
 def choice_problem(key: str, value: str | tuple[str, ...] | list[str] | None) -> str | None:
     """What is wrong with ``value`` for ``key`` (one of CHOICES), or None: the one wording for flags and files."""
     for one in (value,) if isinstance(value, str) else value or ():
-        if one not in CHOICES[key]:
-            if key == "checks":
-                return f"unknown check id {one!r}; known: {', '.join(CATALOGUE)}"
-            return f"expected one of {', '.join(CHOICES[key])}, got {one!r}"
+        problem = unknown_check(one) if key == "checks" else not_one_of(CHOICES[key], one)
+        if problem:
+            return problem
     return None
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from dhc import report
 from dhc.errors import UsageError
 from dhc.instance import resolve_identity
+from dhc.model.choices import DEFAULT_PROFILE
 from dhc.probes.unseen_gpus import refuse_unseen_gpus
 from dhc.report.folder import start_clean
 from dhc.runconfig import CHOICES, RunConfig, choice_problem
@@ -34,7 +35,7 @@ class RunRequest:
     instance_id: str | None = None
     thresholds: str | None = None
     out: str | None = None
-    profile: str = "quick"
+    profile: str = DEFAULT_PROFILE
     suites: tuple[str, ...] = ()
     checks: tuple[str, ...] = ()
     inject: str | None = None
