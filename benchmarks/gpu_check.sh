@@ -25,10 +25,10 @@ fi
 dhc() { "$py" -m dhc "$@"; }
 
 # One GPU of an 8-GPU H200 type: the p5e limits, one GPU, no EFA or NVLink expected; a shorter burn.
+# The type goes right under `instance_types:` (appended at the end it would land in whatever
+# section ends the file).
 thresholds="$out/thresholds-single-h200.yaml"
-cp "$root/thresholds.yaml" "$thresholds"
-cat >> "$thresholds" <<'YAML'
-
+cat > "$out/single-h200.yaml" <<'YAML'
   single-h200:
     extends: ml.p5e.48xlarge
     description: one H200 of a lent check machine (p5e limits, one GPU)
@@ -39,6 +39,7 @@ cat >> "$thresholds" <<'YAML'
       quick:
         stress.gemm: {duration_s: 20, expected_s: 30}
 YAML
+sed "/^instance_types:$/r $out/single-h200.yaml" "$root/thresholds.yaml" > "$thresholds"
 dhc thresholds validate "$thresholds" || exit 2
 
 step "quick InstanceStress on the GPU"
@@ -51,15 +52,47 @@ from dhc import thresholds
 report = json.load(open(sys.argv[1]))
 limits = thresholds.load(sys.argv[2]).resolve("single-h200", "quick")
 print("wall time per check (report.json duration_s) against thresholds.yaml's expected_s and timeout_s:")
+SHOWN = ("tflops_bf16", "copy_bandwidth", "verified_gb_per_s", "tested_gib", "coverage_of_free",
+         "memory_errors", "temperature_c", "gpu_count", "relative_to_median")
+
+
+def seconds(value):
+    return "       -" if value is None else f"{value:8.1f}"
+
+
 for check in report["checks"]:
     timing = limits.timing(check["check"])
-    print(f"{check['check']:<18} {check['status']:<10} {check['duration_s']:8.1f} s  (expected {timing.expected_s:g} s, "
-          f"timeout {timing.timeout_s:g} s)  {check['reason'][:90]}")
-print(f"whole run: {report['run']['duration_s']:.1f} s")
+    print(f"{check['check']:<22} {check['status']:<10} {seconds(check.get('duration_s'))} s  "
+          f"(expected {timing.expected_s:g} s, timeout {timing.timeout_s:g} s)  {(check.get('reason') or '')[:90]}")
     for m in check["measurements"]:
-        if m["name"] in ("tflops_bf16", "copy_bandwidth", "verified_gb_per_s", "tested_gib", "coverage_of_free",
-                         "memory_errors", "temperature_c", "gpu_count", "relative_to_median"):
+        if m["name"] in SHOWN:
             print(f"    {m['name']:<20} {m['value']:>12} {m['unit']}")
+print(f"whole run: {seconds(report['run'].get('duration_s')).strip()} s")
+PY
+
+step "the burn's reference matmul(a, b) and matmul(a, b, out=buf) give the same bits"
+# the burn compares every matmul(out=buffer) with its first result; were the two calls to differ on
+# this GPU (another cuBLAS algorithm for a preallocated output), every GPU would show as corrupting
+"$py" - cuda 8192 <<'PY'
+import sys
+
+import torch
+
+from dhc.kernels import gemm
+from dhc.kernels.bitwise import words
+
+device, size = torch.device(sys.argv[1]), int(sys.argv[2])
+for name in ("bf16", "fp16", "tf32", "fp32"):
+    generator = torch.Generator().manual_seed(20240815)
+    a, b = (torch.randn(size, size, generator=generator).to(gemm.DTYPES[name]).to(device) for _ in range(2))
+    with gemm._tf32(name):
+        plain = torch.matmul(a, b)
+        outs = [torch.empty_like(plain) for _ in range(2)]
+        for out in outs + outs:
+            torch.matmul(a, b, out=out)
+    differing = [int(torch.count_nonzero(words(out) != words(plain))) for out in outs]
+    verdict = "identical bits" if differing == [0, 0] else f"DIFFERENT BITS: {differing} differing words"
+    print(f"{name:<5} {size}x{size}  matmul vs matmul(out=) on two buffers, twice: {verdict}")
 PY
 
 step "benchmark: GEMM burn vs bare matmul"
