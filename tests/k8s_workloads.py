@@ -1,18 +1,19 @@
-"""The emulator taught training workloads: API discovery, PyTorchJobs and JobSets, merge patches of Jobs,
-deleting and watching pods, and small stand-ins for the training operator, the Job controller and the
-scheduler, as the real ones behave.
+"""The emulator taught training workloads: API discovery, PyTorchJobs and JobSets, merge and JSON patches,
+deleting and watching pods, node faults as the kubelet and the control plane show them; the controllers
+that run the pods are k8s_operators' stand-ins.
 
 What the real pieces do, and these fakes do too:
 - discovery: ``GET /apis/<group>/<version>`` lists the resources served, 404 when the group is not installed;
-- a merge patch (RFC 7386) carrying ``metadata.resourceVersion`` is refused 409 Conflict when stale;
-- the training operator (kubeflow/training-operator v1, pkg/controller.v1/common/pod.go) keeps one pod per
-  replica index named ``<job>-<type>-<index>``; a Failed pod is deleted and re-created when restartPolicy is
-  OnFailure/Always, or ExitCode with a retryable code (>= 128); Never, or a permanent code, ends the job
-  Failed; ``runPolicy.suspend`` deletes the pods, and lifting it creates them again;
-- the Job controller keeps ``parallelism`` active pods, keeps Failed pods (they count against
-  ``backoffLimit``; past it the Job is Failed) and deletes active pods while ``spec.suspend`` is true;
-- the scheduler binds a Pending pod to a node that matches its nodeSelector, has no NoSchedule taint,
-  is not cordoned and runs no other training pod; none fits: the pod stays Pending.
+- a merge patch (RFC 7386) carrying ``metadata.resourceVersion`` is refused 409 Conflict when stale; a JSON
+  patch (RFC 6902) whose ``test`` op fails is refused 422;
+- a CRD's structural schema prunes fields it does not know (``prunes``: a training-operator before v1.7
+  has no ``runPolicy.suspend``, so the write is accepted without it);
+- the JobSet webhook refuses any change of ``spec.replicatedJobs`` except a pod template's nodeSelector,
+  and that only while the JobSet is suspended or the same update suspends it;
+- the kubelet restarts a crashed container in place when the pod's restartPolicy is OnFailure/Always
+  (Running, restartCount + 1, lastState.terminated), and reports the pod Failed otherwise or on eviction;
+- a node that stops answering turns Ready Unknown, tainted unreachable; the taint manager marks its pods
+  DisruptionTarget and deletes them, and they stay Terminating until the Node is deleted.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ import threading
 from typing import Any
 
 from k8s_emulator import _reply
+from k8s_operators import TRAINING_LABEL, Operators, now
 
 GROUPS = {("kubeflow.org", "v1"): "pytorchjobs", ("jobset.x-k8s.io", "v1alpha2"): "jobsets", ("batch", "v1"): "jobs"}
-TRAINING_LABEL = "training.kubeflow.org/job-name"
 
 
-class Workloads:
-    def __init__(self, emulator: Any, served: tuple[str, ...] = ("pytorchjobs", "jobsets")):
+class Workloads(Operators):
+    def __init__(self, emulator: Any, served: tuple[str, ...] = ("pytorchjobs", "jobsets"),
+                 prunes: dict[str, tuple[str, ...]] | None = None):
         self.emulator, self.served = emulator, set(served) | {"jobs"}
+        self.prunes = prunes or {}  # plural -> a field path its schema does not know (dropped from every write)
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.deleted_pods: list[str] = []
         self.user_jobs: set[str] = set()  # batch Jobs added here (the emulator also holds dhc's check Jobs)
@@ -53,6 +56,7 @@ class Workloads:
             meta = obj["metadata"]
             meta.setdefault("namespace", "default")
             meta["uid"] = f"uid-{plural}-{meta['name']}-{em.version}"
+            meta["creationTimestamp"] = now()
             obj.setdefault("status", {})
             if plural == "jobs":
                 self.user_jobs.add(meta["name"])
@@ -74,19 +78,55 @@ class Workloads:
             self.emulator._record(plural, "DELETED", obj)
 
     def fail_pod(self, name: str, reason: str = "", exit_code: int = 137, message: str = "") -> None:
-        """The kubelet reports the pod Failed: evicted (``reason`` Evicted) or its container ended."""
+        """The kubelet's report: an eviction (``reason`` Evicted) fails the pod; a crashed container is restarted
+        in place when the pod's restartPolicy is OnFailure/Always, else the pod ends Failed."""
         em = self.emulator
         with em.lock:
             pod = copy.deepcopy(em.pods[name])
-            terminated = {"exitCode": exit_code, "reason": "Error", "finishedAt": _now()}
+            terminated = {"exitCode": exit_code, "reason": "Error", "finishedAt": now()}
             container = pod["spec"]["containers"][0]
-            pod["status"] = {"phase": "Failed", "containerStatuses": [{
-                "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
-                "restartCount": 0, "state": {"terminated": terminated}}]}
+            before = next(iter(pod["status"].get("containerStatuses") or []), {})
+            if not reason and pod["spec"].get("restartPolicy") in ("OnFailure", "Always"):
+                pod["status"] = dict(pod["status"]) | {"phase": "Running", "containerStatuses": [{
+                    "name": container["name"], "image": container["image"], "imageID": "", "ready": True,
+                    "restartCount": int(before.get("restartCount") or 0) + 1, "lastState": {"terminated": terminated},
+                    "state": {"running": {"startedAt": now()}}}]}
+            else:
+                pod["status"] = {"phase": "Failed", "containerStatuses": [{
+                    "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+                    "restartCount": int(before.get("restartCount") or 0), "state": {"terminated": terminated}}]}
             if reason:
                 pod["status"] |= {"reason": reason, "message": message or f"The node was low on resource: {reason}"}
             em._record("pods", "MODIFIED", pod)
             em.pods[name] = pod
+
+    def node_not_ready(self, name: str) -> None:
+        """The node stops answering: Ready Unknown, the unreachable taint; its pods marked DisruptionTarget and
+        deleted by the taint manager, Terminating (still Running) while the node is there."""
+        em = self.emulator
+        with em.lock:
+            node = copy.deepcopy(em.nodes[name])
+            node["status"]["conditions"] = [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                                             "lastTransitionTime": now()}]
+            node["spec"]["taints"] = [*node["spec"].get("taints", []), {"key": "node.kubernetes.io/unreachable",
+                                                                        "effect": "NoExecute"}]
+            em._record("nodes", "MODIFIED", node)
+            em.nodes[name] = node
+            for pod in [p for p in em.pods.values() if p["spec"].get("nodeName") == name]:
+                marked = copy.deepcopy(pod)
+                marked["status"]["conditions"] = [*marked["status"].get("conditions", []), {
+                    "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                    "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": now()}]
+                marked["metadata"]["deletionTimestamp"] = now()
+                em._record("pods", "MODIFIED", marked)
+                em.pods[pod["metadata"]["name"]] = marked
+
+    def remove_node(self, name: str) -> None:
+        """The Node object is deleted; the pod garbage collector then deletes every pod bound to it."""
+        self.emulator.delete_node(name)
+        with self.emulator.lock:
+            for pod in [p for p in self.emulator.pods.values() if p["spec"].get("nodeName") == name]:
+                self._drop(pod)
 
     def pods_of(self, job: str, label: str = TRAINING_LABEL) -> list[dict[str, Any]]:
         with self.emulator.lock:
@@ -139,15 +179,32 @@ class Workloads:
         return True
 
     def _patch(self, handler: Any, plural: str, obj: dict[str, Any], body: bytes) -> None:
-        """Under the lock: an RFC 7386 merge patch, refused 409 when its resourceVersion is stale."""
-        if "merge-patch" not in handler.headers.get("Content-Type", ""):
+        """Under the lock: a merge patch refused 409 when its resourceVersion is stale, or a JSON patch refused 422
+        when an op (its ``test`` of the version) fails; then pruning and the JobSet webhook."""
+        kind = handler.headers.get("Content-Type", "")
+        if "merge-patch" in kind:
+            change = json.loads(body)
+            wanted = (change.get("metadata") or {}).pop("resourceVersion", None)
+            if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
+                return _reply(handler, 409, {"kind": "Status", "code": 409, "reason": "Conflict", "message":
+                                             "the object has been modified; please apply your changes to the latest version"})
+            patched = merge_patch(obj, change)
+        elif "json-patch" in kind:
+            try:
+                patched = json_patch(obj, json.loads(body))
+            except (KeyError, IndexError, ValueError) as exc:
+                return _reply(handler, 422, {"kind": "Status", "code": 422, "reason": "Invalid", "message": str(exc)})
+        else:
             return _reply(handler, 415, {"kind": "Status", "code": 415})
-        change = json.loads(body)
-        wanted = (change.get("metadata") or {}).pop("resourceVersion", None)
-        if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
-            return _reply(handler, 409, {"kind": "Status", "code": 409, "reason": "Conflict", "message":
-                                         "the object has been modified; please apply your changes to the latest version"})
-        patched = merge_patch(obj, change)
+        refused = jobset_webhook(obj, patched) if plural == "jobsets" else ""
+        if refused:
+            return _reply(handler, 422, {"kind": "Status", "code": 422, "reason": "Invalid", "message": refused})
+        *parents, last = self.prunes.get(plural, ("",))
+        target = patched
+        for part in parents:
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target.pop(last, None)
         meta = patched["metadata"]
         if plural == "jobs":
             self.emulator.jobs[meta["name"]] = patched
@@ -164,99 +221,14 @@ class Workloads:
             self._drop(pod)
         return _reply(handler, 200, {"kind": "Status", "status": "Success"})
 
-    def _drop(self, pod: dict[str, Any]) -> None:
-        del self.emulator.pods[pod["metadata"]["name"]]
-        self.deleted_pods.append(pod["metadata"]["name"])
-        self.emulator._record("pods", "DELETED", pod)
-
-    # -- the operator, the Job controller and the scheduler ----------------------------------------------
     def _operate(self) -> None:
         while not self.stop.wait(0.02):
-            with self.emulator.lock:
-                for (plural, _, _), obj in list(self.objects.items()):
-                    if plural == "pytorchjobs":
-                        self._pytorchjob(obj)
-                for name in sorted(self.user_jobs & set(self.emulator.jobs)):
-                    self._job(self.emulator.jobs[name])
-                self._schedule()
+            self._operate_once()
 
-    def _pytorchjob(self, job: dict[str, Any]) -> None:
-        meta, spec = job["metadata"], job["spec"]
-        if _finished(job):
-            return
-        mine = {p["metadata"]["name"]: p for p in self.emulator.pods.values()
-                if (p["metadata"].get("labels") or {}).get(TRAINING_LABEL) == meta["name"]}
-        if (spec.get("runPolicy") or {}).get("suspend"):
-            for pod in mine.values():
-                self._drop(pod)
-            return
-        for rtype, replica in spec["pytorchReplicaSpecs"].items():
-            policy = replica.get("restartPolicy", "OnFailure")
-            for index in range(int(replica.get("replicas") or 1)):
-                name = f"{meta['name']}-{rtype.lower()}-{index}"
-                pod = mine.get(name)
-                if pod is None:
-                    self._create_pod(name, meta, replica["template"], {
-                        TRAINING_LABEL: meta["name"], "training.kubeflow.org/replica-type": rtype.lower(),
-                        "training.kubeflow.org/replica-index": str(index),
-                        "training.kubeflow.org/operator-name": "pytorchjob-controller"}, "PyTorchJob")
-                elif pod["status"].get("phase") == "Failed":
-                    code = _exit_code(pod)
-                    if policy in ("OnFailure", "Always") or (policy == "ExitCode" and code >= 128):
-                        self._drop(pod)
-                    else:
-                        self._condition(job, "pytorchjobs", "Failed", f"{rtype} replica(s) failed")
-                        return
 
-    def _job(self, job: dict[str, Any]) -> None:
-        meta, spec = job["metadata"], job["spec"]
-        if _finished(job):
-            return
-        mine = [p for p in self.emulator.pods.values()
-                if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") == meta["name"]]
-        failed = [p for p in mine if p["status"].get("phase") == "Failed"]
-        active = [p for p in mine if p["status"].get("phase") in ("Pending", "Running")]
-        if len(failed) > int(spec.get("backoffLimit", 6)):
-            return self._condition(job, "jobs", "Failed", "Job has reached the specified backoff limit")
-        if spec.get("suspend"):
-            for pod in active:
-                self._drop(pod)
-            return
-        for index in range(int(spec.get("parallelism") or 1) - len(active)):
-            name = f"{meta['name']}-{self.emulator.version:05d}{index}"
-            self._create_pod(name, meta, spec["template"], {"batch.kubernetes.io/job-name": meta["name"],
-                                                             "job-name": meta["name"]}, "Job")
-
-    def _create_pod(self, name: str, meta: dict[str, Any], template: dict[str, Any], labels: dict[str, str],
-                    owner: str) -> None:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": name, "namespace": meta["namespace"], "uid": f"uid-{name}-{self.emulator.version}", "labels": labels,
-            "ownerReferences": [{"apiVersion": "kubeflow.org/v1" if owner == "PyTorchJob" else "batch/v1", "kind": owner,
-                                 "name": meta["name"], "uid": meta["uid"], "controller": True}]},
-            "spec": copy.deepcopy(template.get("spec") or {}), "status": {"phase": "Pending"}}
-        self.emulator._record("pods", "ADDED", pod)
-        self.emulator.pods[name] = pod
-
-    def _schedule(self) -> None:
-        used = {p["spec"].get("nodeName") for p in self.emulator.pods.values() if p["status"].get("phase") == "Running"}
-        for pod in list(self.emulator.pods.values()):
-            if pod["status"].get("phase") != "Pending" or pod["spec"].get("nodeName"):
-                continue
-            node = next((n for n in self.emulator.nodes.values() if n["metadata"]["name"] not in used
-                         and _fits(pod, n)), None)
-            if node is not None:
-                bound = copy.deepcopy(pod)
-                bound["spec"]["nodeName"] = node["metadata"]["name"]
-                bound["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
-                                                                      "lastTransitionTime": _now()}]}
-                used.add(node["metadata"]["name"])
-                self.emulator._record("pods", "MODIFIED", bound)
-                self.emulator.pods[pod["metadata"]["name"]] = bound
-
-    def _condition(self, obj: dict[str, Any], plural: str, kind: str, message: str) -> None:
-        obj["status"] = dict(obj.get("status") or {}) | {"conditions": [
-            {"type": kind, "status": "True", "reason": f"Job{kind}", "message": message, "lastTransitionTime": _now()}]}
-        self.emulator._record(plural, "MODIFIED", obj)
+    def _operate(self) -> None:
+        while not self.stop.wait(0.02):
+            self._operate_once()
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -272,29 +244,30 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _fits(pod: dict[str, Any], node: dict[str, Any]) -> bool:
-    labels = node["metadata"].get("labels") or {}
-    if (node.get("spec") or {}).get("unschedulable"):
-        return False
-    if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in (node.get("spec") or {}).get("taints") or []):
-        return False
-    return all(labels.get(k) == v for k, v in (pod["spec"].get("nodeSelector") or {}).items())
+def json_patch(target: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902's add, replace, remove and test on JSON pointers (RFC 6901); an op that cannot apply raises."""
+    result = copy.deepcopy(target)
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        holder: Any = result
+        for part in parents:
+            holder = holder[int(part)] if isinstance(holder, list) else holder[part]
+        key: Any = int(last) if isinstance(holder, list) else last
+        if op["op"] == "test" and holder[key] != op["value"]:
+            raise ValueError(f"the server rejected our request: test operation failed at {op['path']}")
+        if op["op"] in ("add", "replace"):
+            holder[key] = copy.deepcopy(op["value"])
+        elif op["op"] == "remove":
+            del holder[key]
+    return result
 
 
-def _finished(obj: dict[str, Any]) -> bool:
-    return any(c.get("type") in ("Failed", "Succeeded", "Complete") and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
-
-
-def _exit_code(pod: dict[str, Any]) -> int:
-    for container in pod["status"].get("containerStatuses") or []:
-        ended = (container.get("state") or {}).get("terminated")
-        if ended:
-            return int(ended.get("exitCode", 0))
-    return 0
-
-
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def jobset_webhook(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The JobSet webhook's ValidateUpdate: "" when allowed, else its refusal."""
+    def masked(obj: dict[str, Any]) -> list[Any]:
+        jobs = copy.deepcopy((obj.get("spec") or {}).get("replicatedJobs") or [])
+        if (old.get("spec") or {}).get("suspend") or (new.get("spec") or {}).get("suspend"):
+            for rj in jobs:
+                ((rj.get("template") or {}).get("spec") or {}).get("template", {}).get("spec", {}).pop("nodeSelector", None)
+        return jobs
+    return "" if masked(old) == masked(new) else "spec.replicatedJobs: Invalid value: field is immutable"

@@ -120,8 +120,9 @@ def test_a_node_fault_suspends_waits_for_capacity_then_resumes_on_healthy_nodes(
         [interrupted] = events(emulator, "JobInterruptedByNodeFault")
         assert interrupted["type"] == "Warning" and interrupted["involvedObject"]["kind"] == "PyTorchJob"
         assert "n1" in interrupted["message"] and "UnschedulablePendingReplacement" in interrupted["message"]
-        [seen] = record(work).interruptions
+        [seen] = record(work).interruptions  # OnFailure: the kubelet restarted the container in place
         assert seen["node"] == "n1" and seen["pod"] == victim["metadata"]["name"] and "137" in seen["reason"]
+        assert "restarted in place" in seen["reason"]
         wait_for(lambda: run.resumer.snapshot()["waiting"] == 1, what="the wait counted")
         assert not events(emulator, "JobResumed")
         set_health(emulator, "n2", "Schedulable")  # the replacement passed its deep check
@@ -178,9 +179,11 @@ def test_max_retries_stops_and_names_every_interruption(emulator):
         wait_for(lambda: events(emulator, "JobAutoResumeGaveUp"), what="giving up")
         [gave_up] = events(emulator, "JobAutoResumeGaveUp")
         assert "n1" in gave_up["message"] and node in gave_up["message"] and "1 of 1 restarts used" in gave_up["message"]
+        assert "left to its own restartPolicy" in gave_up["message"]
         assert record(work).retries == 1 and len(events(emulator, "JobResumed")) == 1
-        assert work.get("pytorchjobs", "train")["spec"]["runPolicy"]["suspend"] is True  # left stopped
+        assert work.get("pytorchjobs", "train")["spec"]["runPolicy"]["suspend"] is False  # not suspended: its own way
         assert node in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status]
+        assert running(work) and record(work).phase == "given-up"  # the operator's OnFailure kept it running
 
 
 def test_a_controller_restarted_mid_wait_restarts_the_job_once(emulator):
@@ -243,7 +246,9 @@ def test_a_job_its_operator_ended_failed_is_given_up_with_the_reason(emulator):
         set_health(emulator, "n1", "UnschedulablePendingReplacement")  # within the window: a node fault
         wait_for(lambda: events(emulator, "JobAutoResumeGaveUp"), what="giving up")
         [gave_up] = events(emulator, "JobAutoResumeGaveUp")
-        assert "restartPolicy Never" in gave_up["message"] and "n1" in gave_up["message"]
+        assert "ended Failed on its own" in gave_up["message"] and "n1" in gave_up["message"]
+        assert "its Failed condition: JobFailed: Worker replica(s) failed" in gave_up["message"]
+        assert "Never" in gave_up["message"] and "runPolicy" not in work.get("pytorchjobs", "train")["spec"]
         assert record(work).retries == 0 and not events(emulator, "JobResumed")
 
 def test_a_node_deleted_under_a_job_is_a_node_fault(emulator):

@@ -33,8 +33,13 @@ def test_the_metrics_show_resumed_waiting_given_up_and_the_time_to_running():
     from dhc.resume.metrics import ResumeCollector
 
     registry = CollectorRegistry(auto_describe=False)
+    from dhc.resume.metrics import Recoveries
+
+    seen = Recoveries()
+    for seconds in (45.0, 400.0):
+        seen.add(seconds)
     registry.register(ResumeCollector(lambda: {"tally": {"resumed": 3, "given-up": 1}, "waiting": 2,
-                                               "recoveries": [45.0, 400.0]}))
+                                               "recoveries": seen.snapshot()}))
     text = generate_latest(registry).decode()
     for line in ("dhc_jobs_resumed_total 3.0", "dhc_jobs_resume_waiting 2.0", "dhc_jobs_resume_given_up_total 1.0",
                  'dhc_jobs_resume_seconds_bucket{le="60"} 1.0', 'dhc_jobs_resume_seconds_bucket{le="900"} 2.0',

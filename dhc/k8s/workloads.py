@@ -78,6 +78,17 @@ def patch(kube: Kube, kind: Kind, obj: dict[str, Any], change: dict[str, Any]) -
                      _content_type="application/merge-patch+json")
 
 
+def json_patch(kube: Kube, kind: Kind, obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply JSON patch ``ops`` (RFC 6902) to ``obj`` after a ``test`` of its resourceVersion: the API server
+    answers 422 when the test fails, which reads as K8sConflict (changed since: re-read and decide again)."""
+    meta = obj["metadata"]
+    guard = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+    api = client.CustomObjectsApi(kube.api)
+    return kube.call(f"patch {kind.plural} {meta['namespace']}/{meta['name']}", api.patch_namespaced_custom_object,
+                     kind.group, kind.version, meta["namespace"], kind.plural, meta["name"], [guard, *ops],
+                     _content_type="application/json-patch+json")
+
+
 def pods(kube: Kube, kind: Kind) -> tuple[list[dict[str, Any]], str]:
     """Every pod of a job of ``kind`` (all namespaces), and the list's resourceVersion for a watch."""
     raw = kube.call(f"list pods of {kind.plural}", kube.core.list_pod_for_all_namespaces, label_selector=kind.pod_label,

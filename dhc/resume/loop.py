@@ -19,30 +19,36 @@ from typing import Any
 
 from dhc.k8s import workloads
 from dhc.k8s.client import K8sConflict, K8sError, K8sGone, K8sNotFound, Kube
-from dhc.k8s.workloads import JOB, KINDS, Kind
-from dhc.resume import state
-from dhc.resume.state import Candidate, Record, ResumeKeys, ResumeSettings, before, iso, parse
+from dhc.k8s.scheme import parse_time
+from dhc.k8s.workloads import JOB, JOBSET, KINDS, Kind
+from dhc.resume import faults, state
+from dhc.resume.capacity import Capacity
+from dhc.resume.decide import Decisions
+from dhc.resume.metrics import Recoveries
+from dhc.resume.state import Candidate, Record, ResumeKeys, ResumeSettings
 
 log = logging.getLogger("dhc.resume")
-_OWN_END = {"PyTorchJob": "restartPolicy Never ends it at the first failure: use OnFailure or ExitCode",
-            "Job": "its backoffLimit was spent: a podFailurePolicy that ignores DisruptionTarget keeps it alive",
-            "JobSet": "its failurePolicy.maxRestarts was spent"}
+KUEUE = "kueue.x-k8s.io/queue-name"  # a job Kueue admits: its suspend belongs to Kueue
 
 
-class Resumer:
+class Resumer(Decisions):
     def __init__(self, kube: Kube, settings: ResumeSettings):
         self.kube, self.settings, self.keys = kube, settings, ResumeKeys(settings.prefix)
         self.kinds: list[Kind] = []
         self.unserved: list[str] = []  # kinds reported once as not served, then ignored
         self.candidates: dict[str, Candidate] = {}  # pod uid -> a failure not judged yet
         self.judged: dict[str, None] = {}  # pod uids judged already (the newest 10,000): a later DELETED is no news
-        self.pods: dict[str, dict[str, Any]] = {}  # pod uid -> the pod as last seen
+        self.pods: dict[str, tuple[Kind, dict[str, Any]]] = {}  # pod uid -> (its job's kind, the pod as last seen)
         self.resuming: dict[tuple[str, str, str], datetime] = {}  # restarted job -> when it was interrupted
         self.tally: Counter = Counter()  # resumed, given-up/<why>
         self.waiting = 0
         self.passes = 0  # finished passes: tests wait on it for a positive signal
         self.listed: set[str] = set()  # kinds whose pods were listed and are being watched
-        self.recoveries: list[float] = []  # seconds from interruption to every pod Running again
+        self.recoveries = Recoveries()  # seconds from interruption to every pod Running again
+        self.faulty: dict[str, datetime] = {}  # node -> when it turned faulty, as this controller can tell
+        self.healthy: set[str] = set()  # nodes of pending failures seen healthy since
+        self.said: set[tuple[str, ...]] = set()  # (kind, error) list failures and Kueue jobs, logged once each
+        self.unsupported: set[str] = set()  # kinds whose API dropped the suspend
         self.lock = threading.Lock()
 
     # -- running ---------------------------------------------------------------------------------------
@@ -110,64 +116,128 @@ class Resumer:
     def _observe(self, kind: Kind, event_type: str, pod: dict[str, Any]) -> None:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         uid, job = meta.get("uid", ""), (meta.get("labels") or {}).get(kind.pod_label)
+        if kind is JOB and JOBSET.pod_label in (meta.get("labels") or {}):
+            return  # a JobSet's child Job's pod: its JobSet's watch judges it
         with self.lock:
+            previous = (self.pods.get(uid) or (kind, None))[1]
             if event_type == "DELETED":
                 self.pods.pop(uid, None)
             else:
-                self.pods[uid] = pod
-            failed = state.pod_failure(pod)
-            why = failed or ("deleted" if event_type == "DELETED" and
-                             (pod.get("status") or {}).get("phase") != "Succeeded" else "")
-            at = (state.failed_at(pod) or state.created_at(meta)) if failed else datetime.now(UTC)  # deleted: just now
-            if why and job and spec.get("nodeName") and uid not in self.candidates and uid not in self.judged:
-                self.candidates[uid] = Candidate(kind, meta.get("namespace", ""), job, meta.get("name", ""), uid,
-                                                 spec["nodeName"], why, at)
+                self.pods[uid] = (kind, pod)
+            if not job or not spec.get("nodeName"):
+                return
+            for sign in faults.signs(previous, pod, event_type):
+                if sign.key not in self.candidates and sign.key not in self.judged:
+                    self.candidates[sign.key] = Candidate(
+                        kind, meta.get("namespace", ""), job, meta.get("name", ""), sign.key, spec["nodeName"],
+                        sign.reason, sign.at, parse_time(meta.get("creationTimestamp")), sign.deletion,
+                        datetime.now(UTC))
 
     # -- one pass --------------------------------------------------------------------------------------
     def step(self) -> None:
         """One pass: judge the failures seen, drive every waiting job; nodes are listed only when needed."""
-        jobs = self._opted_in_jobs()
+        jobs, broken, others = self._opted_in_jobs()
+        for kind, obj in others:  # opted out while waiting: let go
+            self._guarded(kind, obj, lambda o, k=kind: self._opted_out(k, o))
         waiting = [(kind, obj) for kind, obj in jobs.values() if Record.of(obj, self.keys).phase == "waiting"]
         self.waiting = len(waiting)  # as listed at the start of the pass
         if self.candidates or waiting:
             nodes = {n["metadata"]["name"]: n for n in self.kube.list_nodes()[0]}
-            self._judge(jobs, nodes)
+            self._judge(jobs, nodes, broken)
+            capacity = Capacity(nodes, self.keys, self._busy(jobs))
             for kind, obj in waiting:
-                self._guarded(kind, obj, lambda o, k=kind: self._wait_or_restart(k, o, nodes))
-        self._running_again(jobs)
+                self._guarded(kind, obj, lambda o, k=kind: self._wait_or_restart(k, o, capacity))
+        self._running_again(jobs, broken)
         self.passes += 1
 
-    def _opted_in_jobs(self) -> dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]]:
+    def _opted_in_jobs(self) -> tuple[dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]], set[str], list[Any]]:
+        """(opted-in jobs by key, kinds whose list failed this pass, waiting jobs no longer opted in)."""
         jobs: dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]] = {}
+        broken, others = set(), []
         for kind in list(self.kinds):
             try:
                 found = workloads.list_all(self.kube, kind)
             except K8sNotFound:  # its CRD was removed since
                 self._unserved(kind)
                 continue
-            jobs.update({(kind.kind, o["metadata"]["namespace"], o["metadata"]["name"]): (kind, o)
-                         for o in found if state.opted_in(o, self.keys)})
-        return jobs
+            except K8sError as exc:  # one kind's 403/500 never stops the others
+                broken.add(kind.kind)
+                self._once((kind.kind, str(exc.status)), "job auto-resume: cannot list %s (%s); its jobs wait for "
+                           "the next pass, the other kinds go on", kind.plural, exc)
+                continue
+            for obj in found:
+                meta = obj.get("metadata") or {}
+                if not state.opted_in(obj, self.keys):
+                    others += [(kind, obj)] if Record.of(obj, self.keys).phase == "waiting" else []
+                elif KUEUE in (meta.get("labels") or {}):
+                    self._once((kind.kind, meta.get("namespace", ""), meta.get("name", ""), "kueue"), "job auto-resume: "
+                               "%s %s/%s is queued by Kueue (%s): its suspend is Kueue's, so dhc leaves it alone",
+                               kind.kind, meta.get("namespace"), meta.get("name"), KUEUE)
+                else:
+                    jobs[(kind.kind, meta["namespace"], meta["name"])] = (kind, obj)
+        return jobs, broken, others
 
-    def _judge(self, jobs: dict[tuple[str, str, str], Any], nodes: dict[str, dict[str, Any]]) -> None:
+    def _once(self, key: tuple[str, ...], message: str, *args: Any) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            log.warning(message, *args)
+
+    def _judge(self, jobs: dict[tuple[str, str, str], Any], nodes: dict[str, dict[str, Any]], broken: set[str]) -> None:
+        """A failure counts when its node was (or became) faulty within window_s of it, as this controller saw."""
         now = datetime.now(UTC)
         with self.lock:
             candidates = list(self.candidates.values())
         for cand in candidates:
+            if cand.kind.kind in broken:
+                continue  # its jobs could not be listed: judged next pass
             obj = (jobs.get((cand.kind.kind, cand.namespace, cand.job)) or (None, None))[1]
             fault = state.node_fault(nodes.get(cand.node), self.keys)
-            if obj is not None and fault:
+            counts = bool(fault) and (self._faulty_since(cand, nodes.get(cand.node), now) - cand.at
+                                      ).total_seconds() <= self.settings.window_s
+            if not fault:
+                self.healthy.add(cand.node)
+            expired = (now - cand.at).total_seconds() > self.settings.window_s
+            if obj is not None and counts:
                 self._guarded(cand.kind, obj, lambda o, c=cand, f=fault: self._interrupt(c, o, f))
-            if obj is not None and not fault and (now - cand.at).total_seconds() > self.settings.window_s:
-                log.info("pod %s/%s failed on healthy node %s (%s): the job's own restartPolicy handles it",
-                         cand.namespace, cand.pod, cand.node, cand.reason)
+            elif obj is not None and expired and not cand.deletion:
+                log.info("pod %s/%s failed on node %s (%s), healthy within %.0f s of it: the job's own restartPolicy "
+                         "handles it", cand.namespace, cand.pod, cand.node, cand.reason, self.settings.window_s)
                 self.tally["left-alone"] += 1
-            if obj is None or fault or (now - cand.at).total_seconds() > self.settings.window_s:
-                with self.lock:
-                    self.candidates.pop(cand.uid, None)  # judged: a node fault, or the job's own failure
-                    self.judged[cand.uid] = None
-                    while len(self.judged) > 10_000:
-                        self.judged.pop(next(iter(self.judged)))
+            if obj is None or counts or expired:
+                self._judged(cand.uid)
+        pending = {c.node for c in self.candidates.values()}
+        self.faulty = {n: t for n, t in self.faulty.items() if n in pending and state.node_fault(nodes.get(n), self.keys)}
+        self.healthy &= pending
+
+    def _faulty_since(self, cand: Candidate, node: dict[str, Any] | None, now: datetime) -> datetime:
+        """When the node turned faulty: its NotReady transition, else now if this controller saw it healthy since
+        the failure was seen (passes look every poll_s), else no later than when the failure was seen."""
+        if cand.node not in self.faulty:
+            ready = [c for c in ((node or {}).get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+            changed = parse_time(ready[-1].get("lastTransitionTime")) if ready and ready[-1].get("status") != "True" \
+                else None
+            first = now if cand.node in self.healthy else min(now, cand.seen or now)
+            self.faulty[cand.node] = min(changed, first) if changed else first
+        return self.faulty[cand.node]
+
+    def _judged(self, key: str) -> None:
+        with self.lock:
+            self.candidates.pop(key, None)  # judged: a node fault, or the job's own failure
+            self.judged[key] = None
+            while len(self.judged) > 10_000:
+                self.judged.pop(next(iter(self.judged)))
+
+    def _busy(self, jobs: dict[tuple[str, str, str], Any]) -> dict[str, set[Any]]:
+        """Node -> the opted-in jobs with a live pod on it (Terminating pods hold nothing)."""
+        busy: dict[str, set[Any]] = {}
+        with self.lock:
+            for kind, pod in self.pods.values():
+                meta = pod.get("metadata") or {}
+                key = (kind.kind, meta.get("namespace"), (meta.get("labels") or {}).get(kind.pod_label))
+                node = (pod.get("spec") or {}).get("nodeName")
+                if node and key in jobs and faults.live(pod):
+                    busy.setdefault(node, set()).add(key)
+        return busy
 
     def _guarded(self, kind: Kind, obj: dict[str, Any], decide: Any) -> None:
         """Apply ``decide(obj) -> (patch, after)`` guarded by the job's version; on 409 re-read and decide again."""
@@ -177,7 +247,8 @@ class Resumer:
                 return
             change, after = decision
             try:
-                workloads.patch(self.kube, kind, obj, change)
+                answer = workloads.json_patch(self.kube, kind, obj, change) if isinstance(change, list) else \
+                    workloads.patch(self.kube, kind, obj, change)
             except K8sConflict:
                 try:
                     obj = workloads.read(self.kube, kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
@@ -186,105 +257,29 @@ class Resumer:
                 continue
             except K8sNotFound:
                 return
-            after()
+            after(answer if isinstance(answer, dict) else {})
             return
         log.warning("job %s/%s kept changing; trying again next pass", obj["metadata"]["namespace"],
                     obj["metadata"]["name"])
 
-    # -- decisions (each returns (patch, what to do once it is applied) or None) ---------------------------
-    def _interrupt(self, cand: Candidate, obj: dict[str, Any], fault: str) -> Any:
-        record, kind = Record.of(obj, self.keys), cand.kind
-        if record.phase != "running" or record.seen(cand.uid) or before(cand.at, record.since):
-            return None  # already handled, or part of the interruption being handled
-        record.interruptions.append({"at": iso(cand.at), "pod": cand.pod, "pod_uid": cand.uid, "node": cand.node,
-                                     "reason": f"{cand.reason}; {fault}"})
-        limit, bad_limit = state.max_retries(obj, self.keys, self.settings.default_max_retries)
-        ended = state.finished(obj)
-        if record.retries >= limit or ended == "Failed":
-            why = f"{record.retries} of {limit} restarts used" if record.retries >= limit else \
-                f"the {kind.kind} ended Failed on its own before dhc could suspend it ({_OWN_END[kind.kind]})"
-            return self._give_up(kind, obj, record, why)
-        record.phase, record.since = "waiting", iso(datetime.now(UTC))
-        need = state.replicas(kind, obj)
-        status = f"interrupted by a node fault; waiting for {need} Schedulable nodes"
-        change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, True),
-                             self._selector_change(kind, obj))
-        notes = [bad_limit] + ([f"add nodeSelector {self.keys.health}: Schedulable to the Job's manifest: a "
-                                "started Job's pod template cannot change"] if kind is JOB and
-                               state.missing_selector(kind, obj, self.keys) else [])
-        message = (f"pod {cand.pod} on node {cand.node}: {cand.reason}; {fault}. Suspended; waiting for {need} "
-                   f"Schedulable nodes, then restart {record.retries + 1} of {limit}") + \
-            "".join(f" ({note})" for note in notes if note)
-        return change, lambda: self._event(kind, obj, "JobInterruptedByNodeFault", message, True)
-
-    def _selector_change(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
-        allowed = self.settings.add_node_selector or \
-            str(((obj.get("metadata") or {}).get("annotations") or {}).get(self.keys.add_selector, "")).lower() == "true"
-        if kind is JOB or not allowed or not state.missing_selector(kind, obj, self.keys):
-            return {}  # a started Job's pod template is immutable: the README says to put the selector in it
-        return state.selector_patch(kind, obj, self.keys)
-
-    def _wait_or_restart(self, kind: Kind, obj: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> Any:
-        record = Record.of(obj, self.keys)
-        if record.phase != "waiting":
-            return None
-        need, wanted = state.replicas(kind, obj), state.selector(kind, obj)
-        have = sum(1 for n in nodes.values() if state.schedulable(n, self.keys, wanted))
-        now = datetime.now(UTC)
-        if have >= need:
-            return self._restart(kind, obj, record, need, have, now)
-        if state.age_s(record.since, now) > self.settings.wait_timeout_s:
-            return self._give_up(kind, obj, record, f"fewer than {need} Schedulable nodes ({have}) for "
-                                 f"{self.settings.wait_timeout_s:.0f} s; left suspended")
-        status = f"waiting for {need} Schedulable nodes ({have} now) since {record.since}"
-        if ((obj.get("metadata") or {}).get("annotations") or {}).get(self.keys.status) == status:
-            return None
-        return state.record_patch(self.keys, record, status), lambda: None
-
-    def _restart(self, kind: Kind, obj: dict[str, Any], record: Record, need: int, have: int, now: datetime) -> Any:
-        record.retries, record.phase, interrupted = record.retries + 1, "running", record.since
-        record.since = iso(now)
-        limit, _ = state.max_retries(obj, self.keys, self.settings.default_max_retries)
-        status = f"resumed: restart {record.retries} of {limit} at {record.since}"
-        change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, False))
-        meta = obj["metadata"]
-
-        def after() -> None:
-            with self.lock:
-                self.tally["resumed"] += 1
-                first = record.interruptions[-1]["at"] if record.interruptions else interrupted
-                self.resuming[(kind.kind, meta["namespace"], meta["name"])] = parse(first) or now
-            self._event(kind, obj, "JobResumed", f"{have} Schedulable nodes for {need} pods: restart "
-                        f"{record.retries} of {limit}", False)
-        return change, after
-
-    def _give_up(self, kind: Kind, obj: dict[str, Any], record: Record, why: str) -> Any:
-        record.phase = "given-up"
-        status = f"gave up: {why}; interruptions: {record.named()}"
-        change = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, True)
-                             if not state.finished(obj) else {})
-
-        def after() -> None:
-            with self.lock:
-                self.tally["given-up"] += 1
-            self._event(kind, obj, "JobAutoResumeGaveUp", f"no further restart ({why}); every interruption: "
-                        f"{record.named()}", True)
-        return change, after
-
-    def _running_again(self, jobs: dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]]) -> None:
-        """Restarted jobs whose pods all run again: their time from interruption goes to the histogram."""
+    def _running_again(self, jobs: dict[tuple[str, str, str], tuple[Kind, dict[str, Any]]], broken: set[str]) -> None:
+        """Restarted jobs whose pods all run again (Terminating ones do not count): the time since the interruption
+        goes to the histogram, and the job is forgotten here."""
         with self.lock:
             for key, interrupted in list(self.resuming.items()):
+                if key[0] in broken:
+                    continue
                 if key not in jobs:
                     self.resuming.pop(key)  # deleted meanwhile
                     continue
                 kind, obj = jobs[key]
-                running = sum(1 for p in self.pods.values() if (p.get("status") or {}).get("phase") == "Running"
+                running = sum(1 for k, p in self.pods.values() if k is kind and faults.live(p)
+                              and (p.get("status") or {}).get("phase") == "Running"
                               and (p["metadata"].get("labels") or {}).get(kind.pod_label) == key[2]
                               and p["metadata"].get("namespace") == key[1])
                 if running >= state.replicas(kind, obj):
                     self.resuming.pop(key)
-                    self.recoveries.append((datetime.now(UTC) - interrupted).total_seconds())
+                    self.recoveries.add((datetime.now(UTC) - interrupted).total_seconds())
 
     def _event(self, kind: Kind, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
         try:
@@ -294,4 +289,4 @@ class Resumer:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"tally": dict(self.tally), "waiting": self.waiting, "recoveries": list(self.recoveries)}
+            return {"tally": dict(self.tally), "waiting": self.waiting, "recoveries": self.recoveries.snapshot()}

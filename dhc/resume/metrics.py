@@ -22,6 +22,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 BUCKETS = (30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)
 
 
+class Recoveries:
+    """The histogram's counts as they grow: bounded however many jobs recover (no list of every time kept)."""
+
+    def __init__(self) -> None:
+        self.counts, self.total, self.count = [0] * len(BUCKETS), 0.0, 0
+
+    def add(self, seconds: float) -> None:
+        self.counts = [n + (seconds <= edge) for n, edge in zip(self.counts, BUCKETS, strict=True)]
+        self.total, self.count = self.total + seconds, self.count + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"buckets": list(self.counts), "sum": self.total, "count": self.count}
+
+
 class ResumeCollector:
     def __init__(self, snapshot: Callable[[], dict[str, Any]]):
         self.snapshot = snapshot
@@ -35,11 +49,11 @@ class ResumeCollector:
                                 value=snap["waiting"])
         yield CounterMetricFamily("dhc_jobs_resume_given_up", "Jobs dhc stopped resuming (retry limit, own retries "
                                   "spent, or no capacity within the wait timeout)", value=tally.get("given-up", 0))
-        seconds = snap["recoveries"]
-        buckets = [(f"{edge:g}", sum(1 for s in seconds if s <= edge)) for edge in BUCKETS]
+        seen = snap["recoveries"]
+        buckets = [(f"{edge:g}", count) for edge, count in zip(BUCKETS, seen["buckets"], strict=True)]
         yield HistogramMetricFamily("dhc_jobs_resume_seconds", "Seconds from a job's interruption by a node fault "
-                                    "to all its pods Running again", buckets=[*buckets, ("+Inf", len(seconds))],
-                                    sum_value=sum(seconds))
+                                    "to all its pods Running again", buckets=[*buckets, ("+Inf", seen["count"])],
+                                    sum_value=seen["sum"])
 
 
 def serve(snapshot: Callable[[], dict[str, Any]], port: int, address: str = "0.0.0.0") -> tuple[Any, Any]:

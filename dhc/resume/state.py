@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from dhc.k8s.scheme import PENDING, load_annotation
-from dhc.k8s.workloads import JOB, JOBSET, PYTORCHJOB, Kind
+from dhc.k8s.workloads import JOB, PYTORCHJOB, Kind
 
 UNHEALTHY = ("Unschedulable", *PENDING)
 
@@ -41,6 +41,9 @@ class Candidate:
     node: str
     reason: str
     at: datetime
+    created: datetime | None = None  # the pod's creation: one made before the job's last restart is no news
+    deletion: bool = False  # deleted or Terminating, not failed: on a healthy node it is no one's failure
+    seen: datetime | None = None  # when this controller saw it (a watch: at once; a list at start: maybe long after)
 
 
 class ResumeKeys:
@@ -60,6 +63,7 @@ class Record:
     interruptions: list[dict[str, str]] = field(default_factory=list)
     phase: str = "running"
     since: str = ""
+    restarted: str = ""  # when dhc last restarted the job: a failure or pod older than that is no news
 
     @classmethod
     def of(cls, obj: dict[str, Any], keys: ResumeKeys) -> Record:
@@ -68,11 +72,11 @@ class Record:
         retries = data.get("retries")
         return cls(retries if isinstance(retries, int) and retries >= 0 else 0,
                    [i for i in data.get("interruptions") or [] if isinstance(i, dict)],
-                   str(data.get("phase") or "running"), str(data.get("since") or ""))
+                   str(data.get("phase") or "running"), str(data.get("since") or ""), str(data.get("restarted") or ""))
 
     def text(self) -> str:
         return json.dumps({"retries": self.retries, "interruptions": self.interruptions, "phase": self.phase,
-                           "since": self.since}, separators=(",", ":"))
+                           "since": self.since, "restarted": self.restarted}, separators=(",", ":"))
 
     def seen(self, pod_uid: str) -> bool:
         return any(i.get("pod_uid") == pod_uid for i in self.interruptions)
@@ -121,31 +125,6 @@ def schedulable(node: dict[str, Any], keys: ResumeKeys, selector: dict[str, str]
     return True
 
 
-def pod_failure(pod: dict[str, Any]) -> str:
-    """"" for a pod that has not failed; else its reason (Evicted, DisruptionTarget, exit code, ...)."""
-    status = pod.get("status") or {}
-    if status.get("phase") != "Failed":
-        return ""
-    if status.get("reason"):
-        return str(status["reason"])
-    for container in status.get("containerStatuses") or []:
-        ended = (container.get("state") or {}).get("terminated")
-        if ended:
-            return f"{ended.get('reason') or 'Error'} (exit code {ended.get('exitCode')})"
-    return "Failed"
-
-
-def failed_at(pod: dict[str, Any]) -> datetime | None:
-    """When the pod's containers ended (the kubelet's finishedAt), else its latest condition change."""
-    from dhc.k8s.scheme import parse_time
-
-    status = pod.get("status") or {}
-    ends = [((c.get("state") or {}).get("terminated") or {}).get("finishedAt") for c in status.get("containerStatuses") or []]
-    ends += [c.get("lastTransitionTime") for c in status.get("conditions") or []]
-    times = [t for t in (parse_time(e) for e in ends if e) if t is not None]
-    return max(times) if times else None
-
-
 def templates(kind: Kind, obj: dict[str, Any]) -> list[tuple[list[str], dict[str, Any], int]]:
     """(path to the pod spec, the pod spec, pods it makes) for each pod template of the job."""
     spec = obj.get("spec") or {}
@@ -167,24 +146,12 @@ def replicas(kind: Kind, obj: dict[str, Any]) -> int:
     return sum(count for _, _, count in templates(kind, obj))
 
 
-def selector(kind: Kind, obj: dict[str, Any]) -> dict[str, str]:
-    """The nodeSelector the job's pods share (the first template's), for counting nodes it may use."""
-    found = templates(kind, obj)
-    return dict(found[0][1].get("nodeSelector") or {}) if found else {}
-
-
 def missing_selector(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> bool:
     return any((spec.get("nodeSelector") or {}).get(keys.health) != "Schedulable" for _, spec, _ in templates(kind, obj))
 
 
 def selector_patch(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> dict[str, Any]:
-    """A merge patch adding the health nodeSelector to every pod template (JobSet's list is replaced whole)."""
-    if kind is JOBSET:
-        jobs = json.loads(json.dumps((obj.get("spec") or {}).get("replicatedJobs") or []))
-        for rj in jobs:
-            pod = rj.setdefault("template", {}).setdefault("spec", {}).setdefault("template", {}).setdefault("spec", {})
-            pod.setdefault("nodeSelector", {})[keys.health] = "Schedulable"
-        return {"spec": {"replicatedJobs": jobs}}
+    """A merge patch adding the health nodeSelector to every pod template of a PyTorchJob."""
     change: dict[str, Any] = {}
     for path, _, _ in templates(kind, obj):
         target = change
@@ -192,6 +159,39 @@ def selector_patch(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> dict[st
             target = target.setdefault(part, {})
         target.setdefault(path[-1], {})["nodeSelector"] = {keys.health: "Schedulable"}
     return change
+
+
+def selector_ops(kind: Kind, obj: dict[str, Any], keys: ResumeKeys) -> list[dict[str, Any]]:
+    """JSON patch ops adding the health nodeSelector to each replicatedJob of a JobSet by its index.
+
+    A merge patch cannot reach into a list: it would replace ``spec.replicatedJobs`` whole, and with it
+    anything another writer changed there meanwhile. The JobSet webhook (ValidateUpdate) keeps
+    replicatedJobs immutable except a pod template's nodeSelector, labels, annotations and tolerations
+    while the JobSet is suspended or this very update suspends it (jobset v0.6 and later; v0.5 only
+    when it was suspended already), so these ops go in the same write as ``spec.suspend: true``."""
+    ops: list[dict[str, Any]] = []
+    for path, spec, _ in templates(kind, obj):
+        where = "/" + "/".join(path) + "/nodeSelector"
+        if isinstance(spec.get("nodeSelector"), dict):
+            ops.append({"op": "add", "path": f"{where}/{pointer(keys.health)}", "value": "Schedulable"})
+        else:
+            ops.append({"op": "add", "path": where, "value": {keys.health: "Schedulable"}})
+    return ops
+
+
+def as_ops(change: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """A merge patch of objects that exist already, as JSON patch ``add`` ops (which replace a member)."""
+    ops: list[dict[str, Any]] = []
+    for key, value in change.items():
+        path = f"{prefix}/{pointer(key)}"
+        ops += as_ops(value, path) if isinstance(value, dict) and value else [{"op": "add", "path": path,
+                                                                               "value": value}]
+    return ops
+
+
+def pointer(key: str) -> str:
+    """One JSON pointer token (RFC 6901): ~ as ~0, / as ~1."""
+    return str(key).replace("~", "~0").replace("/", "~1")
 
 
 def suspend_patch(kind: Kind, value: bool) -> dict[str, Any]:
@@ -235,7 +235,7 @@ def age_s(since: str, now: datetime) -> float:
     from dhc.k8s.scheme import parse_time
 
     started = parse_time(since)
-    return (now - started).total_seconds() if started else 0.0
+    return (now - started).total_seconds() if started else float("inf")  # unreadable: expired, never forever
 
 
 def _annotations(obj: dict[str, Any]) -> dict[str, str]:
@@ -257,10 +257,3 @@ def before(moment: datetime, since: str) -> bool:
     started = parse(since)
     return started is not None and moment < started
 
-
-def created_at(meta: dict[str, Any]) -> datetime:
-    """A failure without a time: no later than the pod's creation can say (so a pod failed before the last
-    restart, kept by its Job, never reads as a new interruption); now when even that is missing."""
-    from datetime import UTC
-
-    return parse(str(meta.get("creationTimestamp") or "")) or datetime.now(UTC)
