@@ -17,6 +17,7 @@ boto3 = pytest.importorskip("boto3", reason="boto3 comes with dhc[cloud]")
 
 from test_report import report_with_verdict  # noqa: E402
 
+from dhc.model.report import Report  # noqa: E402
 from dhc.sinks import cloudwatch  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-2"}
@@ -129,9 +130,9 @@ def test_batches_respect_the_service_limits():
 
 def test_destination_defaults_to_hyperpods_names():
     document = report_with_verdict(instance_id="i-1")  # a whole report: the sink reads it typed
-    where = cloudwatch.destination(document, "train-b", "xyz")
+    where = cloudwatch.destination(Report.from_dict(document), "train-b", "xyz")
     assert (where.group, where.stream) == ("/aws/sagemaker/Clusters/train-b/xyz", "DeepHealthCheckResults/i-1")
-    assert cloudwatch.destination(document, None, None, "/custom").group == "/custom"
+    assert cloudwatch.destination(Report.from_dict(document), None, None, "/custom").group == "/custom"
 
 
 def test_events_the_service_rejects_are_not_counted_and_a_deleted_group_is_named_then_created_again(moto, monkeypatch):

@@ -12,6 +12,7 @@ import fleetgen  # noqa: E402
 
 from dhc import fleet  # noqa: E402
 from dhc.fleet import queries  # noqa: E402
+from dhc.model.report import Report  # noqa: E402
 from dhc.sinks.logline import summary_line, verdict_lines  # noqa: E402
 
 
@@ -104,7 +105,8 @@ INSIGHTS_FUNCTIONS = {"count", "count_distinct", "latest", "ispresent"}
 def _emitted():
     """The lines `dhc run` sends to CloudWatch Logs for a node that failed one check and could not decide another."""
     document = fleetgen.node_report(7, random.Random(1), failed=True, incomplete=True)
-    return {"summary": [summary_line(document)], "verdict": verdict_lines(document)}
+    typed = Report.from_dict(document)
+    return {"summary": [summary_line(typed)], "verdict": verdict_lines(typed)}
 
 
 def _names(query):
@@ -133,7 +135,7 @@ def test_insights_query_names_only_fields_dhc_emits(name):
 def test_insights_summary_filter_matches_the_summary_line_of_every_verdict():
     pattern = re.search(r"msg like /(.+)/$", queries.insights_queries()["by_type"], re.M).group(1)
     for kind in ({}, {"failed": True}, {"incomplete": True}):
-        line = summary_line(fleetgen.node_report(1, random.Random(1), **kind))
+        line = summary_line(Report.from_dict(fleetgen.node_report(1, random.Random(1), **kind)))
         assert re.search(pattern, line["msg"]) and line["status"] in ("Passed", "Failed", "Incomplete")
 
 

@@ -83,7 +83,7 @@ def test_passed_node_becomes_schedulable_and_gets_an_event(api):
     emulator, kube = api
     emulator.add_node("gpu-1", {"team": "llm"}, [OTHER_TAINT, scheme.taint(KEYS, scheme.joining())],
                       "aws:///us-east-2b/i-0123456789abcdef0")
-    state = write_verdict(kube, "gpu-1", document())
+    state = write_verdict(kube, "gpu-1", Report.from_dict(document()))
     node = emulator.nodes["gpu-1"]
     assert state.health == "Schedulable" and node["spec"]["taints"] == [OTHER_TAINT]
     assert node["metadata"]["labels"][KEYS.check_status] == "Passed" and node["metadata"]["labels"]["team"] == "llm"
@@ -96,7 +96,7 @@ def test_passed_node_becomes_schedulable_and_gets_an_event(api):
 def test_failed_node_pending_replacement_with_annotation_and_warning(api):
     emulator, kube = api
     emulator.add_node("gpu-2", provider_id="aws:///us-east-2b/i-0fedcba987654321")
-    write_verdict(kube, "gpu-2", document("Failed", "Replace", [GPU3_FAULT]))
+    write_verdict(kube, "gpu-2", Report.from_dict(document("Failed", "Replace", [GPU3_FAULT])))
     node = emulator.nodes["gpu-2"]
     assert node["metadata"]["labels"][KEYS.health] == "UnschedulablePendingReplacement"
     assert node["spec"]["taints"] == [{"key": KEYS.health, "value": "UnschedulablePendingReplacement", "effect": "NoSchedule"}]
@@ -114,7 +114,7 @@ def test_a_concurrent_change_is_kept_and_the_patch_reapplied(api):
         node["metadata"]["resourceVersion"] = "999"
 
     emulator.before_patch.append(someone_else_labels_the_node)
-    write_verdict(kube, "gpu-3", document())
+    write_verdict(kube, "gpu-3", Report.from_dict(document()))
     labels = emulator.nodes["gpu-3"]["metadata"]["labels"]
     assert labels["owner"] == "alice" and labels[KEYS.check_status] == "Passed"
     assert [m for m, p, _ in emulator.requests if p == "/api/v1/nodes/gpu-3"].count("PATCH") == 2
@@ -126,7 +126,7 @@ def test_transient_faults_are_retried(api, status, headers):
     emulator.add_node("gpu-4")
     emulator.fail_next("PATCH", "/api/v1/nodes/gpu-4", status, headers=headers)
     emulator.fail_next("POST", "/api/v1/namespaces/default/events", 500)
-    write_verdict(kube, "gpu-4", document())
+    write_verdict(kube, "gpu-4", Report.from_dict(document()))
     assert emulator.nodes["gpu-4"]["metadata"]["labels"][KEYS.check_status] == "Passed" and len(emulator.events) == 1
 
 
@@ -207,6 +207,7 @@ def test_in_cluster_configuration_uses_the_service_account(tmp_path):
 
 # -- the check pod's termination message: what the controller reads instead of trusting the node ----------------
 from dhc.k8s import message  # noqa: E402
+from dhc.model.report import Report  # noqa: E402
 
 
 def test_the_verdict_message_round_trips():

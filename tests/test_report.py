@@ -14,6 +14,7 @@ from dhc import report
 from dhc.cli.progress import Progress
 from dhc.errors import ReportError
 from dhc.model import CheckResult, PlannedCheck, Status
+from dhc.model.report import Report
 from dhc.sinks.logline import verdict_lines
 
 
@@ -104,7 +105,7 @@ def test_schema_requires_a_reason_for_incomplete(validate_report):
 
 def test_incomplete_verdict_log_line():
     document = make_document([CheckResult("stress.dcgm", "InstanceStress", Status.INCOMPLETE, "dcgmi missing")])
-    [line] = verdict_lines(document)
+    [line] = verdict_lines(Report.from_dict(document))
     assert line["level"] == "warning"
     assert line["msg"] == ("Deep health check incomplete. Region: unknown, InstanceType: p5.48xlarge. "
                            "REASON:dcgmi missing")
@@ -113,10 +114,11 @@ def test_incomplete_verdict_log_line():
 def test_progress_on_a_terminal_redraws_one_line():
     stream = io.StringIO()
     progress = Progress(stream, "8 GPU(s)", live=True)
-    progress.planned([{"expected_s": 60}, {"expected_s": 3600}])
-    progress.started({"check": "stress.dcgm", "expected_s": 3600, "timeout_s": 7200})
+    dcgm = PlannedCheck("d", "stress.dcgm", "InstanceStress", 3600, 7200)
+    progress.planned([PlannedCheck("i", "stress.inventory", "InstanceStress", 60, 120), dcgm])
+    progress.started(dcgm)
     progress.tick()
-    progress.finished({"check": "stress.dcgm", "status": "Failed", "duration_s": 12.5, "reason": "GPU 3"})
+    progress.finished(CheckResult("stress.dcgm", "InstanceStress", Status.FAILED, "GPU 3", duration_s=12.5))
     text = stream.getvalue()
     assert "2 check(s) planned on 8 GPU(s), expected ~1:01:00" in text
     assert "\r\x1b[K[1/2] stress.dcgm on 8 GPU(s)  00:00 / ~1:00:00" in text
@@ -126,9 +128,10 @@ def test_progress_on_a_terminal_redraws_one_line():
 def test_plain_progress_counts_concurrent_starts():
     stream = io.StringIO()
     progress = Progress(stream, "the CPU", live=False)
-    progress.planned([{"expected_s": 1}, {"expected_s": 1}])
-    for check in ("stress.gemm", "stress.memtest"):
-        progress.started({"check": check, "expected_s": 1, "timeout_s": 2})
+    planned = [PlannedCheck(check, check, "InstanceStress", 1, 2) for check in ("stress.gemm", "stress.memtest")]
+    progress.planned(planned)
+    for check in planned:
+        progress.started(check)
     assert "[1/2] stress.gemm started" in stream.getvalue()
     assert "[2/2] stress.memtest started" in stream.getvalue() and "\r" not in stream.getvalue()
 
@@ -219,7 +222,7 @@ def test_log_lines_and_the_summary_never_start_a_line_from_data():
     document["instance"]["instance_id"]["value"] = forged
     document["run"]["duration_s"] = 1.0
     out = io.StringIO()
-    write_lines(verdict_lines(document), out)
+    write_lines(verdict_lines(Report.from_dict(document)), out)
     print_summary(document, __import__("pathlib").Path("/nonexistent/report.json"), out)
     text = out.getvalue()
     assert not [line for line in text.splitlines() if line.startswith('{"level":"error"')]

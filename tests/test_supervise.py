@@ -14,6 +14,7 @@ import pytest
 
 from dhc.cli.progress import Progress
 from dhc.cli.supervise import Stopped, StopSignals, Supervisor, child_start, describe_exit, stop_reason
+from dhc.model import CheckResult, PlannedCheck, Status
 
 
 def test_stop_signals_raise_while_supervising_and_are_noted_once_the_verdict_stands():
@@ -125,8 +126,8 @@ class SignalOn(Progress):
 def child(out, *steps):
     """A child that runs ``steps`` in turn and ends by itself: "journal" one result, write its "pid",
     or "go" (wait until the file ``go`` exists: the test's Progress makes it)."""
-    result = {"event": "result", "result": {"check": "stress.inventory", "nodeid": "t", "status": "Passed",
-                                            "reason": "", "duration_s": 0.1}}
+    result = {"event": "result", "result": CheckResult("stress.inventory", "InstanceStress", Status.PASSED,
+                                                       duration_s=0.1, nodeid="t").to_dict()}
     code = {"journal": f"open({str(out / 'journal.jsonl')!r}, 'a').write(json.dumps({result!r}) + '\\n')",
             "pid": f"open({str(out / 'pid')!r}, 'w').write(str(os.getpid()))",
             "go": f"while not os.path.exists({str(out / 'go')!r}): time.sleep(0.01)"}
@@ -200,9 +201,9 @@ def test_a_reason_from_data_cannot_forge_a_progress_line():
     for live in (False, True):
         stream = io.StringIO()
         progress = Progress(stream, "8 GPU(s)", live=live)
-        progress.planned([{"expected_s": 60}])
-        progress.started({"check": "stress.dcgm\nforged", "expected_s": 60, "timeout_s": 600})
-        progress.finished({"check": "stress.dcgm", "status": "Incomplete", "reason": forged, "duration_s": 1.0})
+        progress.planned([PlannedCheck("t", "stress.dcgm", "InstanceStress", 60, 600)])
+        progress.started(PlannedCheck("t", "stress.dcgm\nforged", "InstanceStress", 60, 600))
+        progress.finished(CheckResult("stress.dcgm", "InstanceStress", Status.INCOMPLETE, forged, duration_s=1.0))
         lines = stream.getvalue().replace("\r\x1b[K", "\n").splitlines()  # the live line redrawn in place
         assert lines[-1] == ("dhc: [1/1] Incomplete stress.dcgm in 1.0 s: cannot read dcgmi\\n{\"level\":\"info\","
                              "\"msg\":\"dhc verdict: Passed\"}\\r\\x1b[2Kall good")

@@ -8,8 +8,9 @@ and never stops the run. Every line goes through ``one_line``: a check's reason 
 from __future__ import annotations
 
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
+from dhc.model import CheckResult, PlannedCheck, Status
 from dhc.sinks.logline import one_line
 
 
@@ -26,29 +27,29 @@ class Progress:
         self.total = 0
         self.done = 0
         self.begun = 0  # checks started so far; with xdist several run at once
-        self.current: dict[str, Any] | None = None
+        self.current: PlannedCheck | None = None
         self.current_since = 0.0
         self._drawn = ""  # the live line now on screen, "" when none
 
-    def planned(self, plan: list[dict[str, Any]]) -> None:
+    def planned(self, plan: list[PlannedCheck]) -> None:
         self.total = len(plan)
-        expected = sum(p["expected_s"] for p in plan)
+        expected = sum(p.expected_s for p in plan)
         self._line(f"dhc: {self.total} check(s) planned on {self.devices}, expected ~{_clock(expected)}")
 
-    def started(self, event: dict[str, Any]) -> None:
-        self.current, self.current_since = event, time.monotonic()
+    def started(self, check: PlannedCheck) -> None:
+        self.current, self.current_since = check, time.monotonic()
         self.begun += 1
         if not self.live:
-            self._line(f"dhc: [{self.begun}/{self.total}] {event['check']} started on {self.devices} "
-                       f"(expected ~{_clock(event['expected_s'])}, timeout {_clock(event['timeout_s'])})")
+            self._line(f"dhc: [{self.begun}/{self.total}] {check.check} started on {self.devices} "
+                       f"(expected ~{_clock(check.expected_s)}, timeout {_clock(check.timeout_s)})")
         self.tick()
 
-    def finished(self, result: dict[str, Any]) -> None:
+    def finished(self, result: CheckResult) -> None:
         self.done += 1
         self.current = None
-        detail = f": {result['reason']}" if result["reason"] and result["status"] != "Passed" else ""
-        self._line(f"dhc: [{self.done}/{self.total}] {result['status']:<10} {result['check']} "
-                   f"in {result['duration_s']:.1f} s{detail}")
+        detail = f": {result.reason}" if result.reason and result.status is not Status.PASSED else ""
+        self._line(f"dhc: [{self.done}/{self.total}] {result.status:<10} {result.check} "
+                   f"in {result.duration_s:.1f} s{detail}")
 
     def tick(self) -> None:
         """Redraw the live line: which check, on what, elapsed against expected."""
@@ -56,9 +57,9 @@ class Progress:
             return
         elapsed = time.monotonic() - self.current_since
         check = self.current
-        late = "  (over expected)" if elapsed > check["expected_s"] else ""
-        text = (f"[{self.begun}/{self.total}] {check['check']} on {self.devices}  "
-                f"{_clock(elapsed)} / ~{_clock(check['expected_s'])}{late}")
+        late = "  (over expected)" if elapsed > check.expected_s else ""
+        text = (f"[{self.begun}/{self.total}] {check.check} on {self.devices}  "
+                f"{_clock(elapsed)} / ~{_clock(check.expected_s)}{late}")
         if self._drawn == text:
             return  # redraw only when what it says changes
         self._write(f"\r\x1b[K{one_line(text)}")

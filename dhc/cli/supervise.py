@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from dhc.cli.progress import Progress
+from dhc.model import CheckResult, PlannedCheck
+from dhc.model.codec import ModelError
+from dhc.report import JOURNAL_NAME, PLAN_NAME, read_plan
 from dhc.report.folder import open_run_log
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -88,10 +91,10 @@ class Supervisor:
         self.progress, self.env, self.stops = progress, env, stops
         self.collect_timeout_s, self.grace_s = collect_timeout_s, grace_s
         self.interrupt_wait_s, self.term_wait_s, self.poll_s = interrupt_wait_s, term_wait_s, poll_s
-        self.tail = JournalTail(out / "journal.jsonl")
+        self.tail = JournalTail(out / JOURNAL_NAME)
         self.plan_seen = False
         self.killed_for: str | None = None  # why the watchdog killed the child
-        self.running: dict[str, tuple[dict[str, Any], float]] = {}  # nodeid -> (start event, since)
+        self.running: dict[str, tuple[PlannedCheck, float]] = {}  # nodeid -> (the check that started, since)
 
     def run(self) -> ChildOutcome:
         started = time.monotonic()
@@ -145,31 +148,34 @@ class Supervisor:
             self.stops.settle(late)
 
     def _pump(self) -> None:
-        if not self.plan_seen and (self.out / "plan.json").exists():
-            try:
-                plan = json.loads((self.out / "plan.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                plan = None  # being replaced right now; read it on the next poll
-            if plan is not None:
-                self.plan_seen = True
-                self.progress.planned(plan)
+        if not self.plan_seen and (self.out / PLAN_NAME).exists():  # written atomically: whole once there
+            self.plan_seen = True
+            self.progress.planned(read_plan(self.out))
         for event in self.tail.new_events():
-            if event.get("event") == "start":
-                self.running[event["nodeid"]] = (event, time.monotonic())
-                self.progress.started(event)
-            elif event.get("event") == "result":
-                self.running.pop(event["result"].get("nodeid"), None)
-                self.progress.finished(event["result"])
+            try:
+                self._event(event)
+            except (KeyError, TypeError, ModelError):
+                continue  # not an event dhc wrote: nothing to show or to watch
         self.progress.tick()
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "start":
+            check = PlannedCheck.from_dict(event)  # a start event is the planned check, stamped
+            self.running[check.nodeid] = (check, time.monotonic())
+            self.progress.started(check)
+        elif event.get("event") == "result":
+            result = CheckResult.from_dict(event["result"])
+            self.running.pop(result.nodeid or "", None)
+            self.progress.finished(result)
 
     def _overdue(self, started: float) -> str | None:
         now = time.monotonic()
         if not self.plan_seen and now - started > self.collect_timeout_s:
             return f"collecting the checks took longer than {self.collect_timeout_s:g} s; dhc stopped the run"
-        for event, since in self.running.values():
-            if now - since > event["timeout_s"] + self.grace_s:
-                return (f"{event['check']} hung: still running {now - since:.0f} s after it started, past its "
-                        f"{event['timeout_s']:g} s timeout, and did not respond; dhc stopped the run")
+        for check, since in self.running.values():
+            if now - since > check.timeout_s + self.grace_s:
+                return (f"{check.check} hung: still running {now - since:.0f} s after it started, past its "
+                        f"{check.timeout_s:g} s timeout, and did not respond; dhc stopped the run")
         return None
 
     def _interrupt(self, child: subprocess.Popen[bytes], wait_s: float) -> None:

@@ -29,9 +29,9 @@ class Destination:
     region: str | None
 
 
-def destination(report: Report | dict[str, Any], cluster_name: str | None, cluster_id: str | None,
+def destination(report: Report, cluster_name: str | None, cluster_id: str | None,
                 group: str | None = None) -> Destination:
-    instance = Report.of(report).instance
+    instance = report.instance
     group = group or logs.hyperpod_group(cluster_name or instance.cluster.value, cluster_id)
     return Destination(group, f"DeepHealthCheckResults/{instance.instance_id.value}", instance.region.value)
 

@@ -23,8 +23,7 @@ _ACTION_WORDS = {"Replace": "Replace the Instance. ", "Reboot": "Reboot the Inst
 _DIRECTION = {"min": ("less", "minimum"), "max": ("more", "maximum"), "equals": ("other", "exact")}
 
 
-def verdict_lines(document: Report | dict[str, Any]) -> list[dict[str, Any]]:
-    typed = Report.of(document)
+def verdict_lines(typed: Report) -> list[dict[str, Any]]:
     common = _common(typed)
     where = f"Region: {common['region'] or 'unknown'}, InstanceType: {common['instance_type']}."
     ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -52,9 +51,8 @@ def _common(typed: Report) -> dict[str, Any]:
             "region": instance.region.value, "node": instance.node_name.value, "run_id": typed.run.run_id}
 
 
-def summary_line(document: Report | dict[str, Any]) -> dict[str, Any]:
+def summary_line(typed: Report) -> dict[str, Any]:
     """One ``info`` line with the verdict, for sinks where a passing node should be seen too."""
-    typed = Report.of(document)
     common, verdict = _common(typed), typed.verdict
     counts = ", ".join(f"{typed.count(s)} {s.value.lower()}" for s in Status)
     return {

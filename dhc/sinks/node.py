@@ -19,10 +19,9 @@ from dhc.model import Status
 from dhc.model.report import Report
 
 
-def write_verdict(kube: Kube, node_name: str, report: Report | dict[str, Any], prefix: str = scheme.DEFAULT_PREFIX,
+def write_verdict(kube: Kube, node_name: str, typed: Report, prefix: str = scheme.DEFAULT_PREFIX,
                   final: bool = True) -> scheme.NodeState:
     """``final=False``: the stress stage of a two-stage check; a pass then only marks the stage."""
-    typed = Report.of(report)
     keys, verdict = scheme.Keys(prefix), typed.verdict
     node = kube.node(node_name)
     instance_id = _instance_id(node) or typed.instance.instance_id.value

@@ -8,7 +8,6 @@ it from there and writes the node. Runs after the report is safely on disk.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from dhc.k8s import message
 from dhc.model.report import Report
@@ -16,7 +15,7 @@ from dhc.model.report import Report
 DEFAULT_PATH = "/dev/termination-log"
 
 
-def write(document: Report | dict[str, Any], stage: str, path: str = DEFAULT_PATH) -> str:
+def write(document: Report, stage: str, path: str = DEFAULT_PATH) -> str:
     """Write the compact verdict to ``path`` and return it.
 
     Written in place, not renamed over: the kubelet bind-mounts the file, and a rename onto a mount
