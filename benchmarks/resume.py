@@ -1,6 +1,7 @@
 """Job auto-resume at scale: 100 opted-in PyTorchJobs (a Master and a Worker each) run on 200 nodes,
 with 100 spare Schedulable nodes; one node under every job is marked UnschedulablePendingReplacement
-and its pod fails. Measured: seconds from the marks to every job's pods Running again on healthy
+and its pod's container crashes (restartPolicy OnFailure: the kubelet restarts it in place, the pod stays
+Running with restartCount 1). Measured: seconds from the marks to every job's pods Running again on healthy
 nodes (each job suspended, resumed, its pods re-created by the training-operator stand-in), and the
 API requests dhc made per job. The emulator and its stand-ins are the tests' (tests/k8s_workloads.py).
 
@@ -47,7 +48,8 @@ def _running(work: Workloads, jobs: int, avoid: set[str]) -> int:
         pods = list(work.emulator.pods.values())
     per_job: dict[str, int] = {}
     for pod in pods:
-        if pod["status"].get("phase") == "Running" and pod["spec"].get("nodeName") not in avoid:
+        if pod["status"].get("phase") == "Running" and pod["spec"].get("nodeName") not in avoid \
+                and "deletionTimestamp" not in pod["metadata"]:  # a Terminating pod is not running again
             job = pod["metadata"]["labels"]["training.kubeflow.org/job-name"]
             per_job[job] = per_job.get(job, 0) + 1
     return sum(1 for count in per_job.values() if count >= 2)
