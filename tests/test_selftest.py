@@ -26,8 +26,8 @@ def test_selftest_catches_every_planted_fault(tmp_path, quick_cpu_thresholds, va
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "selftest: 4 of 4 planted faults caught" in proc.stdout
-    for fault, device in (("gemm-bitflip", "cpu 1"), ("gemm-sibling", "cpu 2"), ("gemm-slow", "cpu 0"),
-                          ("memtest-word", "cpu 0")):
+    for fault, device in (("gemm-bitflip", "cpu 1"), ("gemm-sibling", "cpu 2"), ("gemm-slow", "cpu"),
+                          ("memtest-word", "cpu")):  # Device.label: device 0 of a kind is the kind
         assert f"{fault:<14} caught  " in proc.stdout and f" on {device}: " in proc.stdout
         report = validate_report(tmp_path / fault / "report.json")
         assert report["run"]["inject"] == fault and report["verdict"]["status"] == "Failed"
@@ -67,3 +67,10 @@ def test_judge_a_fault_of_the_whole_node():
     message = "node 1 of 3 is slow with known-good partners (pair bus bandwidth in GB/s: {}); the others are cleared"
     assert judge("pairwise-slow-node", document("Failed", reason(None, message, check="connectivity.pairwise")))[0]
     assert not judge("pairwise-slow-node", document("Failed", reason(0, message, check="connectivity.pairwise")))[0]
+
+
+def test_the_caught_device_is_named_by_its_one_label():
+    """The detail names the device as every other reader does (Device.label): index and its ids."""
+    gpu = {"kind": "gpu", "index": 1, "uuid": "GPU-5f1e", "serial": "1652", "pci_bus_id": "00000000:53:00.0"}
+    caught, detail = judge("gemm-bitflip", document("Failed", reason(1, "silent data corruption: x") | {"device": gpu}))
+    assert caught and detail.startswith("stress.gemm on GPU 1 (GPU-5f1e, serial 1652, PCI 00000000:53:00.0): "), detail

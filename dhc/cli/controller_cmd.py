@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from dhc.settings import Settings
-from dhc.thresholds import PROFILES, load
+from dhc.thresholds import DEFAULT_PROFILE, PROFILES, load
 
 
 def _pinned(value: str) -> str:
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the node image the Jobs run, pinned: a tag other than latest, or @sha256:<digest>")
     parser.add_argument("--service-account", default="dhc-node",
                         help="the Jobs' ServiceAccount (needs no role: the pods make no API calls)")
-    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    parser.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     parser.add_argument("--max-attempts", type=int, default=3, help="tries before an undecided node is Failed")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")

@@ -9,7 +9,7 @@ from typing import Any
 
 from dhc.errors import UsageError
 from dhc.settings import Settings
-from dhc.thresholds import PROFILES, load
+from dhc.thresholds import DEFAULT_PROFILE, PROFILES, load
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="the limits that apply to one instance type")
     show.add_argument("instance_type")
     show.add_argument("--thresholds", metavar="FILE", help="default: the bundled thresholds.yaml")
-    show.add_argument("--profile", choices=PROFILES, default="quick")
+    show.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     calibrate = sub.add_parser("calibrate", help="propose limits from healthy reports (a YAML fragment)")
     calibrate.add_argument("paths", nargs="+", help="report.json files, or folders searched for them")

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import ConfigError
-from dhc.thresholds.document import PROFILES, _Doc
+from dhc.model.choices import DEFAULT_PROFILE, PROFILES
+from dhc.thresholds import SUITES
 from dhc.thresholds.loader import LineDict, load_yaml
+from dhc.thresholds.validate import Doc
 
-STRESS, CONNECTIVITY = "InstanceStress", "InstanceConnectivity"
+STRESS, CONNECTIVITY = SUITES["stress"], SUITES["connectivity"]
 CHECK_SETS = {(): (), (STRESS,): (STRESS,), (STRESS, CONNECTIVITY): (STRESS, CONNECTIVITY),
               (CONNECTIVITY, STRESS): (STRESS, CONNECTIVITY)}
 RECOVERY = ("Automatic", "None")
@@ -53,7 +55,7 @@ def _expression(labels: dict[str, str], key: str, op: str, values: tuple[str, ..
 class Group:
     name: str
     checks: tuple[str, ...] = (STRESS, CONNECTIVITY)
-    profile: str = "quick"
+    profile: str = DEFAULT_PROFILE
     recovery: str = "Automatic"
     selector: Selector = field(default_factory=Selector)
     group_size: int = 0  # the most nodes in one connectivity group (0: the command line's --group-size)
@@ -82,18 +84,18 @@ class Groups:
         return next((g for g in self.groups if g.name == name), None)
 
 
-def plain(profile: str = "quick", connectivity: bool = True) -> Groups:
+def plain(profile: str = DEFAULT_PROFILE, connectivity: bool = True) -> Groups:
     """No configuration file: every node gets what the command line says (dhc's behaviour before groups)."""
     return Groups("", (), Group("default", (STRESS, CONNECTIVITY) if connectivity else (STRESS,), profile))
 
 
-def load(path: str | Path, profile: str = "quick", connectivity: bool = True) -> Groups:
+def load(path: str | Path, profile: str = DEFAULT_PROFILE, connectivity: bool = True) -> Groups:
     """Read and validate the file; ConfigError names file, line, key and what was expected."""
     raw = load_yaml(Path(path))
-    doc, base = _Doc(str(path)), plain(profile, connectivity).default
+    doc, base = Doc(str(path)), plain(profile, connectivity).default
     if not isinstance(raw, LineDict):
         raise ConfigError(str(path), None, "", "expected a mapping with groups: (and optionally defaults:)")
-    top = _keys(doc, raw, "", {"defaults", "groups"}, {"groups"})
+    top = doc.keys(raw, "", {"defaults", "groups"}, {"groups"})
     default = _settings(doc, doc.mapping(top, "defaults", "defaults", SETTINGS), "defaults", base) \
         if "defaults" in top else base
     entries = top["groups"]
@@ -108,43 +110,32 @@ def load(path: str | Path, profile: str = "quick", connectivity: bool = True) ->
     return Groups(str(path), tuple(groups), default)
 
 
-def _keys(doc: _Doc, node: LineDict, keypath: str, allowed: set[str], required: set[str]) -> LineDict:
-    """``node`` itself (a list entry or the top): unknown keys and missing ones named with their lines."""
-    for name in node:
-        if name not in allowed:
-            raise doc.fail(node, name, f"{keypath}/{name}".lstrip("/"),
-                           f"unknown key; expected one of {', '.join(sorted(allowed))}")
-    for name in sorted(required - set(node)):
-        raise doc.fail(node, None, keypath or name, f"missing required key {name!r}")
-    return node
-
-
-def _group(doc: _Doc, entry: Any, keypath: str, default: Group) -> Group:
+def _group(doc: Doc, entry: Any, keypath: str, default: Group) -> Group:
     if not isinstance(entry, LineDict):
         raise doc.fail(None, None, keypath, "expected a mapping (name, selector and the group's settings)")
-    entry = _keys(doc, entry, keypath, GROUP_KEYS, {"name", "selector"})
+    entry = doc.keys(entry, keypath, GROUP_KEYS, {"name", "selector"})
     name = doc.text(entry, "name", f"{keypath}/name")
     selector = _selector(doc, doc.mapping(entry, "selector", f"{keypath}/selector",
                                           {"matchLabels", "matchExpressions"}), f"{keypath}/selector")
     return replace(_settings(doc, entry, keypath, default), name=name, selector=selector)
 
 
-def _settings(doc: _Doc, node: LineDict, keypath: str, base: Group) -> Group:
+def _settings(doc: Doc, node: LineDict, keypath: str, base: Group) -> Group:
     checks, profile, recovery = base.checks, base.profile, base.recovery
     if "OnStartDeepHealthChecks" in node:
         value = node["OnStartDeepHealthChecks"]
         if not isinstance(value, list) or tuple(value) not in CHECK_SETS:
             raise doc.fail(node, "OnStartDeepHealthChecks", f"{keypath}/OnStartDeepHealthChecks",
-                           f"expected [InstanceStress, InstanceConnectivity], [InstanceStress] or [], got {value!r}")
+                           f"expected [{STRESS}, {CONNECTIVITY}], [{STRESS}] or [], got {value!r}")
         checks = CHECK_SETS[tuple(value)]
     if "profile" in node:
-        profile = _choice(doc, node, "profile", f"{keypath}/profile", PROFILES)
+        profile = doc.choice(node, "profile", f"{keypath}/profile", PROFILES)
     if "NodeRecovery" in node:
-        recovery = _choice(doc, node, "NodeRecovery", f"{keypath}/NodeRecovery", RECOVERY)
+        recovery = doc.choice(node, "NodeRecovery", f"{keypath}/NodeRecovery", RECOVERY)
     return replace(base, checks=checks, profile=profile, recovery=recovery, **_grouping(doc, node, keypath))
 
 
-def _grouping(doc: _Doc, node: LineDict, keypath: str) -> dict[str, Any]:
+def _grouping(doc: Doc, node: LineDict, keypath: str) -> dict[str, Any]:
     """ConnectivityGroupSize (a whole number, 1 or more) and TopologyLabel (a label key), where given."""
     given: dict[str, Any] = {}
     if "ConnectivityGroupSize" in node:
@@ -158,15 +149,7 @@ def _grouping(doc: _Doc, node: LineDict, keypath: str) -> dict[str, Any]:
     return given
 
 
-def _choice(doc: _Doc, node: LineDict, key: str, keypath: str, allowed: tuple[str, ...]) -> str:
-    value = node[key]
-    if value not in allowed or not isinstance(value, str):
-        hint = " (YAML reads an unquoted yes/no/on/off as true/false)" if isinstance(value, bool) else ""
-        raise doc.fail(node, key, keypath, f"expected one of {', '.join(allowed)}, got {value!r}{hint}")
-    return value
-
-
-def _selector(doc: _Doc, node: LineDict, keypath: str) -> Selector:
+def _selector(doc: Doc, node: LineDict, keypath: str) -> Selector:
     labels = doc.mapping(node, "matchLabels", f"{keypath}/matchLabels") if "matchLabels" in node else LineDict()
     for key, value in labels.items():
         if not isinstance(value, str) or not value:
@@ -182,12 +165,12 @@ def _selector(doc: _Doc, node: LineDict, keypath: str) -> Selector:
     return Selector(dict(labels), expressions)
 
 
-def _expression_of(doc: _Doc, entry: Any, keypath: str) -> tuple[str, str, tuple[str, ...]]:
+def _expression_of(doc: Doc, entry: Any, keypath: str) -> tuple[str, str, tuple[str, ...]]:
     if not isinstance(entry, LineDict):
         raise doc.fail(None, None, keypath, "expected a mapping with key, operator and values")
-    entry = _keys(doc, entry, keypath, {"key", "operator", "values"}, {"key", "operator"})
+    entry = doc.keys(entry, keypath, {"key", "operator", "values"}, {"key", "operator"})
     key = doc.text(entry, "key", f"{keypath}/key")
-    op = _choice(doc, entry, "operator", f"{keypath}/operator", OPERATORS)
+    op = doc.choice(entry, "operator", f"{keypath}/operator", OPERATORS)
     values = entry.get("values", [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise doc.fail(entry, "values", f"{keypath}/values", f"expected a list of quoted label values, got {values!r}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from dhc.controller import podspec
 from dhc.k8s.scheme import Keys, label_value
+from dhc.model.choices import DEFAULT_PROFILE, SUITES
 
 JOB_LABEL = "app.kubernetes.io/managed-by"
 NODE_LABEL = "dhc.dev/node"  # a label value: the name cut to fit, with a hash of the whole name
@@ -30,8 +31,8 @@ class JobSettings:
     namespace: str = "dhc"
     image: str = ""  # required: a pinned tag or a digest (see pinned_image)
     service_account: str = "dhc-node"  # bound to no role: the pod makes no API calls
-    profile: str = "quick"
-    suite: str = "InstanceStress"
+    profile: str = DEFAULT_PROFILE
+    suite: str = SUITES["stress"]
     ttl_s: int = 3600
     extra_args: tuple[str, ...] = ()
     connectivity: bool = True  # after stress passes, nodes that joined together test their fabric
@@ -149,7 +150,7 @@ def batch_manifests(nodes: list[str], attempt: int, instance_type: str, gpus: in
             {"labelSelector": {"matchLabels": {BATCH_LABEL: name}}, "topologyKey": "kubernetes.io/hostname"}]},
     }
     container = pod["containers"][0]
-    container["command"] = ["dhc", "run", "--suite", "InstanceConnectivity", "--profile", settings.profile,
+    container["command"] = ["dhc", "run", "--suite", SUITES["connectivity"], "--profile", settings.profile,
                             "--instance-type", instance_type, "--sink", "termination", *settings.extra_args]
     container["env"] += [{"name": "DHC_NODES", "value": str(len(nodes))},
                          {"name": "DHC_RENDEZVOUS", "value": f"{name}-0.{name}:{settings.rendezvous_port}"}]

@@ -34,7 +34,7 @@ from dhc.controller.topology import Grouping
 from dhc.controller.watch import WorkQueue
 from dhc.k8s import scheme
 from dhc.k8s.client import K8sNotFound, Kube
-from dhc.thresholds import CATALOGUE, Thresholds
+from dhc.thresholds import CATALOGUE, SUITES, Thresholds
 
 log = logging.getLogger("dhc.controller")
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -253,7 +253,7 @@ class Controller(Batches, WorkQueue):
     def _deadline(self, itype: str, profile: str, suite: str | None = None) -> int:
         """The Job's activeDeadlineSeconds: every timeout of the suite's checks for this type, plus a margin."""
         limits = self.thresholds.resolve(itype, profile)
-        prefix = {"InstanceStress": "stress.", "InstanceConnectivity": "connectivity."}[suite or self.settings.jobs.suite]
+        prefix = {name: f"{key}." for key, name in SUITES.items()}[suite or self.settings.jobs.suite]
         checks = [c for c in CATALOGUE if c.startswith(prefix) and not limits.check(c).skip]
         return int(sum(limits.timing(c).timeout_s for c in checks) + self.settings.deadline_margin_s)
 

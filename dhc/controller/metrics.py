@@ -28,10 +28,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from dhc.controller.loop import Snapshot
+from dhc.model.choices import STAGES as VERDICT_STAGES
 
 STATUSES = ("InProgress", "Passed", "Failed", "Incomplete")  # always shown, 0 included, so alerts have a series
 HEALTH = ("Schedulable", "Unschedulable", "UnschedulablePendingReboot", "UnschedulablePendingReplacement")
-STAGES = ("stress", "final", "connectivity")
+STAGES = (*VERDICT_STAGES, "connectivity")  # a connectivity group's Job hands over a verdict too
 VERDICTS = ("Passed", "Failed")
 ERRORS = ("permanent", "temporary")
 RECOVERY_BUCKETS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhc.k8s.scheme import gpu_ids, reasons_annotation
-from dhc.model import Finding
+from dhc.model import Action, Finding, Status
+from dhc.model.choices import STAGES, not_one_of
 from dhc.model.codec import ModelError, load, non_finite
 from dhc.model.report import Report
 
 MAX_BYTES = 4096
 VERSION = 1
-STATUSES = ("Passed", "Failed", "Incomplete")
-ACTIONS = ("None", "Reboot", "Replace")
-STAGES = ("stress", "final")
+STATUSES = (Status.PASSED, Status.FAILED, Status.INCOMPLETE)  # a node verdict is never Skipped
+ACTIONS = tuple(Action)
 EXIT_CODES = {"Passed": 0, "Failed": 1, "Incomplete": 3}  # what `dhc run` exits with for each verdict
 _REASON_KEYS = ("check", "status", "action", "metric", "value", "limit", "unit")
 _MESSAGE_CHARS = 240
@@ -101,8 +101,8 @@ def decode(text: str | None) -> PodVerdict:
 
 def _one_of(doc: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = doc.get(key)
-    if value not in allowed:
-        raise MessageError(f"verdict {key}: expected one of {', '.join(allowed)}, got {value!r}")
+    if (problem := not_one_of(allowed, value)) is not None:
+        raise MessageError(f"verdict {key}: {problem}")
     return str(value)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from dhc import units
+from dhc.model.choices import SUITES
 from dhc.model.codec import Coded, non_finite
 
 __all__ = ["Action", "CheckResult", "Comparison", "Device", "Finding", "Judgement", "Limit", "Measurement",
@@ -21,7 +22,7 @@ __all__ = ["Action", "CheckResult", "Comparison", "Device", "Finding", "Judgemen
 
 CHECK_ID = {"$ref": "#/$defs/check_id"}
 TIMESTAMP = {"$ref": "#/$defs/timestamp"}
-SUITE = {"enum": ["InstanceStress", "InstanceConnectivity"]}
+SUITE = {"enum": list(SUITES.values())}
 
 
 _REQUIRED = object()

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhc.model import CHECK_ID, SUITE, TIMESTAMP, CheckResult, Device, Finding, Limit, NodeVerdict, Status, schema
+from dhc.model.choices import PROFILES
 from dhc.model.codec import Coded
 
 SCHEMA_VERSION = "1.1"  # 1.1 added the optional non_finite field
-PROFILE = {"enum": ["quick", "full"]}
+PROFILE = {"enum": list(PROFILES)}
 
 
 @dataclass(frozen=True)

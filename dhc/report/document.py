@@ -21,9 +21,8 @@ from dhc.model import CheckResult, Device, Finding, PlannedCheck, Status, node_v
 from dhc.model.codec import ModelError
 from dhc.model.report import SCHEMA_VERSION, Report
 from dhc.report.files import JOURNAL_NAME, PLAN_NAME, Journal, read_json
+from dhc.report.schema import SCHEMA_PATH
 from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
-
-SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "report-v1.schema.json"
 
 
 @dataclass

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import UnknownInstanceType
+from dhc.model.choices import DEFAULT_PROFILE, PROFILES, not_one_of
 from dhc.resources import bundled
 from dhc.thresholds.agent import parse_agent
 from dhc.thresholds.catalogue import CATALOGUE, SUITES, CheckSpec, suite_of
-from dhc.thresholds.document import PROFILES, CheckConfig, InstanceType, Timing, merged_timing, parse
+from dhc.thresholds.document import CheckConfig, InstanceType, Timing, merged_timing, parse
 from dhc.thresholds.loader import load_yaml
 
-__all__ = ["CATALOGUE", "PROFILES", "SUITES", "CheckSpec", "InstanceLimits", "Thresholds",
+__all__ = ["CATALOGUE", "DEFAULT_PROFILE", "PROFILES", "SUITES", "CheckSpec", "InstanceLimits", "Thresholds",
            "default_path", "load", "suite_of"]
-
 
 
 def default_path(override: str | None = None) -> Path:
@@ -80,12 +80,12 @@ class Thresholds:
                 out[f"ml.{alias.removeprefix('ml.')}"] = name
         return out
 
-    def resolve(self, instance_type: str, profile: str = "quick") -> InstanceLimits:
+    def resolve(self, instance_type: str, profile: str = DEFAULT_PROFILE) -> InstanceLimits:
         canonical = self.names.get(instance_type)
         if canonical is None:
             raise UnknownInstanceType(instance_type, sorted(self.types), self.path)
-        if profile not in self.profiles:
-            raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        if (problem := not_one_of(PROFILES, profile)) is not None:
+            raise ValueError(f"profile: {problem}")
         return InstanceLimits(self.types[canonical], instance_type, profile, self.profiles[profile],
                               self.path, self.sha256)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dhc.errors import ConfigError
 from dhc.model import Action
-from dhc.thresholds.document import _Doc
 from dhc.thresholds.loader import LineDict, load_yaml
+from dhc.thresholds.validate import Doc
 
 DAY_S = 86_400.0
 # detector id -> {key: (bounds, whole number)}; every detector also takes ``action`` and ``source``
@@ -72,7 +71,7 @@ def load_agent(path: str | Path | None = None) -> AgentLimits:
 
 
 def parse_agent(top: LineDict, path: str) -> AgentLimits:
-    doc = _Doc(path)
+    doc = Doc(path)
     section = doc.mapping(top, "agent", "agent", set(TOP), set(TOP))
     entries = doc.mapping(section, "detectors", "agent/detectors", set(DETECTORS), set(DETECTORS))
     detectors = {name: _detector(doc, entries, name) for name in DETECTORS}
@@ -81,7 +80,7 @@ def parse_agent(top: LineDict, path: str) -> AgentLimits:
                                   bounds=TOP["escalation_window_s"][0]), detectors)
 
 
-def _detector(doc: _Doc, entries: LineDict, name: str) -> Detector:
+def _detector(doc: Doc, entries: LineDict, name: str) -> Detector:
     keypath = f"agent/detectors/{name}"
     numbers, extra = DETECTORS[name], EXTRA_ACTIONS.get(name, ())
     keys = set(numbers) | {"action", "source", *extra}
@@ -93,11 +92,7 @@ def _detector(doc: _Doc, entries: LineDict, name: str) -> Detector:
                     doc.text(node, "source", f"{keypath}/source"))
 
 
-def _action(doc: _Doc, node: LineDict, key: str, keypath: str) -> Action:
-    value: Any = node[key]
-    if value is None:  # YAML reads a bare None as the text "None"; ~ and null mean the same
-        value = "None"
-    try:
-        return Action(value)
-    except ValueError:
-        raise doc.fail(node, key, keypath, f"expected one of None, Reboot, Replace, got {value!r}") from None
+def _action(doc: Doc, node: LineDict, key: str, keypath: str) -> Action:
+    if node[key] is None:  # YAML reads a bare None as the text "None"; ~ and null mean the same
+        return Action.NONE
+    return Action(doc.choice(node, key, keypath, Action))

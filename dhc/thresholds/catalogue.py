@@ -11,12 +11,12 @@ declares, so a typo in a check is an error too, never a value without a limit.
 from __future__ import annotations
 
 from dhc.model import Action, Comparison, Status
+from dhc.model.choices import SUITES
 from dhc.thresholds.contract import Budget, Caught, CheckSpec, MetricSpec, PlantedFault, SubRun, split_timeout
 
 __all__ = ["CATALOGUE", "SUITES", "Budget", "Caught", "CheckSpec", "MetricSpec", "PlantedFault", "SubRun",
-           "planted_fault", "split_timeout", "suite_of"]
+           "planted_fault", "split_timeout", "suite_of", "unknown_check"]
 
-SUITES = {"stress": "InstanceStress", "connectivity": "InstanceConnectivity"}
 
 
 def suite_of(check_id: str) -> str:
@@ -97,6 +97,11 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
         faults=(_fault("pairwise-slow-node", "this node idles in every pair's all-reduce (a multi-node run)",
                        "slow_rank", None, R, "slow with known-good partners", multi_node=True),)),
 )}
+
+
+def unknown_check(check: str) -> str | None:
+    """What is wrong with ``check`` as a check id (the one wording, for flags and files), or None."""
+    return None if check in CATALOGUE else f"unknown check id {check!r}; known: {', '.join(CATALOGUE)}"
 
 
 def planted_fault(name: str | None, check: str | None = None) -> PlantedFault | None:

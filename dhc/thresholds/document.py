@@ -6,18 +6,18 @@ and says what was expected. Instance types inherit from their GPU model and from
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from dhc import units
 from dhc.errors import ConfigError
 from dhc.model import Action, Comparison, Limit
-from dhc.thresholds.catalogue import CATALOGUE, CheckSpec
+from dhc.model.choices import PROFILES
+from dhc.thresholds.catalogue import CATALOGUE, CheckSpec, unknown_check
 from dhc.thresholds.inherit import INHERITED, MAX_EXTENDS, MODEL_KEYS, TYPE_KEYS, merge
 from dhc.thresholds.loader import LineDict
+from dhc.thresholds.validate import Doc, kind_of
 
-PROFILES = ("quick", "full")
 _TOP_KEYS = {"schema_version", "profiles", "gpu_defaults", "gpu_models", "instance_types", "agent"}
 _OPTIONAL_TOP = {"gpu_defaults", "agent"}  # agent: dhc agent's detector limits (dhc.thresholds.agent)
 _LIMIT_KEYS = {"min", "max", "equals", "calibrate", "unit", "source", "action"}
@@ -29,7 +29,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "level": (1, 4), "cpu_ranks": (1, 1024), "shm_bytes_per_rank": (1, 1 << 40), "gpus": (0, 64), "efa": (0, 64), "nvlinks_per_gpu": (0, 64),
 }
 SETTING_RANGE = (0.0, float(1 << 42))  # a check setting not named above: at most 4 TiB, or 4e12 of anything
-LIMIT_RANGE = (0.0, 1e9)  # any limit, in any of its units (1e9 GB/s is an exabyte per second)
 
 
 @dataclass(frozen=True)
@@ -58,52 +57,10 @@ class InstanceType:
     profiles: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # per-type timing overrides
 
 
-class _Doc:
-    def __init__(self, path: str):
-        self.path = path
-
-    def fail(self, parent: Any, key: str | None, keypath: str, problem: str) -> ConfigError:
-        line = None
-        if isinstance(parent, LineDict):
-            line = parent.line_of(key) if key is not None else parent.line
-        return ConfigError(self.path, line or None, keypath, problem)
-
-    def mapping(self, parent: Any, key: str, keypath: str, allowed: set[str] | None = None,
-                required: set[str] = frozenset()) -> LineDict:
-        node = parent[key]
-        if not isinstance(node, LineDict):
-            raise self.fail(parent, key, keypath, f"expected a mapping, got {_kind(node)}")
-        for name in node:
-            if allowed is not None and name not in allowed:
-                raise self.fail(node, name, f"{keypath}/{name}".lstrip("/"),
-                                f"unknown key; expected one of {', '.join(sorted(allowed))}")
-        for name in sorted(required - set(node)):
-            raise self.fail(parent, key, keypath, f"missing required key {name!r}")
-        return node
-
-    def number(self, parent: LineDict, key: str, keypath: str, integer: bool = False,
-               bounds: tuple[float, float] = LIMIT_RANGE) -> float:
-        value = parent[key]
-        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok or not math.isfinite(value):
-            raise self.fail(parent, key, keypath,
-                            f"expected {'a whole number' if integer else 'a number'}, got {_kind(value)}")
-        low, high = bounds
-        if not low <= value <= high:
-            raise self.fail(parent, key, keypath, f"expected a value from {low:g} to {high:g}, got {value:g}")
-        return value
-
-    def text(self, parent: LineDict, key: str, keypath: str) -> str:
-        value = parent[key]
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(parent, key, keypath, f"expected non-empty text, got {_kind(value)}")
-        return value
-
-
 def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, InstanceType]]:
-    doc = _Doc(path)
+    doc = Doc(path)
     if not isinstance(raw, LineDict):
-        raise ConfigError(path, None, "", f"expected a mapping at the top, got {_kind(raw)}")
+        raise ConfigError(path, None, "", f"expected a mapping at the top, got {kind_of(raw)}")
     root = LineDict(root=raw)
     root.line, root.key_lines = raw.line, {"root": raw.line}
     top = doc.mapping(root, "root", "", _TOP_KEYS, _TOP_KEYS - _OPTIONAL_TOP)
@@ -120,7 +77,7 @@ def parse(raw: Any, path: str) -> tuple[dict[str, dict[str, Timing]], dict[str, 
     return profiles, types
 
 
-def _check_names_unique(doc: _Doc, entries: LineDict, types: dict[str, InstanceType]) -> None:
+def _check_names_unique(doc: Doc, entries: LineDict, types: dict[str, InstanceType]) -> None:
     owner: dict[str, str] = {}
     for name, t in types.items():
         for alias in (name, *t.aliases):
@@ -131,7 +88,7 @@ def _check_names_unique(doc: _Doc, entries: LineDict, types: dict[str, InstanceT
                                    f"name {alias!r} is already used by {owner[spelling]!r}")
 
 
-def _profiles(doc: _Doc, top: LineDict) -> dict[str, dict[str, Timing]]:
+def _profiles(doc: Doc, top: LineDict) -> dict[str, dict[str, Timing]]:
     node = doc.mapping(top, "profiles", "profiles", set(PROFILES), set(PROFILES))
     out: dict[str, dict[str, Timing]] = {}
     for profile in PROFILES:
@@ -141,13 +98,13 @@ def _profiles(doc: _Doc, top: LineDict) -> dict[str, dict[str, Timing]]:
     return out
 
 
-def _timing(doc: _Doc, parent: LineDict, check: str, keypath: str) -> Timing:
+def _timing(doc: Doc, parent: LineDict, check: str, keypath: str) -> Timing:
     values = _timing_values(doc, parent, check, keypath, {"expected_s", "timeout_s"})
     expected, timeout = values.pop("expected_s"), values.pop("timeout_s")
     return _checked_timing(Timing(expected, timeout, values), doc, parent[check], keypath)
 
 
-def _timing_values(doc: _Doc, parent: LineDict, check: str, keypath: str, required: set[str]) -> dict[str, float]:
+def _timing_values(doc: Doc, parent: LineDict, check: str, keypath: str, required: set[str]) -> dict[str, float]:
     spec = CATALOGUE[check]
     node = doc.mapping(parent, check, keypath, {"expected_s", "timeout_s", *spec.settings}, required)
     kinds = {"expected_s": float, "timeout_s": float, **spec.settings}
@@ -156,7 +113,7 @@ def _timing_values(doc: _Doc, parent: LineDict, check: str, keypath: str, requir
             for key in node}
 
 
-def _checked_timing(timing: Timing, doc: _Doc, node: LineDict, keypath: str) -> Timing:
+def _checked_timing(timing: Timing, doc: Doc, node: LineDict, keypath: str) -> Timing:
     if timing.timeout_s <= 0 or timing.timeout_s < timing.expected_s:
         raise doc.fail(node, "timeout_s", f"{keypath}/timeout_s",
                        f"expected a timeout > 0 and >= expected_s ({timing.expected_s}), got {timing.timeout_s}")
@@ -170,7 +127,7 @@ def merged_timing(base: Timing, override: dict[str, float]) -> Timing:
                   base.settings | rest)
 
 
-def _type_profiles(doc: _Doc, node: LineDict, keypath: str,
+def _type_profiles(doc: Doc, node: LineDict, keypath: str,
                    profiles: dict[str, dict[str, Timing]]) -> dict[str, dict[str, dict[str, float]]]:
     """``profiles:`` under an instance type: partial overrides of the global profiles."""
     if "profiles" not in node:
@@ -188,7 +145,7 @@ def _type_profiles(doc: _Doc, node: LineDict, keypath: str,
     return out
 
 
-def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
+def _instance_type(doc: Doc, entries: LineDict, name: str, models: LineDict,
                    profiles: dict[str, dict[str, Timing]], gpu_defaults: LineDict | None) -> InstanceType:
     keypath = f"instance_types/{name}"
     node = _with_ancestors(doc, entries, name)
@@ -219,7 +176,7 @@ def _instance_type(doc: _Doc, entries: LineDict, name: str, models: LineDict,
                         _type_profiles(doc, node, keypath, profiles))
 
 
-def _with_ancestors(doc: _Doc, entries: LineDict, name: str) -> LineDict:
+def _with_ancestors(doc: Doc, entries: LineDict, name: str) -> LineDict:
     """The type with everything it inherits through ``extends`` (a loop, not recursion: chains are capped)."""
     chain, nodes = [name], [doc.mapping(entries, name, f"instance_types/{name}", TYPE_KEYS)]
     while (parent := nodes[-1].get("extends")) is not None:
@@ -239,13 +196,13 @@ def _with_ancestors(doc: _Doc, entries: LineDict, name: str) -> LineDict:
     return merged
 
 
-def _checks(doc: _Doc, node: LineDict, keypath: str) -> dict[str, CheckConfig]:
+def _checks(doc: Doc, node: LineDict, keypath: str) -> dict[str, CheckConfig]:
     checks = doc.mapping(node, "checks", f"{keypath}/checks")
     out = {}
     for check in checks:
         where = f"{keypath}/checks/{check}"
         if check not in CATALOGUE:
-            raise doc.fail(checks, check, where, f"unknown check id; known: {', '.join(CATALOGUE)}")
+            raise doc.fail(checks, check, where, unknown_check(check))
         entry = doc.mapping(checks, check, where, {"limits", "skip"})
         skip = doc.text(entry, "skip", f"{where}/skip") if "skip" in entry else None
         limits = {}
@@ -257,12 +214,12 @@ def _checks(doc: _Doc, node: LineDict, keypath: str) -> dict[str, CheckConfig]:
     return out
 
 
-def _limit(doc: _Doc, parent: LineDict, metric: str, keypath: str, check: CheckSpec) -> Limit:
+def _limit(doc: Doc, parent: LineDict, metric: str, keypath: str, check: CheckSpec) -> Limit:
     spec = check.metrics[metric]
     node = doc.mapping(parent, metric, keypath, _LIMIT_KEYS, {"unit", "source"})
     calibrate = node.get("calibrate", False)
     if not isinstance(calibrate, bool):
-        raise doc.fail(node, "calibrate", f"{keypath}/calibrate", f"expected true or false, got {_kind(calibrate)}")
+        raise doc.fail(node, "calibrate", f"{keypath}/calibrate", f"expected true or false, got {kind_of(calibrate)}")
     given = [c for c in Comparison if c.value in node]
     if calibrate and given:
         raise doc.fail(node, given[0].value, keypath, "'calibrate: true' means no value yet; remove the value")
@@ -275,10 +232,7 @@ def _limit(doc: _Doc, parent: LineDict, metric: str, keypath: str, check: CheckS
     if unit not in units.units_of(spec.quantity):
         raise doc.fail(node, "unit", f"{keypath}/unit",
                        f"expected a unit of {spec.quantity} ({', '.join(units.units_of(spec.quantity))}), got {unit!r}")
-    action = node.get("action", spec.action.value)
-    if action not in {a.value for a in Action}:
-        raise doc.fail(node, "action", f"{keypath}/action",
-                       f"expected one of {', '.join(a.value for a in Action)}, got {action!r}")
+    action = doc.choice(node, "action", f"{keypath}/action", Action) if "action" in node else spec.action
     return Limit(spec.comparison, value, unit, doc.text(node, "source", f"{keypath}/source"), Action(action))
 
 
@@ -288,9 +242,3 @@ def _derive_count(checks: dict[str, CheckConfig], check: str, metric: str, count
         spec = CATALOGUE[check].metrics[metric]
         limits = config.limits | {metric: Limit(spec.comparison, count, "count", source, spec.action)}
         checks[check] = CheckConfig(limits, config.skip)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{type(value).__name__} {value!r}"
