@@ -63,6 +63,21 @@ def test_an_unknown_key_or_a_value_outside_its_enum_is_refused_by_key(tmp_path):
     assert refused.startswith("report.json: checks[0].status: expected one of Passed, Failed, Incomplete, Skipped")
 
 
+def test_a_report_that_drops_or_contradicts_a_journaled_result_is_refused(tmp_path):
+    """Its own verdict may follow from its checks, yet a Failed row left out turns it into a pass."""
+    passed = CheckResult("stress.inventory", "InstanceStress", Status.PASSED, nodeid="a.py::test_inventory")
+    path = written(tmp_path, a_report([passed]))
+    assert childs_report(path, "r1", [passed], ["stress.inventory"]) == (childs_report(path, "r1")[0], None)
+    gemm = failed_gemm(512.0)
+    assert childs_report(path, "r1", [passed, gemm], ["stress.inventory"])[1] == \
+        "checks: stress/test_gemm.py::test_gemm is Failed in the run's journal but not in the report"
+    flipped = CheckResult("stress.inventory", "InstanceStress", Status.FAILED, "x", nodeid="a.py::test_inventory")
+    assert childs_report(path, "r1", [flipped], [])[1] == \
+        "checks: a.py::test_inventory is Failed in the run's journal but Passed in the report"
+    assert childs_report(path, "r1", [passed], ["stress.inventory", "stress.gemm"])[1] == \
+        "checks: no row for the selected stress.gemm"
+
+
 def test_another_runs_report_or_none_at_all(tmp_path):
     document = a_report([CheckResult("stress.inventory", "InstanceStress", Status.PASSED)])
     assert childs_report(written(tmp_path, document), "r2")[1] == "run.run_id: it is run 'r1''s report, not this run's ('r2')"
@@ -101,6 +116,22 @@ def test_a_child_report_whose_verdict_its_checks_contradict_never_exits_0(tmp_pa
     assert report["verdict"]["status"] == "Failed"
     assert report["run"]["ended_by"] == ("pytest ended (exit status 0) and its report was refused: verdict: it says "
                                          "Passed (exit 0), but its checks make it Failed (exit 1)")
+
+
+FLIPPING = TAMPERING.replace('    document["verdict"] =', '    document["checks"][0].update(status="Passed", reason="", findings=[], action="None")\n'
+                                                        '    document["verdict"] =')
+
+
+@pytest.mark.slow
+def test_a_child_report_that_flips_its_failed_check_never_exits_0(tmp_path):
+    """Row and verdict agree (both Passed), but the run journaled the check Failed."""
+    suites = suites_maker(tmp_path)(a=FAILING)
+    (suites / "conftest.py").write_text(FLIPPING)
+    proc = dhc("run", "--check", "stress.inventory", "--out", str(tmp_path / "r"),
+               env=dhc_env(DHC_SUITES=str(suites)), timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "checks: test_a.py::test_inventory is Failed in the run's journal but Passed in the report" in proc.stderr
+    assert "the sinks log have the report the child delivered; this one, rebuilt after it" in proc.stderr
 
 
 @pytest.mark.slow

@@ -172,7 +172,7 @@ def test_dhc_run_repeats_what_the_childs_sinks_said_and_names_sinks_that_had_ano
     run_cmd._repeat_child_notes(journal, rebuilt)
     err = capsys.readouterr().err
     assert err.startswith("dhc: sent 1 log event(s) to CloudWatch Logs g / s\n")
-    assert "the sinks cloudwatch have the verdict the child delivered before the run was stopped" in err
+    assert "the sinks cloudwatch have the report the child delivered; this one, rebuilt after it" in err
 
 
 # -- real processes: each path delivers once ----------------------------------------------------------------

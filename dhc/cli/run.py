@@ -102,8 +102,8 @@ def _repeat_child_notes(journal: report.Journal, typed: Report) -> None:
     others = sorted({str(e.get("sink")).removeprefix("dhc-sink-") for e in events if e.get("event") == hooks.DELIVERED
                      and e.get("finished_at") != typed.run.finished_at})
     if others:
-        warn(f"the sinks {', '.join(others)} have the verdict the child delivered before the run was stopped; this "
-             "report, rebuilt after it, stays in the run folder")
+        warn(f"the sinks {', '.join(others)} have the report the child delivered; this one, rebuilt after it (the "
+             "run was stopped, or the child's report refused), stays in the run folder")
 
 
 def _log_lines(path: Path, typed: Report) -> str:
@@ -169,7 +169,8 @@ def _final_report(outcome: ChildOutcome, run_config: RunConfig, limits: Instance
     out = Path(run_config.out)
     refused = None
     if outcome.stopped is None or _delivery_began(out, run_config.run_id):
-        typed, refused = trust.childs_report(out / report.REPORT_NAME, run_config.run_id)
+        typed, refused = trust.childs_report(out / report.REPORT_NAME, run_config.run_id, report.journal_results(out),
+                                             report.selected_checks(run_config.suites, run_config.checks))
         if typed is not None and (outcome.stopped is None or typed.run.ended_by is None):
             return typed
         if outcome.stopped is None and outcome.returncode == _CHILD_USAGE_ERROR:

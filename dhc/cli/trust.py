@@ -5,7 +5,8 @@ writes: read with ``Report.from_dict`` and written again, it is the same documen
 a value outside an enum, or a computed ``exit_code`` or ``action`` that disagrees with its status is
 refused by name), and its verdict is the one ``dhc.model.node_verdict`` reaches from its own checks (a
 Failed check under a stored Passed verdict is refused). The model itself reads later minor versions'
-extra keys, since a reader of reports must; a report dhc is about to stand behind must be whole.
+extra keys, since a reader of reports must; a report dhc is about to stand behind must be whole. Nor
+may it leave out or contradict a result the run journaled, or a check the run selected.
 A refused report is rebuilt from the journal by the caller, and the refusal is said.
 """
 
@@ -16,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from dhc.errors import DhcError
-from dhc.model import node_verdict
+from dhc.model import CheckResult, node_verdict
 from dhc.model.codec import ModelError
 from dhc.model.report import Report
 from dhc.report import read_json
 
 
-def childs_report(path: Path, run_id: str) -> tuple[Report | None, str | None]:
+def childs_report(path: Path, run_id: str, journaled: list[CheckResult] | None = None,
+                  selected: list[str] | None = None) -> tuple[Report | None, str | None]:
     """(the child's typed report, None) when it can be trusted; else (None, why it was refused), and
-    (None, None) when the child wrote none."""
+    (None, None) when the child wrote none. ``journaled``: the results the run journaled, each of which
+    the report must hold with the same status; ``selected``: the check ids each of which must have a row."""
     if not path.exists():
         return None, None
     try:
@@ -32,7 +35,8 @@ def childs_report(path: Path, run_id: str) -> tuple[Report | None, str | None]:
         typed = Report.from_dict(document)
     except (DhcError, ModelError) as exc:
         return None, f"{path.name}: {exc}"
-    return (None, refusal) if (refusal := _refusal(document, typed, run_id)) else (typed, None)
+    refusal = _refusal(document, typed, run_id) or _disagreement(typed, journaled or [], selected or [])
+    return (None, refusal) if refusal else (typed, None)
 
 
 def _refusal(document: Any, typed: Report, run_id: str) -> str | None:
@@ -46,6 +50,18 @@ def _refusal(document: Any, typed: Report, run_id: str) -> str | None:
         return (f"verdict: it says {typed.verdict.status} (exit {typed.verdict.exit_code}), but its checks make it "
                 f"{derived.status} (exit {derived.exit_code})")
     return None
+
+
+def _disagreement(typed: Report, journaled: list[CheckResult], selected: list[str]) -> str | None:
+    """Where the report leaves out or contradicts what the run journaled, or leaves a selected check out."""
+    rows = {row.nodeid or row.check: row for row in typed.checks}
+    for key, result in {r.nodeid or r.check: r for r in journaled}.items():  # the last result of each wins
+        row = rows.get(key)
+        if row is None or row.status is not result.status:
+            said = f"{row.status} in the report" if row else "not in the report"
+            return f"checks: {key} is {result.status} in the run's journal but {said}"
+    missing = [check for check in selected if check not in {row.check for row in typed.checks}]
+    return f"checks: no row for the selected {', '.join(missing)}" if missing else None
 
 
 def first_difference(seen: Any, written: Any, path: str = "") -> str | None:
