@@ -143,7 +143,8 @@ def test_a_pending_entry_that_cannot_be_rebuilt_makes_the_state_file_unreadable_
     path.write_text(json.dumps({"boot_id": "boot-a", "raised": {}, "history": [], "kmsg_seq": 5,
                                 "pending": {"agent.xid|0000:53:00|79": {"finding": {"check": "agent.xid"}}}}))
     state = State(path, "boot-a", 3600)
-    assert "unreadable (KeyError" in state.problem and state.undelivered() == [] and state.kmsg_seq is None
+    assert "unreadable (ModelError: finding.status: missing)" in state.problem  # the key, named by the codec
+    assert state.undelivered() == [] and state.kmsg_seq is None
 
 
 def test_a_state_file_that_cannot_be_read_is_named_and_set_aside(tmp_path):
@@ -384,3 +385,24 @@ def test_a_kmsg_record_whose_sequence_no_kernel_could_write_is_read_as_a_plain_l
         (1234, "NVRM: Xid (PCI:0000:53:00): 79, pid=1, GPU has fallen off the bus.")
     line = f"6,{'9' * 5000},5678901,-;NVRM: hello"
     assert record(line) == (None, line)
+
+
+def test_a_detection_is_kept_through_the_models_codec():
+    """The state file holds a detection as the model's codec writes a Finding (strict JSON: a NaN value is null
+    with non_finite), and reads it back through the codec, naming the key that does not fit."""
+    import json as _json
+
+    from dhc.agent.detection import Detection, detection
+    from dhc.model import Action, Comparison, Device
+    from dhc.model.codec import ModelError
+    gpu = Device("gpu", 2, uuid="GPU-5f1e", pci_bus_id="00000000:53:00.0")
+    found = detection("agent.clocks", "slow", "clocks at nan", Action.REBOOT, gpu, value=float("nan"), limit=1.0,
+                      unit="MHz", comparison=Comparison.MIN)
+    text = _json.dumps(found.to_dict(), allow_nan=False)
+    back = Detection.from_dict(_json.loads(text))
+    assert (back.key, back.finding.device, back.finding.comparison) == (found.key, gpu, Comparison.MIN)
+    assert back.finding.value != back.finding.value  # NaN again
+    broken = _json.loads(text)
+    broken["finding"]["device"]["index"] = "two"
+    with pytest.raises(ModelError, match=r"finding\.device\.index: expected int"):
+        Detection.from_dict(broken)

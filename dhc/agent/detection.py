@@ -6,10 +6,11 @@ plain-JSON form the state file keeps a detection in until it is delivered.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from dhc.model import Action, Comparison, Device, Finding, Status
+from dhc.model import Action, Device, Finding, Status
+from dhc.model.codec import dump, load
 
 # detector id -> Node condition type (one condition per detector; kubectl describe node lists them)
 CONDITION_TYPES = {
@@ -45,16 +46,14 @@ class Detection:
         return replace(self, finding=finding)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (a NaN value stays NaN: the state file is read back only by ``from_dict``)."""
-        return {"finding": asdict(self.finding), "key": self.key, "reason": self.reason, "seq": self.seq}
+        """Plain JSON types; the finding through the model's codec (a NaN value is null with ``non_finite``)."""
+        return {"finding": dump(self.finding), "key": self.key, "reason": self.reason, "seq": self.seq}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detection:
-        """The detection ``to_dict`` wrote; KeyError, TypeError or ValueError for anything else."""
-        f = data["finding"]
-        device = Device(**f["device"]) if f.get("device") is not None else None
-        finding = Finding(**{**f, "status": Status(f["status"]), "action": Action(f["action"]), "device": device,
-                             "comparison": Comparison(f["comparison"]) if f.get("comparison") else None})
+        """The detection ``to_dict`` wrote; KeyError, TypeError or ValueError (``ModelError``, naming the key)
+        for anything else."""
+        finding = load(Finding, data["finding"], "finding")
         seq = data.get("seq")
         return cls(finding, str(data["key"]), str(data["reason"]), seq if isinstance(seq, int) else None)
 
