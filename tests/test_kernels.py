@@ -243,3 +243,196 @@ def test_memtest_without_libc_compares_and_copies_with_torch(monkeypatch):
     inject = memtest.MemtestInjection(chunk=0, word=123, pattern="random")
     [error] = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024, inject=inject).first_errors
     assert (error.pattern, error.byte_offset) == ("random", 123 * 8)
+
+
+# --- the CUDA ordering of the GPU compare path and the burn's pacing, with fake streams and events ---
+
+import functools  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+
+class FakeEvent:
+    """As ``torch.cuda.Event``: ``record(stream)`` marks the work queued on it so far, ``synchronize()``
+    waits for that work (here: lands the host copies it covers), ``elapsed_time`` in milliseconds."""
+
+    def __init__(self, log, enable_timing=False):
+        self.log, self.id, self.work = log, None, []
+
+    def record(self, stream=None):
+        self.id = len([e for e in self.log if e[0] == "record"]) + 1
+        self.work = list(stream.pending)
+        self.log.append(("record", stream.name, self.id))
+
+    def synchronize(self):
+        self.log.append(("event_sync", self.id))
+        _land(self.work)
+
+    def query(self):
+        return True
+
+    def elapsed_time(self, end):
+        return 1.0
+
+
+class FakeStream:
+    """As ``torch.cuda.Stream``: work queued on it (host copies) lands only when something waits on
+    the host for it; ``wait_stream``/``wait_event`` make this stream's later work wait for the other's."""
+
+    def __init__(self, name, log):
+        self.name, self.log, self.pending = name, log, []
+
+    def record_event(self, event=None):
+        event = event or FakeEvent(self.log)
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        self.log.append(("wait_event", self.name, event.id))
+        self.pending += event.work
+
+    def wait_stream(self, stream):
+        self.log.append(("wait_stream", self.name, stream.name))
+        self.pending += stream.pending
+
+    def synchronize(self):
+        self.log.append(("synchronize", self.name))
+        _land(self.pending)
+
+    def query(self):
+        return True
+
+
+def _land(work):
+    for host, value in work:
+        host.copy_(value)
+
+
+class FakeStreams:
+    """``repeat_check.CudaStreams`` over fake streams; a copy to the host reads -1 until a sync lands it."""
+
+    def __init__(self, log):
+        self.log, self.main, self.side = log, FakeStream("main", log), FakeStream("side", log)
+        self.current = self.main
+
+    @contextmanager
+    def use(self, stream):
+        self.log.append(("enter", stream.name))
+        before, self.current = self.current, stream
+        try:
+            yield
+        finally:
+            self.current = before
+            self.log.append(("exit", stream.name))
+
+    def to_host(self, tensor):
+        host = torch.full_like(tensor, -1)
+        self.current.pending.append((host, tensor.clone()))
+        self.log.append(("to_host", self.current.name))
+        return host
+
+
+class LoggedCheck(repeat_check.DeviceCheck):
+    def buffer(self, iteration):
+        out = super().buffer(iteration)
+        self.streams.log.append(("buffer", iteration))
+        return out
+
+    def submit(self, out):
+        self.streams.log.append(("submit", self.submitted))
+        super().submit(out)
+
+    def drain(self):
+        self.streams.log.append(("drain",))
+        super().drain()
+
+    def mismatches(self):
+        self.streams.log.append(("mismatches",))
+        return super().mismatches()
+
+
+def _fake_cuda_burn(monkeypatch, iterations, flip_at):
+    """A burn on the CPU whose check and clock talk to fake CUDA streams; the log of every call."""
+    log = []
+    streams = FakeStreams(log)
+    monkeypatch.setitem(repeat_check.CHECKS, "cpu", functools.partial(LoggedCheck, streams=streams))
+    monkeypatch.setattr(gemm, "_Clock", functools.partial(gemm._Clock, stream=streams.main,
+                                                          timing_event=lambda: FakeEvent(log)))
+    matmul, count = torch.matmul, torch.count_nonzero
+    monkeypatch.setattr(torch, "matmul", lambda *a, **k: (log.append(("gemm", streams.current.name)), matmul(*a, **k))[1])
+    monkeypatch.setattr(torch, "count_nonzero", lambda *a, **k: (log.append(("compare", streams.current.name)),
+                                                                 count(*a, **k))[1])
+    result = gemm.burn(["cpu"], "fp32", 32, duration_s=0, min_iterations=iterations,
+                       inject=gemm.GemmInjection(flip_bit_worker=0, flip_at_iteration=flip_at))
+    return result.workers[0], log
+
+
+def _segment(log, start, stop):
+    return log[log.index(start) + 1:log.index(stop)]
+
+
+def test_a_buffer_is_written_again_only_after_the_main_stream_waits_for_its_compare(monkeypatch):
+    iterations = 2 * gemm.SYNC_EVERY + 3
+    worker, log = _fake_cuda_burn(monkeypatch, iterations, flip_at=9)
+    assert (worker.iterations, worker.mismatched_iterations, worker.first_mismatch_iteration) == (iterations, 1, 9)
+    markers = [("submit", i) for i in range(iterations)] + [("drain",)]
+    compared = [[e[2] for e in _segment(log, markers[i], markers[i + 1]) if e[:2] == ("record", "side")]
+                for i in range(iterations)]
+    assert all(len(events) == 1 for events in compared)
+    for i in range(iterations):
+        before = log[log.index(("buffer", i)) - 1]
+        if i >= 2:
+            assert before == ("wait_event", "main", compared[i - 2][0]), f"buffer {i} handed out after {before}"
+        else:
+            assert before[0] != "wait_event"
+
+
+def test_each_compare_runs_on_the_side_stream_after_it_waits_for_the_gemm(monkeypatch):
+    iterations = 2 * gemm.SYNC_EVERY + 3
+    _, log = _fake_cuda_burn(monkeypatch, iterations, flip_at=4)
+    markers = [("submit", i) for i in range(iterations)] + [("drain",)]
+    for i in range(iterations):
+        segment = _segment(log, markers[i], markers[i + 1])
+        flushed = [("to_host", "side")] if (i + 1) % gemm.SYNC_EVERY == 0 else []
+        assert segment[:3] == [("wait_stream", "side", "main"), ("enter", "side"), ("compare", "side")], i
+        assert segment[3:3 + len(flushed)] == flushed and segment[3 + len(flushed)][:2] == ("record", "side")
+        assert segment[4 + len(flushed)] == ("exit", "side")
+        assert ("gemm", "main") in log[log.index(markers[i]) - 3:log.index(markers[i])]  # this iteration's GEMM
+
+
+def test_drain_flushes_the_partial_window_on_the_side_stream_then_the_main_stream_waits(monkeypatch):
+    _, log = _fake_cuda_burn(monkeypatch, 2 * gemm.SYNC_EVERY + 3, flip_at=17)
+    assert _segment(log, ("drain",), ("mismatches",))[:5] == [
+        ("wait_stream", "side", "main"), ("enter", "side"), ("to_host", "side"), ("exit", "side"),
+        ("wait_stream", "main", "side")]
+
+
+def test_mismatches_synchronize_the_side_stream_before_reading_the_counts(monkeypatch):
+    worker, log = _fake_cuda_burn(monkeypatch, 2 * gemm.SYNC_EVERY + 3, flip_at=17)
+    assert log[log.index(("mismatches",)) + 1] == ("synchronize", "side")
+    assert (worker.mismatched_iterations, worker.first_mismatch_iteration) == (1, 17)
+
+
+@pytest.mark.parametrize("synchronize", [True, False])
+def test_the_fake_copies_land_only_after_a_sync(monkeypatch, synchronize):
+    """The fake can fail as the real thing would: counts read without a sync are not there yet."""
+    if not synchronize:
+        monkeypatch.setattr(FakeStream, "synchronize", lambda self: None)
+    ref = _reference()
+    results = [ref, ref.clone(), _flip(ref, 5, 5)] + [ref.clone()] * 3
+    found = _drive(functools.partial(repeat_check.DeviceCheck, streams=FakeStreams([])), results)
+    assert found == ({2: 1} if synchronize else {i: -1 for i in range(6)})
+
+
+def test_the_host_paces_on_the_event_of_the_window_before(monkeypatch):
+    iterations = 4 * gemm.SYNC_EVERY
+    _, log = _fake_cuda_burn(monkeypatch, iterations, flip_at=1)
+    [begin, *paces, end] = [e[2] for e in log if e[:2] == ("record", "main")]
+    assert len(paces) == 4 and log.index(("record", "main", begin)) < log.index(("buffer", 0))
+    for k, event in enumerate(paces):
+        after = log[log.index(("record", "main", event)) + 1]
+        if k:  # the host waits for the window before, never the one just queued
+            assert after == ("event_sync", paces[k - 1]), (k, after)
+        else:
+            assert after[0] != "event_sync", after
+        assert log.index(("record", "main", event)) > log.index(("submit", (k + 1) * gemm.SYNC_EVERY - 1))
+    assert log[log.index(("record", "main", end)) + 1] == ("event_sync", end)

@@ -136,7 +136,8 @@ def _burn_one(result: WorkerResult, a_host: torch.Tensor, b_host: torch.Tensor, 
             a = a.clone()
             a.view(_BITS[a.dtype])[0, 0] ^= 1  # one input bit: every result of this worker differs
         result._flops = 2.0 * a.shape[0] ** 3
-        reference = torch.matmul(a, b)
+        # computed as every later result is (out=): a plain matmul may take another cuBLAS algorithm
+        reference = torch.matmul(a, b, out=torch.empty_like(a))
         result.nonfinite_elements = int((~torch.isfinite(reference)).sum())
         result.reference = reference  # stays on its device for the vote
         check = repeat_check.for_device(reference, SYNC_EVERY)
@@ -174,34 +175,38 @@ def _loop(result: WorkerResult, a: torch.Tensor, b: torch.Tensor, check: repeat_
 
 class _Clock:
     """CUDA events on a GPU (device time, not launch time); the monotonic clock on CPU. ``pace``
-    keeps the host at most two windows ahead of the GPU without ever letting the queue run dry."""
+    keeps the host at most two windows ahead of the GPU without ever letting the queue run dry.
+    ``stream`` and ``timing_event`` stand in for the current CUDA stream and
+    ``torch.cuda.Event(enable_timing=True)`` (the tests hand in fakes that log their calls)."""
 
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
+    def __init__(self, device: torch.device, stream=None, timing_event=None):
+        self.cuda = device.type == "cuda" or stream is not None
         self.device = device
-        self.window_end: torch.cuda.Event | None = None
+        self.window_end = None
         if self.cuda:
-            self.begin, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.stream = stream if stream is not None else torch.cuda.current_stream(device)
+            make = timing_event or (lambda: torch.cuda.Event(enable_timing=True))
+            self.begin, self.end = make(), make()
 
     def start(self) -> None:
         if self.cuda:
-            self.begin.record(torch.cuda.current_stream(self.device))
+            self.begin.record(self.stream)
         self.t0 = time.perf_counter()
 
     def pace(self) -> None:
         if not self.cuda:
             return
-        previous, self.window_end = self.window_end, torch.cuda.current_stream(self.device).record_event()
+        previous, self.window_end = self.window_end, self.stream.record_event()
         if previous is not None:
             previous.synchronize()  # the window before this one is done; this one is still queued
 
     def sync(self) -> None:
-        if self.cuda:
+        if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def stop(self) -> float:
         if self.cuda:
-            self.end.record(torch.cuda.current_stream(self.device))
+            self.end.record(self.stream)
             self.end.synchronize()
             return self.begin.elapsed_time(self.end) / 1000.0
         return time.perf_counter() - self.t0

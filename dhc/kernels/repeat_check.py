@@ -45,13 +45,31 @@ class HostCheck:
         return dict(self.found)
 
 
+class CudaStreams:
+    """The CUDA calls ``DeviceCheck`` makes, in one place: the tests hand in a fake with the same
+    methods (its streams and events answering as ``torch.cuda.Stream`` and ``torch.cuda.Event`` do)."""
+
+    def __init__(self, device: torch.device):
+        self.main = torch.cuda.current_stream(device)
+        self.side = torch.cuda.Stream(device)
+
+    def use(self, stream):
+        """Kernels launched inside run on ``stream``."""
+        return torch.cuda.stream(stream)
+
+    def to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Queue a copy to pinned host memory on the current stream; read it only after a sync."""
+        return tensor.to("cpu", non_blocking=True)
+
+
 class DeviceCheck:
-    def __init__(self, reference: torch.Tensor, window: int):
+    def __init__(self, reference: torch.Tensor, window: int, streams: CudaStreams | None = None):
         self.ref_words, self.size = words(reference), window
         self.buffers = [torch.empty_like(reference) for _ in range(2)]
-        cuda = reference.device.type == "cuda"
-        self.main = torch.cuda.current_stream(reference.device) if cuda else None
-        self.side = torch.cuda.Stream(reference.device) if cuda else None
+        if streams is None and reference.device.type == "cuda":
+            streams = CudaStreams(reference.device)
+        self.streams = streams
+        self.main, self.side = (streams.main, streams.side) if streams else (None, None)
         self.compared: list = [None, None]  # buffer k may be written again once its event is done
         self.window: list[torch.Tensor] = []
         self.windows: list[torch.Tensor] = []
@@ -76,10 +94,11 @@ class DeviceCheck:
         if self.side is None:
             return nullcontext()
         self.side.wait_stream(self.main)  # the compare starts once the GEMM has written `out`
-        return torch.cuda.stream(self.side)
+        return self.streams.use(self.side)
 
     def _flush(self) -> None:
-        self.windows.append(torch.stack(self.window).to("cpu", non_blocking=True))  # pinned: no sync
+        counts = torch.stack(self.window)
+        self.windows.append(self.streams.to_host(counts) if self.streams else counts)  # pinned: no sync
         self.window = []
 
     def drain(self) -> None:
