@@ -116,3 +116,41 @@ def test_a_store_iterates_over_a_copy_while_others_write():
         store.pop(name)
     assert len(store) == 100 and all(k.startswith("new-") for k in store)
     assert store.setdefault("x", 1) == 1 and store.setdefault("x", 2) == 1 and "x" in store
+
+
+def test_holds_back_off_a_temporary_error_and_say_a_permanent_one_once():
+    from dhc.controller.workqueue import Holds
+
+    clock = Clock()
+    holds = Holds(Backoff(1.0, 4.0, jitter=lambda: 1.0), permanent_s=3600.0, clock=clock)
+    assert holds.failed("g", False, "HTTP 503") == (1.0, False) and holds.held("g")
+    clock.now += 1.0
+    assert not holds.held("g") and holds.failed("g", False, "HTTP 503") == (2.0, False)
+    assert holds.failed("p", True, "HTTP 403 forbidden") == (3600.0, True)  # news: report it
+    assert holds.failed("p", True, "HTTP 403 forbidden") == (3600.0, False)  # the same again: not news
+    assert holds.next_due() == clock.now + 2.0
+    holds.keep(lambda key: key == "g")  # p's candidates changed: forgotten, backoff and all
+    assert not holds.held("p") and holds.failed("p", True, "HTTP 403 forbidden") == (3600.0, True)
+    holds.forget("g")
+    assert holds.failed("g", False, "HTTP 503") == (1.0, False)  # a success reset the backoff
+
+
+def test_a_backoff_says_when_its_delay_is_at_the_cap():
+    backoff = Backoff(1.0, 4.0, jitter=lambda: 1.0)
+    delays = [backoff.next("list nodes") for _ in range(4)]
+    assert delays == [1.0, 2.0, 4.0, 4.0] and backoff.capped("list nodes") and not backoff.capped("other")
+    backoff.forget("list nodes")
+    backoff.next("list nodes")
+    assert not backoff.capped("list nodes")
+
+
+def test_a_store_tells_its_listeners_of_each_change_after_the_write():
+    store, seen = Store(), []
+    store.listen(lambda name, value: seen.append((name, value, name in store if name else None)))
+    store["a"] = 1
+    store.setdefault("a", 2)  # there already: no change
+    store.setdefault("b", 3)
+    store.pop("a")
+    store.pop("zzz")  # not there: no change
+    store.replace({"c": 4})
+    assert seen == [("a", 1, True), ("b", 3, True), ("a", None, False), (None, None, None)]

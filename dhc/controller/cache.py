@@ -4,13 +4,15 @@
 and ``values()``/``items()`` return a copy taken under the lock (so a watch event landing meanwhile
 never breaks an iteration), and ``replace`` swaps the whole content at once after a re-list.
 ``JobStore`` also indexes the per-node Jobs by the node they check, so finding one node's Jobs
-costs the same with 5,000 Jobs as with one (no scan of every Job per reconcile).
+costs the same with 5,000 Jobs as with one (no scan of every Job per reconcile). ``listen`` adds a
+callback told of each change, after the write and outside the lock: ``(name, the new value or None
+when it went)``, or ``(None, None)`` after a ``replace`` (the batcher's dirty flag).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dhc.controller.jobs import NODE_ANNOTATION
@@ -20,7 +22,11 @@ class Store:
     def __init__(self, items: dict[str, Any] | None = None):
         self._lock = threading.RLock()
         self._items: dict[str, Any] = {}
+        self._listeners: list[Callable[[str | None, Any], None]] = []
         self.replace(items or {})
+
+    def listen(self, listener: Callable[[str | None, Any], None]) -> None:
+        self._listeners.append(listener)
 
     def get(self, name: str, default: Any = None) -> Any:
         with self._lock:
@@ -32,14 +38,14 @@ class Store:
 
     def __setitem__(self, name: str, value: Any) -> None:
         with self._lock:
-            self._drop(name)
-            self._items[name] = value
-            self._index(name, value)
+            self._put(name, value)
+        self._changed(name, value)
 
     def __delitem__(self, name: str) -> None:
         with self._lock:
             self._drop(name)
             del self._items[name]
+        self._changed(name, None)
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
@@ -69,13 +75,17 @@ class Store:
             if name not in self._items:
                 return default
             self._drop(name)
-            return self._items.pop(name)
+            value = self._items.pop(name)
+        self._changed(name, None)
+        return value
 
     def setdefault(self, name: str, value: Any) -> Any:
         with self._lock:
-            if name not in self._items:
-                self[name] = value
-            return self._items[name]
+            if name in self._items:
+                return self._items[name]
+            self._put(name, value)
+        self._changed(name, value)
+        return value
 
     def replace(self, items: dict[str, Any]) -> None:
         """The whole content at once (a re-list): no reader sees half of the old and half of the new."""
@@ -83,7 +93,17 @@ class Store:
             self._items = {}
             self._reset()
             for name, value in items.items():
-                self[name] = value
+                self._put(name, value)
+        self._changed(None, None)
+
+    def _put(self, name: str, value: Any) -> None:
+        self._drop(name)
+        self._items[name] = value
+        self._index(name, value)
+
+    def _changed(self, name: str | None, value: Any) -> None:
+        for listener in self._listeners:
+            listener(name, value)
 
     # an index kept in step with the content (none here)
     def _index(self, name: str, value: Any) -> None:

@@ -9,7 +9,9 @@ the earliest of several delayed adds of one name wins.
 
 ``Backoff`` is the per-node exponential delay for temporary API errors: ``base * 2**failures``,
 capped, with jitter (a random factor in [0.5, 1]) so a thousand nodes failing together do not
-retry together; ``forget`` resets a node after a success.
+retry together; ``forget`` resets a node after a success. ``Holds`` keeps keys other than nodes
+(a connectivity group, a list of nodes) out for their backoff after a temporary error, or a long
+while after a permanent one, and says when a permanent error is news to report.
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ class Backoff:
         delay = min(self.cap_s, self.base_s * 2.0 ** min(failures, 32))
         return delay * (0.5 + 0.5 * self._jitter())
 
+    def capped(self, name: str) -> bool:
+        """Whether ``name``'s last delay was at the cap (before jitter)."""
+        with self._lock:
+            failures = self._failures.get(name, 0)
+        return failures > 0 and self.base_s * 2.0 ** min(failures - 1, 32) >= self.cap_s
+
     def failures(self, name: str) -> int:
         with self._lock:
             return self._failures.get(name, 0)
@@ -136,3 +144,48 @@ class Backoff:
     def forget(self, name: str) -> None:
         with self._lock:
             self._failures.pop(name, None)
+
+
+class Holds:
+    """Keys held back after an API error (the batcher's groups, the watches' lists): a temporary error
+    holds the key for its ``backoff``; a permanent one for ``permanent_s``, and is to be reported only
+    the first time that key fails with that message. ``forget`` a key once it succeeds."""
+
+    def __init__(self, backoff: Backoff, permanent_s: float, clock: Callable[[], float] = time.monotonic):
+        self.backoff, self.permanent_s, self._clock = backoff, permanent_s, clock
+        self._until: dict[str, float] = {}
+        self._said: dict[str, str] = {}  # key -> the permanent error last reported for it
+        self._lock = threading.Lock()
+
+    def failed(self, key: str, permanent: bool, said: str) -> tuple[float, bool]:
+        """Hold ``key`` after this failure: (the delay, whether this permanent error is news to report)."""
+        delay = self.permanent_s if permanent else self.backoff.next(key)
+        with self._lock:
+            self._until[key] = self._clock() + delay
+            news = permanent and self._said.get(key) != said
+            if permanent:
+                self._said[key] = said
+        return delay, news
+
+    def held(self, key: str) -> bool:
+        with self._lock:
+            return self._clock() < self._until.get(key, float("-inf"))
+
+    def forget(self, key: str) -> None:
+        self.backoff.forget(key)
+        with self._lock:
+            self._until.pop(key, None)
+            self._said.pop(key, None)
+
+    def keep(self, alive: Callable[[str], bool]) -> None:
+        """Forget the keys that no longer matter (a group whose candidates changed), backoff included."""
+        with self._lock:
+            gone = [key for key in self._until if not alive(key)]
+        for key in gone:
+            self.forget(key)
+
+    def next_due(self) -> float:
+        """When the earliest hold still running runs out (inf when none)."""
+        now = self._clock()
+        with self._lock:
+            return min((until for until in self._until.values() if until > now), default=float("inf"))
