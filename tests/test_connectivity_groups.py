@@ -235,3 +235,114 @@ def test_first_deaths_name_the_pod_that_died_first_on_its_own_and_nothing_when_i
     assert first_deaths([pod("a", t0), pod("b", t0), pod("c", t0)], job) == {}  # all at once: the group failed
     assert first_deaths([pod("a", "soon"), pod("b", t1)], job) == {}  # a time that cannot be read
     assert first_deaths([pod("a", t0, owner="other"), pod("b", t1, 0)], job) == {}  # not its pod; a clean exit
+
+
+# -- the batcher's error model, its survival, and its dirty flag --------------------------------------
+FORBIDDEN_SERVICES = ('services is forbidden: User "system:serviceaccount:dhc:dhc-controller" cannot create resource '
+                      '"services" in API group "" in the namespace "dhc"')
+
+
+class RecordedBackoff:
+    """A Backoff that keeps the delays it gave (no jitter)."""
+
+    def __new__(cls, base_s, cap_s):
+        from dhc.controller.workqueue import Backoff
+
+        class Recorded(Backoff):
+            def next(self, name):
+                delay = super().next(name)
+                self.delays.append(delay)
+                return delay
+
+        backoff = Recorded(base_s, cap_s, jitter=lambda: 1.0)
+        backoff.delays = []
+        return backoff
+
+
+def test_a_forbidden_group_service_is_reported_once_and_not_tried_again_until_the_candidates_change(emulator, caplog):
+    names = ["f0", "f1"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-f"), status=copy.deepcopy(P5_STATUS))
+    forbidden = emulator.inject("POST", "/api/v1/namespaces/dhc/services", 403, message=FORBIDDEN_SERVICES)
+    refused = lambda: [e for e in emulator.events if e["reason"] == "DeepHealthCheckApiRefused"]  # noqa: E731
+    with Running(emulator, batch_window_s=0.3) as run:
+        pass_stress(emulator, names)
+        wait_for(lambda: len(refused()) == 2, what="a Warning Event on each of the group's nodes")
+        run.settled("f0", reconcile.AWAIT_BATCH, times=6)  # three seconds of resyncs every 0.5 s
+        assert forbidden["hits"] == 1 and len(refused()) == 2 and not batches(emulator)
+        assert {e["involvedObject"]["name"] for e in refused()} == {"f0", "f1"}
+        assert all(e["type"] == "Warning" and FORBIDDEN_SERVICES in e["message"] and "create service dhc-fabric-"
+                   in e["message"] and "not tried again until its candidates change" in e["message"] for e in refused())
+        logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(logged) == 1 and "connectivity group of f0,f1" in logged[0] and FORBIDDEN_SERVICES in logged[0]
+        assert run.controller.snapshot().tally[("errors", "permanent")] == 1
+        emulator.heal(forbidden)  # RBAC fixed; a third node's stress passes: the candidates change
+        emulator.add_node("f2", on_switch("sw-f"), status=copy.deepcopy(P5_STATUS))
+        pass_stress(emulator, ["f2"])
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group, once its candidates changed")
+        assert sorted(members(emulator, batches(emulator)[0])) == ["f0", "f1", "f2"]
+
+
+def test_a_server_error_creating_a_group_backs_that_group_off_then_it_starts(emulator):
+    names = ["t0", "t1"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-t"), status=copy.deepcopy(P5_STATUS))
+    failing = emulator.inject("POST", "/api/v1/namespaces/dhc/services", 503, times=12)  # 6 tries per call
+    run = Running(emulator, batch_window_s=0.3)
+    run.controller.group_holds.backoff = backoff = RecordedBackoff(0.05, 5.0)
+    with run:
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group after two failed tries")
+    assert failing["hits"] == 12 and backoff.delays == [0.05, 0.1]  # one group, its delay doubling
+    assert run.controller.snapshot().tally[("errors", "temporary")] == 2
+    assert not any(e["reason"] == "DeepHealthCheckApiRefused" for e in emulator.events)
+
+
+def test_an_unexpected_exception_in_the_batcher_is_logged_and_it_still_forms_groups(emulator, caplog):
+    names = ["u0", "u1"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-u"), status=copy.deepcopy(P5_STATUS))
+    run = Running(emulator, batch_window_s=0.3)
+    start, raised = run.controller._start_batch, []
+
+    def once(*args):
+        if not raised:
+            raised.append(args)
+            raise KeyError("u1")  # what a member deleted mid-pass raised (self.nodes[n])
+        return start(*args)
+
+    run.controller._start_batch = once
+    with run:
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="a group after the exception")
+    assert raised and sorted(members(emulator, batches(emulator)[0])) == names
+    [record] = [r for r in caplog.records if "the connectivity batcher failed unexpectedly" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None  # with its stack
+
+
+def test_a_member_deleted_after_its_group_formed_leaves_the_group_unstarted():
+    job = {"metadata": {"name": "dhc-fabric-old-a1", "namespace": "dhc", "annotations": {}}}
+    controller = controller_with([a_node("d0")], job)  # d1 was deleted between forming and starting
+    controller._start_batch("p5.48xlarge", "quick", ["d0", "d1"])  # the PodLister kube can create nothing
+    assert list(controller.jobs) == ["dhc-fabric-old-a1"] and controller.kube.asked == []
+
+
+def test_a_quiet_cluster_costs_the_batcher_nothing(emulator):
+    names = ["q0", "q1"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-q"), status=copy.deepcopy(P5_STATUS))
+    emulator.add_node("cpu-1", {"node.kubernetes.io/instance-type": "m5.large"})  # a witness, looked at by resyncs
+    run = Running(emulator, batch_window_s=0.3)
+    form, passes = run.controller._form_batches, []
+    run.controller._form_batches = lambda: passes.append(1) or form()
+    with run:
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group")
+        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) for n in names), what="its nodes marked")
+        run.settled("cpu-1", times=2)
+        before = len(passes)
+        run.settled("cpu-1", times=6)  # three seconds of resyncs; nothing changed
+        assert len(passes) == before
+        emulator.add_node("q2", on_switch("sw-q"), status=copy.deepcopy(P5_STATUS))  # a change: looked at again
+        pass_stress(emulator, ["q2"])
+        wait_for(lambda: len(passes) > before, what="a pass after the change")

@@ -10,7 +10,17 @@ and the lost node gets its own next try (``reconcile.next_try``). A group's Job 
 a verdict for a node re-forms the same way (``regrouped``) when another member was lost, or when
 another member's pod died first on its own (``first_deaths``: a non-zero exit without a verdict
 before any other); a Job that ran out of time, or whose pods all died at once, has no culprit and
-every member's try counts. A lost node is held out of groups until its survivors are in a new one.
+every member's try counts. A lost node is held out of groups until its survivors are in a new one
+(dissolving and re-forming: ``regroup.Regroup``, a mixin under this one).
+
+The batcher forms groups only when something that decides them changed (a candidate, a candidate's
+or a group member's node, a connectivity Job: the caches' listeners set a dirty flag) or when a
+window, a wait or a hold runs out; a quiet cluster costs it nothing. API errors follow the
+controller's model per group: a temporary one backs the group off (``workqueue.Holds``); a permanent
+one (a 403 creating its Service or Job) is said once, as an error line, a Warning Event on each of its
+nodes and ``dhc_controller_errors_total{kind="permanent"}``, and the group is not tried again until
+its candidates change or ``PERMANENT_RETRY_S`` passes. An unexpected exception is logged with its
+stack and the batcher backs off and carries on.
 """
 
 from __future__ import annotations
@@ -21,41 +31,34 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from dhc.controller import reconcile
-from dhc.controller.jobs import CONTAINER, NODES_ANNOTATION, STAGE_ANNOTATION, batch_manifests
+from dhc.controller.jobs import STAGE_ANNOTATION, batch_manifests
 from dhc.controller.nodeinfo import allocatable as _allocatable
 from dhc.controller.nodeinfo import attempts as _attempts
+from dhc.controller.regroup import Regroup
 from dhc.controller.requests import Requests
-from dhc.controller.topology import ALONE_AFTER_WINDOWS, Candidate, Grouping, form, path, places
-from dhc.controller.verdicts import JOB_NAME_LABEL
+from dhc.controller.topology import (
+    ALONE_AFTER_WINDOWS,
+    Candidate,
+    Grouping,
+    first_deaths,
+    form,
+    lost,
+    members,
+    path,
+    places,
+)
+from dhc.controller.workqueue import Backoff, Holds
 from dhc.k8s import scheme
-from dhc.k8s.client import K8sError, K8sNotFound
+from dhc.k8s.client import K8sError
 
+__all__ = ["Batches", "first_deaths", "lost", "members"]
 log = logging.getLogger("dhc.controller")
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+TICK_S = 0.2  # how often the batcher looks whether anything changed
+PERMANENT_RETRY_S = 3600.0  # a group refused for good is tried again after this long, even unchanged
 
 
-def lost(node: dict[str, Any] | None, keys: scheme.Keys) -> str:
-    """Why a node can take no part in a connectivity group now; '' when it can. A node without a
-    Ready condition (not yet reported) is not held against it; Ready False or Unknown is."""
-    if node is None:
-        return "the node was deleted"
-    conditions = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-    if ready is not None and ready.get("status") != "True":
-        return f"the node is NotReady (Ready {ready.get('status')}: {ready.get('reason') or 'no reason given'})"
-    if ((node.get("metadata") or {}).get("labels") or {}).get(keys.check_status) == "Failed":
-        return "the node is marked Failed"
-    return ""
-
-
-def members(job: dict[str, Any]) -> list[str]:
-    """The nodes of a connectivity group's Job, from its annotation."""
-    text = ((job.get("metadata") or {}).get("annotations") or {}).get(NODES_ANNOTATION) or ""
-    return [name for name in text.split(",") if name]
-
-
-class Batches:
+class Batches(Regroup):
     """The connectivity stage of a ``Controller`` (which provides every attribute used here)."""
 
     candidates: dict[str, float]
@@ -71,24 +74,67 @@ class Batches:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._apart: dict[str, tuple[frozenset[str], str, float]] = {}  # culprit -> (survivors, their old group, until)
+        self._stale, self._due, self._listening = threading.Event(), 0.0, False  # the dirty flag; when a window
+        # or a hold runs out; whether the caches tell the batcher of their changes yet
+        self._stale.set()
+        self.group_holds = Holds(Backoff(), PERMANENT_RETRY_S)  # a group (its node names) after an API error
+        self.batcher_holds = Holds(Backoff(cap_s=60.0), PERMANENT_RETRY_S)  # after a pass that failed as a whole
+        self._pass_said = ""  # the permanent error a failed pass last reported
 
     def background(self) -> list[tuple[str, Any]]:
         on_demand = Requests(self, self.settings.jobs.namespace, self.settings.requests_poll_s)  # type: ignore[arg-type]
         return [("batcher", self._batcher)] + ([("requests", on_demand.run)] if self.settings.requests_poll_s else [])
 
+    def _listen(self) -> None:
+        """The caches tell the batcher what may decide a group (the dirty flag starts set: a first pass)."""
+        if self._listening:  # (a batcher started again)
+            return
+        self._listening = True
+        self.candidates.listen(lambda name, since: self._stale.set())
+        self.nodes.listen(self._node_changed)
+        self.jobs.listen(lambda name, job: self._stale.set() if job is None or _stage(job) == "connectivity" else None)
+
+    def _node_changed(self, name: str | None, node: dict[str, Any] | None) -> None:
+        """A change that may decide a group: a node gone or re-listed, a candidate's, a group member's."""
+        if name is None or node is None or name in self.candidates or \
+                ((node.get("metadata") or {}).get("annotations") or {}).get(self.keys.stage) == "connectivity":
+            self._stale.set()
+
     def _batcher(self, stop: threading.Event) -> None:
-        while not stop.wait(0.2):
+        self._listen()
+        resume = 0.0
+        while not stop.wait(TICK_S):
+            now = time.monotonic()
+            if now < resume or (not self._stale.is_set() and now < self._due):
+                continue
+            self._stale.clear()
             try:
                 self._dissolve_broken()
-                self._form_batches()
-            except K8sError as exc:
-                log.warning("forming a connectivity group failed (%s); will retry", exc)
+                self._due = self._form_batches()
+            except Exception as exc:  # a bug or a refused call must not end the connectivity stage
+                resume = time.monotonic() + self._pass_failed(exc)
+                self._stale.set()  # the pass did not finish: the next one looks again
+            else:
+                self.batcher_holds.forget("pass")
 
-    def _form_batches(self) -> None:
+    def _pass_failed(self, exc: Exception) -> float:
+        """A pass that failed as a whole (dissolving a broken group, or a bug): said, backed off."""
+        if not isinstance(exc, K8sError):
+            delay = self.batcher_holds.failed("pass", False, "")[0]
+            log.exception("the connectivity batcher failed unexpectedly; trying again in %.1f s", delay)
+            return delay
+        delay, news = self.batcher_holds.failed("pass", False, "")[0], exc.permanent and self._pass_said != str(exc)
+        self._pass_said = str(exc) if exc.permanent else self._pass_said
+        self.count("errors", "permanent" if exc.permanent else "temporary")  # type: ignore[attr-defined]
+        log.log(logging.ERROR if news else logging.WARNING,
+                "dissolving a broken connectivity group failed (%s); trying again in %.1f s", exc, delay)
+        return delay
+
+    def _form_batches(self) -> float:
+        """Start the groups due now; when the next one may be due though nothing changes (inf: never)."""
         with self._batching:
             by_grouping: dict[Grouping, list[Candidate]] = {}
-            for name, since in list(self.candidates.items()):
+            for name, since in self.candidates.items():
                 node = self.nodes.get(name)
                 if node is None:  # deleted while it waited
                     self.candidates.pop(name, None)
@@ -100,11 +146,45 @@ class Batches:
                 group = self.group(node)  # type: ignore[attr-defined]
                 candidate = Candidate(name, (itype, group.profile), labels, since)
                 by_grouping.setdefault(self.grouping(group), []).append(candidate)
-            now = time.monotonic()
+            now, waiting_now = time.monotonic(), set(self.candidates.keys())
+            self.group_holds.keep(lambda key: set(key.split(",")) <= waiting_now)
+            due = [self._apart_due()]
             for grouping, waiting in by_grouping.items():
                 kinds = {c.name: c.kind for c in waiting}
                 for names in form(waiting, grouping, self.settings.batch_window_s, now):
-                    self._start_batch(*kinds[names[0]], names)
+                    self._try_group(*kinds[names[0]], names)
+                due += _ripening(waiting, grouping, self.settings.batch_window_s)
+            return min((t for t in due + [self.group_holds.next_due()] if t > now), default=float("inf"))
+
+    def _try_group(self, itype: str, profile: str, names: list[str]) -> None:
+        key = ",".join(names)
+        if self.group_holds.held(key):
+            return
+        try:
+            self._start_batch(itype, profile, names)
+        except K8sError as exc:
+            self._group_failed(key, names, exc)
+        else:
+            self.group_holds.forget(key)
+
+    def _group_failed(self, key: str, names: list[str], exc: K8sError) -> None:
+        delay, news = self.group_holds.failed(key, exc.permanent, str(exc))
+        self.count("errors", "permanent" if exc.permanent else "temporary")  # type: ignore[attr-defined]
+        if not exc.permanent:
+            log.warning("connectivity group of %s: %s; trying again in %.1f s", key, exc, delay)
+            return
+        why = f"connectivity group of {key}: {exc.what or 'an API call'} refused (HTTP {exc.status}): " \
+              f"{exc.detail or exc}; not tried again until its candidates change, or in {delay / 60:g} min"
+        if not news:
+            log.warning("%s", why)
+            return
+        log.error("%s", why)
+        for node in filter(None, (self.nodes.get(n) for n in names)):
+            try:
+                self.kube.node_event(node, "DeepHealthCheckApiRefused", why, warning=True,
+                                     namespace=self.settings.jobs.namespace)
+            except K8sError as event_exc:
+                log.error("node %s: the Warning Event saying so was refused too: %s", node["metadata"]["name"], event_exc)
 
     def grouping(self, group: Any) -> Grouping:
         """The command line's group settings, with what the node's group in the config file overrides."""
@@ -114,13 +194,21 @@ class Batches:
                        label=getattr(group, "topology_label", "") or base.label)
 
     def _start_batch(self, itype: str, profile: str, names: list[str]) -> None:
+        """Create the group's Service and Job and mark its nodes; a member deleted since it was formed
+        (read once here) leaves the group unstarted: the others re-form without it at the next pass."""
+        nodes = {n: node for n in names if (node := self.nodes.get(n)) is not None}
+        if len(nodes) < len(names):
+            log.info("connectivity group of %s: %s deleted meanwhile; re-forming", ",".join(names),
+                     ",".join(sorted(set(names) - set(nodes))))
+            self._stale.set()
+            return
         limits, jobs = self._type(itype), replace(self.settings.jobs, profile=profile)  # type: ignore[attr-defined]
-        attempt = max(_attempts(self.nodes[n], self.keys) for n in names)
+        attempt = max(_attempts(node, self.keys) for node in nodes.values())
         deadline = self._deadline(itype, profile, "InstanceConnectivity")  # type: ignore[attr-defined]
-        where = places([path(self.nodes[n]["metadata"].get("labels") or {},
-                             self.grouping(self.group(self.nodes[n])).label) for n in names])  # type: ignore[attr-defined]
+        where = places([path(node["metadata"].get("labels") or {}, self.grouping(self.group(node)).label)  # type: ignore[attr-defined]
+                        for node in nodes.values()])
         service, job = batch_manifests(names, attempt, itype, limits.gpus, limits.efa, deadline, self.keys,
-                                       jobs, _allocatable(self.nodes[names[0]]), where)
+                                       jobs, _allocatable(nodes[names[0]]), where)
         self.kube.create_service(service)
         if self.kube.create_job(job):  # False: it exists already (a restarted controller)
             self.count("jobs", "connectivity")  # type: ignore[attr-defined]
@@ -133,128 +221,13 @@ class Batches:
             self.candidates.pop(name, None)
         log.info("connectivity group %s: %d %s nodes at %s", job["metadata"]["name"], len(names), itype, where)
 
-    # -- a group that lost a member re-forms without it ----------------------------------------------
-    def regrouped(self, name: str, ended: reconcile.Decision) -> reconcile.Decision | None:
-        """A group's Job ended without a verdict for ``name`` while another member was lost, or another
-        member's pod died first: the same try again in a group without it (None when no other member was
-        lost, or ``name`` is lost itself). Reads the Job's pods only when no member is lost by its node."""
-        job = self.jobs.get(ended.job) if ended.again == reconcile.REBATCH else None
-        if job is None or lost(self.nodes.get(name), self.keys):
-            return None
-        gone = {m: why for m in members(job) if m != name and (why := lost(self.nodes.get(m), self.keys))}
-        if not gone and not reconcile.job_state(job)[1].startswith("DeadlineExceeded"):  # all timed out: no culprit
-            meta = job["metadata"]
-            gone = first_deaths(self.kube.list_pods(meta["namespace"], f"{JOB_NAME_LABEL}={meta['name']}"), job)
-        if not gone or name in gone:
-            return None
-        self._keep_apart(gone, members(job), job["metadata"]["name"])
-        return reconcile.Decision(reconcile.REBATCH, ended.generation, ended.attempt, _regroup_reason(job, gone))
 
-    def _dissolve_broken(self) -> None:
-        """Each running group's Job that lost a member: survivors back to the candidates, then the Job deleted."""
-        with self._batching:
-            for job in self.jobs.values():
-                annotations = job["metadata"].get("annotations") or {}
-                if annotations.get(STAGE_ANNOTATION) != "connectivity" or reconcile.job_state(job)[0] != "running":
-                    continue
-                gone = {m: why for m in members(job) if (why := lost(self.nodes.get(m), self.keys))}
-                if gone:
-                    self._dissolve(job, gone)
-
-    def _dissolve(self, job: dict[str, Any], gone: dict[str, str]) -> None:
-        name, why = job["metadata"]["name"], _regroup_reason(job, gone)
-        ripe = time.monotonic() - self.settings.batch_window_s  # survivors re-form at the next look
-        for member in members(job):
-            if member in gone or self._batch_of(member) != name:
-                continue
-            state = scheme.NodeState("InProgress", "Unschedulable", why)
-            patched = self.kube.patch_node(member, lambda n, s=state: scheme.node_ops(
-                n, self.keys, s, {self.keys.stage: "stress-passed"}))
-            self.nodes[member] = patched
-            self.candidates[member] = ripe
-            self.kube.node_event(patched, "DeepHealthCheckRegroup", why, warning=False,
-                                 namespace=self.settings.jobs.namespace)
-        self._keep_apart(gone, members(job), name)
-        for member, reason in gone.items():
-            self._charge(member, name, reason)
-        self._delete_job(job)
-        log.warning("%s", why)
-
-    def _keep_apart(self, gone: dict[str, str], everyone: list[str], job: str) -> None:
-        """Hold the lost members out of groups until the survivors are in a new one (or alone_after_s passed):
-        a lost node whose node is fine (its pod died) must not re-form the same group with them."""
-        grouping: Grouping = self.settings.grouping
-        wait = ALONE_AFTER_WINDOWS * self.settings.batch_window_s if grouping.alone_after_s is None \
-            else grouping.alone_after_s
-        until = time.monotonic() + wait
-        for member in gone:
-            self._apart[member] = (frozenset(everyone) - set(gone), job, until)
-
-    def _held_apart(self, name: str) -> bool:
-        held = self._apart.get(name)
-        if held is None:
-            return False
-        survivors, job, until = held
-        waiting = [s for s in survivors if s in self.nodes and self._batch_of(s) in ("", job)]
-        if waiting and time.monotonic() < until:
-            return True
-        if self._apart.get(name) is held:  # not one a worker set since
-            self._apart.pop(name, None)
-        return False
-
-    def _batch_of(self, member: str) -> str:
-        """The group a node is in now ('' when none): only a node still at the connectivity stage is in one."""
-        annotations = ((self.nodes.get(member) or {}).get("metadata") or {}).get("annotations") or {}
-        return annotations.get(self.keys.batch, "") if annotations.get(self.keys.stage) == "connectivity" else ""
-
-    def _charge(self, member: str, job: str, reason: str) -> None:
-        """The lost member's own next try (or Failed once its tries are spent); a node deleted, or marked
-        Failed already, has its outcome."""
-        node = self.nodes.get(member)
-        if node is None or self._batch_of(member) != job or \
-                (node["metadata"].get("labels") or {}).get(self.keys.check_status) == "Failed":
-            return
-        now = self._decide(node)  # type: ignore[attr-defined]
-        ended = reconcile.Decision(reconcile.ENDED, now.generation, now.attempt,
-                                   f"it was lost from connectivity group {job}: {reason}", job, reconcile.REBATCH)
-        after = reconcile.next_try(ended, "", self.settings.max_attempts)
-        act = self._rebatch if after.kind == reconcile.REBATCH else self._give_up  # type: ignore[attr-defined]
-        act(member, after)
-
-    def _delete_job(self, job: dict[str, Any]) -> None:
-        """Delete the group's Job with its pods, and its rendezvous Service; one already gone is fine."""
-        name, namespace = job["metadata"]["name"], job["metadata"].get("namespace") or self.settings.jobs.namespace
-        for what, delete, options in (("job", self.kube.batch.delete_namespaced_job, {"propagation_policy": "Background"}),
-                                      ("service", self.kube.core.delete_namespaced_service, {})):
-            try:
-                self.kube.call(f"delete {what} {namespace}/{name}", delete, name, namespace, **options)
-            except K8sNotFound:
-                pass
-        self.jobs.pop(name, None)
+def _stage(obj: dict[str, Any]) -> str:
+    """The stage a node or a Job is at, from dhc's stage annotation ('' when none)."""
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(STAGE_ANNOTATION, "")
 
 
-def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, str]:
-    """The members whose group pod died first on its own: it ended without a verdict (a non-zero exit, no
-    termination message) before any other pod ended so. {} when that cannot be told: no such pod, a time
-    that cannot be read, or every member's pod died so at once (the group failed as a whole)."""
-    uid, deaths = job["metadata"].get("uid"), []
-    for pod in pods:
-        owners = [r.get("uid") for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
-        statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        ended = next(((c.get("state") or {}).get("terminated") for c in statuses if c.get("name") == CONTAINER), None)
-        if (uid and uid not in owners) or not ended or ended.get("message") or ended.get("exitCode") == 0:
-            continue
-        why = f"its pod {pod['metadata']['name']} exited {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})" \
-            " without a verdict, first in its group"
-        deaths.append((scheme.parse_time(ended.get("finishedAt")), (pod.get("spec") or {}).get("nodeName", ""), why))
-    if not deaths or any(at is None for at, _, _ in deaths):
-        return {}
-    first = min(at for at, _, _ in deaths)  # type: ignore[type-var]
-    culprits = {node: why for at, node, why in deaths if at == first and node in members(job)}
-    return culprits if len(culprits) < len(members(job)) else {}
-
-
-def _regroup_reason(job: dict[str, Any], gone: dict[str, str]) -> str:
-    lost_nodes = "; ".join(f"{m}: {why}" for m, why in sorted(gone.items()))
-    return f"connectivity group {job['metadata']['name']} lost a member ({lost_nodes}); " \
-        "re-forming without it, this try not counted"
+def _ripening(waiting: list[Candidate], grouping: Grouping, window_s: float) -> list[float]:
+    """When the waiting candidates' windows, and their waits to run alone, run out."""
+    alone_after = ALONE_AFTER_WINDOWS * window_s if grouping.alone_after_s is None else grouping.alone_after_s
+    return [c.since + wait for c in waiting for wait in (window_s, alone_after)]

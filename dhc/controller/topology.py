@@ -16,12 +16,19 @@ has strays: each joins the group forming now with room that shares the most topo
 rest pool with their kind's other strays, in topology order, into groups of at least ``min_size``;
 strays short of that wait, and after ``alone_after_s`` (five windows unless set) run a group of
 whatever size they form (one node: the intra-node stage only).
+
+Who breaks a group, read from the cached objects: a node that is ``lost`` (deleted, NotReady,
+marked Failed) takes part in none, and ``first_deaths`` names the member whose group pod died first
+on its own (a non-zero exit without a verdict before any other pod).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from dhc.controller.jobs import CONTAINER, NODES_ANNOTATION
+from dhc.k8s import scheme
 
 ALONE_AFTER_WINDOWS = 5  # strays below the minimum wait this many windows before they test alone
 LAYERS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3))  # coarse to fine
@@ -124,3 +131,50 @@ def _join(formed: list[tuple[tuple[str, ...], list[Candidate]]], where: tuple[st
     nearest = max(room, key=lambda item: (_shared(where, item[0]), -len(item[1])))
     nearest[1].append(stray)
     return True
+
+
+def lost(node: dict[str, Any] | None, keys: scheme.Keys) -> str:
+    """Why a node can take no part in a connectivity group now; '' when it can. A node without a
+    Ready condition (not yet reported) is not held against it; Ready False or Unknown is."""
+    if node is None:
+        return "the node was deleted"
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is not None and ready.get("status") != "True":
+        return f"the node is NotReady (Ready {ready.get('status')}: {ready.get('reason') or 'no reason given'})"
+    if ((node.get("metadata") or {}).get("labels") or {}).get(keys.check_status) == "Failed":
+        return "the node is marked Failed"
+    return ""
+
+
+def members(job: dict[str, Any]) -> list[str]:
+    """The nodes of a connectivity group's Job, from its annotation."""
+    text = ((job.get("metadata") or {}).get("annotations") or {}).get(NODES_ANNOTATION) or ""
+    return [name for name in text.split(",") if name]
+
+
+def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, str]:
+    """The members whose group pod died first on its own: it ended without a verdict (a non-zero exit, no
+    termination message) before any other pod ended so. {} when that cannot be told: no such pod, a time
+    that cannot be read, or every member's pod died so at once (the group failed as a whole)."""
+    uid, deaths = job["metadata"].get("uid"), []
+    for pod in pods:
+        owners = [r.get("uid") for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        ended = next(((c.get("state") or {}).get("terminated") for c in statuses if c.get("name") == CONTAINER), None)
+        if (uid and uid not in owners) or not ended or ended.get("message") or ended.get("exitCode") == 0:
+            continue
+        why = f"its pod {pod['metadata']['name']} exited {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})" \
+            " without a verdict, first in its group"
+        deaths.append((scheme.parse_time(ended.get("finishedAt")), (pod.get("spec") or {}).get("nodeName", ""), why))
+    if not deaths or any(at is None for at, _, _ in deaths):
+        return {}
+    first = min(at for at, _, _ in deaths)  # type: ignore[type-var]
+    culprits = {node: why for at, node, why in deaths if at == first and node in members(job)}
+    return culprits if len(culprits) < len(members(job)) else {}
+
+
+def regroup_reason(job: dict[str, Any], gone: dict[str, str]) -> str:
+    lost_nodes = "; ".join(f"{m}: {why}" for m, why in sorted(gone.items()))
+    return f"connectivity group {job['metadata']['name']} lost a member ({lost_nodes}); " \
+        "re-forming without it, this try not counted"
