@@ -573,3 +573,48 @@ def test_a_missing_namespace_for_the_jobs_is_reported_on_the_node_not_taken_for_
         assert "create job dhc-gpu-a-" in event["message"] and 'namespaces "dhc" not found' in event["message"]
         # its own patch's watch event may land mid-reconcile: one more look, the same error, not said again
         assert run.controller.snapshot().tally[("errors", "permanent")] in (1, 2)
+
+
+FORBIDDEN_LIST = ('nodes is forbidden: User "system:serviceaccount:dhc:dhc-controller" cannot list resource "nodes" '
+                  'in API group "" at the cluster scope')
+
+
+def test_a_forbidden_node_list_is_tried_again_with_growing_delays_and_logged_once(emulator, caplog):
+    from test_connectivity_groups import RecordedBackoff
+
+    emulator.add_node("gpu-a", P5, status=P5_STATUS)
+    refused = emulator.inject("GET", "/api/v1/nodes", 403, message=FORBIDDEN_LIST)
+    run = Running(emulator)
+    run.controller.list_backoff = backoff = RecordedBackoff(0.05, 10.0)
+    with run:
+        wait_for(lambda: len(backoff.delays) >= 5, what="five tries of the list")
+        emulator.heal(refused)  # RBAC fixed: the list goes through at the next try
+        wait_for(lambda: labels(emulator, "gpu-a").get(KEYS.check_status) == "InProgress", what="InProgress")
+        wait_for(lambda: backoff.failures("list nodes") == 0, what="the backoff reset by the success")
+    assert backoff.delays[:5] == [0.05, 0.1, 0.2, 0.4, 0.8] and refused["hits"] >= 5
+    logged = [r.getMessage() for r in caplog.records if "list nodes" in r.getMessage()]
+    assert len(logged) == 1 and FORBIDDEN_LIST in logged[0] and "HTTP 403" in logged[0]
+    assert [r.levelname for r in caplog.records if "list nodes" in r.getMessage()] == ["ERROR"]
+    assert run.controller.snapshot().tally[("errors", "permanent")] >= 5
+
+
+def test_a_background_thread_that_raises_is_logged_and_started_again(emulator, caplog):
+    from dhc.controller.workqueue import Backoff
+
+    run = Running(emulator)
+    run.controller.thread_backoff = Backoff(0.01, 0.1)
+    calls, again = [], threading.Event()
+
+    def flaky(stop):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a background thread")
+        again.set()
+        stop.wait()
+
+    background = run.controller.background
+    run.controller.background = lambda: background() + [("flaky", flaky)]
+    with run:
+        wait_for(again.is_set, what="the thread started again")
+    [record] = [r for r in caplog.records if "thread flaky failed unexpectedly" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None and len(calls) == 2

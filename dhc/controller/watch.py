@@ -12,6 +12,12 @@ conflict, a timeout, a dropped connection) retries the node after a per-node exp
 the call and the API server's message, counted in ``dhc_controller_errors_total{kind}``, and the
 node is not tried again until it changes (a watch event with a new resourceVersion) or an hour has
 passed. Resyncs and Job events do not lift either hold; only a change to the node does.
+
+A list or watch the API server refuses (a 403 when RBAC lacks list/watch nodes, a 5xx) is tried again
+after an exponential backoff per call (1 s doubling to 2 min, jitter), reset by a success; its error
+is logged once (an error line when permanent), then again each time the delay is at its cap. Every
+thread (watches, workers, the batcher) survives an unexpected exception: logged with its stack,
+started again after a backoff.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from dhc.controller.cache import JobStore, Store
@@ -30,6 +37,7 @@ from dhc.k8s.client import K8sError, K8sGone, K8sNotFound, Kube
 
 log = logging.getLogger("dhc.controller")
 PERMANENT_RETRY_S = 3600.0  # a node refused for good is tried again after this long, even unchanged
+HEALTHY_RUN_S = 60.0  # a thread that ran this long before it failed starts again at once
 
 
 class WorkQueue:
@@ -42,6 +50,9 @@ class WorkQueue:
         self._held: dict[str, tuple[str, float]] = {}  # node -> (its resourceVersion when it failed, until)
         self._reported: dict[str, str] = {}  # node -> the permanent error last reported for it
         self._holding = threading.Lock()
+        self.list_backoff = Backoff(1.0, 120.0)  # a list or watch refused, per call ("list nodes", "watch jobs")
+        self._list_said: dict[str, str] = {}  # call -> the error last logged for it
+        self.thread_backoff = Backoff(1.0, 60.0)  # a thread that failed unexpectedly, by name
         self.tally: Counter[tuple[str, str]] = Counter()  # what was done, by kind: ("errors", "permanent"), ...
         self._counting = threading.Lock()
 
@@ -57,12 +68,10 @@ class WorkQueue:
             self.tally[what, kind] += 1
 
     def run(self, stop: threading.Event) -> None:
-        threads = [threading.Thread(target=self._watch_loop, args=(kind, stop), daemon=True, name=f"watch-{kind}")
-                   for kind in ("jobs", "nodes")]
-        threads += [threading.Thread(target=self._worker, args=(stop,), daemon=True, name=f"worker-{i}")
-                    for i in range(self.workers)]
-        threads += [threading.Thread(target=target, args=(stop,), daemon=True, name=name)
-                    for name, target in self.background()]
+        targets = [(f"watch-{kind}", partial(self._watch_loop, kind)) for kind in ("jobs", "nodes")]
+        targets += [(f"worker-{i}", self._worker) for i in range(self.workers)] + self.background()
+        threads = [threading.Thread(target=self._surviving(name, target), args=(stop,), daemon=True, name=name)
+                   for name, target in targets]
         for thread in threads:
             thread.start()
         while not stop.wait(self.resync_s):
@@ -71,6 +80,23 @@ class WorkQueue:
         self.queue.close()
         for thread in threads:
             thread.join(timeout=5)
+
+    def _surviving(self, name: str, target: Callable[[threading.Event], None]) -> Callable[[threading.Event], None]:
+        """``target`` run until it returns: an unexpected exception is logged with its stack, and the
+        target started again after a backoff (at once when it had run ``HEALTHY_RUN_S``)."""
+        def run(stop: threading.Event) -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    return target(stop)
+                except Exception:
+                    if time.monotonic() - started >= HEALTHY_RUN_S:
+                        self.thread_backoff.forget(name)
+                    delay = self.thread_backoff.next(name)
+                    log.exception("thread %s failed unexpectedly; starting it again in %.1f s", name, delay)
+                    stop.wait(delay)
+
+        return run
 
     def enqueue(self, name: str) -> None:
         """Queue the node, unless it is held after an error and has not changed since."""
@@ -156,11 +182,11 @@ class WorkQueue:
                         self._observe(kind, event_type, obj)
                     if stop.is_set():
                         return
+                self._api_ok(f"watch {kind}")
             except K8sGone:
                 version = self._relist(kind, stop)
-            except K8sError as exc:  # a dropped watch: resume from the last version seen
-                log.info("watch %s interrupted (%s); resuming from %s", kind, exc, version)
-                stop.wait(0.5)
+            except K8sError as exc:  # a dropped or refused watch: resume from the last version seen
+                stop.wait(self._api_failed(f"watch {kind}", exc, f"resuming from {version}"))
 
     def _relist(self, kind: str, stop: threading.Event) -> str:
         while not stop.is_set():
@@ -173,11 +199,31 @@ class WorkQueue:
                 else:
                     items, version = self.kube.list_jobs(self.namespace, self._selector("jobs"))
                     self.jobs.replace({j["metadata"]["name"]: j for j in items})
+                self._api_ok(f"list {kind}")
                 return version
             except K8sError as exc:
-                log.warning("list %s failed (%s); retrying", kind, exc)
-                stop.wait(1.0)
+                stop.wait(self._api_failed(f"list {kind}", exc, "trying again"))
         return ""
+
+    def _api_failed(self, call: str, exc: K8sError, then: str) -> float:
+        """A list or watch failed: how long to wait. Said once (an error line when permanent), then each
+        time the delay is at its cap; counted in dhc_controller_errors_total{kind}."""
+        delay = self.list_backoff.next(call)
+        with self._holding:
+            news, self._list_said[call] = self._list_said.get(call) != str(exc), str(exc)
+        if exc.status is not None:  # (a dropped connection is the watch's everyday end, not an error)
+            self.count("errors", "permanent" if exc.permanent else "temporary")
+        level = logging.ERROR if exc.permanent else logging.WARNING if exc.status else logging.INFO
+        if news or self.list_backoff.capped(call):
+            log.log(level, "%s failed (%s); %s in %.1f s", call, exc, then, delay)
+        else:
+            log.debug("%s failed again (%s); %s in %.1f s", call, exc, then, delay)
+        return delay
+
+    def _api_ok(self, call: str) -> None:
+        self.list_backoff.forget(call)
+        with self._holding:
+            self._list_said.pop(call, None)
 
     def _selector(self, kind: str) -> str:
         return f"{JOB_LABEL}=dhc" if kind == "jobs" else ""
