@@ -9,7 +9,7 @@ from dhc.thresholds.catalogue import CATALOGUE, PlantedFault
 
 FAULTS: dict[str, tuple[str, PlantedFault]] = {  # name: (the check it is planted in, the fault)
     fault.name: (spec.id, fault) for spec in CATALOGUE.values() for fault in spec.faults}
-INJECTIONS: dict[str, tuple[str, str]] = {name: (check, fault.planted) for name, (check, fault) in FAULTS.items()}
+INJECTIONS: dict[str, tuple[str, str]] = {name: (check, fault.describe()) for name, (check, fault) in FAULTS.items()}
 MULTI_NODE = {name for name, (_, fault) in FAULTS.items() if fault.multi_node}
 
 # A GEMM injection on a machine with fewer devices runs this many logical workers on its first

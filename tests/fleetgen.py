@@ -6,7 +6,7 @@ the suites record (NVML health per GPU, GEMM, memtest, DCGM, EFA, all-reduce, pa
 (Incomplete), or carry one GPU far below its fleet yet above the floor (a planted suspect).
 Values spread uniformly (never past ~1.4 robust deviations), so only planted suspects stand out.
 
-``write_fleet`` is fast: each verdict variant is built once with ``build_report`` and serialised
+``write_fleet`` is fast: each verdict variant is built once with ``assemble`` and serialised
 with placeholders; a node is that text with its identity and values filled in.
 """
 
@@ -17,7 +17,8 @@ import random
 from pathlib import Path
 
 from dhc.model import Action, CheckResult, Comparison, Device, Finding, Limit, Measurement, Status
-from dhc.report import RunInfo, build_report
+from dhc.model.report import Run
+from dhc.report.document import assemble
 
 TFLOPS = Limit(Comparison.MIN, 700, "TFLOP/s", "H100 measured 794", Action.REPLACE)
 COPY = Limit(Comparison.MIN, 1900, "GB/s", "DCGM 0.75 x 2.54 TB/s", Action.REPLACE)
@@ -106,7 +107,7 @@ def _measurements(index: int, rng: random.Random, failed: bool, suspect_gpu: int
 
 def node_report(index: int, rng: random.Random, *, failed: bool = False, incomplete: bool = False,
                 suspect_gpu: int | None = None) -> dict:
-    """One node's report, built by dhc's own ``build_report`` (so it is schema-valid by construction)."""
+    """One node's report, built by dhc's own ``assemble`` (so it is schema-valid by construction)."""
     gpus = _gpus(index)
     measured = _measurements(index, rng, failed, suspect_gpu)
     results = []
@@ -121,7 +122,7 @@ def node_report(index: int, rng: random.Random, *, failed: bool = False, incompl
             findings = (Finding("stress.dcgm", Status.INCOMPLETE, "dcgmi is not on PATH"),)
         results.append(CheckResult(check, "InstanceStress" if check.startswith("stress") else "InstanceConnectivity", status,
                                    reason, tuple(gpus), tuple(measured[check]), findings, duration_s=30.0, nodeid=check))
-    run = RunInfo(f"run{index}", "2026-11-29T10:00:00.000000Z", "quick", finished_at="2026-11-29T10:01:40.000000Z")
+    run = Run.started(f"run{index}", "2026-11-29T10:00:00.000000Z", "quick").ended("2026-11-29T10:01:40.000000Z", None)
     identity = {k: {"value": None, "source": "unknown"} for k in ("availability_zone", "cluster")} | {
         "region": {"value": "us-east-2", "source": "imds"},
         "instance_id": {"value": f"i-{index:017x}", "source": "imds"},
@@ -129,7 +130,7 @@ def node_report(index: int, rng: random.Random, *, failed: bool = False, incompl
         "node_name": {"value": f"node-{index}", "source": "env:NODE_NAME"}, "notes": []}
     thresholds = {"file": "thresholds.yaml", "sha256": "0" * 64, "profile": "quick", "instance_type": "ml.p5.48xlarge",
                   "requested_as": "p5.48xlarge", "gpus": 8, "efa": 32, "checks": {}}
-    return build_report(run, identity, thresholds, {"dhc": "0.1.0", "python": "3.11"}, gpus, results)
+    return assemble(run, identity, thresholds, {"dhc": "0.1.0", "python": "3.11"}, gpus, results).to_dict()
 
 
 _MARK = 987654321  # a node index whose decimal and hex spellings appear nowhere else in a report

@@ -105,6 +105,12 @@ def test_a_sub_run_that_times_out_is_named_in_the_reason():
     assert reason.endswith("(sub-run fi_info: 3 s of connectivity.efa's 6 s timeout)")
 
 
+@pytest.mark.parametrize(("timeout_s", "seconds"), [(1000, 900), (100, 90), (30, 25), (10, 5), (8, 4), (1, 0.5)])
+def test_dcgms_split_is_declared_in_its_entry(timeout_s, seconds):
+    """dcgmi diag gets 90% of the check's timeout, keeping at least 5 s (at most half) to stop and report."""
+    assert CATALOGUE["stress.dcgm"].budgets("dcgmi", timeout_s)["diag"].seconds == seconds
+
+
 @pytest.mark.parametrize(("runs", "words"), [
     ((SubRun("a", 0.6, ""), SubRun("b", 0.5, "")), "sum to at most 1"),
     ((SubRun("a", 0.0, ""),), "shares > 0"),
@@ -148,6 +154,16 @@ def test_a_fault_is_planted_only_in_its_own_check():
     assert recorder("stress.gemm").planted is None
 
 
+def test_a_faults_strength_is_declared_with_it_and_its_text_derives_from_it():
+    assert planted_fault("gemm-slow").strength == {"slow_factor": 4}
+    assert INJECTIONS["gemm-slow"][1] == "device 0 idles so that each GEMM takes 4 times as long"
+    assert planted_fault("pairwise-slow-node").strength == {"slow_s": 0.2}
+    assert "idles 0.2 s in every iteration" in INJECTIONS["pairwise-slow-node"][1]
+    with pytest.raises(ValueError, match="planted fault f: its text names 'factor' but its strength does not give it"):
+        CheckSpec("stress.gemm", "", {}, faults=(PlantedFault("f", "{factor} times", "s", 0, Caught(
+            Status.FAILED, Action.REPLACE, "x")),))
+
+
 @torch_needed
 def test_each_seam_is_a_field_of_its_engines_injection_object():
     from dhc.comm.allreduce import AllreduceInjection
@@ -157,7 +173,8 @@ def test_each_seam_is_a_field_of_its_engines_injection_object():
               "stress.memtest": {MemtestInjection.__name__},
               "connectivity.pairwise": {f.name for f in dataclasses.fields(AllreduceInjection)}}
     for name, (check, fault) in FAULTS.items():
-        assert fault.seam in fields[check], name
+        assert fault.seam in fields[check] and set(fault.strength) <= fields[check], name
+    assert GemmInjection().slow_factor == planted_fault("gemm-slow").strength["slow_factor"]  # one number
 
 
 # -- suites read their contract, they do not retype it -----------------------------------------------------

@@ -38,6 +38,8 @@ def _sources():
     (r"unknown profile", None),
     (r"^SCHEMA_PATH = ", "report/schema.py"),
     (r"^ACTIONS = \(['\"]", None),
+    (r"^class RunInfo|^def build_report|^def build_document", None),  # a report's run is the model's Run
+    (r"Device\(\*\*|Finding\(\*\*", None),  # the model's codec decodes them, nobody by hand
 ])
 def test_one_definition(pattern, home):
     found = sorted(name for name, text in _sources().items()

@@ -14,7 +14,8 @@ from dhc import report
 from dhc.cli.progress import Progress
 from dhc.errors import ReportError
 from dhc.model import CheckResult, PlannedCheck, Status
-from dhc.model.report import Report
+from dhc.model.report import Report, Run
+from dhc.report.document import assemble
 from dhc.sinks.logline import verdict_lines
 
 
@@ -66,13 +67,13 @@ def test_complete_results_marks_the_unfinished_incomplete():
 
 
 def make_document(results, ended_by=None):
-    run = report.RunInfo("r1", "2026-11-29T10:00:00.000000Z", "quick", ended_by=ended_by)
+    run = Run.started("r1", "2026-11-29T10:00:00.000000Z", "quick").ended("2026-11-29T10:01:00.000000Z", ended_by)
     identity = {k: {"value": None, "source": "unknown"} for k in
                 ("instance_id", "instance_type", "node_name", "region", "availability_zone", "cluster")}
     identity["instance_type"] = {"value": "p5.48xlarge", "source": "cli"}
     thresholds = {"file": "t.yaml", "sha256": "0" * 64, "profile": "quick", "instance_type": "ml.p5.48xlarge",
                   "requested_as": "p5.48xlarge", "gpus": 8, "efa": 32, "checks": {}}
-    return report.build_report(run, identity | {"notes": []}, thresholds, {"dhc": "0", "python": "3"}, [], results)
+    return assemble(run, identity | {"notes": []}, thresholds, {"dhc": "0", "python": "3"}, [], results).to_dict()
 
 
 def report_with_verdict(status="Passed", action="None", reasons=(), instance_id="vm", instance_type="p5.48xlarge",

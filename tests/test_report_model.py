@@ -11,7 +11,7 @@ from dhc import report
 from dhc.instance import InstanceIdentity, Sourced
 from dhc.model import Action, CheckResult, Comparison, Device, Finding, Limit, Measurement, PlannedCheck, Status
 from dhc.model.codec import ModelError
-from dhc.model.report import Report
+from dhc.model.report import Report, Run
 from dhc.report.schema import SCHEMA_PATH, generate, render
 from dhc.thresholds import load
 
@@ -89,7 +89,7 @@ def test_finish_report_completes_the_plan_and_saves_a_valid_report(tmp_path, val
     plan = [PlannedCheck("s::inv", "stress.inventory", "InstanceStress", 1, 2),
             PlannedCheck("s::gemm", "stress.gemm", "InstanceStress", 1, 2)]
     done = CheckResult("stress.inventory", "InstanceStress", Status.PASSED, nodeid="s::inv")
-    run = report.RunInfo("r1", report.utc_now(), "quick")
+    run = Run.started("r1", report.utc_now(), "quick")
     limits = load(None).resolve("cpu", "quick")
     typed, problem = report.finish_report(tmp_path, run, identity(), limits, {"dhc": "0", "python": "3"}, plan,
                                           [done], "stopped by SIGTERM")
@@ -103,7 +103,7 @@ def test_finish_report_completes_the_plan_and_saves_a_valid_report(tmp_path, val
 
 def test_a_run_that_ends_by_itself_without_running_a_planned_check_never_passes(tmp_path):
     plan = [PlannedCheck("s::inv", "stress.inventory", "InstanceStress", 1, 2)]
-    run = report.RunInfo("r1", report.utc_now(), "quick")
+    run = Run.started("r1", report.utc_now(), "quick")
     typed, _ = report.finish_report(tmp_path, run, identity(), load(None).resolve("cpu", "quick"),
                                     {"dhc": "0", "python": "3"}, plan, [], None)
     assert typed.verdict.status is Status.INCOMPLETE
@@ -132,3 +132,10 @@ def test_dhc_run_trusts_only_a_child_report_the_model_reads(tmp_path):
     del document["verdict"]
     path.write_text(json.dumps(document))
     assert childs_report(path, "r1") == (None, "report.json: verdict: missing")
+
+
+def test_a_runs_section_is_the_models_run_from_start_to_end():
+    started = Run.started("r1", "2026-11-29T10:00:00.000000Z", "full", ("InstanceStress",), ("stress.gemm",), ("dhc",))
+    ended = started.ended("2026-11-29T10:01:40.250000Z", "stopped by SIGTERM")
+    assert (ended.duration_s, ended.ended_by, ended.selection.checks) == (100.25, "stopped by SIGTERM", ("stress.gemm",))
+    assert (started.finished_at, started.duration_s) == (started.started_at, 0.0)

@@ -25,6 +25,7 @@ import torch
 
 from dhc.kernels import repeat_check
 from dhc.kernels.bitwise import same_bits
+from dhc.thresholds.catalogue import CATALOGUE
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}
 _BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
@@ -39,7 +40,7 @@ class GemmInjection:
     flip_at_iteration: int = 2
     differ_worker: int | None = None  # this worker multiplies perturbed inputs: outvoted by the rest
     slow_worker: int | None = None  # this worker idles so each iteration takes `slow_factor` times as long
-    slow_factor: int = 4
+    slow_factor: float = CATALOGUE["stress.gemm"].fault("gemm-slow").strength["slow_factor"]  # type: ignore[union-attr]
 
 
 @dataclass

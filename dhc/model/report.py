@@ -9,7 +9,8 @@ from what is written. Building a report (from a plan, results and a run's config
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from dhc.model import CHECK_ID, SUITE, TIMESTAMP, CheckResult, Device, Finding, Limit, NodeVerdict, Status, schema
@@ -37,6 +38,22 @@ class Run:
     argv: tuple[str, ...]
     ended_by: str | None = schema(description="null when the run finished by itself")
     inject: str | None = schema(None, description="a fault planted on purpose by the self-test")
+
+    @classmethod
+    def started(cls, run_id: str, started_at: str, profile: str, suites: tuple[str, ...] = (),
+                checks: tuple[str, ...] = (), argv: tuple[str, ...] = (), inject: str | None = None) -> Run:
+        """A run as it starts (who asked for what, when); ``ended`` says when and how it finished."""
+        return cls(run_id, started_at, started_at, 0.0, profile, Selection(tuple(suites), tuple(checks)), tuple(argv),
+                   None, inject)
+
+    def ended(self, finished_at: str, ended_by: str | None) -> Run:
+        """This run, finished at ``finished_at``; ``ended_by``: why it stopped early (None: by itself)."""
+        seconds = (_instant(finished_at) - _instant(self.started_at)).total_seconds()
+        return replace(self, finished_at=finished_at, duration_s=round(max(seconds, 0.0), 3), ended_by=ended_by)
+
+
+def _instant(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,6 @@ from dhc.model.report import Report
 from dhc.report.document import (
     SCHEMA_PATH,
     SCHEMA_VERSION,
-    RunInfo,
-    build_document,
-    build_report,
     complete_results,
     default_run_name,
     finish_report,
@@ -29,8 +26,8 @@ from dhc.report.files import (
     write_json_atomic,
 )
 
-__all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal", "RunInfo",
-           "build_document", "build_report", "complete_results", "default_run_name", "ensure_writable_dir",
+__all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal",
+           "complete_results", "default_run_name", "ensure_writable_dir",
            "finish_report", "journal_results", "load_schema", "read_plan", "read_json", "selected_checks", "utc_now", "write_json_atomic"]
 
 

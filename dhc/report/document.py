@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,35 +18,11 @@ from typing import Any
 from dhc.errors import ReportError
 from dhc.instance import InstanceIdentity
 from dhc.model import CheckResult, Device, Finding, PlannedCheck, Status, node_verdict
-from dhc.model.codec import ModelError
-from dhc.model.report import SCHEMA_VERSION, Report
+from dhc.model.codec import ModelError, dump
+from dhc.model.report import SCHEMA_VERSION, Report, Run
 from dhc.report.files import JOURNAL_NAME, PLAN_NAME, Journal, read_json
 from dhc.report.schema import SCHEMA_PATH
 from dhc.thresholds import CATALOGUE, InstanceLimits, suite_of
-
-
-@dataclass
-class RunInfo:
-    run_id: str
-    started_at: str
-    profile: str
-    suites: list[str] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)
-    argv: list[str] = field(default_factory=list)
-    finished_at: str | None = None
-    ended_by: str | None = None  # None when the run finished by itself; else why it stopped early
-    inject: str | None = None  # a fault planted on purpose (self-test), else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
-                "profile": self.profile, "selection": {"suites": self.suites, "checks": self.checks},
-                "argv": self.argv, "ended_by": self.ended_by, "inject": self.inject}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
-        return cls(data["run_id"], data["started_at"], data["profile"], data["selection"]["suites"],
-                   data["selection"]["checks"], data.get("argv", []), data.get("finished_at"),
-                   data.get("ended_by"), data.get("inject"))
 
 
 def utc_now() -> str:
@@ -66,29 +42,24 @@ def selected_checks(suites: list[str] | tuple[str, ...], checks: list[str] | tup
     return [check for check in CATALOGUE if (not checks or check in checks) and (not suites or suite_of(check) in suites)]
 
 
-def account_for_selection(run: RunInfo, results: list[CheckResult], why: str) -> list[CheckResult]:
+def account_for_selection(run: Run, results: list[CheckResult], why: str) -> list[CheckResult]:
     """``results`` and an Incomplete row for each selected check that has none (it was never planned: the
     run ended before collecting it, or nothing implements it), so a run can never read as its selection passing."""
     have = {r.check for r in results}
     missing = []
-    for check in (c for c in selected_checks(run.suites, run.checks) if c not in have):
+    for check in (c for c in selected_checks(run.selection.suites, run.selection.checks) if c not in have):
         reason = f"{check} was selected but never planned, so this run cannot vouch for it: {why}"
         missing.append(CheckResult(check, suite_of(check), Status.INCOMPLETE, reason,
                                    findings=(Finding(check, Status.INCOMPLETE, reason),), nodeid=f"{check} (not collected)"))
     return results + missing
 
 
-def assemble(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any], environment: dict[str, Any],
+def assemble(run: Run, identity: dict[str, Any], thresholds: dict[str, Any], environment: dict[str, Any],
              devices: list[Device], results: list[CheckResult]) -> Report:
     """The typed report; the verdict comes from ``dhc.model.node_verdict``, the one set of verdict rules."""
-    started = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
-    finished_at = run.finished_at or utc_now()
-    finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00"))
     head = {"schema_version": SCHEMA_VERSION, "instance": identity, "thresholds": thresholds,
-            "environment": environment, "devices": [], "checks": [], "verdict": {"status": "Incomplete",
-                                                                                "action": "None"},
-            "run": run.to_dict() | {"finished_at": finished_at,
-                                    "duration_s": round((finished - started).total_seconds(), 3)}}
+            "environment": environment, "devices": [], "checks": [], "run": dump(run),
+            "verdict": {"status": "Incomplete", "action": "None"}}
     try:
         typed = Report.from_dict(head)
     except ModelError as exc:
@@ -97,25 +68,13 @@ def assemble(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any],
                    verdict=node_verdict(results, run.ended_by))
 
 
-def build_report(run: RunInfo, identity: dict[str, Any], thresholds: dict[str, Any],
-                 environment: dict[str, Any], devices: list[Device],
-                 results: list[CheckResult]) -> dict[str, Any]:
-    return assemble(run, identity, thresholds, environment, devices, results).to_dict()
-
-
-def build_document(run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
-                   environment: dict[str, Any], results: list[CheckResult]) -> dict[str, Any]:
-    """The report of one run; devices are those the checks covered."""
-    return _typed(run, identity, limits, environment, results).to_dict()
-
-
-def _typed(run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits, environment: dict[str, Any],
+def _typed(run: Run, identity: InstanceIdentity, limits: InstanceLimits, environment: dict[str, Any],
            results: list[CheckResult]) -> Report:
     devices = sorted({d for r in results for d in r.devices}, key=lambda d: (d.kind, d.index))
     return assemble(run, identity.to_dict(), limits.to_dict(), environment, devices, results)
 
 
-def finish_report(out: Path, run: RunInfo, identity: InstanceIdentity, limits: InstanceLimits,
+def finish_report(out: Path, run: Run, identity: InstanceIdentity, limits: InstanceLimits,
                   environment: dict[str, Any], plan: list[PlannedCheck], results: list[CheckResult],
                   ended_by: str | None) -> tuple[Report, str | None]:
     """The report of a run that ended (``ended_by``: why it stopped early, None when it finished by itself),
@@ -123,7 +82,7 @@ def finish_report(out: Path, run: RunInfo, identity: InstanceIdentity, limits: I
     and why report.html could not be written (or None)."""
     from dhc.report import save_report  # the package's writer: report.json, then the page
 
-    run.ended_by, run.finished_at = ended_by, utc_now()
+    run = run.ended(utc_now(), ended_by)
     completed = complete_results(plan, results, ended_by or "pytest finished without running it")
     completed = account_for_selection(run, completed, ended_by or "pytest finished without collecting it")
     typed = _typed(run, identity, limits, environment, completed)

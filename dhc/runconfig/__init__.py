@@ -27,6 +27,7 @@ from dhc.instance import InstanceIdentity
 from dhc.model.choices import STAGES, not_one_of
 from dhc.model.codec import ModelError, dump
 from dhc.model.codec import load as decode
+from dhc.model.report import Run
 from dhc.report.folder import CONFIG_NAME
 from dhc.settings import Settings
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
@@ -80,10 +81,10 @@ class RunConfig:
         _check_choices(config, where)
         return config
 
-    def run_info(self) -> report.RunInfo:
+    def run_info(self) -> Run:
         """The report's ``run`` section as it starts: who asked for what, when."""
-        return report.RunInfo(self.run_id, self.started_at, self.profile, list(self.suites), list(self.checks),
-                              list(self.command), inject=self.inject)
+        return Run.started(self.run_id, self.started_at, self.profile, self.suites, self.checks, self.command,
+                           self.inject)
 
     def save(self, folder: Path) -> Path:
         path = folder / CONFIG_NAME

@@ -28,8 +28,8 @@ def _m(quantity: str, comparison: str, action: Action, description: str) -> Metr
 
 
 def _fault(name: str, planted: str, seam: str, device: int | None, action: Action, words: str,
-           multi_node: bool = False) -> PlantedFault:
-    return PlantedFault(name, planted, seam, device, Caught(Status.FAILED, action, words), multi_node)
+           multi_node: bool = False, **strength: float) -> PlantedFault:
+    return PlantedFault(name, planted, seam, device, Caught(Status.FAILED, action, words), multi_node, strength)
 
 
 R, B, N = Action.REPLACE, Action.REBOOT, Action.NONE
@@ -61,8 +61,8 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
                "silent data corruption"),
         _fault("gemm-sibling", "device 2 multiplies a perturbed input, so its results differ from its siblings'",
                "differ_worker", 2, R, "sibling"),
-        _fault("gemm-slow", "device 0 idles so that each GEMM takes four times as long", "slow_worker", 0, R,
-               "relative_to_median"),
+        _fault("gemm-slow", "device 0 idles so that each GEMM takes {slow_factor} times as long", "slow_worker", 0, R,
+               "relative_to_median", slow_factor=4),
     )),
     CheckSpec("stress.memtest", "device memory patterns and copy bandwidth", {
         "copy_bandwidth": _m("bandwidth", "min", R, "device-to-device copy, read + write"),
@@ -71,7 +71,9 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
         info=("tested_gib", "coverage_of_free", "verified_gb_per_s", "clock_events_watched", "xid_events_watched"),
         faults=(_fault("memtest-word", "one word of device memory corrupted after a pattern is written",
                        "MemtestInjection", 0, R, "read back wrong"),)),
-    CheckSpec("stress.dcgm", "NVIDIA DCGM diagnostics", {}, {"level": int}, {"level": 2}, info=("level", "results_*")),
+    CheckSpec("stress.dcgm", "NVIDIA DCGM diagnostics", {}, {"level": int}, {"level": 2}, info=("level", "results_*"),
+              timeout_split={"dcgmi": (SubRun("diag", 0.9, "dcgmi diag -r <level>, with the host engine's start and stop",
+                                              room_s=5.0),)}),
     CheckSpec("connectivity.efa", "EFA devices present as the instance type promises", {
         "efa_devices": _m("count", "equals", R, "EFA RDM domains"),
     }, info=("efa_sysfs_devices",),
@@ -94,8 +96,9 @@ CATALOGUE: dict[str, CheckSpec] = {spec.id: spec for spec in (
     }, {"message_bytes": int}, info=("busbw_with_node_*", "suspect_nodes"),
         timeout_split={"torch": (SubRun("pair_rounds", 0.4, "every pair of nodes, in rounds"),
                                  SubRun("retest_rounds", 0.4, "suspects again with known-good partners"))},
-        faults=(_fault("pairwise-slow-node", "this node idles in every pair's all-reduce (a multi-node run)",
-                       "slow_rank", None, R, "slow with known-good partners", multi_node=True),)),
+        faults=(_fault("pairwise-slow-node", "this node idles {slow_s} s in every iteration of every pair's all-reduce "
+                       "(a multi-node run)", "slow_rank", None, R, "slow with known-good partners", multi_node=True,
+                       slow_s=0.2),)),
 )}
 
 

@@ -32,6 +32,7 @@ class SubRun:
     name: str
     share: float  # of the check's timeout_s
     what: str
+    room_s: float = 0.0  # seconds kept free after it (to stop it and report), never more than half the timeout
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,12 @@ class Budget:
 def split_timeout(check: str, timeout_s: float, subruns: tuple[SubRun, ...]) -> dict[str, Budget]:
     """Each sub-run's seconds: its share of ``timeout_s``, rounded down to the millisecond, so that
     the sub-runs together never take longer than the check may."""
-    return {run.name: Budget(check, run.name, math.floor(timeout_s * run.share * 1000) / 1000, timeout_s)
+    return {run.name: Budget(check, run.name, math.floor(_seconds(run, timeout_s) * 1000) / 1000, timeout_s)
             for run in subruns}
+
+
+def _seconds(run: SubRun, timeout_s: float) -> float:
+    return min(timeout_s * run.share, timeout_s - min(run.room_s, timeout_s / 2))
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class PlantedFault:
     device: int | None
     caught_as: Caught | None
     multi_node: bool = False  # planted in one node of a group: the self-test of one node cannot plant it
+    strength: dict[str, float] = field(default_factory=dict)  # the engine's injection fields besides the seam
+
+    def describe(self) -> str:
+        """``planted`` with its strength filled in (``{slow_factor}`` -> ``4``)."""
+        return self.planted.format(**{k: f"{v:g}" for k, v in self.strength.items()})
 
 
 @dataclass(frozen=True)
@@ -135,4 +145,8 @@ def _fault_problems(fault: PlantedFault) -> list[str]:
         problems.append("it must ask for an action (Reboot or Replace)")
     if not caught.words.strip():
         problems.append("no words its finding must say")
+    try:
+        fault.describe()
+    except (KeyError, IndexError, ValueError) as exc:
+        problems.append(f"its text names {exc} but its strength does not give it")
     return problems

@@ -31,7 +31,7 @@ def test_pairwise_localisation(dhc_check, dhc_limits, dhc_devices, dhc_run):
     size = dhc_check.setting("message_bytes")
     budgets = iter(dhc_check.budgets("torch").values())  # the first rounds, then the retest
     planted = dhc_check.planted  # this node idles in every pair: a slow rank of its own
-    inject = allreduce.AllreduceInjection(**{planted.seam: settings.node_index * local}, slow_s=0.2) if planted else None
+    inject = allreduce.AllreduceInjection(**{planted.seam: settings.node_index * local}, **planted.strength) if planted else None
 
     def measure(rounds):
         budget = next(budgets, None)

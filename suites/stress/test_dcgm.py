@@ -25,8 +25,8 @@ def test_dcgm(dhc_check, dhc_run, dhc_devices):
         raise CheckIncomplete(f"{dhc_check.instance_type} expects DCGM diagnostics, but {settings.dcgmi!r} "
                               "is not on PATH (install datacenter-gpu-manager or set DHC_DCGMI)")
     level = dhc_check.setting("level")
-    timeout_s = dhc_check.timing.timeout_s
-    budget_end = time.monotonic() + timeout_s - min(max(0.1 * timeout_s, 5.0), 0.5 * timeout_s)  # room to stop
+    budget = dhc_check.budgets("dcgmi")["diag"]  # the catalogue keeps room after it to stop and report
+    budget_end = time.monotonic() + budget.seconds
     try:
         with dcgm.host_engine(dcgmi, settings.dcgm_hostengine, settings.nv_hostengine, dhc_run.out,
                               start=settings.dcgm_start_hostengine, in_pod=settings.in_kubernetes) as engine:

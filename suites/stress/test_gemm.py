@@ -21,7 +21,7 @@ def test_gemm(dhc_check, dhc_limits, dhc_devices, dhc_run):
     planted = dhc_check.planted  # a self-test fault: set on the engine's injection object, on its device
     devices, names = _burn_targets(dhc_devices, dhc_limits, planted)
     dtypes = [d for d in DTYPE_ORDER if f"tflops_{d}" in dhc_check.config.limits] or ["fp32"]
-    inject = gemm.GemmInjection(**{planted.seam: planted.device}) if planted else None
+    inject = gemm.GemmInjection(**{planted.seam: planted.device}, **planted.strength) if planted else None
     duration = dhc_check.setting("duration_s") / len(dtypes)
     size = dhc_check.setting("matrix_size")
     by_index = {d.index: d for d in devices if d.kind == "gpu"}
