@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the engines need torch (dhc[engines])")
 
-from dhc.kernels import gemm, memtest  # noqa: E402
+from dhc.kernels import gemm, memtest, patterns  # noqa: E402
 
 
 def t(*values):
@@ -64,23 +64,79 @@ PATTERNS = ["checkerboard", "checkerboard-inverse", "zeros", "ones", "walking-on
             "own-address", "own-address-inverse", "random", "random-inverse"]
 
 
+@pytest.fixture(params=["memcmp", "gathered"])
+def compare(request, monkeypatch):
+    """Run the CPU memtest through either tile compare: memcmp (the CPU's) or gathered (the GPU's)."""
+    monkeypatch.setitem(memtest.COMPARES, "cpu", getattr(memtest, f"_{request.param}_tiles"))
+    return request.param
+
+
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_a_corrupted_word_is_found_under_every_pattern(pattern):
+def test_a_corrupted_word_is_found_under_every_pattern(pattern, compare):
     inject = memtest.MemtestInjection(chunk=1, word=70_001, pattern=pattern)
     result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024, inject=inject)
     assert result.errors == 1
     [error] = result.first_errors
     assert (error.chunk, error.pattern, error.byte_offset) == (1, pattern, 70_001 * 8)
     assert error.expected ^ error.actual == 1 << 7
+    assert result.verified_bytes == 13 * 8 * MiB
+
+
+TILE_WORDS = 256 * 1024 // 8  # 16 tiles a chunk of 4 MiB: four windows of a GPU march
+
+
+@pytest.mark.parametrize("tile", [0, 6, 15])
+def test_a_bad_write_in_the_march_is_found_where_it_is(monkeypatch, compare, tile):
+    """Writing the inverse to one tile in the march's up pass leaves one bit wrong; the down pass
+    finds it (on the GPU branch after the tile is overwritten, from the XOR kept in its ring slot)."""
+    write, allocate, word, chunks = memtest.write, memtest._allocate, tile * TILE_WORDS + 1234, []
+
+    def bad_write(tiles, pattern, order):
+        write(tiles, pattern, order)
+        if pattern.name == "checkerboard/inverted" and tuple(order) == (tile,) and tiles.data_ptr() == chunks[1]:
+            tiles.view(-1)[word] ^= 1 << 40
+
+    def allocate_and_note(*args):
+        made = allocate(*args)
+        chunks.extend(c.data_ptr() for c in made)
+        return made
+
+    monkeypatch.setattr(memtest, "_allocate", allocate_and_note)
+    monkeypatch.setattr(memtest, "write", bad_write)
+    result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024)
+    assert result.errors == 1
+    [error] = result.first_errors
+    assert (error.chunk, error.pattern, error.byte_offset) == (1, "checkerboard/inverted", word * 8)
+    assert (error.expected, error.actual ^ error.expected) == (~0x5555555555555555, 1 << 40)
+    assert result.verified_bytes == 13 * 8 * MiB
+
+
+def test_the_march_checks_each_tile_then_writes_it_up_then_down(monkeypatch, compare):
+    log = []
+    expected, write = memtest.expected_tile, memtest.write
+    monkeypatch.setattr(memtest, "expected_tile", lambda p, k, s: (log.append(("check", p.name, k)), expected(p, k, s))[1])
+    monkeypatch.setattr(memtest, "write", lambda t, p, order: (log.append(("write", p.name, tuple(order))),
+                                                               write(t, p, order))[1])
+    tiles = torch.zeros(9, 64, dtype=torch.int64)
+    pattern = patterns.make_patterns(torch.device("cpu"), 64, 7)[6]  # own-address: every tile differs
+    result = memtest.MemtestResult("cpu")
+    memtest._moving_inversions(tiles, pattern, torch.empty(64, dtype=torch.int64), memtest._Errors(result, 0, 8))
+    inverse = f"{pattern.name}/inverted"
+    want = [("write", pattern.name, tuple(range(9)))]
+    want += [e for k in range(9) for e in (("check", pattern.name, k), ("write", inverse, (k,)))]
+    want += [e for k in reversed(range(9)) for e in (("check", inverse, k), ("write", pattern.name, (k,)))]
+    want += [("check", pattern.name, k) for k in range(9)]
+    assert log == want
+    assert (result.errors, result.verified_bytes) == (0, 3 * 9 * 64 * 8)
 
 
 def test_first_errors_are_capped():
     chunk = torch.zeros(4096, dtype=torch.int64)
     tiles = chunk.view(-1, 1024)
-    pattern = memtest._patterns(torch.device("cpu"), 1024, 7)[2]  # zeros
+    pattern = patterns.make_patterns(torch.device("cpu"), 1024, 7)[2]  # zeros
     chunk[100:140] = 5
     result = memtest.MemtestResult("cpu")
-    memtest._verify(tiles, pattern, torch.empty(1024, dtype=torch.int64), 0, result, max_listed=8)
+    memtest._verify(tiles, pattern, torch.empty(1024, dtype=torch.int64), memtest._Errors(result, 0, 8))
     assert result.errors == 40 and len(result.first_errors) == 8
     assert [e.byte_offset for e in result.first_errors[:2]] == [800, 808]
 

@@ -1,0 +1,95 @@
+"""Memtest patterns: each a tile-sized template plus a per-tile offset (``expected = template + sign * base``),
+so constant, walking-ones, own-address and seeded random patterns (and their complements) share one
+write path and one expected-tile path. ``write`` fills a whole chunk in one pass or single tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from dhc.kernels.bitwise import copy
+
+WORD = 8  # bytes: patterns are 64-bit words
+# torch runs an element-wise op of fewer elements than its grain (32768) on the calling thread: a
+# per-tile op cut this fine never waits for the thread pool, which on a busy CPU costs more than the op
+INLINE_WORDS = 16384
+GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as a signed 64-bit value: spreads per-tile offsets
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    template: torch.Tensor
+    sign: int  # expected tile k = template + sign * base(k)
+    spread: int  # base(k) = k * spread (wrapping): 0 for tile-periodic patterns
+    constant: int | None = None  # the one value of a constant pattern
+
+
+def make_patterns(dev: torch.device, words: int, seed: int) -> list[Pattern]:
+    index = torch.arange(words, dtype=torch.int64, device=dev)
+    random = torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64,
+                           generator=torch.Generator().manual_seed(seed)).to(dev)
+    walking = torch.ones(words, dtype=torch.int64, device=dev) << (index % 64)
+
+    def const(name: str, value: int) -> Pattern:
+        assert (value & 0xFFFFFFFF) == (value >> 32) & 0xFFFFFFFF, "constants repeat one 32-bit half"
+        return Pattern(name, torch.full((words,), value, dtype=torch.int64, device=dev), 0, 0, value)
+
+    return [
+        const("checkerboard", 0x5555555555555555),
+        const("checkerboard-inverse", ~0x5555555555555555),
+        const("zeros", 0),
+        const("ones", -1),
+        Pattern("walking-ones", walking, 0, 0),
+        Pattern("walking-zeros", ~walking, 0, 0),
+        Pattern("own-address", index, 1, words),
+        Pattern("own-address-inverse", ~index, -1, words),
+        Pattern("random", random, 1, GOLDEN),
+        Pattern("random-inverse", ~random, -1, GOLDEN),
+    ]
+
+
+def _base(pattern: Pattern, tile: int) -> int:
+    value = (tile * pattern.spread) & 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def tile_offset(pattern: Pattern, tile: int) -> int:
+    value = (pattern.sign * _base(pattern, tile)) & 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def low_half(value: int) -> int:
+    low = value & 0xFFFFFFFF
+    return low - (1 << 32) if low >= 1 << 31 else low
+
+
+def expected_tile(pattern: Pattern, k: int, scratch: torch.Tensor) -> torch.Tensor:
+    if not pattern.sign:
+        return pattern.template
+    offset = tile_offset(pattern, k)
+    if scratch.device.type != "cpu":
+        return torch.add(pattern.template, offset, out=scratch)
+    for start in range(0, scratch.numel(), INLINE_WORDS):  # each add on this thread, no pool hand-off
+        torch.add(pattern.template[start:start + INLINE_WORDS], offset, out=scratch[start:start + INLINE_WORDS])
+    return scratch
+
+
+def write(tiles: torch.Tensor, pattern: Pattern, order: Iterable[int]) -> None:
+    if isinstance(order, range) and len(order) == tiles.shape[0]:  # the whole chunk in one pass
+        if pattern.constant is not None:
+            tiles.fill_(pattern.constant)
+        elif pattern.sign:
+            offsets = torch.tensor([tile_offset(pattern, k) for k in order], dtype=torch.int64, device=tiles.device)
+            torch.add(pattern.template.expand_as(tiles), offsets[:, None], out=tiles)
+        else:
+            tiles.copy_(pattern.template.expand_as(tiles))
+        return
+    for k in order:
+        if pattern.sign:
+            torch.add(pattern.template, tile_offset(pattern, k), out=tiles[k])
+        else:
+            copy(tiles[k], pattern.template)
