@@ -48,13 +48,14 @@ def test_relative_paths_become_absolute_for_the_child_that_runs_elsewhere(tmp_pa
 
 
 @pytest.mark.parametrize(("edit", "key", "words"), [
-    (lambda d: d.pop("profile"), "profile", "missing; expected a string"),
+    (lambda d: d.pop("profile"), "profile", "missing"),
     (lambda d: d.update(workers=-1), "workers", "expected an integer >= 0, got -1"),
-    (lambda d: d.update(checks="stress.inventory"), "checks", "expected a list of strings"),
+    (lambda d: d.update(checks="stress.inventory"), "checks", "expected a list, got 'stress.inventory'"),
+    (lambda d: d.update(checks=["stress.gemm", 3]), "checks", "[1]: expected str, got '3'"),
     (lambda d: d.update(profile="slow"), "profile", "expected one of quick, full, got 'slow'"),
     (lambda d: d.update(checks=["stress.gmem"]), "checks", "unknown check id 'stress.gmem'"),
     (lambda d: d.update(sinks=["s3"]), "sinks", "expected one of cloudwatch, kubernetes, termination, got 's3'"),
-    (lambda d: d["identity"].pop("region"), "identity", "expected an identity object"),
+    (lambda d: d["identity"].pop("region"), "identity", "region: missing"),
     (lambda d: d.update(version=2), "version", "expected 1, got 2"),
     (lambda d: d.update(profle="full"), "profle", "unknown key; expected one of version, run_id"),
 ])
@@ -140,7 +141,7 @@ def test_a_config_carries_its_settings_and_refuses_an_unknown_one(configured, tm
     data = config.to_dict()
     assert data["settings"]["termination_log"] == str(tmp_path / "termination-log")
     data["settings"]["termination_lgo"] = "/x"
-    with pytest.raises(ConfigError, match="settings: expected the resolved settings: settings.termination_lgo: unknown"):
+    with pytest.raises(ConfigError, match="settings: termination_lgo: unknown key"):
         RunConfig.from_dict(data, "run-config.json")
 
 

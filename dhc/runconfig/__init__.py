@@ -16,6 +16,7 @@ A config file that cannot be read is a ``ConfigError`` naming the file and the k
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,23 @@ class RunConfig:
             raise ConfigError(where, None, "", f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") != CONFIG_VERSION:
             raise ConfigError(where, None, "version", f"expected {CONFIG_VERSION}, got {data.get('version')!r}")
-        unknown = sorted(set(data) - set(_KINDS) - {"version"})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names) - {"version"}) or \
+            [f"settings.{k}" for k in sorted(set(_object(data.get("settings"))) - {f.name for f in fields(Settings)})]
         if unknown:
-            raise ConfigError(where, None, unknown[0], f"unknown key; expected one of version, {', '.join(_KINDS)}")
-        values = {f.name: _field(data, f.name, where) for f in fields(cls)}
-        config = cls(**values)
+            key, _, inner = unknown[0].partition(".")
+            problem = f"{inner}: unknown key (not one of the resolved settings)" if inner else \
+                f"unknown key; expected one of {', '.join(['version', *names])}"
+            raise ConfigError(where, None, key, problem)
+        try:  # the model's codec: every key, its type and its nested objects, the failing key named
+            config: RunConfig = decode(cls, {k: v for k, v in data.items() if k != "version"})
+        except ModelError as exc:
+            path, _, problem = str(exc).partition(": ")
+            key = re.split(r"[.\[]", path)[0]
+            inner = path[len(key):].lstrip(".")
+            raise ConfigError(where, None, key, f"{inner}: {problem}" if inner else problem) from None
+        if config.workers < 0:
+            raise ConfigError(where, None, "workers", f"expected an integer >= 0, got {config.workers}")
         _check_choices(config, where)
         return config
 
@@ -102,47 +115,8 @@ class RunConfig:
         return cls.from_dict(data, str(path))
 
 
-_STR, _OPT_STR, _STRS = "a string", "a string or null", "a list of strings"
-_KINDS = {"run_id": _STR, "started_at": _STR, "profile": _STR, "suites": _STRS, "checks": _STRS, "inject": _OPT_STR,
-          "out": _STR, "thresholds": _STR, "thresholds_sha256": _STR, "identity": "an identity object",
-          "instance_type": _STR, "workers": "an integer >= 0", "command": _STRS, "sinks": _STRS, "stage": _STR,
-          "log_group": _OPT_STR, "by_dhc_run": "true or false", "settings": "a settings object"}
-
-
-def _field(data: dict[str, Any], name: str, where: str) -> Any:
-    """One key of the file, checked against the kind it must have."""
-    kind = _KINDS[name]
-    if name not in data:
-        raise ConfigError(where, None, name, f"missing; expected {kind}")
-    value = data[name]
-    ok = {_STR: isinstance(value, str), _OPT_STR: value is None or isinstance(value, str),
-          _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
-          "an integer >= 0": type(value) is int and value >= 0, "true or false": isinstance(value, bool)}.get(kind)
-    if name == "identity":
-        return _identity(value, where)
-    if name == "settings":
-        return _settings(value, where)
-    if not ok:
-        raise ConfigError(where, None, name, f"expected {kind}, got {json.dumps(value)[:80]}")
-    return tuple(value) if kind == _STRS else value
-
-
-def _identity(value: Any, where: str) -> InstanceIdentity:
-    try:
-        return InstanceIdentity.from_dict(value)
-    except ModelError as exc:
-        raise ConfigError(where, None, "identity", f"expected an identity object (value and source per field), "
-                                                   f"missing or malformed: {exc}") from None
-
-
-def _settings(value: Any, where: str) -> Settings:
-    unknown = sorted(set(value) - {f.name for f in fields(Settings)}) if isinstance(value, dict) else []
-    try:
-        if unknown:
-            raise ModelError(f"settings.{unknown[0]}: unknown key")
-        return decode(Settings, value, "settings")  # type: ignore[no-any-return]
-    except ModelError as exc:
-        raise ConfigError(where, None, "settings", f"expected the resolved settings: {exc}") from None
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 CHOICES: dict[str, tuple[str, ...]] = {"profile": PROFILES, "suites": SUITE_NAMES, "checks": tuple(CATALOGUE),
