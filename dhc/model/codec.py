@@ -22,6 +22,8 @@ import typing
 from functools import cache
 from typing import Any, Literal, Self, Union, get_args, get_origin
 
+from dhc.model.choices import not_one_of
+
 
 class ModelError(ValueError):
     """A document that does not fit the model: names the key and what was expected."""
@@ -129,7 +131,7 @@ def _load_scalar(tp: Any, data: Any, path: str) -> Any:
         try:
             return tp(data)
         except ValueError:
-            raise ModelError(f"{path}: expected one of {', '.join(e.value for e in tp)}, got {data!r}") from None
+            raise ModelError(f"{path}: {not_one_of([e.value for e in tp], data)}") from None
     if get_origin(tp) is Literal:
         if data not in get_args(tp):
             raise ModelError(f"{path}: expected one of {', '.join(map(str, get_args(tp)))}, got {data!r}")
