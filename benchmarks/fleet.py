@@ -1,13 +1,15 @@
 """Fleet review at scale: generate node reports (8 GPUs, every check, ~68 kB each), time `dhc report fleet`.
 
-For each fleet size (default 10,000 and 100,000) and each number of reading processes (default 1
-and 2), prints the wall seconds of `dhc report fleet` end to end (a subprocess: find, read, analyse,
-write page, CSV and JSON) and its peak memory: the sampled sum of the RSS of the process and its
-pool workers, beside the goals (100,000 reports: < 30 s and < 2 GB). ``--baseline REF`` runs the
-review of git revision REF (e.g. the one before the streaming reader) on the same files, side by side.
-The page's own load time in headless Chromium is printed when Chromium is installed.
+Side by side in one run: 100,000 reports each with its fleet row (``fleet-row.json``, what every
+run writes beside report.json; goal < 30 s and < 2 GB), and the fallback path: 10,000 reports of
+runs from before rows (report.json only). For each, the wall seconds of `dhc report fleet` end to
+end (a subprocess: find, read, analyse, write page, CSV and JSON), its CPU seconds (all processes)
+and its peak memory (the sampled RSS of the process and its pool workers), with the load average
+of the machine before and after (the CPUs are shared: CPU seconds say what idle cores would do).
+``--baseline REF`` also reviews with the dhc of git revision REF. The page's own load time in
+headless Chromium is printed when Chromium is installed.
 
-    python benchmarks/fleet.py [--nodes 10000 100000] [--workers 1 2] [--baseline REF] [--keep DIR]
+    python benchmarks/fleet.py [--nodes 100000] [--fallback 10000] [--workers 2] [--baseline REF] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ SHARD = 10_000  # reports per folder: the 10,000-report review reads the first f
 GOALS = {100_000: (30.0, 2048.0)}
 
 
-def generate(folder: Path, nodes: int) -> float:
-    """Write ``nodes`` reports in shards of 10,000; returns the megabytes written."""
+def generate(folder: Path, nodes: int, rows: bool = True) -> float:
+    """Write ``nodes`` reports (and their rows unless ``rows`` is False) in shards of 10,000; returns MB written."""
     total = 0
     for start in range(0, nodes, SHARD):
         shard = folder / f"shard-{start // SHARD:02d}"
@@ -41,7 +43,8 @@ def generate(folder: Path, nodes: int) -> float:
             continue
         paths = fleetgen.write_fleet(shard, min(SHARD, nodes - start), start=start,
                                      failed=set(range(start, start + SHARD, 97)),
-                                     incomplete=set(range(start + 5, start + SHARD, 211)), suspects={start + 13: 4})
+                                     incomplete=set(range(start + 5, start + SHARD, 211)), suspects={start + 13: 4},
+                                     rows=rows)
         total += sum(p.stat().st_size for p in paths)
         (shard / "done").write_text("")
     return total / 1e6
@@ -129,35 +132,49 @@ def page_load_ms(page: Path) -> str:
     return f"{ready.group(1)} ms to a usable page" if ready else "no ready mark (the page script did not finish)"
 
 
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def timed(label: str, shards: list[Path], outs: Path, workers: int | None, goal: str = "", old: Path | None = None) -> Path:
+    out = Path(tempfile.mkdtemp(dir=outs))
+    before = load()
+    wall, peak, cpu = review(shards, out, workers, old)
+    print(f"{label}: {wall:7.2f} s, peak {peak:6.0f} MB, CPU {cpu:6.1f} s {goal} [{before} -> {load()}]", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[100_000], help="fleet sizes, with rows")
+    parser.add_argument("--fallback", type=int, default=10_000, help="reports without rows (0: none)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--baseline", help="also review with the dhc of this git revision (old path)")
     parser.add_argument("--baseline-max", type=int, default=10_000, help="largest fleet the baseline reviews")
     parser.add_argument("--keep", type=Path, help="write the fleet here and keep it (reused when run again)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dhc-fleet-"))
     start = time.perf_counter()
-    megabytes = generate(folder, max(args.nodes))
-    print(f"generated {max(args.nodes)} reports ({megabytes:.0f} MB new) in {time.perf_counter() - start:.1f} s "
-          f"in {folder}")
+    megabytes = generate(folder / "rows", max(args.nodes)) + generate(folder / "no-rows", args.fallback, rows=False)
+    print(f"generated {max(args.nodes)} reports with rows and {args.fallback} without ({megabytes:.0f} MB new) in "
+          f"{time.perf_counter() - start:.1f} s in {folder}; {os.cpu_count()} CPUs, {load()}", flush=True)
     old = old_tree(args.baseline) if args.baseline else None
     outs = Path(tempfile.mkdtemp(prefix="dhc-fleet-out-"))
     try:
         for nodes in sorted(args.nodes):
-            shards = sorted(folder.glob("shard-*"))[: -(-nodes // SHARD)]
+            shards = sorted((folder / "rows").glob("shard-*"))[: -(-nodes // SHARD)]
             goal_s, goal_mb = GOALS.get(nodes, (None, None))
             goal = f"(goal < {goal_s:.0f} s, < {goal_mb:.0f} MB)" if goal_s else ""
             for workers in args.workers:
-                out = Path(tempfile.mkdtemp(dir=outs))
-                wall, peak, cpu = review(shards, out, workers)
-                print(f"{nodes:>7} reports, {workers} process(es): {wall:7.2f} s, peak {peak:6.0f} MB, "
-                      f"CPU {cpu:6.1f} s {goal}")
+                out = timed(f"{nodes:>7} reports with rows, {workers} process(es)", shards, outs, workers, goal)
             if old is not None and nodes <= args.baseline_max:
-                wall, peak, cpu = review(shards, Path(tempfile.mkdtemp(dir=outs)), None, old)
-                print(f"{nodes:>7} reports, old path {args.baseline}: {wall:7.2f} s, peak {peak:6.0f} MB, CPU {cpu:6.1f} s")
+                timed(f"{nodes:>7} reports, old path {args.baseline}", shards, outs, None, old=old)
             print(f"{'':>7} page {(out / 'fleet.html').stat().st_size / 1e3:.0f} kB: {page_load_ms(out / 'fleet.html')}")
+        if args.fallback:
+            shards = sorted((folder / "no-rows").glob("shard-*"))
+            for workers in args.workers:
+                timed(f"{args.fallback:>7} reports without rows (report.json), {workers} process(es)", shards, outs,
+                      workers)
     finally:
         shutil.rmtree(outs, ignore_errors=True)
         if old is not None:

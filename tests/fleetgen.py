@@ -17,7 +17,8 @@ import random
 from pathlib import Path
 
 from dhc.model import Action, CheckResult, Comparison, Device, Finding, Limit, Measurement, Status
-from dhc.model.report import Run
+from dhc.model.report import Report, Run
+from dhc.report import fleetrow
 from dhc.report.document import assemble
 
 TFLOPS = Limit(Comparison.MIN, 700, "TFLOP/s", "H100 measured 794", Action.REPLACE)
@@ -154,23 +155,61 @@ class _Template:
                                 ("\x01n\x01", str(_MARK))):
             text = text.replace(spelling, token)
         self.parts = text.split("\x00")
+        self.row_parts = _row_template(document, self.spread).split("\x00")
 
-    def render(self, index: int, rng: random.Random, suspect_gpu: int | None) -> str:
+    def render(self, index: int, rng: random.Random, suspect_gpu: int | None) -> tuple[str, list[str]]:
+        """The report's text, and the values filled in (for its row)."""
         values = [repr(_value(centre, half, rng)) for centre, half in self.spread]
         if suspect_gpu is not None:  # the first 8 values of tflops_bf16 follow the PER_GPU order
             slot = [i for i, (c, _) in enumerate(self.spread) if c == 790][suspect_gpu]
             values[slot] = repr(SUSPECT_TFLOPS)
-        text = "".join(p if i % 2 == 0 else values[int(p)] for i, p in enumerate(self.parts))
-        return (text.replace("\x01x\x01", f"{index:017x}").replace("\x01h\x01", f"{index:08x}")
-                .replace("\x01n\x01", str(index)))
+        return _identity("".join(p if i % 2 == 0 else values[int(p)] for i, p in enumerate(self.parts)), index), values
+
+    def render_row(self, index: int, values: list[str], report: bytes, mtime_ns: int) -> str:
+        """The fleet row of the report just written: ``fleet_row``'s own text with this node's values and stamp."""
+        stamp = fleetrow.report_stamp(report, mtime_ns)
+        fill = {**dict(enumerate(values)), "s": str(stamp["size"]), "m": str(mtime_ns), "h": f'"{stamp["sha256"]}"'}
+        text = "".join(p if i % 2 == 0 else fill[int(p) if p.isdigit() else p] for i, p in enumerate(self.row_parts))
+        return _identity(text, index)
+
+
+def _identity(text: str, index: int) -> str:
+    return (text.replace("\x01x\x01", f"{index:017x}").replace("\x01h\x01", f"{index:08x}")
+            .replace("\x01n\x01", str(index)))
+
+
+_SENTINEL = 1e15  # value k of the spread becomes 1e15 + k: no real value comes near
+
+
+def _row_template(document: dict, spread: list[tuple[float, float]]) -> str:
+    """``fleetrow.fleet_row`` of the template, with \\x00k\\x00 where spread value k goes.
+
+    The row is made twice: from the spread's centres (judgements, fixed values; no spread crosses a
+    limit) and from sentinels, which say where each spread value lands in the row's columns."""
+    marked, real = json.loads(json.dumps(document)), json.loads(json.dumps(document))
+    for doc, sentinel in ((marked, True), (real, False)):
+        for check in doc["checks"]:
+            for m in check["measurements"]:
+                if isinstance(m["value"], str):
+                    k = int(m["value"].strip("\x00"))
+                    m["value"] = _SENTINEL + k if sentinel else spread[k][0]
+    stamp = {"size": "\x00s\x00", "mtime_ns": "\x00m\x00", "sha256": "\x00h\x00"}
+    rows = [fleetrow.fleet_row(Report.from_dict(doc), stamp) for doc in (marked, real)]
+    rows[1]["measurements"]["value"] = [f"\x00{int(v - _SENTINEL)}\x00" if v is not None and v >= _SENTINEL else v
+                                        for v in rows[0]["measurements"]["value"]]
+    text = fleetrow.dumps(rows[1]).replace('"\\u0000', "\x00").replace('\\u0000"', "\x00")
+    for token, spelling in (("\x01x\x01", f"{_MARK:017x}"), ("\x01h\x01", f"{_MARK:08x}"), ("\x01n\x01", str(_MARK))):
+        text = text.replace(spelling, token)
+    return text
 
 
 _SPREAD = {(c, m): (centre, half) for c, m, _, centre, half, *_ in PER_GPU + PER_NODE}
 
 
 def write_fleet(folder: Path, nodes: int, failed: set[int] = frozenset(), incomplete: set[int] = frozenset(),
-                suspects: dict[int, int] | None = None, seed: int = 7, start: int = 0) -> list[Path]:
-    """Reports of nodes ``start`` .. ``start + nodes - 1`` in ``folder/node-NNNNN/report.json``."""
+                suspects: dict[int, int] | None = None, seed: int = 7, start: int = 0, rows: bool = True) -> list[Path]:
+    """Reports of nodes ``start`` .. ``start + nodes - 1`` in ``folder/node-NNNNN/report.json``, each with
+    its ``fleet-row.json`` (``rows=False``: as a run before dhc wrote rows left them)."""
     rng = random.Random(seed + start)
     suspects = suspects or {}
     templates: dict[tuple[bool, bool], _Template] = {}
@@ -180,6 +219,11 @@ def write_fleet(folder: Path, nodes: int, failed: set[int] = frozenset(), incomp
         template = templates.get(variant) or templates.setdefault(variant, _Template(*variant))
         path = folder / f"node-{index:05d}" / "report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template.render(index, rng, suspects.get(index)))
+        text, values = template.render(index, rng, suspects.get(index))
+        data = text.encode()
+        path.write_bytes(data)
+        if rows:
+            row = template.render_row(index, values, data, path.stat().st_mtime_ns)
+            (path.parent / fleetrow.ROW_NAME).write_text(row)
         paths.append(path)
     return paths

@@ -434,8 +434,8 @@ def test_a_reused_out_starts_clean_and_says_so(suite, pytester):
     assert journal_sequence(out) == [("start", "stress.inventory"), ("result", "stress.inventory")]
     outcome.stdout.fnmatch_lines([f"{out} held an earlier run (report.json, report.html, journal.jsonl, plan.json, "
                                   f"dhc.log.jsonl, dcgm-diag.txt, nv-hostengine.log): removed them; one run, one folder"])
-    assert sorted(p.name for p in out.iterdir()) == ["journal.jsonl", "notes.txt", "plan.json", "report.html",
-                                                     "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["fleet-row.json", "journal.jsonl", "notes.txt", "plan.json",
+                                                     "report.html", "report.json"]
 
 
 # -- faults recorded before the check stops are kept ------------------------------------------------

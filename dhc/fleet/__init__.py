@@ -19,7 +19,8 @@ from dhc.report.files import write_text_atomic
 
 __all__ = ["Fleet", "load", "report_files", "review", "write_csv"]
 
-FLEET_SCHEMA_VERSION = "1.2"  # 1.1 added distributions[].non_finite; 1.2 added checks_by_type
+FLEET_SCHEMA_VERSION = "1.3"  # 1.1 added distributions[].non_finite; 1.2 checks_by_type; 1.3 read_from
+MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are counted
 
 
 def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tuple[dict[str, Any], Any]:
@@ -32,6 +33,7 @@ def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tup
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "reports": int(len(fleet.nodes)),
         "skipped": [{"file": f, "why": why} for f, why in fleet.skipped],
+        "read_from": read_from(fleet),
         "outlier_k": k,
         "counts": analysis.counts(fleet),
         "checks_by_type": analysis.checks_by_type(fleet),
@@ -41,6 +43,13 @@ def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tup
         "nodes": records(table),
     }
     return document, table
+
+
+def read_from(fleet: Fleet) -> dict[str, Any]:
+    """How the reports were read: from fleet rows, or whole (and why: no row, a stale or a corrupt one)."""
+    return {"fleet_rows": fleet.from_rows, "report_json": sum(fleet.fallback.values()),
+            "why_report_json": fleet.fallback,
+            "row_problems": [{"file": f, "why": why} for f, why in fleet.fallback_files[:MAX_ROW_PROBLEMS]]}
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

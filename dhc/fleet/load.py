@@ -40,6 +40,9 @@ class Fleet:
     checks: pd.DataFrame  # instance_type, check, and a column of reports per check status
     problems: pd.DataFrame  # instance_id, instance_type, check, status, reason: each Failed/Incomplete check
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    from_rows: int = 0  # reports read from their fleet row (fleet-row.json)
+    fallback: dict[str, int] = field(default_factory=dict)  # why report.json was read instead -> reports
+    fallback_files: list[tuple[str, str]] = field(default_factory=list)  # (file, why) of each stale/corrupt row
 
     def measurements(self, rows: np.ndarray | None = None) -> pd.DataFrame:
         """Measurements with their labels (MEASUREMENT_COLUMNS): all, or the ``values`` rows at ``rows``."""
@@ -117,6 +120,7 @@ def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
     devices: dict[str, int] = {}
     columns: dict[str, list[np.ndarray]] = {name: [] for name in _DTYPES}
     nodes, problems, checks = [], [], []
+    from_rows, fallback, fallback_files = 0, Counter(), []
     for part in parts:
         remap_series = np.array([series.setdefault(series_row(k), len(series)) for k in part.series], dtype=np.int32)
         remap_device = np.array([devices.setdefault(k, len(devices)) for k in part.devices], dtype=np.int16)
@@ -129,6 +133,7 @@ def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
         problems += part.problems
         checks.append(part.checks)
         skipped = skipped + part.skipped
+        from_rows, fallback, fallback_files = from_rows + part.from_rows, fallback + part.fallback, fallback_files + part.fallback_files
     joined = {}
     for name, dtype in _DTYPES.items():  # one column at a time: the pieces go as the whole comes
         joined[name] = np.concatenate(columns.pop(name)) if nodes else np.zeros(0, dtype=dtype)
@@ -138,7 +143,8 @@ def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
         "value": joined["value"],
         "judgement": pd.Categorical.from_codes(joined["judgement"], categories=JUDGEMENTS)}, copy=False)
     return Fleet(pd.DataFrame(nodes, columns=NODE_COLUMNS), _series_table(series), values, _check_table(checks),
-                 pd.DataFrame(problems, columns=["instance_id", "instance_type", "check", "status", "reason"]), skipped)
+                 pd.DataFrame(problems, columns=["instance_id", "instance_type", "check", "status", "reason"]), skipped,
+                 from_rows, dict(sorted(fallback.items())), fallback_files)
 
 
 def series_row(key: tuple) -> tuple:

@@ -32,7 +32,7 @@ class Run(msgspec.Struct, gc=False):
 
 class Device(msgspec.Struct, gc=False, frozen=True):  # frozen: hashable, a dict key as it is
     kind: str
-    index: int
+    index: int = 0  # the model's default
 
 
 class Limit(msgspec.Struct, gc=False, frozen=True):

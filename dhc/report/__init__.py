@@ -25,6 +25,7 @@ from dhc.report.files import (
     read_json,
     write_json_atomic,
 )
+from dhc.report.fleetrow import write_row
 
 __all__ = ["HTML_NAME", "save_report", "JOURNAL_NAME", "PLAN_NAME", "REPORT_NAME", "SCHEMA_PATH", "SCHEMA_VERSION", "Journal",
            "complete_results", "default_run_name", "ensure_writable_dir",
@@ -40,6 +41,7 @@ def save_report(out: Path, document: Report | dict[str, Any]) -> str | None:
     Returns why the page could not be written, or None.
     """
     write_json_atomic(out / REPORT_NAME, document.to_dict() if isinstance(document, Report) else document)
+    write_row(out, document)  # the fleet review's compact row, stamped with the report just written
     from dhc.report.html import write_node  # jinja2 is needed only here
 
     try:
