@@ -61,6 +61,8 @@ def grouped(fleet: Fleet) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         numbers, groups = metric_groups(fleet)
         code = fleet.values["series"].to_numpy()
         row_group = numbers[code] if code.size else np.zeros(0, dtype=np.int64)
+        if groups < 2**15:  # numpy sorts 16-bit integers by radix: 17 million rows in a fraction of a second
+            row_group = row_group.astype(np.int16)
         order = np.argsort(row_group, kind="stable")
         cached = numbers, groups, order, np.searchsorted(row_group[order], np.arange(groups + 1))
         fleet._grouped = cached

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dhc.model import Device
 from dhc.report import fleetrow
 from dhc.textfile import MAX_REPORT_BYTES, FileRefused, read_regular
@@ -61,7 +63,8 @@ class Part:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     device_keys: dict[Any, int] = field(default_factory=dict)  # a decoded device (or None) -> device code
     from_rows: int = 0  # reports read from their fleet row
-    row_keys: dict[tuple, tuple] = field(default_factory=dict)  # series keys of rows, checked once (fleetrow.parse)
+    row_keys: dict[tuple, tuple] = field(default_factory=dict)  # rows' series and device tables, checked once
+    row_codes: dict[tuple, tuple] = field(default_factory=dict)  # those tables' codes in this part (_row_codes)
     fallback: Counter = field(default_factory=Counter)  # "missing" / "stale" / "corrupt" -> reports read whole
     fallback_files: list[tuple[str, str]] = field(default_factory=list)  # (file, why) of each stale/corrupt row
 
@@ -127,10 +130,26 @@ def _add_row(part: Part, parsed: tuple, file: str) -> None:
     node = _node_row(file, n["instance_id"], n["instance_type"], n["region"], n["node_name"], n["status"],
                      n["action"], (n["profile"], n["started_at"], n["duration_s"]), [c[1] for c in checks],
                      n["reasons"])
-    itype, part_series, part_devices = node[2], part.series, part.devices
-    series_code = [part_series.setdefault((itype, *key), len(part_series)) for key in keys]
-    device_code = [part_devices.setdefault(label, len(part_devices)) for label in labels]
-    part.extend(node, [series_code[s] for s in series], [device_code[d] for d in devices], values, judgements, checks)
+    series_code, device_code = _row_codes(part, node[2], keys, labels)
+    part.extend(node, _recode(series_code, series), _recode(device_code, devices), values, judgements, checks)
+
+
+def _row_codes(part: Part, itype: str, keys: tuple, labels: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """This part's codes for a row's series and device tables; cached by the tables' identity (parse hands
+    the same checked tuples back for the same tables, and the cache keeps them alive)."""
+    cached = part.row_codes.get((id(keys), id(labels), itype))
+    if cached is None or cached[0] is not keys or cached[1] is not labels:
+        series, devices = part.series, part.devices
+        cached = (keys, labels, np.array([series.setdefault((itype, *key), len(series)) for key in keys], np.int32),
+                  np.array([devices.setdefault(label, len(devices)) for label in labels], np.int32))
+        part.row_codes[(id(keys), id(labels), itype)] = cached
+    return cached[2], cached[3]
+
+
+def _recode(codes: np.ndarray, column: array) -> array:
+    out = array("i")
+    out.frombytes(codes[np.frombuffer(column, dtype=np.int32)].tobytes())
+    return out
 
 
 def _read_into(part: Part, data: bytes, file: str) -> None:
