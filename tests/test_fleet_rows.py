@@ -179,6 +179,17 @@ def test_a_corrupt_row_is_named_and_its_report_read_instead(small, kind):
     assert table.set_index("instance_id").loc[f"i-{2:017x}", "status"] == "Failed"  # node 2, from its report
 
 
+def test_the_page_says_which_reports_were_read_without_their_row(small):
+    from dhc.report.fleet_html import render_fleet
+    folder, paths = small
+    (paths[1].parent / fleetrow.ROW_NAME).write_text("{")
+    (paths[3].parent / fleetrow.ROW_NAME).unlink()
+    page = render_fleet(fleet.review([folder])[0])
+    assert "2 of 4 reports were read from report.json itself (1 corrupt, 1 missing)" in page
+    assert f"<code>{paths[1]}</code>: fleet-row.json corrupt: " in page and str(paths[3]) not in page.split("itself")[1]
+    assert "read from report.json" not in render_fleet(fleet.review([folder / "node-00000"])[0])
+
+
 # -- the device label is the model's (issue 11, gap 11) ------------------------------------------------
 def _two_cpus():
     typed = Report.from_dict(fleetgen.node_report(1, random.Random(1)))
