@@ -13,6 +13,7 @@ with placeholders; a node is that text with its identity and values filled in.
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -165,10 +166,11 @@ class _Template:
             values[slot] = repr(SUSPECT_TFLOPS)
         return _identity("".join(p if i % 2 == 0 else values[int(p)] for i, p in enumerate(self.parts)), index), values
 
-    def render_row(self, index: int, values: list[str], report: bytes, mtime_ns: int) -> str:
+    def render_row(self, index: int, values: list[str], report: bytes, info: os.stat_result) -> str:
         """The fleet row of the report just written: ``fleet_row``'s own text with this node's values and stamp."""
-        stamp = fleetrow.report_stamp(report, mtime_ns)
-        fill = {**dict(enumerate(values)), "s": str(stamp["size"]), "m": str(mtime_ns), "h": f'"{stamp["sha256"]}"'}
+        stamp = fleetrow.report_stamp(report, info)
+        fill = {**dict(enumerate(values)), "s": str(stamp["size"]), "m": str(stamp["mtime_ns"]), "i": str(stamp["ino"]),
+                "h": f'"{stamp["sha256"]}"'}
         text = "".join(p if i % 2 == 0 else fill[int(p) if p.isdigit() else p] for i, p in enumerate(self.row_parts))
         return _identity(text, index)
 
@@ -193,7 +195,7 @@ def _row_template(document: dict, spread: list[tuple[float, float]]) -> str:
                 if isinstance(m["value"], str):
                     k = int(m["value"].strip("\x00"))
                     m["value"] = _SENTINEL + k if sentinel else spread[k][0]
-    stamp = {"size": "\x00s\x00", "mtime_ns": "\x00m\x00", "sha256": "\x00h\x00"}
+    stamp = {"size": "\x00s\x00", "mtime_ns": "\x00m\x00", "ino": "\x00i\x00", "sha256": "\x00h\x00"}
     rows = [fleetrow.fleet_row(Report.from_dict(doc), stamp) for doc in (marked, real)]
     rows[1]["measurements"]["value"] = [f"\x00{int(v - _SENTINEL)}\x00" if v is not None and v >= _SENTINEL else v
                                         for v in rows[0]["measurements"]["value"]]
@@ -223,7 +225,7 @@ def write_fleet(folder: Path, nodes: int, failed: set[int] = frozenset(), incomp
         data = text.encode()
         path.write_bytes(data)
         if rows:
-            row = template.render_row(index, values, data, path.stat().st_mtime_ns)
+            row = template.render_row(index, values, data, path.stat())
             (path.parent / fleetrow.ROW_NAME).write_text(row)
         paths.append(path)
     return paths

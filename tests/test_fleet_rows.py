@@ -104,7 +104,8 @@ def small(tmp_path):
 
 def test_a_report_rewritten_after_its_row_is_read_whole(small):
     """node 0 rewritten as a Failed run (another size); node 1's values changed in place (same size, later
-    mtime): both rows are stale, each report is read, and the review counts the reports' verdicts."""
+    mtime); node 3's replaced (same size and mtime, a new inode): each row is stale, each report is read,
+    and the review counts the reports' verdicts."""
     folder, paths = small
     failed = fleetgen.node_report(0, random.Random(5), failed=True)
     paths[0].write_text(json.dumps(failed, indent=2))
@@ -113,13 +114,19 @@ def test_a_report_rewritten_after_its_row_is_read_whole(small):
     assert len(paths[1].read_text()) == len(text) and paths[1].read_text() != text
     stat = paths[1].stat()
     os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    before = paths[3].stat()  # node 3: replaced atomically, same size, within the same clock tick
+    paths[3].with_suffix(".tmp").write_text(paths[3].read_text().replace('"value": 0,', '"value": 7,', 1))
+    os.replace(paths[3].with_suffix(".tmp"), paths[3])
+    os.utime(paths[3], ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert paths[3].stat().st_size == before.st_size and paths[3].stat().st_ino != before.st_ino
     document, _ = fleet.review([folder])
     assert document["counts"]["by_status"] == {"Passed": 2, "Failed": 2}
     read_from = document["read_from"]
-    assert read_from["fleet_rows"] == 2 and read_from["why_report_json"] == {"stale": 2}
+    assert read_from["fleet_rows"] == 1 and read_from["why_report_json"] == {"stale": 3}
     problems = {Path(p["file"]).parent.name: p["why"] for p in read_from["row_problems"]}
     assert problems["node-00000"].startswith("fleet-row.json stale: report.json is ") and "its row says" in problems["node-00000"]
     assert "sha256 differs" in problems["node-00001"] and problems["node-00001"].endswith("read report.json instead")
+    assert "sha256 differs" in problems["node-00003"]
 
 
 def test_a_copied_fleet_whose_times_changed_still_reads_its_rows(small, tmp_path):

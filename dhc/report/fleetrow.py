@@ -12,8 +12,9 @@ reads report.json instead, counting why, whenever the row cannot stand for its r
 
 - missing: a run older than rows, or one that died between report.json and its row;
 - stale: report.json was rewritten after its row. The row records report.json's size, mtime_ns,
-  sha256 and run id. Same size and mtime: fresh, with a stat and no read. Same size, other mtime (a
-  fleet copied without keeping times): fresh only if the sha256 of report.json matches. Else stale;
+  inode, sha256 and run id. Same size, mtime and inode: fresh, with a stat and no read (an atomic
+  rewrite makes a new inode, even within one tick of the clock). Same size otherwise (a fleet
+  copied without keeping times): fresh only if the sha256 of report.json matches. Else stale;
 - corrupt: not JSON, another row version, or a field of the wrong type or length.
 
 A reused run folder may keep an earlier run's row: it stands for nothing once report.json is
@@ -34,6 +35,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from dhc.errors import ReportError
 from dhc.model.codec import non_finite
 from dhc.model.report import Report
 from dhc.report.files import REPORT_NAME, write_text_atomic
@@ -82,8 +84,10 @@ def fleet_row(report: Report, stamp: dict[str, Any]) -> dict[str, Any]:
             "devices": list(devices), "series": [list(key) for key in series], "measurements": columns}
 
 
-def report_stamp(data: bytes, mtime_ns: int) -> dict[str, Any]:
-    return {"size": len(data), "mtime_ns": mtime_ns, "sha256": hashlib.sha256(data).hexdigest()}
+def report_stamp(data: bytes, info: os.stat_result) -> dict[str, Any]:
+    """What says a row still stands for report.json: ``data`` (its bytes) and ``info`` (its stat)."""
+    return {"size": len(data), "mtime_ns": info.st_mtime_ns, "ino": info.st_ino,
+            "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def dumps(row: dict[str, Any]) -> str:
@@ -92,9 +96,11 @@ def dumps(row: dict[str, Any]) -> str:
 
 def write_row(out: Path, report: Report | dict[str, Any]) -> None:
     """``out/fleet-row.json`` for the report.json just written in ``out`` (atomic, like the report)."""
-    path = out / REPORT_NAME
-    data = read_regular(path, 1 << 30)
-    stamp = report_stamp(data, os.stat(path).st_mtime_ns)
+    try:
+        with open(out / REPORT_NAME, "rb") as handle:  # its stat and its bytes from one open file
+            stamp = report_stamp(handle.read(), os.fstat(handle.fileno()))
+    except OSError as exc:
+        raise ReportError(f"cannot write {out / ROW_NAME}: reading {REPORT_NAME} back: {exc.strerror or exc}") from None
     write_text_atomic(out / ROW_NAME, dumps(fleet_row(Report.of(report), stamp)))
 
 
@@ -112,7 +118,7 @@ def row_for(report: Path | str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         row = _decode(_read_row(os.path.join(os.path.dirname(report), ROW_NAME)))
         stamp = row["report"]
-        size, mtime_ns, sha256 = stamp["size"], stamp["mtime_ns"], stamp["sha256"]
+        size, mtime_ns, ino, sha256 = stamp["size"], stamp["mtime_ns"], stamp["ino"], stamp["sha256"]
     except FileNotFoundError:
         return None, "missing"
     except OSError as exc:
@@ -121,7 +127,7 @@ def row_for(report: Path | str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"corrupt: {_why(exc)}"
     if size != info.st_size:
         return None, f"stale: report.json is {info.st_size} bytes, its row says {size}"
-    if mtime_ns != info.st_mtime_ns and _sha256(report) != sha256:
+    if (mtime_ns, ino) != (info.st_mtime_ns, info.st_ino) and _sha256(report) != sha256:
         return None, "stale: report.json changed after its row was written (sha256 differs)"
     return row, None
 
