@@ -60,20 +60,42 @@ def set_ready(emulator, name, status, reason):
         emulator.nodes[name] = node
 
 
-def test_groups_are_bounded_and_never_mix_switches(emulator):
-    nodes = {f"a{i}": "sw-a" for i in range(3)} | {f"b{i}": "sw-b" for i in range(2)}
-    for name, switch in nodes.items():
-        emulator.add_node(name, on_switch(switch), status=P5_STATUS)
-    with Running(emulator, batch_window_s=2.0, grouping=Grouping(size=3)):  # sw-a forms full, sw-b at the window
-        pass_stress(emulator, list(nodes))
+def test_groups_are_bounded_cross_leaves_and_never_mix_layer2_domains(emulator):
+    spots = {"a0": ("nn-2", "sw-a"), "a1": ("nn-2", "sw-a"), "a2": ("nn-2", "sw-c"),
+             "b0": ("nn-3", "sw-b"), "b1": ("nn-3", "sw-b")}
+    for name, (l2, switch) in spots.items():
+        emulator.add_node(name, dict(on_switch(switch), **{LAYERS[1]: l2}), status=P5_STATUS)
+    with Running(emulator, batch_window_s=2.0, grouping=Grouping(size=3)):  # nn-2 forms full, nn-3 at the window
+        pass_stress(emulator, list(spots))
         wait_for(lambda: len(batches(emulator)) == 2, what="two connectivity groups")
         groups = sorted(sorted(members(emulator, b)) for b in batches(emulator))
     assert groups == [["a0", "a1", "a2"], ["b0", "b1"]]
     assert sorted(emulator.jobs[b]["metadata"]["annotations"][TOPOLOGY_ANNOTATION] for b in batches(emulator)) == [
-        "nn-1/nn-2/sw-a", "nn-1/nn-2/sw-b"]  # read results by switch: a slow spine is a pattern of groups
+        "nn-1/nn-2/sw-a,nn-1/nn-2/sw-c", "nn-1/nn-3/sw-b"]  # across nn-2's leaves: its spine is in the test
     for batch in batches(emulator):
         job = emulator.jobs[batch]
         assert job["spec"]["completions"] == len(members(emulator, batch)) <= 3
+
+
+def test_starting_a_group_patches_its_nodes_from_the_cache_without_reading_them(emulator):
+    names = ["c0", "c1", "c2"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-c"), status=copy.deepcopy(P5_STATUS),
+                          annotations={KEYS.generation: "1", KEYS.attempts: "1", KEYS.stage: "stress-passed"})
+    run = Running(emulator)
+    for name in names:  # the cache as the node watch fills it: current
+        run.controller.nodes[name] = copy.deepcopy(emulator.nodes[name])
+    before = len(emulator.requests)
+    run.controller._start_batch("p5.48xlarge", "quick", names)
+    calls = [(method, path) for method, path, _ in emulator.requests[before:]]
+    assert [m for m, p in calls if "/nodes/" in p] == ["PATCH"] * 3 and not [m for m, _ in calls if m == "GET"]
+    assert all(annotations(emulator, n)[KEYS.stage] == "connectivity" for n in names)
+    stale = copy.deepcopy(emulator.nodes["c0"])  # another writer moves c0 on; the cache lags behind
+    emulator.set_node_labels("c0", {"example.com/other": "writer"})
+    run.controller.nodes["c0"] = stale
+    run.controller._start_batch("p5.48xlarge", "quick", ["c0"])  # the guard fails, the node is read, patched
+    assert labels(emulator, "c0")["example.com/other"] == "writer" and \
+        annotations(emulator, "c0")[KEYS.batch] == run.controller.nodes["c0"]["metadata"]["annotations"][KEYS.batch]
 
 
 @pytest.mark.parametrize("lose", ["deleted", "NotReady", "Failed"])
@@ -235,6 +257,24 @@ def test_first_deaths_name_the_pod_that_died_first_on_its_own_and_nothing_when_i
     assert first_deaths([pod("a", t0), pod("b", t0), pod("c", t0)], job) == {}  # all at once: the group failed
     assert first_deaths([pod("a", "soon"), pod("b", t1)], job) == {}  # a time that cannot be read
     assert first_deaths([pod("a", t0, owner="other"), pod("b", t1, 0)], job) == {}  # not its pod; a clean exit
+
+
+def test_first_deaths_name_nobody_when_another_died_in_the_same_or_the_next_second():
+    from dhc.controller.batches import first_deaths
+
+    job = {"metadata": {"name": "g", "uid": "u", "annotations": {NODES_ANNOTATION: "a,b,c,d"}}}
+
+    def pod(node, at):
+        return {"metadata": {"name": f"g-{node}", "ownerReferences": [{"uid": "u", "controller": True}]},
+                "spec": {"nodeName": node}, "status": {"containerStatuses": [{"name": "dhc", "state": {
+                    "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": at}}}]}}
+
+    t0, t1, t2, t9 = (f"2026-11-30T10:00:0{s}Z" for s in (0, 1, 2, 9))
+    three = [pod("a", t0), pod("b", t0), pod("c", t0), pod("d", t9)]  # d may be the one that hung and broke them
+    assert first_deaths(three, job) == {}  # nobody charged alone, nobody kept apart: every try counts
+    assert first_deaths([pod("a", t0), pod("b", t1)], job) == {}  # a second apart: either may have been first
+    assert list(first_deaths([pod("a", t0), pod("b", t2), pod("c", t9)], job)) == ["a"]  # clearly first
+    assert list(first_deaths([pod("b", t0)], job)) == ["b"]  # the only one that died on its own
 
 
 # -- the batcher's error model, its survival, and its dirty flag --------------------------------------

@@ -27,20 +27,54 @@ def test_forty_nodes_under_one_switch_split_into_balanced_bounded_groups() -> No
     assert sorted(n for g in groups for n in g) == sorted(c.name for c in nodes)  # each node in one group
 
 
-def test_a_full_switch_forms_at_once_and_a_partial_one_waits_for_the_window() -> None:
-    full = [node(f"a{i:02}", since=10.0, l3="sw-a") for i in range(16)]
-    partial = [node(f"b{i}", since=10.0, l3="sw-b") for i in range(5)]
+def test_a_full_domain_forms_at_once_and_a_partial_one_waits_for_the_window() -> None:
+    full = [node(f"a{i:02}", since=10.0, l2="nn-a", l3="sw-a") for i in range(16)]
+    partial = [node(f"b{i}", since=10.0, l2="nn-b", l3="sw-b") for i in range(5)]
     groups = form(full + partial, Grouping(size=16), WINDOW, now=11.0)
     assert groups == [sorted(c.name for c in full)]
     later = form(partial, Grouping(size=16), WINDOW, now=10.0 + WINDOW)
     assert later == [sorted(c.name for c in partial)]
 
 
-def test_two_layer3_switches_make_two_groups_never_mixed() -> None:
-    one = [node(f"x{i}", l1="nn-1", l2="nn-2", l3="sw-x") for i in range(5)]
-    two = [node(f"y{i}", l1="nn-1", l2="nn-2", l3="sw-y") for i in range(3)]
+def test_sixteen_nodes_under_one_layer2_over_four_leaves_make_one_group_spanning_them() -> None:
+    nodes = [node(f"n{i:02}", l1="nn-1", l2="nn-2", l3=f"leaf-{i % 4}") for i in range(16)]
+    groups = form(nodes, Grouping(size=16), WINDOW, now=WINDOW)
+    assert groups == [sorted(c.name for c in nodes)]  # not four groups of 4, one under each leaf
+
+
+def test_groups_of_a_layer2_domain_each_cross_its_leaves() -> None:
+    nodes = [node(f"n{i:02}", l1="nn-1", l2="nn-2", l3=f"leaf-{i // 10}") for i in range(40)]  # 4 leaves of 10
+    by_name = {c.name: c for c in nodes}
+    groups = form(nodes, Grouping(size=16), WINDOW, now=WINDOW)
+    assert sizes(groups) == [14, 13, 13]
+    for g in groups:  # each holds 3 or 4 of every leaf: its all-reduce crosses the spine
+        leaves = [by_name[n].labels[LAYERS[2]] for n in g]
+        assert {leaves.count(leaf) for leaf in set(leaves)} <= {3, 4} and len(set(leaves)) == 4
+
+
+def test_a_small_leaf_is_dealt_so_every_group_crosses_the_spine() -> None:
+    big = [node(f"b{i:02}", l2="nn-2", l3="leaf-big") for i in range(30)]
+    small = [node(f"s{i}", l2="nn-2", l3="leaf-small") for i in range(3)]
+    groups = form(big + small, Grouping(size=16), WINDOW, now=WINDOW)
+    assert sizes(groups) == [11, 11, 11]
+    assert all(sum(n.startswith("s") for n in g) == 1 for g in groups)
+
+
+def test_two_layer2_domains_are_never_mixed() -> None:
+    one = [node(f"x{i}", l1="nn-1", l2="nn-2", l3=f"sw-x{i % 2}") for i in range(5)]
+    two = [node(f"y{i}", l1="nn-1", l2="nn-3", l3="sw-y") for i in range(3)]
     groups = form(one + two, Grouping(size=16), WINDOW, now=WINDOW)
     assert sorted(groups) == [sorted(c.name for c in one), sorted(c.name for c in two)]
+    full = [node(f"z{i:02}", l1="nn-1", l2=f"nn-{i % 2}", l3=f"sw-{i % 4}") for i in range(32)]  # 16 + 16
+    for g in form(full, Grouping(size=16), WINDOW, now=WINDOW):
+        assert len({c.labels[LAYERS[1]] for c in full if c.name in g}) == 1 and len(g) == 16
+
+
+def test_before_the_window_a_domain_forms_only_full_groups_and_the_newest_wait_for_peers() -> None:
+    nodes = [node(f"n{i:02}", since=float(i), l2="nn-2", l3=f"leaf-{i % 4}") for i in range(20)]
+    early = form(nodes, Grouping(size=16), WINDOW, now=30.0)
+    assert early == [sorted(c.name for c in nodes[:16])]  # one full group spanning the leaves, not 10/10
+    assert form(nodes[16:], Grouping(size=16), WINDOW, now=16.0 + WINDOW) == [["n16", "n17", "n18", "n19"]]
 
 
 def test_a_seventeenth_node_waits_then_joins_the_next_group_of_its_type() -> None:
@@ -57,7 +91,7 @@ def test_a_seventeenth_node_waits_then_joins_the_next_group_of_its_type() -> Non
 def test_a_stray_joins_the_nearest_group_in_the_topology() -> None:
     near = [node(f"n{i}", l1="nn-1", l2="nn-2", l3="sw-n") for i in range(3)]
     far = [node(f"f{i}", l1="nn-9", l2="nn-8", l3="sw-f") for i in range(3)]
-    stray = node("s", l1="nn-1", l2="nn-2", l3="sw-s")
+    stray = node("s", l1="nn-1", l2="nn-3", l3="sw-s")  # alone under its layer-2 node; shares layer-1 with near
     groups = form(near + far + [stray], Grouping(size=16), WINDOW, now=WINDOW)
     assert sorted(groups) == [["f0", "f1", "f2"], ["n0", "n1", "n2", "s"]]
 
@@ -73,7 +107,7 @@ def test_a_lone_node_runs_alone_only_after_the_longer_wait() -> None:
 
 
 def test_strays_of_several_switches_pool_once_they_reach_the_minimum() -> None:
-    strays = [node("a", l3="sw-a"), node("b", l3="sw-b")]
+    strays = [node("a", l2="nn-a", l3="sw-a"), node("b", l2="nn-b", l3="sw-b")]  # one under each layer-2 node
     assert form(strays, Grouping(size=16, min_size=2), WINDOW, now=WINDOW) == [["a", "b"]]
 
 
@@ -91,12 +125,14 @@ def test_mixed_instance_types_and_profiles_never_share_a_group() -> None:
     assert sorted(groups) == [["lone-p4", "q0", "q1", "q2"], ["p0", "p1", "p2"], ["r0", "r1", "r2"]]
 
 
-def test_a_user_named_label_replaces_the_eks_layers() -> None:
+def test_a_user_named_label_replaces_the_eks_layers_as_a_single_level() -> None:
     label = "example.com/placement-group"
-    nodes = [node(f"a{i}", l3="sw-1", **{label: "pg-a"}) for i in range(3)] + \
-            [node(f"b{i}", l3="sw-1", **{label: "pg-b"}) for i in range(3)]
+    nodes = [node(f"a{i}", l2="nn-1", l3=f"sw-{i}", **{label: "pg-a"}) for i in range(3)] + \
+            [node(f"b{i}", l2="nn-1", l3=f"sw-{i}", **{label: "pg-b"}) for i in range(3)]
     groups = form(nodes, Grouping(size=16, label=label), WINDOW, now=WINDOW)
-    assert sorted(groups) == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+    assert sorted(groups) == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]  # by placement group, not by the EKS layers
+    many = [node(f"p{i:02}", l3=f"sw-{i % 4}", **{label: "pg-a"}) for i in range(20)]
+    assert sizes(form(many, Grouping(size=16, label=label), WINDOW, now=WINDOW)) == [10, 10]
 
 
 def test_topology_path_reads_coarse_to_fine_and_ignores_missing_inner_layers() -> None:

@@ -1,17 +1,19 @@
 """The connectivity stage: groups of nodes whose stress passed, each tested together in one Indexed Job.
 
 ``Batches`` is a mixin of the ``Controller``. Its background thread forms groups (``topology.form``:
-bounded, by network topology, never mixing instance types or profiles) from the nodes waiting in
-``candidates`` (node -> when its stress passed), creates each group's headless Service and Indexed
-Job (``jobs.batch_manifests``) and marks its nodes InProgress at the connectivity stage. A node that
-is gone, NotReady or Failed joins no group; one lost from a group whose Job runs dissolves it: the
-others go back to the candidates at the same try and re-form without it (its loss is not theirs),
-and the lost node gets its own next try (``reconcile.next_try``). A group's Job that ended without
-a verdict for a node re-forms the same way (``regrouped``) when another member was lost, or when
-another member's pod died first on its own (``first_deaths``: a non-zero exit without a verdict
-before any other); a Job that ran out of time, or whose pods all died at once, has no culprit and
-every member's try counts. A lost node is held out of groups until its survivors are in a new one
-(dissolving and re-forming: ``regroup.Regroup``, a mixin under this one).
+bounded, filled within a layer-2 domain across its leaves, never mixing instance types or profiles)
+from the nodes waiting in ``candidates`` (node -> when its stress passed), creates each group's
+headless Service and Indexed Job (``jobs.batch_manifests``) and marks its nodes InProgress at the
+connectivity stage (each patch starts from the cached node: no read unless the cache is stale). A
+node that is gone, NotReady or Failed joins no group; one lost from a group whose Job runs dissolves
+it: the others go back to the candidates at the same try and re-form without it (its loss is not
+theirs), and the lost node gets its own next try (``reconcile.next_try``). A group's Job that ended
+without a verdict for a node re-forms the same way (``regrouped``) when another member was lost, or
+when another member's pod died first on its own (``first_deaths``: a non-zero exit without a
+verdict, alone in the first second, the next death 2 s or more later); a Job that ran out of time,
+or whose pods died together, has no culprit and every member's try counts. A lost node is held out
+of groups until its survivors are in a new one (dissolving and re-forming: ``regroup.Regroup``, a
+mixin under this one).
 
 The batcher forms groups only when something that decides them changed (a candidate, a candidate's
 or a group member's node, a connectivity Job: the caches' listeners set a dirty flag) or when a
@@ -216,8 +218,8 @@ class Batches(Regroup):
         for name in names:
             annotations = {self.keys.stage: "connectivity", self.keys.batch: job["metadata"]["name"]}
             state = scheme.NodeState("InProgress", "Unschedulable")
-            self.nodes[name] = self.kube.patch_node(
-                name, lambda n, a=annotations, s=state: scheme.node_ops(n, self.keys, s, a))
+            self.nodes[name] = self.kube.patch_node(  # from the cached node: a stale one fails the guard, is read
+                name, lambda n, a=annotations, s=state: scheme.node_ops(n, self.keys, s, a), current=nodes[name])
             self.candidates.pop(name, None)
         log.info("connectivity group %s: %d %s nodes at %s", job["metadata"]["name"], len(names), itype, where)
 

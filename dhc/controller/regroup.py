@@ -81,7 +81,7 @@ class Regroup:
                 continue
             state = scheme.NodeState("InProgress", "Unschedulable", why)
             patched = self.kube.patch_node(member, lambda n, s=state: scheme.node_ops(
-                n, self.keys, s, {self.keys.stage: "stress-passed"}))
+                n, self.keys, s, {self.keys.stage: "stress-passed"}), current=self.nodes.get(member))
             self.nodes[member] = patched
             self.candidates[member] = ripe
             self.kube.node_event(patched, "DeepHealthCheckRegroup", why, warning=False,

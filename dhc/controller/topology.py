@@ -1,25 +1,34 @@
 """Connectivity groups: which nodes whose stress passed test their fabric together (pure, no API calls).
 
 A group is bounded (``Grouping.size``, default 16 nodes) and never mixes instance types or profiles
-(the caller's ``kind``). Within a kind, nodes are placed by network topology, coarse to fine: EKS's
-``topology.k8s.aws/network-node-layer-1`` / ``-2`` / ``-3`` labels (layer-3 is the switch closest to
-the node: nodes sharing it share a spine), or the one label the user names (``Grouping.label``,
-e.g. a placement-group label); a node without them is placed by its kind alone. So a slow spine
-shows up as a pattern across groups (every group under one layer-2 node slow), and the pairwise
-localisation after a slow all-reduce stays inside a group.
+(the caller's ``kind``). Within a kind, nodes are placed by network topology: EKS's
+``topology.k8s.aws/network-node-layer-1`` / ``-2`` / ``-3`` labels (coarse to fine: layer-3 is the
+leaf switch next to the node, layer-2 the spine above the leaves), or the one label the user names
+(``Grouping.label``, e.g. a placement-group label: a single level); a node without them is placed by
+its kind alone.
 
-A switch's nodes form groups once ``size`` of them wait, or once the oldest has waited the window:
-then all its waiting nodes split into ``ceil(n / size)`` balanced groups (40 -> 14/13/13, not
-16/16/8: no group is a straggling remainder whose bandwidth reads differently, and no remainder of
-one is left without a peer). A switch with fewer than ``min_size`` waiting nodes after the window
-has strays: each joins the group forming now with room that shares the most topology with it; the
-rest pool with their kind's other strays, in topology order, into groups of at least ``min_size``;
-strays short of that wait, and after ``alone_after_s`` (five windows unless set) run a group of
-whatever size they form (one node: the intra-node stage only).
+A group fills up to the bound within one layer-2 domain (the nodes under one layer-2 node), spanning
+its leaves: the domain's waiting nodes are dealt into ``ceil(n / size)`` groups one at a time, largest
+leaf first, so every group holds nodes of several leaves wherever the domain has more than one (and
+the others have enough nodes to go round), and its all-reduce crosses the spine. Groups kept inside a
+leaf would never cross a spine, so a slow spine could not show; and 16 nodes spread over four leaves
+would make four groups of 4. Crossing the spine, a slow spine shows as a pattern: every group under
+that layer-2 node slow, and the groups of its neighbours not. A group never spans two layer-2 domains
+(unless it pools strays, below): a slow result then points at one spine, and the pairwise
+localisation after a slow all-reduce stays inside one domain.
 
-Who breaks a group, read from the cached objects: a node that is ``lost`` (deleted, NotReady,
-marked Failed) takes part in none, and ``first_deaths`` names the member whose group pod died first
-on its own (a non-zero exit without a verdict before any other pod).
+A domain forms full groups of ``size`` as soon as that many wait (the oldest first; the rest wait for
+peers), and all its waiting nodes once the oldest has waited the window, in groups whose sizes differ
+by one at most (40 -> 14/13/13, not 16/16/8: no straggling remainder whose bandwidth reads
+differently, no remainder of one left without a peer). A domain with fewer than ``min_size``
+waiting nodes after the window has strays: each joins the group forming now with room that shares the
+most topology with it; the rest pool with their kind's other strays, in topology order, into groups of
+at least ``min_size``; strays short of that wait, and after ``alone_after_s`` (five windows unless set)
+run a group of whatever size they form (one node: the intra-node stage only).
+
+Who breaks a group, read from the cached objects: a node that is ``lost`` (deleted, NotReady, marked
+Failed) takes part in none, and ``first_deaths`` names the member whose group pod died first on its
+own (a non-zero exit without a verdict, the only one in the first second, the next clearly later).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from dhc.controller.jobs import CONTAINER, NODES_ANNOTATION
 from dhc.k8s import scheme
 
 ALONE_AFTER_WINDOWS = 5  # strays below the minimum wait this many windows before they test alone
+CLEARLY_LATER_S = 2.0  # finishedAt has 1 s resolution: a death this much later surely came after the first
 LAYERS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3))  # coarse to fine
 
 
@@ -83,23 +93,43 @@ def form(candidates: list[Candidate], grouping: Grouping, window_s: float, now: 
     return groups
 
 
+def domain(where: tuple[str, ...], label: str = "") -> tuple[str, ...]:
+    """The layer-2 domain of a place, which a group never spans unless it pools strays (a named label: itself)."""
+    return where if label else where[:2]
+
+
 def _form_kind(members: list[Candidate], grouping: Grouping, window_s: float, now: float) -> list[list[Candidate]]:
-    switches: dict[tuple[str, ...], list[Candidate]] = {}
+    domains: dict[tuple[str, ...], list[Candidate]] = {}
     for c in sorted(members, key=lambda c: (c.since, c.name)):
-        switches.setdefault(path(c.labels, grouping.label), []).append(c)
+        domains.setdefault(domain(path(c.labels, grouping.label), grouping.label), []).append(c)
     formed: list[tuple[tuple[str, ...], list[Candidate]]] = []
     strays: list[tuple[tuple[str, ...], Candidate]] = []
-    for where, waiting in switches.items():
-        ripe = len(waiting) >= grouping.size or now - waiting[0].since >= window_s
-        if ripe and len(waiting) >= grouping.min_size:
-            formed += [(where, g) for g in balanced(waiting, grouping.size)]
-        elif ripe:
-            strays += [(where, c) for c in waiting]
+    for where, waiting in domains.items():
+        if now - waiting[0].since < window_s:  # before the window: only full groups, the newest wait for peers
+            waiting = waiting[:len(waiting) // grouping.size * grouping.size]
+            if waiting:
+                formed += [(where, g) for g in across_leaves(waiting, grouping)]
+        elif len(waiting) >= grouping.min_size:
+            formed += [(where, g) for g in across_leaves(waiting, grouping)]
+        else:
+            strays += [(path(c.labels, grouping.label), c) for c in waiting]
     left = [(where, stray) for where, stray in strays if not _join(formed, where, stray, grouping.size)]
     pooled = [[c for _, c in g] for g in balanced(sorted(left, key=lambda item: item[0]), grouping.size)] if left else []
     alone_after = ALONE_AFTER_WINDOWS * window_s if grouping.alone_after_s is None else grouping.alone_after_s
     return [g for _, g in formed] + [g for g in pooled if len(g) >= grouping.min_size or
                                      all(now - c.since >= alone_after for c in g)]
+
+
+def across_leaves(waiting: list[Candidate], grouping: Grouping) -> list[list[Candidate]]:
+    """One domain's waiting nodes in ``ceil(n / size)`` groups whose sizes differ by one at most, dealt one
+    node at a time, largest leaf first: each group gets its share of every leaf, so it crosses the spine
+    wherever the leaves other than the largest hold at least one node per group."""
+    leaves: dict[tuple[str, ...], list[Candidate]] = {}
+    for c in waiting:
+        leaves.setdefault(path(c.labels, grouping.label)[2:] if not grouping.label else (), []).append(c)
+    order = [c for _, leaf in sorted(leaves.items(), key=lambda item: (-len(item[1]), item[0])) for c in leaf]
+    count = -(-len(order) // grouping.size)
+    return [order[i::count] for i in range(count)]
 
 
 def balanced(members: list[Any], size: int) -> list[list[Any]]:
@@ -154,9 +184,11 @@ def members(job: dict[str, Any]) -> list[str]:
 
 
 def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, str]:
-    """The members whose group pod died first on its own: it ended without a verdict (a non-zero exit, no
-    termination message) before any other pod ended so. {} when that cannot be told: no such pod, a time
-    that cannot be read, or every member's pod died so at once (the group failed as a whole)."""
+    """The member whose group pod died first on its own: it ended without a verdict (a non-zero exit, no
+    termination message) before any other pod ended so. finishedAt has 1 s resolution, so a pod is named
+    only when it is the one such pod in the first second and the next died ``CLEARLY_LATER_S`` or more
+    later. {} when that cannot be told: no such pod, a time that cannot be read, two or more dying in
+    the first second or close after it (the one that hung and broke them may be any: every try counts)."""
     uid, deaths = job["metadata"].get("uid"), []
     for pod in pods:
         owners = [r.get("uid") for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
@@ -169,9 +201,11 @@ def first_deaths(pods: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, s
         deaths.append((scheme.parse_time(ended.get("finishedAt")), (pod.get("spec") or {}).get("nodeName", ""), why))
     if not deaths or any(at is None for at, _, _ in deaths):
         return {}
-    first = min(at for at, _, _ in deaths)  # type: ignore[type-var]
-    culprits = {node: why for at, node, why in deaths if at == first and node in members(job)}
-    return culprits if len(culprits) < len(members(job)) else {}
+    deaths.sort(key=lambda death: death[0])  # type: ignore[arg-type,return-value]
+    (first, node, why), later = deaths[0], [at for at, _, _ in deaths[1:]]
+    if later and (later[0] - first).total_seconds() < CLEARLY_LATER_S:  # type: ignore[operator]
+        return {}  # another died in the same second, or the next: which came first cannot be told
+    return {node: why} if node in members(job) and len(members(job)) > 1 else {}
 
 
 def regroup_reason(job: dict[str, Any], gone: dict[str, str]) -> str:
