@@ -6,24 +6,36 @@ writes and <= 1 read per node (counted at the emulator: the join patch and the J
 starts from the cached node, so a join needs no read), and the controller's memory: peak RSS < 1 GiB (and, with --tracemalloc,
 the Python heap's peak; tracing slows the run, so the time is not judged then).
 
+connectivity: 5,000 nodes whose stress passed (InProgress, stage stress-passed, EKS topology labels:
+64 per layer-3, 8 layer-3 per layer-2) appear at once; the time until every node is at the
+connectivity stage with its group's Job, a 2 s window for the remainders. Goals: <= 1 read per node
+(each node's patch starts from the cached node) and <= 2 writes per node (its patch, and its share of
+its group's Service and Job), counted at the emulator; the group count and sizes.
+
 remediation: 500 nodes at rest are marked UnschedulablePendingReboot at once (a bad driver
 rollout), with the circuit breaker at 10% and the hyperpod actuator against the tests' local
 SageMaker endpoint. Goal: exactly 50 rebooted, the breaker tripped once, and how long that took.
 
     python benchmarks/controller.py [--nodes 5000] [--workers 8] [--tracemalloc]
+    python benchmarks/controller.py --scenario connectivity [--nodes 5000]
     python benchmarks/controller.py --scenario remediation [--nodes 500]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import multiprocessing
 import resource
+import statistics
 import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from k8s_emulator import Emulator  # noqa: E402  (the emulator the tests use)
@@ -36,6 +48,10 @@ from dhc.k8s import scheme  # noqa: E402
 from dhc.k8s.client import Kube  # noqa: E402
 
 P5 = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+P5_STATUS = {"capacity": {"nvidia.com/gpu": "8"}, "allocatable": {"cpu": "191450m", "memory": "2097152000Ki",
+                                                                  "nvidia.com/gpu": "8"}}
+_KEYS = scheme.Keys()
+STRESS_PASSED = {_KEYS.generation: "1", _KEYS.attempts: "1", _KEYS.stage: "stress-passed"}
 WRITES = ("PATCH", "POST", "PUT", "DELETE")
 
 
@@ -43,10 +59,11 @@ def main() -> None:
     from grouping import grouping  # the connectivity grouping of 5,000 nodes (benchmarks/grouping.py)
     from resume import resume  # job auto-resume: 100 jobs interrupted at once (benchmarks/resume.py)
 
-    scenarios = {"join": join, "remediation": remediation, "grouping": grouping, "resume": resume}
+    scenarios = {"join": join, "connectivity": connectivity, "remediation": remediation, "grouping": grouping,
+                 "resume": resume}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(scenarios), default="join")
-    parser.add_argument("--nodes", type=int, help="default: 5000 (join), 500 (remediation)")
+    parser.add_argument("--nodes", type=int, help="default: 5000 (join, connectivity), 500 (remediation)")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--tracemalloc", action="store_true", help="join: also trace the Python heap's peak")
     args = parser.parse_args()
@@ -72,6 +89,15 @@ def _emulator_process(conn: object) -> None:
                 for name in arg:
                     emulator.add_node(name, dict(P5))
                 reply: object = None
+            elif command == "add_passed":
+                for name, labels in arg:
+                    emulator.add_node(name, labels, status=copy.deepcopy(P5_STATUS), annotations=dict(STRESS_PASSED))
+                reply = None
+            elif command == "grouped":
+                with emulator.lock:
+                    batch = [(n["metadata"]["annotations"].get(keys.stage), n["metadata"]["annotations"].get(keys.batch))
+                             for n in emulator.nodes.values()]
+                    reply = [b for stage, b in batch if stage == "connectivity" and b in emulator.jobs]
             elif command == "progress":
                 with emulator.lock:
                     reply = (sum(1 for n in emulator.nodes.values()
@@ -138,6 +164,56 @@ def join(args: argparse.Namespace) -> None:
     print(_line("controller peak RSS", f"{rss:.0f} MiB (at start {rss_before:.0f} MiB)", "< 1024 MiB", rss < 1024))
     if heap is not None:
         print(f"controller Python heap peak (tracemalloc): {heap:.0f} MiB, {heap * 1024 / nodes:.1f} KiB per node")
+
+
+def connectivity(args: argparse.Namespace) -> None:
+    from grouping import L3_PER_L2, PER_L3
+
+    from dhc.controller.topology import LAYERS
+
+    nodes, keys = args.nodes or 5000, scheme.Keys()
+    ask, stop = _controller(args, batch_window_s=2.0)
+    before, cpu_before = ask("mark"), _cpu_s()
+    start = time.perf_counter()
+    ask("add_passed", [(f"gpu-{i:05d}", dict(P5, **{keys.check_status: "InProgress"}, **dict(zip(
+        LAYERS, (f"nn-{i // (PER_L3 * L3_PER_L2 * 4)}", f"nn-l2-{i // (PER_L3 * L3_PER_L2)}", f"nn-l3-{i // PER_L3}"),
+        strict=True)))) for i in range(nodes)])
+    while len(grouped := ask("grouped")) < nodes:  # type: ignore[arg-type]
+        if time.perf_counter() - start > 600:
+            raise SystemExit(f"only {len(grouped)} of {nodes} nodes in a started group after 600 s")  # type: ignore[arg-type]
+        time.sleep(0.25)
+    elapsed, cpu = time.perf_counter() - start, _cpu_s() - cpu_before
+    stop.set()
+    methods = ask("requests", before)
+    ask("stop")
+    sizes = sorted(Counter(grouped).values())  # type: ignore[arg-type]
+    writes = sum(1 for m in methods if m in WRITES) / nodes  # type: ignore[union-attr]
+    reads = sum(1 for m in methods if m == "GET") / nodes  # type: ignore[union-attr]
+    print(f"{nodes} nodes whose stress passed, {args.workers} workers, window 2 s: {len(sizes)} groups, sizes "
+          f"min {sizes[0]} / median {statistics.median(sizes):g} / max {sizes[-1]}; controller CPU "
+          f"{cpu * 1000 / nodes:.1f} ms per node")
+    print(_line("every node at the connectivity stage with its group's Job after", f"{elapsed:.2f} s",
+                "< 30 s", elapsed < 30))
+    print(_line("reads per node", f"{reads:.2f}", "<= 1", reads <= 1))
+    print(_line("writes per node", f"{writes:.2f}", "<= 2", writes <= 2))
+    print(_line("largest group", f"{sizes[-1]}", "<= 16", sizes[-1] <= 16))
+
+
+def _controller(args: argparse.Namespace, **settings: Any) -> tuple[Callable[..., object], threading.Event]:
+    """The emulator in a child process and a running controller against it: (ask the emulator, stop)."""
+    parent, child = multiprocessing.Pipe()
+    multiprocessing.get_context("fork").Process(target=_emulator_process, args=(child,), daemon=True).start()
+
+    def ask(command: str, arg: object = None) -> object:
+        parent.send((command, arg))
+        return parent.recv()
+
+    controller = Controller(_kube(parent.recv(), args.workers), thresholds.load(), ControllerSettings(
+        jobs=JobSettings(image="dhc-node:bench"), workers=args.workers, resync_s=60, watch_timeout_s=60, **settings))
+    stop = threading.Event()
+    threading.Thread(target=controller.run, args=(stop,), daemon=True).start()
+    time.sleep(1.0)  # the controller has listed the empty cluster and is watching
+    return ask, stop
 
 
 def _cpu_s() -> float:
