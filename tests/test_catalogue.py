@@ -189,3 +189,14 @@ def test_a_suite_names_its_check_only_in_its_marker(suite):
     spelled = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and id(node) not in allowed
                and isinstance(node.value, str) and (node.value in CATALOGUE or node.value in FAULTS)]
     assert spelled == [], f"{suite.name} retypes {spelled}: ask dhc_check (.id, .spec, .planted) instead"
+
+
+def test_the_readme_fault_table_names_every_planted_fault_with_its_check_and_strength():
+    """README's self-test table is written by hand: each row must still match its catalogue declaration."""
+    rows = {line.split("|")[1].strip().strip("`"): line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().strip("`") in FAULTS}
+    assert set(rows) == set(FAULTS), f"faults missing from README's table: {set(FAULTS) - set(rows)}"
+    for name, (check, fault) in FAULTS.items():
+        assert f"`{check}` {fault.caught_as.status.value}" in rows[name], name
+        for value in fault.strength.values():
+            assert f"{value:g}" in rows[name], f"{name}: README does not say its strength {value:g}"
