@@ -374,8 +374,9 @@ class Emulator:
                 return _reply(handler, 415, {"kind": "Status", "code": 415})
             try:
                 patched = apply_json_patch(node, json.loads(body))
-            except PatchTestFailed as exc:
-                return _reply(handler, 422, {"kind": "Status", "code": 422, "message": f"the test operation failed: {exc}"})
+            except PatchTestFailed:
+                return _reply(handler, 422, {"kind": "Status", "code": 422, "reason": "Invalid", "message":
+                                             "the server rejected our request due to an error in our request"})
             self._record("nodes", "MODIFIED", patched)
             self.nodes[name] = patched
             return _reply(handler, 200, patched)

@@ -192,8 +192,9 @@ class Workloads(Operators):
         elif "json-patch" in kind:
             try:
                 patched = json_patch(obj, json.loads(body))
-            except (KeyError, IndexError, ValueError) as exc:
-                return _reply(handler, 422, {"kind": "Status", "code": 422, "reason": "Invalid", "message": str(exc)})
+            except (KeyError, IndexError, ValueError):  # as the API server: a patch that did not apply, no detail
+                return _reply(handler, 422, {"kind": "Status", "code": 422, "reason": "Invalid", "message":
+                                             "the server rejected our request due to an error in our request"})
         else:
             return _reply(handler, 415, {"kind": "Status", "code": 415})
         refused = jobset_webhook(obj, patched) if plural == "jobsets" else ""
@@ -254,7 +255,7 @@ def json_patch(target: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, A
             holder = holder[int(part)] if isinstance(holder, list) else holder[part]
         key: Any = int(last) if isinstance(holder, list) else last
         if op["op"] == "test" and holder[key] != op["value"]:
-            raise ValueError(f"the server rejected our request: test operation failed at {op['path']}")
+            raise ValueError(f"testing value {op['path']} failed: test failed")
         if op["op"] in ("add", "replace"):
             holder[key] = copy.deepcopy(op["value"])
         elif op["op"] == "remove":

@@ -284,3 +284,21 @@ def test_the_controller_runs_only_a_pinned_image(image, ok):
 def test_dhc_controller_without_a_pinned_image_exits_2(args):
     proc = subprocess.run([sys.executable, "-m", "dhc", "controller", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("message", "conflict"), [
+    ("the server rejected our request due to an error in our request", True),  # a failed test op, as sent
+    ("testing value /metadata/resourceVersion failed: test failed", True),  # json-patch's own words
+    ('JobSet.jobset.x-k8s.io "latest" is invalid: spec.replicatedJobs: Invalid value: "array": field is immutable',
+     False),
+    ('Job.batch "test-run" is invalid: spec.template: Invalid value: "object": field is immutable', False)])
+def test_only_a_json_patch_that_did_not_apply_is_a_conflict_never_a_422_naming_test(message, conflict):
+    from kubernetes.client.rest import ApiException
+
+    from dhc.k8s.apierrors import K8sConflict, translate
+
+    exc = ApiException(status=422, reason="Unprocessable Entity")
+    exc.body = json.dumps({"kind": "Status", "code": 422, "reason": "Invalid", "message": message})
+    error = translate("patch jobsets default/latest", exc)
+    assert isinstance(error, K8sConflict) is conflict and error.permanent is not conflict
+    assert error.detail == message

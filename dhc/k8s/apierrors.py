@@ -3,13 +3,19 @@
 A 400, 401, 403, 404 or an invalid 422 will fail the same way until something changes (RBAC, the
 object, the request): ``permanent``, reported instead of retried. 5xx, 429, 408, 409 and a 422 from
 a failed resourceVersion test (``K8sConflict``), timeouts and dropped connections are temporary and
-worth another try later. ``translate`` turns the client's ``ApiException`` into one of these,
+worth another try later. A JSON patch the API server cannot apply (a ``test`` op that fails, as when
+the resourceVersion moved on) is answered 422 Invalid with the generic Status message "the server
+rejected our request due to an error in our request" and no object named (apiserver's patch handler:
+NewGenericServerResponse); json-patch's own words are "testing value <path> failed". Only those are
+conflicts: a 422 naming an object ("JobSet.jobset.x-k8s.io \"latest\" is invalid: ...") is validation,
+permanent, whatever the object is called. ``translate`` turns the client's ``ApiException`` into one of these,
 keeping the API server's own message (the Status body's ``message``: what RBAC or validation said).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -17,6 +23,8 @@ from kubernetes.client.rest import ApiException
 from dhc.errors import DhcError
 
 RETRIED, TEMPORARY_4XX = {429, 500, 502, 503, 504}, {408, 409, 429}
+PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
+_TEST_FAILED = re.compile(r"\btesting value \S* ?failed", re.IGNORECASE)
 
 
 class K8sError(DhcError):
@@ -51,10 +59,15 @@ def translate(what: str, exc: ApiException) -> K8sError:
     reason, detail = (exc.reason or "").strip(), api_message(exc.body)
     if exc.status == 404:
         return K8sNotFound(f"{what}: not found", 404, what, detail)
-    if exc.status == 409 or (exc.status == 422 and "test" in str(exc.body or "")):
+    if exc.status == 409 or (exc.status == 422 and test_failed(detail)):
         return K8sConflict(f"{what}: changed meanwhile ({exc.status})", exc.status, what, detail)
     said = f": {detail}" if detail else ""
     return K8sError(f"{what}: HTTP {exc.status} {reason}{said}", exc.status, what, detail)
+
+
+def test_failed(message: str) -> bool:
+    """Whether a 422's Status message is a JSON patch that did not apply (a failed ``test`` op), not validation."""
+    return message.strip().startswith(PATCH_NOT_APPLIED) or bool(_TEST_FAILED.search(message))
 
 
 def api_message(body: Any) -> str:
