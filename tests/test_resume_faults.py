@@ -1,12 +1,14 @@
 """Job auto-resume against the node-fault shapes the kubelet and the control plane really show (a container
 restarted in place, a pod Terminating on a NotReady node), and against the gaps a review reproduced: one
 incident restarting a job twice, an old failure counted after a controller restart, two jobs resumed on
-capacity for one, a Failed job resumed, one kind's list error stopping the others, a second fault lost."""
+capacity for one, a Failed job resumed, one kind's list error stopping the others, a second fault lost, a job
+that had succeeded suspended, an old failure called healthy."""
 
 import copy
 import logging
 from datetime import UTC, datetime
 
+import pytest
 from k8s_workloads import Workloads
 from test_resume import (
     HEALTH,
@@ -176,3 +178,24 @@ def test_a_second_fault_while_waiting_is_recorded_without_a_second_retry(emulato
         assert {i["node"] for i in record(work).interruptions} == {p["spec"]["nodeName"] for p in workers}
         assert record(work).phase == "waiting" and record(work).retries == 0
         assert len(events(emulator, "JobInterruptedByNodeFault")) == 2
+
+
+@pytest.mark.parametrize("plural,name,label,done", [
+    ("pytorchjobs", "train", "training.kubeflow.org/job-name", "Succeeded"),
+    ("jobs", "etl", LABEL, "Complete")])
+def test_a_job_that_succeeded_is_never_touched_when_its_node_goes_notready(emulator, plural, name, label, done):
+    add_nodes(emulator, ("n0", "n1", "n2"))
+    with Workloads(emulator) as work, Resuming(emulator, window_s=30) as run:
+        work.add(plural, pytorchjob() if plural == "pytorchjobs" else batch_job())
+        wait_for(lambda: running(work, name, label, 2 if plural == "pytorchjobs" else 1), what="the job running")
+        with emulator.lock:  # its operator marked it done; a pod still holds its node
+            work._condition(emulator.jobs[name] if plural == "jobs" else work.objects[(plural, "default", name)],
+                            plural, done, "the job finished")
+        victim = work.pods_of(name, label)[-1]
+        work.node_not_ready(victim["spec"]["nodeName"])  # Terminating, DisruptionTarget: DeletionByTaintManager
+        wait_for(lambda: any(k.startswith(victim["metadata"]["uid"]) for k in run.resumer.judged), what="it judged")
+        run.passes(2)
+        job = work.get(plural, name)
+        assert not job["spec"].get("suspend") and not (job["spec"].get("runPolicy") or {}).get("suspend")
+        assert KEYS.state not in job["metadata"]["annotations"] and KEYS.status not in job["metadata"]["annotations"]
+        assert not events(emulator, "JobInterruptedByNodeFault") and not events(emulator, "JobAutoResumeGaveUp")

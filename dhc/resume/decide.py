@@ -35,6 +35,8 @@ class Decisions:
 
     def _interrupt(self, cand: Candidate, obj: dict[str, Any], fault: str) -> Any:
         record, kind = Record.of(obj, self.keys), cand.kind
+        if state.finished(obj) in state.SUCCEEDED:
+            return None  # it finished its work: a pod lost afterwards interrupts nothing, and it is never suspended
         started = record.restarted or str((obj.get("metadata") or {}).get("creationTimestamp") or "")
         if record.phase == "given-up" or record.seen(cand.uid) or before(cand.at, started) or \
                 (cand.created is not None and before(cand.created, record.restarted)):
@@ -98,8 +100,8 @@ class Decisions:
 
     def _wait_or_restart(self, kind: Kind, obj: dict[str, Any], capacity: Capacity) -> Any:
         record = Record.of(obj, self.keys)
-        if record.phase != "waiting":
-            return None
+        if record.phase != "waiting" or state.finished(obj) in state.SUCCEEDED:
+            return None  # a job that succeeded is never touched
         if state.finished(obj) == "Failed":  # first: a Failed job is never resumed
             return self._give_up(kind, obj, record, self._own_end(kind, obj, "while it waited"))
         need, now = state.replicas(kind, obj), datetime.now(UTC)

@@ -18,6 +18,7 @@ from dhc.k8s.scheme import PENDING, load_annotation
 from dhc.k8s.workloads import JOB, PYTORCHJOB, Kind
 
 UNHEALTHY = ("Unschedulable", *PENDING)
+SUCCEEDED = ("Succeeded", "Complete", "Completed")  # PyTorchJob, batch Job, JobSet: done, never touched again
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,7 @@ def suspended(kind: Kind, obj: dict[str, Any]) -> bool:
 def finished(obj: dict[str, Any]) -> str:
     """The job's terminal condition (Failed, Succeeded/Complete/Completed) or ""."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("status") == "True" and condition.get("type") in ("Failed", "Succeeded", "Complete",
-                                                                           "Completed"):
+        if condition.get("status") == "True" and condition.get("type") in ("Failed", *SUCCEEDED):
             return str(condition["type"])
     return ""
 
