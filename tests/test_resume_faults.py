@@ -89,13 +89,14 @@ def test_a_late_deletion_of_a_pod_from_before_the_restart_is_no_second_incident(
         assert len(events(emulator, "JobResumed")) == 1
 
 
-def test_an_old_failure_on_a_node_that_turned_faulty_later_is_not_counted_after_a_controller_restart(emulator):
+def test_an_old_failure_on_a_node_that_turned_faulty_later_is_not_counted_after_a_controller_restart(emulator, caplog):
+    caplog.set_level(logging.INFO, logger="dhc.resume")
     add_nodes(emulator, ("n0", "n1"))
     with Workloads(emulator) as work:
         work.add("jobs", batch_job())
         wait_for(lambda: running(work, "etl", LABEL, 1), what="the Job running")
         first = running(work, "etl", LABEL, 1)[0]
-        node = first["spec"]["nodeName"]
+        node, first_name = first["spec"]["nodeName"], first["metadata"]["name"]
         cordon(emulator, node, True)
         work.fail_pod(first["metadata"]["name"], exit_code=1)  # the trainer's own bug; the Job keeps the pod
         wait_for(lambda: (running(work, "etl", LABEL, 1) or [{"spec": {}}])[0]["spec"].get("nodeName") not in
@@ -106,7 +107,10 @@ def test_an_old_failure_on_a_node_that_turned_faulty_later_is_not_counted_after_
         set_health(emulator, node, "UnschedulablePendingReboot")  # much later, unrelated
         with Resuming(emulator, window_s=1.0) as run:  # a controller (re)started now lists the old Failed pod
             run.passes(4)
-            assert run.resumer.tally["left-alone"] == 1
+            assert run.resumer.tally["too-old"] == 1 and run.resumer.tally["left-alone"] == 0  # not "healthy"
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"pod default/{first_name}")]
+        assert len(said) == 1 and "too old to be this fault" in said[0] and "healthy" not in said[0]
+        assert "UnschedulablePendingReboot" in said[0]
         assert record(work, "jobs", "etl").phase == "running" and not record(work, "jobs", "etl").interruptions
         assert not work.get("jobs", "etl")["spec"].get("suspend") and not events(emulator, "JobInterruptedByNodeFault")
 

@@ -40,7 +40,7 @@ class Resumer(Decisions):
         self.judged: dict[str, None] = {}  # pod uids judged already (the newest 10,000): a later DELETED is no news
         self.pods: dict[str, tuple[Kind, dict[str, Any]]] = {}  # pod uid -> (its job's kind, the pod as last seen)
         self.resuming: dict[tuple[str, str, str], datetime] = {}  # restarted job -> when it was interrupted
-        self.tally: Counter = Counter()  # resumed, given-up/<why>
+        self.tally: Counter = Counter()  # resumed, given-up, left-alone (node healthy), too-old (fault came later)
         self.waiting = 0
         self.passes = 0  # finished passes: tests wait on it for a positive signal
         self.listed: set[str] = set()  # kinds whose pods were listed and are being watched
@@ -200,14 +200,19 @@ class Resumer(Decisions):
             if obj is not None and counts:
                 self._guarded(cand.kind, obj, lambda o, c=cand, f=fault: self._interrupt(c, o, f))
             elif obj is not None and expired and not cand.deletion:
-                log.info("pod %s/%s failed on node %s (%s), healthy within %.0f s of it: the job's own restartPolicy "
-                         "handles it", cand.namespace, cand.pod, cand.node, cand.reason, self.settings.window_s)
-                self.tally["left-alone"] += 1
+                self._left_alone(cand, fault)
             if obj is None or counts or expired:
                 self._judged(cand.uid)
         pending = {c.node for c in self.candidates.values()}
         self.faulty = {n: t for n, t in self.faulty.items() if n in pending and state.node_fault(nodes.get(n), self.keys)}
         self.healthy &= pending
+
+    def _left_alone(self, cand: Candidate, fault: str) -> None:
+        """A failure that is not this node's fault: the node stayed healthy, or turned faulty too long after it."""
+        why = "too old to be this fault (%s, more than %.0f s later)" if fault else "healthy%s within %.0f s of it"
+        log.info("pod %s/%s failed on node %s (%s), " + why + ": the job's own restartPolicy handles it",
+                 cand.namespace, cand.pod, cand.node, cand.reason, fault, self.settings.window_s)
+        self.tally["too-old" if fault else "left-alone"] += 1
 
     def _faulty_since(self, cand: Candidate, node: dict[str, Any] | None, now: datetime) -> datetime:
         """When the node turned faulty: its NotReady transition, else now if this controller saw it healthy since
