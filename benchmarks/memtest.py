@@ -1,6 +1,10 @@
 """Memtest verified bytes/s vs copy bandwidth (bytes copied per second by ``tensor.copy_``), same run.
 
-Verified bytes: bytes written with a pattern and checked. Goal: ratio >= 0.8. Copy and memtest
+Copy bytes/s: bytes copied per second by ``dst.copy_(src)`` (256 MiB on the CPU): each counted byte
+is read once and written once. Verified bytes/s: bytes written with a pattern and then read back and
+checked, per second of the patterns' and the march's passes: each counted byte is written once and
+read once (ten patterns, then the march's three checks: 13 counted bytes per byte of memory; the
+march's first write and the first pattern's write are not counted). Goal: ratio >= 0.8. Copy and memtest
 alternate in each round; the figure is the median of the per-round ratios. Also prints how much
 of the free memory the run covered. Runs on CUDA when present, else on the CPU.
 

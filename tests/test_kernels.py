@@ -130,6 +130,26 @@ def test_the_march_checks_each_tile_then_writes_it_up_then_down(monkeypatch, com
     assert (result.errors, result.verified_bytes) == (0, 3 * 9 * 64 * 8)
 
 
+def test_the_cpu_pass_split_over_threads_lists_errors_in_tile_order_and_leaves_the_next_pattern(monkeypatch):
+    """Four runs of tiles on four threads: bad words in the first and the last run are counted and
+    listed by offset, each tile read before it was overwritten; every tile then holds the next pattern."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    tiles = torch.zeros(16, 64, dtype=torch.int64)
+    random, after = patterns.make_patterns(torch.device("cpu"), 64, 7)[8:10]
+    patterns.write(tiles, random, range(16))
+    expected = tiles.clone()
+    tiles[14, 3] ^= 1 << 9
+    tiles[1, 60] ^= 1 << 2
+    result = memtest.MemtestResult("cpu")
+    memtest._verify(tiles, random, torch.empty(64, dtype=torch.int64), memtest._Errors(result, 0, 8),
+                    then_write=after, ordered=False)
+    assert result.errors == 2
+    assert [(e.byte_offset, e.expected ^ e.actual) for e in result.first_errors] == [((64 + 60) * 8, 1 << 2),
+                                                                                     ((14 * 64 + 3) * 8, 1 << 9)]
+    assert [e.expected for e in result.first_errors] == [int(expected[1, 60]), int(expected[14, 3])]
+    assert torch.equal(tiles, ~expected) and result.verified_bytes == 16 * 64 * 8
+
+
 def test_first_errors_are_capped():
     chunk = torch.zeros(4096, dtype=torch.int64)
     tiles = chunk.view(-1, 1024)

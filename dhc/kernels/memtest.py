@@ -1,21 +1,26 @@
 """Device memory test: patterns written and verified on the device, tile by tile; and copy bandwidth.
 
-A pattern (``dhc.kernels.patterns``) is written over a whole chunk in one pass (one fill, copy or
-broadcast add). A constant is verified by one min/max pass over the chunk's 32-bit words. Any other
-pattern is verified tile by tile by one of two compares, chosen by device type in ``COMPARES``
+The first pattern (``dhc.kernels.patterns``) is written over a whole chunk in one pass. Then each
+pattern is checked tile by tile, and each tile, once checked, is overwritten with the next pattern
+(after the last, with the march's): every byte is written with every pattern and read back a whole
+chunk's pass later, and a chunk is read once and written once per pattern, as a copy reads and
+writes it. The tiles are compared by one of two compares, chosen by device type in ``COMPARES``
 (tests force either on the CPU): ``memcmp`` (the CPU's: each tile against its expected tile, built
-in a cache-sized scratch, by one ``memcmp``) or ``gathered`` (a GPU's: tile XOR expected reduced to
-a min and max on the device, both 0 exactly when the tile is right, all tiles' flags read with one
-sync). The moving-inversions march goes tile by tile in both: tile k is checked, then overwritten,
-then tile k+1, up then down. On a GPU a tile is overwritten before its flag reaches the host, so
-its XOR is kept in a ring slot and the flags are read a window of tiles behind. Only a tile that
-disagrees is searched word by word, to report the first failing offsets.
+in a tile-sized scratch, by one ``memcmp``; these passes cut the chunk into one run of tiles per
+torch thread, each on its own thread) or ``gathered`` (a GPU's: tile XOR expected reduced to a min
+and max on the device, both 0 exactly when the tile is right). The moving-inversions march goes
+tile by tile, in order, on one thread: tile k is checked, then overwritten, then tile k+1, up then
+down, then a last check (for a constant, one min/max pass over the chunk's 32-bit words). On a GPU
+a tile is overwritten before its flag reaches the host, so its XOR is kept in a ring slot and the
+flags are read a window of tiles behind. Only a tile that disagrees is searched word by word, to
+report the first failing offsets (counted and listed in tile order).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -81,12 +86,13 @@ def memtest(device: str, total_bytes: int, chunk_bytes: int, tile_bytes: int, se
     result.setup_s = start - setup
     for index, chunk in enumerate(chunks):
         tiles, errors = chunk.view(-1, tile_words), _Errors(result, index, max_errors_listed)
-        for pattern in patterns:
-            write(tiles, pattern, range(tiles.shape[0]))
+        write(tiles, patterns[0], range(tiles.shape[0]))
+        for i, pattern in enumerate(patterns):
             if inject and inject.chunk == index and inject.pattern == pattern.name:
                 chunk[inject.word] ^= 1 << 7
-            _verify(tiles, pattern, scratch, errors)
-        _moving_inversions(tiles, patterns[0], scratch, errors)
+            # each tile checked, then overwritten with the next pattern (after the last: the march's first)
+            _verify(tiles, pattern, scratch, errors, then_write=patterns[(i + 1) % len(patterns)], ordered=False)
+        _moving_inversions(tiles, patterns[0], scratch, errors, written=True)
     _sync(dev)
     result.elapsed_s = time.perf_counter() - start
     return result
@@ -132,44 +138,81 @@ class _Errors:
 
     def tile(self, pattern: Pattern, k: int, actual: torch.Tensor) -> None:
         """The rare path: find the failing words of tile ``k``, whose words read ``actual``."""
+        self.add(self.found(pattern, k, actual))
+
+    def found(self, pattern: Pattern, k: int, actual: torch.Tensor) -> tuple[int, list[WordError]]:
+        """Tile ``k``'s count of failing words and the first of them (touches no shared state: any
+        thread may call it, before the tile is overwritten)."""
         expected = pattern.template + tile_offset(pattern, k)
         wrong = (actual != expected).nonzero().flatten()
-        self.result.errors += wrong.numel()
+        return wrong.numel(), [WordError(self.chunk, pattern.name, (k * actual.numel() + word) * WORD,
+                                         int(expected[word]), int(actual[word]))
+                               for word in wrong[: self.max_listed].tolist()]
+
+    def add(self, found: tuple[int, list[WordError]]) -> None:
+        count, first = found
+        self.result.errors += count
         listed = sum(1 for e in self.result.first_errors if e.chunk == self.chunk)
-        for word in wrong[: max(0, self.max_listed - listed)].tolist():
-            offset = (k * actual.numel() + word) * WORD
-            self.result.first_errors.append(WordError(self.chunk, pattern.name, offset, int(expected[word]),
-                                                      int(actual[word])))
+        self.result.first_errors.extend(first[: max(0, self.max_listed - listed)])
 
 
 def _verify(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
-            order: Sequence[int] | None = None, then_write: Pattern | None = None) -> None:
+            order: Sequence[int] | None = None, then_write: Pattern | None = None, ordered: bool = True) -> None:
     """Check every tile (or those of ``order``, in that order) against ``pattern``; with ``then_write``,
-    overwrite each tile right after it is checked, before the next is checked (the march)."""
+    overwrite each tile right after it is checked. ``ordered`` (the march): tile by tile on one
+    thread, the next tile checked only after this one is written; else the CPU splits the tiles
+    among its threads."""
     full = order is None
     order = list(range(tiles.shape[0]) if order is None else order)
     errors.result.verified_bytes += len(order) * tiles.shape[1] * WORD
-    if full and pattern.constant is not None:
+    if full and then_write is None and pattern.constant is not None:
         # the constants repeat one 32-bit half, so one min/max pass over 32-bit words decides
         low, high = (int(x) for x in torch.aminmax(tiles.view(torch.int32)))
         for k in [] if low == high == low_half(pattern.constant) else order:
             errors.tile(pattern, k, tiles[k])
         return
-    COMPARES.get(tiles.device.type, _gathered_tiles)(tiles, pattern, scratch, errors, order, then_write)
+    COMPARES.get(tiles.device.type, _gathered_tiles)(tiles, pattern, scratch, errors, order, then_write, ordered)
 
 
 def _memcmp_tiles(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
-                  order: list[int], then_write: Pattern | None) -> None:
-    """CPU: each tile against its expected tile (built in a cache-sized scratch) by one memcmp."""
-    for k in order:
+                  order: list[int], then_write: Pattern | None, ordered: bool = True) -> None:
+    """CPU: each tile against its expected tile (built in a tile-sized scratch) by one memcmp, then
+    overwritten. Unordered, the tiles are cut into one run per torch thread, each run on its own
+    thread with its own scratch (memcmp, memcpy and numpy's adds release the GIL); the failing
+    tiles are counted in tile order once all runs are done."""
+    parts = 1 if ordered else max(1, min(torch.get_num_threads(), len(order)))
+    runs = [order[len(order) * i // parts: len(order) * (i + 1) // parts] for i in range(parts)]
+    scratches = [scratch] + [torch.empty_like(scratch) for _ in runs[1:]]
+    helpers = [_helpers(parts - 1).submit(_check_run, tiles, pattern, s, errors, run, then_write)
+               for s, run in zip(scratches[1:], runs[1:], strict=True)]
+    found = _check_run(tiles, pattern, scratch, errors, runs[0], then_write)
+    for record in found + [r for helper in helpers for r in helper.result()]:
+        errors.add(record)
+
+
+def _check_run(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
+               run: list[int], then_write: Pattern | None) -> list[tuple[int, list[WordError]]]:
+    found = []
+    for k in run:
         if differs(tiles[k], expected_tile(pattern, k, scratch)):
-            errors.tile(pattern, k, tiles[k])
+            found.append(errors.found(pattern, k, tiles[k]))
         if then_write is not None:
             write(tiles, then_write, (k,))
+    return found
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _helpers(count: int) -> ThreadPoolExecutor:
+    """``count`` threads beside the caller's for the CPU's unordered passes (made once per count)."""
+    if count not in _POOLS:
+        _POOLS[count] = ThreadPoolExecutor(max(1, count), thread_name_prefix="dhc-memtest")
+    return _POOLS[count]
 
 
 def _gathered_tiles(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
-                    order: list[int], then_write: Pattern | None) -> None:
+                    order: list[int], then_write: Pattern | None, ordered: bool = True) -> None:
     """GPU: tile XOR expected reduced on the device; the flags of all tiles read with one sync."""
     if then_write is not None:
         _gathered_march(tiles, pattern, errors, order, then_write)
@@ -232,12 +275,14 @@ def _xor_minmax(tile: torch.Tensor, pattern: Pattern, k: int, diff: torch.Tensor
 COMPARES = {"cpu": _memcmp_tiles, "cuda": _gathered_tiles}  # by device type; tests force either
 
 
-def _moving_inversions(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors) -> None:
-    """March: up (verify p, write ~p), down (verify ~p, write p), then verify p."""
+def _moving_inversions(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
+                       written: bool = False) -> None:
+    """March: (write p unless ``written``) up (verify p, write ~p), down (verify ~p, write p), then verify p."""
     inverse = Pattern(f"{pattern.name}/inverted", ~pattern.template, -pattern.sign, pattern.spread,
                        None if pattern.constant is None else ~pattern.constant)
     count = tiles.shape[0]
-    write(tiles, pattern, range(count))
+    if not written:
+        write(tiles, pattern, range(count))
     _verify(tiles, pattern, scratch, errors, range(count), then_write=inverse)
     _verify(tiles, inverse, scratch, errors, range(count - 1, -1, -1), then_write=pattern)
     _verify(tiles, pattern, scratch, errors)

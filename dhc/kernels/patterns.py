@@ -1,6 +1,7 @@
 """Memtest patterns: each a tile-sized template plus a per-tile offset (``expected = template + sign * base``),
 so constant, walking-ones, own-address and seeded random patterns (and their complements) share one
-write path and one expected-tile path. ``write`` fills a whole chunk in one pass or single tiles.
+write path and one expected-tile path. ``write`` fills a whole chunk in one pass (torch's thread pool)
+or single tiles (on the CPU on the calling thread, without the pool: see ``_add_here``).
 """
 
 from __future__ import annotations
@@ -8,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dhc.kernels.bitwise import copy
 
 WORD = 8  # bytes: patterns are 64-bit words
-# torch runs an element-wise op of fewer elements than its grain (32768) on the calling thread: a
-# per-tile op cut this fine never waits for the thread pool, which on a busy CPU costs more than the op
-INLINE_WORDS = 16384
 GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as a signed 64-bit value: spreads per-tile offsets
 
 
@@ -70,12 +69,16 @@ def low_half(value: int) -> int:
 def expected_tile(pattern: Pattern, k: int, scratch: torch.Tensor) -> torch.Tensor:
     if not pattern.sign:
         return pattern.template
-    offset = tile_offset(pattern, k)
     if scratch.device.type != "cpu":
-        return torch.add(pattern.template, offset, out=scratch)
-    for start in range(0, scratch.numel(), INLINE_WORDS):  # each add on this thread, no pool hand-off
-        torch.add(pattern.template[start:start + INLINE_WORDS], offset, out=scratch[start:start + INLINE_WORDS])
+        return torch.add(pattern.template, tile_offset(pattern, k), out=scratch)
+    _add_here(scratch, pattern, k)
     return scratch
+
+
+def _add_here(out: torch.Tensor, pattern: Pattern, k: int) -> None:
+    """``out = template + offset(k)`` on this thread (numpy: one call, no pool hand-off, the GIL
+    released while it runs, so tiles of one chunk can be handled by several threads at once)."""
+    np.add(pattern.template.numpy(), np.int64(tile_offset(pattern, k)), out=out.numpy())
 
 
 def write(tiles: torch.Tensor, pattern: Pattern, order: Iterable[int]) -> None:
@@ -89,7 +92,9 @@ def write(tiles: torch.Tensor, pattern: Pattern, order: Iterable[int]) -> None:
             tiles.copy_(pattern.template.expand_as(tiles))
         return
     for k in order:
-        if pattern.sign:
+        if pattern.sign and tiles.device.type == "cpu":
+            _add_here(tiles[k], pattern, k)
+        elif pattern.sign:
             torch.add(pattern.template, tile_offset(pattern, k), out=tiles[k])
         else:
             copy(tiles[k], pattern.template)
