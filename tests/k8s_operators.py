@@ -15,7 +15,9 @@ k8s_workloads.Workloads, under the emulator's lock):
   fails its child Job (backoffLimit 0) and the JobSet restarts every child Job while
   ``failurePolicy.maxRestarts`` allows, else it ends Failed;
 - the scheduler binds a Pending pod to a node that matches its nodeSelector, has no NoSchedule/NoExecute
-  taint, is not cordoned and runs no other training pod; none fits: the pod stays Pending;
+  taint, is not cordoned and has the ``nvidia.com/gpu`` it asks for left over from the pods bound there
+  (Terminating ones included: they hold their resources until removed); a pod that asks for no GPU fits
+  any such node; none fits: the pod stays Pending;
 - a deleted pod on a node that is not Ready stays, Terminating (``deletionTimestamp``), until its Node is
   deleted and the pod garbage collector removes it (no kubelet confirms the deletion).
 """
@@ -27,6 +29,7 @@ from typing import Any
 
 TRAINING_LABEL = "training.kubeflow.org/job-name"
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
+GPU = "nvidia.com/gpu"
 
 
 class Operators:
@@ -151,19 +154,22 @@ class Operators:
         self.emulator._record("pods", "DELETED", gone)
 
     def _schedule(self) -> None:
-        used = {p["spec"].get("nodeName") for p in self.emulator.pods.values()
-                if p["status"].get("phase") == "Running" and p["spec"].get("nodeName")}
+        free = {name: int(((n.get("status") or {}).get("allocatable") or {}).get(GPU) or 0)
+                for name, n in self.emulator.nodes.items()}
+        for p in self.emulator.pods.values():
+            if p["status"].get("phase") in ("Pending", "Running") and p["spec"].get("nodeName") in free:
+                free[p["spec"]["nodeName"]] -= _gpus(p)
         for pod in list(self.emulator.pods.values()):
             if pod["status"].get("phase") != "Pending" or pod["spec"].get("nodeName"):
                 continue
-            node = next((n for n in self.emulator.nodes.values() if n["metadata"]["name"] not in used
+            node = next((n for n in self.emulator.nodes.values() if free[n["metadata"]["name"]] >= _gpus(pod)
                          and _fits(pod, n)), None)
             if node is not None:
                 bound = copy.deepcopy(pod)
                 bound["spec"]["nodeName"] = node["metadata"]["name"]
                 bound["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
                                                                       "lastTransitionTime": now()}]}
-                used.add(node["metadata"]["name"])
+                free[node["metadata"]["name"]] -= _gpus(pod)
                 self.emulator._record("pods", "MODIFIED", bound)
                 self.emulator.pods[pod["metadata"]["name"]] = bound
 
@@ -185,6 +191,11 @@ def _fits(pod: dict[str, Any], node: dict[str, Any]) -> bool:
     if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in (node.get("spec") or {}).get("taints") or []):
         return False
     return all(labels.get(k) == v for k, v in (pod["spec"].get("nodeSelector") or {}).items())
+
+
+def _gpus(pod: dict[str, Any]) -> int:
+    return sum(int((((c.get("resources") or {}).get("limits") or {}).get(GPU)) or 0)
+               for c in pod["spec"].get("containers") or [])
 
 
 def _finished(obj: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from dhc.resume.state import ResumeKeys
 PREFIX = "sagemaker.amazonaws.com"
 KEYS = ResumeKeys(PREFIX)
 HEALTH = f"{PREFIX}/node-health-status"
+GPUS = {"limits": {"nvidia.com/gpu": "8"}}  # a training pod takes its node's GPUs
 PTJ = "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/train"
 
 
@@ -42,7 +43,8 @@ def set_health(emulator, name, health):
 
 
 def add_nodes(emulator, healthy, unhealthy=()):
-    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+             "allocatable": {"nvidia.com/gpu": "8"}}
     for name in healthy + tuple(unhealthy):
         emulator.add_node(name, {HEALTH: "Schedulable"}, status=copy.deepcopy(ready))
     for name in unhealthy:
@@ -50,7 +52,7 @@ def add_nodes(emulator, healthy, unhealthy=()):
 
 
 def pytorchjob(max_retries="2", policy="OnFailure", add_selector="true", workers=1):
-    template = {"spec": {"containers": [{"name": "pytorch", "image": "trainer:1"}]}}
+    template = {"spec": {"containers": [{"name": "pytorch", "image": "trainer:1", "resources": GPUS}]}}
     return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "train", "annotations": {
         KEYS.enabled: "true", KEYS.max_retries: max_retries, KEYS.add_selector: add_selector}},
         "spec": {"pytorchReplicaSpecs": {
@@ -114,9 +116,9 @@ def test_a_node_fault_suspends_waits_for_capacity_then_resumes_on_healthy_nodes(
         wait_for(lambda: events(emulator, "JobInterruptedByNodeFault"), what="the job interrupted")
         job = work.get("pytorchjobs", "train")
         assert job["spec"]["runPolicy"]["suspend"] is True
-        wait_for(lambda: "(1 now)" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status],
+        wait_for(lambda: "(1 fit now)" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status],
                  what="the wait said on the job")
-        assert "waiting for 2 Schedulable nodes" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status]
+        assert "waiting for Schedulable nodes for 2 pods" in work.get("pytorchjobs", "train")["metadata"]["annotations"][KEYS.status]
         [interrupted] = events(emulator, "JobInterruptedByNodeFault")
         assert interrupted["type"] == "Warning" and interrupted["involvedObject"]["kind"] == "PyTorchJob"
         assert "n1" in interrupted["message"] and "UnschedulablePendingReplacement" in interrupted["message"]

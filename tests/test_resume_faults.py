@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from k8s_workloads import Workloads
 from test_resume import (
+    GPUS,
     HEALTH,
     KEYS,
     Resuming,
@@ -35,7 +36,7 @@ def batch_job(backoff=6):
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {KEYS.enabled: "true"}},
             "spec": {"backoffLimit": backoff, "parallelism": 1, "template": {"spec": {
                 "restartPolicy": "Never", "nodeSelector": {HEALTH: "Schedulable"},
-                "containers": [{"name": "c", "image": "x:1"}]}}}}
+                "containers": [{"name": "c", "image": "x:1", "resources": GPUS}]}}}}
 
 
 def cordon(emulator, name, value):
@@ -127,7 +128,7 @@ def test_two_waiting_jobs_sharing_capacity_for_one_resume_one_at_a_time(emulator
             work.fail_pod(victim["metadata"]["name"], reason="Evicted")
         wait_for(lambda: {record(work, "pytorchjobs", j).retries for j in "ab"} == {0, 1}, what="one resumed")
         waiting = next(j for j in "ab" if record(work, "pytorchjobs", j).retries == 0)
-        wait_for(lambda: "(0 now)" in work.get("pytorchjobs", waiting)["metadata"]["annotations"][KEYS.status],
+        wait_for(lambda: "(0 fit now)" in work.get("pytorchjobs", waiting)["metadata"]["annotations"][KEYS.status],
                  what="the other saying it waits")
         run.passes(3)
         assert record(work, "pytorchjobs", waiting).phase == "waiting" and len(events(emulator, "JobResumed")) == 1

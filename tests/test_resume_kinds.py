@@ -4,7 +4,7 @@ import json
 import logging
 
 from k8s_workloads import Workloads
-from test_resume import HEALTH, KEYS, Resuming, add_nodes, emulator, events, record, running, set_health, wait_for
+from test_resume import GPUS, HEALTH, KEYS, Resuming, add_nodes, emulator, events, record, running, set_health, wait_for
 
 __all__ = ["emulator"]  # the fixture
 
@@ -16,7 +16,7 @@ def test_without_the_pytorchjob_api_jobs_are_still_resumed_and_it_is_said_once(e
         work.add("jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {
             KEYS.enabled: "true"}}, "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
                 "restartPolicy": "Never", "nodeSelector": {HEALTH: "Schedulable"},
-                "containers": [{"name": "c", "image": "x:1"}]}}}})
+                "containers": [{"name": "c", "image": "x:1", "resources": GPUS}]}}}})
         label = "batch.kubernetes.io/job-name"
         wait_for(lambda: running(work, "etl", label, 1), what="the Job's pod running")
         set_health(emulator, "n0", "UnschedulablePendingReplacement")
@@ -35,7 +35,7 @@ def test_without_the_pytorchjob_api_jobs_are_still_resumed_and_it_is_said_once(e
 
 def jobset(selector=None):
     def replicated(name, replicas):
-        pod = {"containers": [{"name": "c", "image": "x:1"}]} | ({"nodeSelector": dict(selector)} if selector else {})
+        pod = {"containers": [{"name": "c", "image": "x:1", "resources": GPUS}]} | ({"nodeSelector": dict(selector)} if selector else {})
         return {"name": name, "replicas": replicas, "template": {"spec": {"parallelism": 1, "completions": 1,
                                                                           "backoffLimit": 0, "template": {"spec": pod}}}}
     return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "js", "annotations": {
@@ -60,7 +60,7 @@ def test_a_jobset_is_suspended_given_the_selector_by_index_and_resumed_on_health
         for rj in spec["replicatedJobs"]:
             pod = rj["template"]["spec"]["template"]["spec"]
             assert pod["nodeSelector"] == {HEALTH: "Schedulable"} and pod["containers"][0]["image"] == "x:1"
-        wait_for(lambda: "waiting for 3 Schedulable nodes (2 now)" in json.dumps(work.get("jobsets", "js")["metadata"]),
+        wait_for(lambda: "waiting for Schedulable nodes for 3 pods (2 fit now)" in json.dumps(work.get("jobsets", "js")["metadata"]),
                  what="the wait said on the JobSet")
         set_health(emulator, "n3", "Schedulable")
         wait_for(lambda: record(work, "jobsets", "js").retries == 1 and running(work, "js", label, 3),
@@ -92,11 +92,11 @@ def test_the_jobset_webhook_allows_the_selector_only_with_the_suspend():
         "nodeSelector"] == {"team": "a", HEALTH: "Schedulable"}
 
 
-def test_no_capacity_within_the_wait_gives_up_and_a_job_without_the_selector_is_told(emulator):
+def test_no_capacity_within_the_wait_gives_up_un_suspended_and_a_job_without_the_selector_is_told(emulator):
     add_nodes(emulator, ("n0",))
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {KEYS.enabled: "true"}},
            "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
-               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1"}]}}}}
+               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1", "resources": GPUS}]}}}}
     with Workloads(emulator) as work, Resuming(emulator, wait_timeout_s=0.5):
         work.add("jobs", job)
         label = "batch.kubernetes.io/job-name"
@@ -107,8 +107,12 @@ def test_no_capacity_within_the_wait_gives_up_and_a_job_without_the_selector_is_
         [interrupted] = events(emulator, "JobInterruptedByNodeFault")
         assert "add nodeSelector" in interrupted["message"] and "cannot change" in interrupted["message"]
         [gave_up] = events(emulator, "JobAutoResumeGaveUp")
-        assert "fewer than 1 Schedulable nodes (0)" in gave_up["message"] and "Evicted" in gave_up["message"]
-        assert work.get("jobs", "etl")["spec"]["suspend"] is True and record(work, "jobs", "etl").retries == 0
+        assert "Schedulable nodes for only 0 of its 1 pods after" in gave_up["message"] and "Evicted" in gave_up["message"]
+        assert "un-suspended and left to its own restartPolicy" in gave_up["message"]
+        # never suspended forever: left to its own mechanics (its backoffLimit), as at the retry limit
+        assert work.get("jobs", "etl")["spec"]["suspend"] is False and record(work, "jobs", "etl").retries == 0
+        assert record(work, "jobs", "etl").phase == "given-up"
+        assert "un-suspended" in work.get("jobs", "etl")["metadata"]["annotations"][KEYS.status]
         assert "nodeSelector" not in work.get("jobs", "etl")["spec"]["template"]["spec"]  # immutable: left alone
 
 
@@ -149,7 +153,7 @@ def test_a_waiting_job_whose_opt_in_is_removed_is_resumed_and_forgotten(emulator
     label = "batch.kubernetes.io/job-name"
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etl", "annotations": {KEYS.enabled: "true"}},
            "spec": {"backoffLimit": 3, "parallelism": 1, "template": {"spec": {
-               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1"}]}}}}
+               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1", "resources": GPUS}]}}}}
     with Workloads(emulator) as work, Resuming(emulator) as run:
         work.add("jobs", job)
         wait_for(lambda: running(work, "etl", label, 1), what="the Job running")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dhc.k8s.workloads import JOBSET, PYTORCHJOB
+from dhc.k8s.workloads import JOB, JOBSET, PYTORCHJOB
 from dhc.resume import faults, state
 from dhc.resume.capacity import Capacity
 from dhc.resume.metrics import BUCKETS, Recoveries
@@ -70,6 +70,48 @@ def test_every_template_is_matched_on_its_own_selector_and_gpus_and_busy_nodes_a
     one = Capacity(nodes, KEYS, {})
     assert one.claim(PYTORCHJOB, job({"pool": "big"}))[0] and one.promised == {"a", "b"}
     assert one.claim(PYTORCHJOB, job({"pool": "big"})) == (False, 1)  # d only: c has 4 GPUs, a and b promised
+
+
+def test_pods_are_packed_per_node_by_gpu_and_a_pod_without_gpus_fits_any_admitting_node():
+    nodes = {n["metadata"]["name"]: n for n in (node("a"), node("b"))}
+    batch = {"metadata": {"name": "etl", "namespace": "default"}, "spec": {"parallelism": 8, "template": {"spec": {
+        "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+    assert Capacity(nodes, KEYS, {}).claim(JOB, batch) == (True, 8)  # two idle 8-GPU nodes hold 8 one-GPU pods
+    batch["spec"]["parallelism"] = 17
+    assert Capacity(nodes, KEYS, {}).claim(JOB, batch) == (False, 16)  # 16 GPUs, not 17
+    batch["spec"]["template"]["spec"]["containers"][0]["resources"] = {}
+    assert Capacity({"a": node("a", gpus="0")}, KEYS, {}).claim(JOB, batch) == (True, 17)  # no GPUs asked
+
+
+def test_the_most_constrained_template_is_placed_first():
+    nodes = {n["metadata"]["name"]: n for n in (node("a", size="big"), node("b"))}
+    master_anywhere = job({"size": "big"})
+    master_anywhere["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["nodeSelector"] = {}
+    one = Capacity(nodes, KEYS, {})
+    assert one.claim(PYTORCHJOB, master_anywhere) == (True, 2) and one.promised == {"a", "b"}  # Worker on a
+
+
+@pytest.mark.parametrize("spec,count", [
+    ({"parallelism": 4, "completions": 2}, 2), ({"parallelism": 4}, 4), ({}, 1), ({"parallelism": 2, "completions": 9}, 2),
+    ({"parallelism": 0}, 0)])
+def test_a_jobs_pods_at_once_are_min_parallelism_completions(spec, count):
+    batch = {"metadata": {"name": "etl", "namespace": "default"}, "spec": spec | {"template": {"spec": {
+        "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}}}
+    assert state.replicas(JOB, batch) == count
+    assert Capacity({"a": node("a")}, KEYS, {}).claim(JOB, batch) == (count <= 1, min(count, 1))
+
+
+def test_zero_replicas_are_none_and_absent_replicas_are_one():
+    zero = job({KEYS.health: "Schedulable"})
+    zero["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 0
+    assert state.replicas(PYTORCHJOB, zero) == 1
+    assert Capacity({"a": node("a")}, KEYS, {}).claim(PYTORCHJOB, zero) == (True, 1)  # the Master alone
+    del zero["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"]
+    assert state.replicas(PYTORCHJOB, zero) == 2
+    jobset = {"metadata": {"name": "js", "namespace": "default"}, "spec": {"replicatedJobs": [
+        {"name": "w", "replicas": 2, "template": {"spec": {"parallelism": 3, "completions": 2, "template": {
+            "spec": {"containers": [{"name": "c"}]}}}}}]}}
+    assert state.replicas(JOBSET, jobset) == 4
 
 
 def test_the_recovery_histogram_stays_bounded():

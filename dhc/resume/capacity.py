@@ -1,11 +1,14 @@
-"""Job auto-resume's count of capacity: the free Schedulable nodes one waiting job may take, in one pass.
+"""Job auto-resume's count of capacity: whether the free Schedulable nodes hold every pod of one waiting job.
 
 A node is free for a job when it is Schedulable (labelled so, Ready, not cordoned: dhc.resume.state),
 holds no live pod of another opted-in job, and was not promised to a job resumed earlier in the same
-pass. Every pod template of the job is matched on its own: its nodeSelector, and its GPU request
-against the node's allocatable ``nvidia.com/gpu`` (what the scheduler checks too); one training pod per
-node. A job resumes only when every template finds its nodes (all or nothing), so two waiting jobs that
-share capacity for one resume one at a time.
+pass. The job's pods are packed as the scheduler would place them: each pod template's nodeSelector
+on its own, and pods per node by GPU (a node's allocatable ``nvidia.com/gpu`` holds as many pods as
+their requests fit; a pod that asks for no GPU fits any node its selector admits). The most
+constrained templates are placed first (fewest nodes that admit them, then most GPUs per pod), so a
+template that only some nodes admit is not crowded out by one that any node admits. A job resumes
+only when every pod finds a place (all or nothing), so two waiting jobs that share capacity for one
+resume one at a time.
 """
 
 from __future__ import annotations
@@ -26,27 +29,34 @@ class Capacity:
         self.promised: set[str] = set()
 
     def claim(self, kind: Kind, obj: dict[str, Any]) -> tuple[bool, int]:
-        """(whether every pod of the job has a free node now, how many it found); found nodes are promised."""
+        """(whether every pod of the job has a place now, how many pods found one); the nodes used are promised."""
         key = (kind.kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-        chosen: list[str] = []
+        room = {name: _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU))
+                for name, node in sorted(self.nodes.items()) if name not in self.promised and self._free(name, key)}
+        plan = []
         for _, spec, count in state.templates(kind, obj):
-            fits = [name for name in sorted(self.nodes) if name not in self.promised and name not in chosen
-                    and self._free(name, key) and self._fits(self.nodes[name], spec)]
-            chosen += fits[:count]
-        if len(chosen) < state.replicas(kind, obj):
-            return False, len(chosen)
-        self.promised.update(chosen)
-        return True, len(chosen)
+            wanted = gpus(spec)
+            admits = [name for name in room if self._fits(self.nodes[name], spec) and room[name] >= wanted]
+            plan.append((len(admits), -wanted, admits, wanted, count))
+        placed, used = 0, set()
+        for _, _, admits, wanted, count in sorted(plan, key=lambda p: p[:2]):
+            for _ in range(count):
+                node = next((name for name in admits if room[name] >= wanted), None)
+                if node is None:
+                    break
+                room[node], placed = room[node] - wanted, placed + 1
+                used.add(node)
+        if placed < state.replicas(kind, obj):
+            return False, placed
+        self.promised.update(used)
+        return True, placed
 
     def _free(self, name: str, job: Any) -> bool:
         return not (self.busy.get(name, set()) - {job})
 
     def _fits(self, node: dict[str, Any], spec: dict[str, Any]) -> bool:
         selector = {str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()}
-        if not state.schedulable(node, self.keys, selector):
-            return False
-        wanted = gpus(spec)
-        return wanted == 0 or _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU)) >= wanted
+        return state.schedulable(node, self.keys, selector)
 
 
 def gpus(spec: dict[str, Any]) -> int:

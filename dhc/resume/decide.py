@@ -59,7 +59,7 @@ class Decisions:
             return self._give_up(kind, obj, record, why)
         record.phase, record.since = "waiting", iso(datetime.now(UTC))
         need = state.replicas(kind, obj)
-        status = f"interrupted by a node fault; waiting for {need} Schedulable nodes"
+        status = f"interrupted by a node fault; waiting for Schedulable nodes for {need} pods"
         change: Any = state.merge(state.record_patch(self.keys, record, status), state.suspend_patch(kind, True),
                                   self._selector_change(kind, obj))
         if kind is JOBSET:
@@ -68,8 +68,8 @@ class Decisions:
         notes = [bad_limit] + ([f"add nodeSelector {self.keys.health}: Schedulable to the Job's manifest: a "
                                 "started Job's pod template cannot change"] if kind is JOB and
                                state.missing_selector(kind, obj, self.keys) else [])
-        message = (f"{said}. Suspended; waiting for {need} Schedulable nodes, then restart {record.retries + 1} of "
-                   f"{limit}") + "".join(f" ({note})" for note in notes if note)
+        message = (f"{said}. Suspended; waiting for Schedulable nodes for {need} pods, then restart "
+                   f"{record.retries + 1} of {limit}") + "".join(f" ({note})" for note in notes if note)
 
         def after(answer: dict[str, Any]) -> None:
             if not state.suspended(kind, answer):
@@ -107,14 +107,14 @@ class Decisions:
         need, now = state.replicas(kind, obj), datetime.now(UTC)
         if parse(record.since) is None:
             return self._give_up(kind, obj, record, f"its record's wait start {record.since!r} is unreadable, so "
-                                 "its wait counts as expired; left suspended")
+                                 "its wait counts as expired", resume=True)
         enough, have = capacity.claim(kind, obj)
         if enough:
             return self._restart(kind, obj, record, need, have, now)
         if state.age_s(record.since, now) > self.settings.wait_timeout_s:
-            return self._give_up(kind, obj, record, f"fewer than {need} Schedulable nodes ({have}) for "
-                                 f"{self.settings.wait_timeout_s:.0f} s; left suspended")
-        status = f"waiting for {need} Schedulable nodes ({have} now) since {record.since}"
+            return self._give_up(kind, obj, record, f"Schedulable nodes for only {have} of its {need} pods after "
+                                 f"{self.settings.wait_timeout_s:.0f} s", resume=True)
+        status = f"waiting for Schedulable nodes for {need} pods ({have} fit now) since {record.since}"
         if ((obj.get("metadata") or {}).get("annotations") or {}).get(self.keys.status) == status:
             return None
         return state.record_patch(self.keys, record, status), lambda _: None
@@ -132,21 +132,25 @@ class Decisions:
                 self.tally["resumed"] += 1
                 first = record.interruptions[-1]["at"] if record.interruptions else interrupted
                 self.resuming[(kind.kind, meta["namespace"], meta["name"])] = parse(first) or now
-            self._event(kind, obj, "JobResumed", f"{have} free Schedulable nodes for {need} pods: restart "
+            self._event(kind, obj, "JobResumed", f"free Schedulable nodes for all {need} pods: restart "
                         f"{record.retries} of {limit}", False)
         return change, after
 
-    def _give_up(self, kind: Kind, obj: dict[str, Any], record: Record, why: str) -> Any:
-        """Never suspends: a job at its limit fails or restarts as it would without dhc; one waiting stays so."""
+    def _give_up(self, kind: Kind, obj: dict[str, Any], record: Record, why: str, resume: bool = False) -> Any:
+        """Never suspends: a job at its limit fails or restarts as it would without dhc. ``resume``: a job whose
+        wait ran out is un-suspended in the same write and left to its own mechanics, never suspended forever."""
         record.phase = "given-up"
+        why += "; un-suspended and left to its own restartPolicy" if resume else ""
         status = f"gave up: {why}; interruptions: {record.named()}"
+        change = state.merge(state.record_patch(self.keys, record, status),
+                             state.suspend_patch(kind, False) if resume else {})
 
         def after(_: dict[str, Any]) -> None:
             with self.lock:
                 self.tally["given-up"] += 1
             self._event(kind, obj, "JobAutoResumeGaveUp", f"no further restart ({why}); every interruption: "
                         f"{record.named()}", True)
-        return state.record_patch(self.keys, record, status), after
+        return change, after
 
     def _opted_out(self, kind: Kind, obj: dict[str, Any]) -> Any:
         """A waiting job whose opt-in annotation was removed: un-suspended, its record removed, said on it."""

@@ -127,23 +127,36 @@ def schedulable(node: dict[str, Any], keys: ResumeKeys, selector: dict[str, str]
 
 
 def templates(kind: Kind, obj: dict[str, Any]) -> list[tuple[list[str], dict[str, Any], int]]:
-    """(path to the pod spec, the pod spec, pods it makes) for each pod template of the job."""
+    """(path to the pod spec, the pod spec, pods it runs at once) for each pod template of the job: a
+    PyTorchJob replica's ``replicas`` (absent: 1; 0 is none), a Job's min(parallelism, completions), a
+    JobSet's replicas times its Job's."""
     spec = obj.get("spec") or {}
     if kind is PYTORCHJOB:
         return [(["spec", "pytorchReplicaSpecs", name, "template", "spec"],
-                 ((replica.get("template") or {}).get("spec") or {}), int(replica.get("replicas") or 1))
+                 ((replica.get("template") or {}).get("spec") or {}), _count(replica.get("replicas"), 1))
                 for name, replica in sorted((spec.get("pytorchReplicaSpecs") or {}).items())]
     if kind is JOB:
-        return [(["spec", "template", "spec"], (spec.get("template") or {}).get("spec") or {},
-                 int(spec.get("parallelism") or 1))]
+        return [(["spec", "template", "spec"], (spec.get("template") or {}).get("spec") or {}, _at_once(spec))]
     return [(["spec", "replicatedJobs", str(i), "template", "spec", "template", "spec"],
              (((rj.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {},
-             int(rj.get("replicas") or 1) * int(((rj.get("template") or {}).get("spec") or {}).get("parallelism") or 1))
+             _count(rj.get("replicas"), 1) * _at_once((rj.get("template") or {}).get("spec") or {}))
             for i, rj in enumerate(spec.get("replicatedJobs") or [])]
 
 
+def _at_once(job_spec: dict[str, Any]) -> int:
+    """A Job's pods at once: its parallelism (absent: 1), no more than its completions when it sets them."""
+    parallelism = _count(job_spec.get("parallelism"), 1)
+    completions = job_spec.get("completions")
+    return parallelism if completions is None else min(parallelism, _count(completions, 1))
+
+
+def _count(value: Any, absent: int) -> int:
+    """A replica count as the API server stores it (an integer >= 0); absent or unreadable: ``absent``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else absent
+
+
 def replicas(kind: Kind, obj: dict[str, Any]) -> int:
-    """Pods the job runs at once; one per node (a training pod takes a node's GPUs)."""
+    """Pods the job runs at once (several may share a node: dhc.resume.capacity packs them by GPU)."""
     return sum(count for _, _, count in templates(kind, obj))
 
 
