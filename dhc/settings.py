@@ -2,7 +2,9 @@
 
 Command-line flags win over these; these win over what dhc discovers (IMDS, hostname).
 Every value is checked here, before anything runs: a bad one is a ``UsageError`` naming the
-variable (exit 2), never a traceback or a failure found an hour later inside a collective.
+variable (exit 2), never a traceback or a failure found an hour later inside a collective. ``problem``
+is that one check of the values; a run configuration carrying these settings (``dhc.runconfig``) is
+checked by it too, named by its keys. ``Settings.absolute`` fixes relative paths against the caller's cwd.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from dhc.errors import UsageError
 
@@ -55,6 +58,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and parse the variables, then check the values with ``problem`` (named by variable)."""
         env = os.environ if environ is None else environ
         endpoint = env.get("DHC_IMDS_ENDPOINT") or env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
         mode = env.get("DHC_IMDS", "auto").lower()
@@ -62,24 +66,22 @@ class Settings:
             mode = "off"
         elif endpoint and mode == "auto":
             mode = "on"  # an endpoint named on purpose is meant to be asked
-        if mode not in ("auto", "on", "off"):
-            raise UsageError(f"DHC_IMDS: expected auto, on or off, got {mode!r}")
         origins: dict[str, str] = {}
         identity = {name: _first(env, origins, name, *keys) for name, keys in _IDENTITY_VARS.items()}
-        nodes, index = _placement(env)
-        return cls(
+        index_key = "DHC_NODE_INDEX" if env.get("DHC_NODE_INDEX") else "JOB_COMPLETION_INDEX"
+        settings = cls(
             **identity,
             imds_mode=mode,
             imds_endpoint=(endpoint or IMDS_DEFAULT_ENDPOINT).rstrip("/"),
-            imds_timeout_s=_positive_float(env, "DHC_IMDS_TIMEOUT_S", 0.5, maximum=60.0),
-            imds_deadline_s=_positive_float(env, "DHC_IMDS_DEADLINE_S", 2.0, maximum=300.0),
+            imds_timeout_s=_seconds(env, "DHC_IMDS_TIMEOUT_S", 0.5),
+            imds_deadline_s=_seconds(env, "DHC_IMDS_DEADLINE_S", 2.0),
             thresholds_file=env.get("DHC_THRESHOLDS") or None,
             suites_dir=env.get("DHC_SUITES") or None,
             out_dir=env.get("DHC_OUT") or None,
             dcgmi=env.get("DHC_DCGMI") or "dcgmi",
             dcgm_hostengine=env.get("DHC_DCGM_HOSTENGINE") or None,
             nv_hostengine=env.get("DHC_NV_HOSTENGINE") or "nv-hostengine",
-            dcgm_start_hostengine=_choice(env, "DHC_DCGM_START_HOSTENGINE", ("auto", "never", "always")),
+            dcgm_start_hostengine=(env.get("DHC_DCGM_START_HOSTENGINE") or "auto").strip().lower(),
             in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
             kernel_log=env.get("DHC_KERNEL_LOG") or "/dev/kmsg",
             fi_info=env.get("DHC_FI_INFO") or "fi_info",
@@ -89,13 +91,70 @@ class Settings:
             k8s_prefix=env.get("DHC_K8S_PREFIX") or "sagemaker.amazonaws.com",
             termination_log=env.get("DHC_TERMINATION_LOG") or "/dev/termination-log",
             log_group=env.get("DHC_CLOUDWATCH_LOG_GROUP") or None,
-            nodes=nodes,
-            node_index=index,
-            rendezvous=_rendezvous(env),
-            watchdog_grace_s=_positive_float(env, "DHC_WATCHDOG_GRACE_S", 30.0, maximum=_DAY_S),
-            collect_timeout_s=_positive_float(env, "DHC_COLLECT_TIMEOUT_S", 300.0, maximum=_DAY_S),
+            nodes=_whole(env, "DHC_NODES", 1, f"1 to {MAX_NODES}"),
+            node_index=_whole(env, index_key, 0, f"0 to {MAX_NODES - 1}"),
+            rendezvous=(env.get("DHC_RENDEZVOUS") or "").strip() or None,
+            watchdog_grace_s=_seconds(env, "DHC_WATCHDOG_GRACE_S", 30.0),
+            collect_timeout_s=_seconds(env, "DHC_COLLECT_TIMEOUT_S", 300.0),
             origins=origins,
         )
+        found = problem(settings, lambda name: index_key if name == "node_index" else _VARIABLES[name])
+        if found:
+            raise UsageError(found[1])
+        return settings
+
+    def absolute(self) -> Settings:
+        """These settings with every path made absolute against this process's cwd (a child runs elsewhere);
+        a tool named without a slash (``dcgmi``) stays a name looked up on PATH."""
+        paths = {name: str(Path(value).absolute()) for name in _PATHS if (value := getattr(self, name))}
+        tools = {name: str(Path(value).absolute()) for name in _TOOLS if (value := getattr(self, name)) and "/" in value}
+        return replace(self, **paths, **tools)
+
+
+_PATHS = ("thresholds_file", "suites_dir", "out_dir", "kernel_log", "sys_infiniband", "termination_log")
+_TOOLS = ("dcgmi", "nv_hostengine", "fi_info", "nccl_tests")  # a name on PATH, or a path
+_VARIABLES = {"imds_mode": "DHC_IMDS", "imds_timeout_s": "DHC_IMDS_TIMEOUT_S", "imds_deadline_s": "DHC_IMDS_DEADLINE_S",
+              "dcgm_start_hostengine": "DHC_DCGM_START_HOSTENGINE", "nodes": "DHC_NODES", "node_index": "DHC_NODE_INDEX",
+              "rendezvous": "DHC_RENDEZVOUS", "watchdog_grace_s": "DHC_WATCHDOG_GRACE_S",
+              "collect_timeout_s": "DHC_COLLECT_TIMEOUT_S"}
+_DAY_S = 86400.0
+_SECONDS_MAX = {"imds_timeout_s": 60.0, "imds_deadline_s": 300.0, "watchdog_grace_s": _DAY_S, "collect_timeout_s": _DAY_S}
+_CHOICES = {"imds_mode": ("auto", "on", "off"), "dcgm_start_hostengine": ("auto", "never", "always")}
+
+
+def problem(settings: Settings, name: Callable[[str], str]) -> tuple[str, str] | None:
+    """(field, what is wrong with it) for the first value out of range, or None: the one check of resolved
+    settings, for the environment (``from_env``) and a carried run configuration alike. ``name`` says how
+    the caller spells a field (``DHC_NODES``, ``settings.nodes``); the wording starts with it."""
+    for key, choices in _CHOICES.items():
+        value = getattr(settings, key)
+        if value not in choices:
+            return key, f"{name(key)}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {str(value)[:100]!r}"
+    for key, maximum in _SECONDS_MAX.items():
+        value = getattr(settings, key)
+        if not isinstance(value, int | float) or not math.isfinite(value) or not 0 < value <= maximum:
+            return key, f"{name(key)}: expected a number of seconds above 0 and at most {maximum:g}, got {value!r}"
+    return _placement_problem(settings, name) or _rendezvous_problem(settings.rendezvous, name)
+
+
+def _placement_problem(settings: Settings, name: Callable[[str], str]) -> tuple[str, str] | None:
+    nodes, index = settings.nodes, settings.node_index
+    if not 1 <= nodes <= MAX_NODES:
+        return "nodes", f"{name('nodes')}: expected a whole number from 1 to {MAX_NODES}, got {nodes!r}"
+    if not 0 <= index < nodes:
+        return "node_index", (f"{name('node_index')}={index} is not a node of {name('nodes')}={nodes} "
+                              f"(expected 0 to {nodes - 1})")
+    return None
+
+
+def _rendezvous_problem(raw: str | None, name: Callable[[str], str]) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    match = _RENDEZVOUS.fullmatch(raw)
+    if not match or len(match["host"]) > 253 or not 1 <= int(match["port"]) <= 65535:
+        return "rendezvous", (f"{name('rendezvous')}: expected HOST:PORT (a host name, IPv4 or [IPv6] address and a "
+                              f"port from 1 to 65535), got {raw[:100]!r}")
+    return None
 
 
 _IDENTITY_VARS = {
@@ -116,62 +175,31 @@ def _first(env: Mapping[str, str], origins: dict[str, str], name: str, *keys: st
     return None
 
 
-_DAY_S = 86400.0
 MAX_NODES = 4096
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts '²' and int() then fails
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 _RENDEZVOUS = re.compile(rf"(?P<host>{_HOST}|\[[0-9A-Fa-f:.]{{2,45}}\]):(?P<port>[0-9]{{1,5}})")
 
 
-def _whole(env: Mapping[str, str], key: str, default: int, minimum: int, maximum: int) -> int:
+def _whole(env: Mapping[str, str], key: str, default: int, span: str) -> int:
+    """A whole number as written (its range, ``span`` in words, is ``problem``'s to check)."""
     raw = env.get(key)
     if raw is None or raw == "":
         return default
-    if not _DIGITS.fullmatch(raw.strip()) or not minimum <= int(raw.strip()) <= maximum:
-        raise UsageError(f"{key}: expected a whole number from {minimum} to {maximum}, got {raw!r}")
+    if not _DIGITS.fullmatch(raw.strip()):
+        raise UsageError(f"{key}: expected a whole number from {span}, got {raw[:100]!r}")
     return int(raw.strip())
 
 
-def _placement(env: Mapping[str, str]) -> tuple[int, int]:
-    """(nodes, this node's index): DHC_NODE_INDEX, else a Kubernetes Indexed Job's JOB_COMPLETION_INDEX."""
-    nodes = _whole(env, "DHC_NODES", 1, 1, MAX_NODES)
-    key = "DHC_NODE_INDEX" if env.get("DHC_NODE_INDEX") else "JOB_COMPLETION_INDEX"
-    index = _whole(env, key, 0, 0, MAX_NODES - 1)
-    if index >= nodes:
-        raise UsageError(f"{key}={index} is not a node of DHC_NODES={nodes} (expected 0 to {nodes - 1})")
-    return nodes, index
-
-
-def _rendezvous(env: Mapping[str, str]) -> str | None:
-    raw = env.get("DHC_RENDEZVOUS") or None
-    if raw is None:
-        return None
-    match = _RENDEZVOUS.fullmatch(raw.strip())
-    if not match or len(match["host"]) > 253 or not 1 <= int(match["port"]) <= 65535:
-        raise UsageError(f"DHC_RENDEZVOUS: expected HOST:PORT (a host name, IPv4 or [IPv6] address and a port "
-                         f"from 1 to 65535), got {raw[:100]!r}")
-    return raw.strip()
-
-
-def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
-    """One of ``choices`` (the first is the default), in any case."""
-    raw = env.get(key) or choices[0]
-    if raw.strip().lower() not in choices:
-        raise UsageError(f"{key}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {raw[:100]!r}")
-    return raw.strip().lower()
-
-
-def _positive_float(env: Mapping[str, str], key: str, default: float, maximum: float) -> float:
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A number of seconds as written (its range is ``problem``'s to check: NaN and inf are no durations)."""
     raw = env.get(key)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise UsageError(f"{key}: expected a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or not 0 < value <= maximum:  # NaN and inf are no durations
-        raise UsageError(f"{key}: expected a number of seconds above 0 and at most {maximum:g}, got {raw!r}")
-    return value
+        raise UsageError(f"{key}: expected a number of seconds, got {raw[:100]!r}") from None
 
 
 def apply_environment(variables: Mapping[str, str]) -> None:

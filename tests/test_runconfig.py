@@ -47,6 +47,49 @@ def test_relative_paths_become_absolute_for_the_child_that_runs_elsewhere(tmp_pa
     assert config.out == str(tmp_path / "rel") and config.thresholds.startswith("/")
 
 
+def test_relative_path_settings_become_absolute_and_bare_tool_names_stay_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"DHC_IMDS": "off", "DHC_TERMINATION_LOG": "term.log", "DHC_KERNEL_LOG": "kmsg", "DHC_DCGMI": "bin/dcgmi",
+           "DHC_FI_INFO": "fi_info", "DHC_SYS_INFINIBAND": "sys/ib", "DHC_NCCL_TESTS": "./all_reduce_perf",
+           "DHC_OUT": "runs"}
+    config, _ = resolve(RunRequest("--", instance_type="cpu"), Settings.from_env(env))
+    got = config.settings
+    assert (got.termination_log, got.kernel_log, got.sys_infiniband, got.out_dir) == (
+        str(tmp_path / "term.log"), str(tmp_path / "kmsg"), str(tmp_path / "sys/ib"), str(tmp_path / "runs"))
+    assert (got.dcgmi, got.nccl_tests) == (str(tmp_path / "bin/dcgmi"), str(tmp_path / "all_reduce_perf"))
+    assert (got.fi_info, got.nv_hostengine) == ("fi_info", "nv-hostengine")  # names looked up on PATH
+    assert config.out == str(tmp_path / "runs")
+
+
+@pytest.mark.parametrize(("edit", "key", "words"), [
+    (lambda d: d["settings"].update(nodes=0), "settings.nodes", "expected a whole number from 1 to 4096, got 0"),
+    (lambda d: d["settings"].update(node_index=7), "settings.node_index",
+     "settings.node_index=7 is not a node of settings.nodes=1 (expected 0 to 0)"),
+    (lambda d: d["settings"].update(imds_mode="bogus"), "settings.imds_mode", "expected auto, on or off, got 'bogus'"),
+    (lambda d: d["settings"].update(dcgm_start_hostengine="sometimes"), "settings.dcgm_start_hostengine",
+     "expected auto, never or always, got 'sometimes'"),
+    (lambda d: d["settings"].update(watchdog_grace_s=-5.0), "settings.watchdog_grace_s",
+     "expected a number of seconds above 0 and at most 86400, got -5.0"),
+    (lambda d: d["settings"].update(collect_timeout_s=float("nan")), "settings.collect_timeout_s",
+     "expected a number of seconds above 0 and at most 86400, got nan"),
+    (lambda d: d["settings"].update(rendezvous="node 0"), "settings.rendezvous", "expected HOST:PORT"),
+    (lambda d: d["identity"].update(zone="x"), "identity.zone", "unknown key (not one of the identity fields)"),
+    (lambda d: d["settings"].update(termination_lgo="/x"), "settings.termination_lgo",
+     "unknown key (not one of the settings fields)"),
+])
+def test_a_saved_config_is_checked_by_the_settings_own_validation(configured, tmp_path, edit, key, words):
+    """The same ``dhc.settings.problem`` that checks the environment checks a carried run-config.json."""
+    config, _ = configured
+    path = config.save(tmp_path / "out")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))  # json writes NaN as NaN, which json reads back
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.load(path)
+    assert caught.value.key == key and str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
+    assert words in str(caught.value)
+
+
 @pytest.mark.parametrize(("edit", "key", "words"), [
     (lambda d: d.pop("profile"), "profile", "missing"),
     (lambda d: d.update(workers=-1), "workers", "expected an integer >= 0, got -1"),
@@ -131,18 +174,14 @@ def test_the_child_loads_the_config_and_never_resolves_again(configured, pyteste
     assert (report["run"]["run_id"], report["run"]["argv"]) == (config.run_id, ["dhc", "run"])
     assert (out / "pytest.log").read_text() == "dhc run's child writes here\n"  # the folder is dhc run's
     assert "held an earlier run" not in outcome.stdout.str()
-    assert json.loads((tmp_path / "termination-log").read_text())["run_id"] == config.run_id  # the file's sinks
-    assert not (tmp_path / "elsewhere").exists()  # the sinks read the settings the run resolved, not DHC_* again
+    assert not (tmp_path / "termination-log").exists()  # dhc run's child delivers nothing: its parent, after trust
+    assert not (tmp_path / "elsewhere").exists()
     assert asked == ["dcgmi"]  # nor does the child: the config's dcgmi, not DHC_DCGMI's
 
 
-def test_a_config_carries_its_settings_and_refuses_an_unknown_one(configured, tmp_path):
+def test_a_config_carries_its_settings(configured, tmp_path):
     config, _ = configured
-    data = config.to_dict()
-    assert data["settings"]["termination_log"] == str(tmp_path / "termination-log")
-    data["settings"]["termination_lgo"] = "/x"
-    with pytest.raises(ConfigError, match="settings: termination_lgo: unknown key"):
-        RunConfig.from_dict(data, "run-config.json")
+    assert config.to_dict()["settings"]["termination_log"] == str(tmp_path / "termination-log")
 
 
 def test_a_bad_config_file_stops_pytest_with_its_name_and_key(configured, pytester, tmp_path):

@@ -31,6 +31,7 @@ from dhc.model.codec import load as decode
 from dhc.model.report import Run
 from dhc.report.folder import CONFIG_NAME
 from dhc.settings import Settings
+from dhc.settings import problem as settings_problem
 from dhc.thresholds import CATALOGUE, PROFILES, SUITES, InstanceLimits, load
 from dhc.thresholds.catalogue import unknown_check
 
@@ -74,14 +75,7 @@ class RunConfig:
             raise ConfigError(where, None, "", f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") != CONFIG_VERSION:
             raise ConfigError(where, None, "version", f"expected {CONFIG_VERSION}, got {data.get('version')!r}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names) - {"version"}) or \
-            [f"settings.{k}" for k in sorted(set(_object(data.get("settings"))) - {f.name for f in fields(Settings)})]
-        if unknown:
-            key, _, inner = unknown[0].partition(".")
-            problem = f"{inner}: unknown key (not one of the resolved settings)" if inner else \
-                f"unknown key; expected one of {', '.join(['version', *names])}"
-            raise ConfigError(where, None, key, problem)
+        _refuse_unknown_keys(data, [f.name for f in fields(cls)], where)
         try:  # the model's codec: every key, its type and its nested objects, the failing key named
             config: RunConfig = decode(cls, {k: v for k, v in data.items() if k != "version"})
         except ModelError as exc:
@@ -92,6 +86,10 @@ class RunConfig:
         if config.workers < 0:
             raise ConfigError(where, None, "workers", f"expected an integer >= 0, got {config.workers}")
         _check_choices(config, where)
+        found = settings_problem(config.settings, lambda name: f"settings.{name}")  # from_env's own check
+        if found:
+            key = f"settings.{found[0]}"
+            raise ConfigError(where, None, key, found[1].removeprefix(f"{key}: "))
         return config
 
     def run_info(self) -> Run:
@@ -117,6 +115,17 @@ class RunConfig:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _refuse_unknown_keys(data: dict[str, Any], names: list[str], where: str) -> None:
+    """A key the configuration does not have, at the top or inside ``settings`` / ``identity``, named by its path."""
+    unknown = sorted(set(data) - set(names) - {"version"})
+    if unknown:
+        raise ConfigError(where, None, unknown[0], f"unknown key; expected one of {', '.join(['version', *names])}")
+    for section, known in (("settings", Settings), ("identity", InstanceIdentity)):
+        extra = sorted(set(_object(data.get(section))) - {f.name for f in fields(known)})
+        if extra:
+            raise ConfigError(where, None, f"{section}.{extra[0]}", f"unknown key (not one of the {section} fields)")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {"profile": PROFILES, "suites": SUITE_NAMES, "checks": tuple(CATALOGUE),

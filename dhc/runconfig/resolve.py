@@ -63,6 +63,7 @@ def validate(request: RunRequest) -> None:
 def resolve(request: RunRequest, settings: Settings) -> tuple[RunConfig, InstanceLimits]:
     """Decide the run once: thresholds, identity, limits, output folder, run id. Writes nothing."""
     validate(request)
+    settings = settings.absolute()  # the child runs in the suites' folder: a relative path means the caller's cwd
     thresholds = load(request.thresholds or settings.thresholds_file)
     identity = resolve_identity({"instance_type": request.instance_type, "instance_id": request.instance_id}, settings)
     if not identity.instance_type.value:
