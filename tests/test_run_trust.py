@@ -1,5 +1,6 @@
 """dhc run stands behind its child's report only when it is whole and its verdict follows from its checks; a
-refused report is rebuilt and the refusal said; a stop while the child delivers never loses a sink; a child
+refused report is rebuilt and the refusal said, and only the report dhc run stands behind reaches the
+sinks, each once, a stop notwithstanding; a child
 that died before collecting still leaves a row for every selected check."""
 
 import json
@@ -131,7 +132,41 @@ def test_a_child_report_that_flips_its_failed_check_never_exits_0(tmp_path):
                env=dhc_env(DHC_SUITES=str(suites)), timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert "checks: test_a.py::test_inventory is Failed in the run's journal but Passed in the report" in proc.stderr
-    assert "the sinks log have the report the child delivered; this one, rebuilt after it" in proc.stderr
+    lines = [json.loads(x) for x in (tmp_path / "r" / "dhc.log.jsonl").read_text().splitlines()]
+    assert sorted(x["check"] for x in lines) == ["run", "stress.inventory"], lines  # the rebuilt report's, once
+
+
+LYING_BEFORE_THE_REPORT = '''
+import dataclasses
+import pytest
+from dhc.model import Status
+from dhc.plugin import RUN_KEY
+
+pytest_plugins = ["dhc.plugin"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    """Before the plugin writes (and, before the fix, delivered) its report: every result Passed; the journal keeps Failed."""
+    run = session.config.stash[RUN_KEY]
+    run.results = {k: dataclasses.replace(r, status=Status.PASSED, reason="", findings=()) for k, r in run.results.items()}
+'''
+
+
+@pytest.mark.slow
+def test_a_refused_child_report_never_reaches_a_sink_the_rebuilt_one_does(tmp_path):
+    """The child's report is whole and self-consistent (Passed) but contradicts its journal (Failed): dhc run
+    refuses it, and the termination message the controller reads carries the rebuilt Failed, not Passed."""
+    suites = suites_maker(tmp_path)(a=FAILING)
+    (suites / "conftest.py").write_text(LYING_BEFORE_THE_REPORT)
+    proc = dhc("run", "--check", "stress.inventory", "--sink", "termination", "--out", str(tmp_path / "r"),
+               env=dhc_env(DHC_SUITES=str(suites), DHC_TERMINATION_LOG=str(tmp_path / "term.log")), timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "is Failed in the run's journal but Passed in the report" in proc.stderr
+    assert json.loads((tmp_path / "term.log").read_text())["status"] == "Failed"
+    assert proc.stderr.count("handed to the controller") == 1
+    journal = [json.loads(x) for x in (tmp_path / "r" / "journal.jsonl").read_text().splitlines()]
+    assert sorted(e["sink"] for e in journal if e["event"] == "delivered") == ["dhc-sink-log", "dhc-sink-termination"]
 
 
 @pytest.mark.slow
@@ -149,10 +184,10 @@ def test_a_child_that_died_collecting_leaves_a_row_for_each_selected_check(tmp_p
 
 
 @pytest.mark.slow
-def test_sigterm_while_the_first_sink_blocks_gives_every_sink_the_verdict_once(tmp_path):
-    """The termination sink (called first) blocks opening a FIFO; SIGTERM to dhc run reaches the child as
-    SIGINT there: that sink is cut short, the log sink still runs, and dhc run delivers the termination
-    message itself, once."""
+def test_sigterm_while_dhc_run_delivers_gives_every_sink_the_verdict_once(tmp_path):
+    """The termination sink (called first) blocks opening a FIFO. The child delivers nothing under dhc run
+    (it hands its report over); SIGTERM once it has: the verdict already stood, so dhc run keeps the child's
+    Failed report and delivers it to each sink once (a second delivery would block on the FIFO forever)."""
     fifo = tmp_path / "termination-log"
     os.mkfifo(fifo)
     out = tmp_path / "r"
@@ -160,17 +195,16 @@ def test_sigterm_while_the_first_sink_blocks_gives_every_sink_the_verdict_once(t
     proc = subprocess.Popen([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "termination",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        wait_for_journal(out, '"event":"delivering","sink":"dhc-sink-termination"')
+        wait_for_journal(out, '"event":"report-handed-over"')
         proc.send_signal(signal.SIGTERM)
-        wait_for_journal(out, "sink termination was cut short by a stop")
-        handed = fifo.read_text()  # dhc run's own delivery: the one writer that ever opens the FIFO
-        stdout, stderr = proc.communicate(timeout=60)  # a second delivery would block on the FIFO forever
+        handed = fifo.read_text()  # dhc run's delivery: the one writer that ever opens the FIFO
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 1, stderr  # the child's Failed report stood before the stop
     assert json.loads(handed)["status"] == "Failed"
     assert stderr.count("handed to the controller") == 1
-    [line] = (out / "dhc.log.jsonl").read_text().splitlines()  # the log sink: once, by the child
+    [line] = (out / "dhc.log.jsonl").read_text().splitlines()
     assert json.loads(line)["metric"] == "cpu_cores"
     journal = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()]
     delivered = sorted(e["sink"] for e in journal if e["event"] == "delivered")

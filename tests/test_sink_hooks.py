@@ -1,7 +1,8 @@
-"""The sinks as plugins of ``pytest_dhc_verdict``: a failing sink is said and the report stands; a verdict
-reaches each sink exactly once, from the child that wrote it or from dhc run for a report it rebuilt;
-a planted fault reaches none; ``pytest suites/`` alone gets the sinks too."""
+"""The sinks as plugins of ``pytest_dhc_verdict``: a failing sink is said, not journaled delivered, and the
+report stands; under dhc run the verdict reaches each sink exactly once, from dhc run after trust (the child
+delivers nothing); a planted fault reaches none; ``pytest suites/`` alone delivers itself."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def typed(document):
 
 
 def sink_events(journal):
-    return [(e["event"], e["sink"]) for e in journal.events() if e["event"] in (hooks.DELIVERING, hooks.DELIVERED)]
+    return [(e["event"], e["sink"]) for e in journal.events() if e["event"] == hooks.DELIVERED]
 
 
 # -- unit: the hook, its plugins and their failures -------------------------------------------------------
@@ -52,42 +53,42 @@ def test_a_failing_sink_is_said_and_neither_the_report_nor_the_other_sinks_suffe
     document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
     said = []
     journal = report.Journal(tmp_path / "journal.jsonl")
-    called = hooks.deliver(hooks.manager(config), document, config, said.append, journal, last_resort=False)
-    assert called == ["dhc-sink-termination", "dhc-sink-cloudwatch", "dhc-sink-log"]  # pluggy's order
+    called = hooks.deliver(hooks.manager(config), document, config, said.append, journal)
+    assert called == ["dhc-sink-termination"]  # the two that failed did not deliver
     log_file = tmp_path / "out" / "dhc.log.jsonl"
     assert any(s.startswith(f"sink log failed, the local report is intact: cannot write {log_file}: ") for s in said), said
     assert "sink cloudwatch failed unexpectedly, the local report is intact: RuntimeError: a bug in the sink" in said
     assert any(s.startswith("verdict Failed handed to the controller") for s in said)  # the next sink still ran
-    assert sink_events(journal) == [(event, name) for name in called for event in (hooks.DELIVERING, hooks.DELIVERED)]
+    assert said[0].startswith("verdict Failed handed to the controller")  # pluggy's order: termination first
+    assert sink_events(journal) == [(hooks.DELIVERED, "dhc-sink-termination")]  # a failed sink is not journaled
 
 
 def test_the_sinks_read_the_settings_the_run_resolved_not_the_environment(tmp_path, monkeypatch):
     config = configured(tmp_path, "termination")
     monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "elsewhere"))  # changed after the run resolved
     document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
-    hooks.deliver(hooks.manager(config), document, config, print, report.Journal(tmp_path / "j"), last_resort=True)
+    hooks.deliver(hooks.manager(config), document, config, print, report.Journal(tmp_path / "j"))
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Failed"
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_a_sink_a_stop_cuts_short_costs_only_that_sink_and_is_left_for_dhc_run(tmp_path, monkeypatch):
-    """KeyboardInterrupt (SIGTERM in pytest_sessionfinish) is no Exception: the sinks after it still run."""
-    config = configured(tmp_path, "termination", by_dhc_run=True)
+def test_a_sink_a_stop_cuts_short_costs_only_that_sink_and_is_called_once(tmp_path, monkeypatch):
+    """pytest alone: KeyboardInterrupt (SIGTERM in pytest_sessionfinish) is no Exception: the sinks after it
+    still run, the one cut short is said and not journaled delivered, and none is called twice."""
+    config = configured(tmp_path, "termination")
     (tmp_path / "out").mkdir()
+    calls = []
 
     def stopped(*args, **kwargs):
+        calls.append(args)
         raise KeyboardInterrupt("SIGTERM")
 
     monkeypatch.setattr("dhc.sinks.termination.write", stopped)
     document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
     journal, said = report.Journal(tmp_path / "out" / report.JOURNAL_NAME), []
-    assert hooks.deliver(hooks.manager(config), document, config, said.append, journal,
-                         last_resort=False) == ["dhc-sink-log"]
-    assert said == ["sink termination was cut short by a stop; dhc run delivers to it"]
-    assert hooks.delivered(journal.events(), config.run_id) == {"dhc-sink-log"}
-    monkeypatch.undo()
-    parent = hooks.deliver(hooks.manager(config), document, config, print, journal, last_resort=True)
-    assert parent == ["dhc-sink-termination"]  # dhc run delivers to the one the child did not reach, once
+    assert hooks.deliver(hooks.manager(config), document, config, said.append, journal) == ["dhc-sink-log"]
+    assert said == ["sink termination was cut short by a stop; it may not have the verdict"] and len(calls) == 1
+    assert sink_events(journal) == [(hooks.DELIVERED, "dhc-sink-log")]
     assert len((tmp_path / "out" / "dhc.log.jsonl").read_text().splitlines()) == 1
 
 
@@ -96,31 +97,51 @@ class UnwritableJournal(report.Journal):
         raise OSError(28, "No space left on device")
 
 
-def test_a_journal_that_cannot_be_written_still_delivers_when_no_one_comes_after(tmp_path):
-    """pytest suites/ alone (and dhc run itself) is the last resort: the sinks are called anyway."""
+def test_a_journal_that_cannot_be_written_still_delivers(tmp_path):
+    """The journal only records a delivery: one that cannot be written costs the record, never the sink."""
     config = configured(tmp_path, "termination")
+    (tmp_path / "out").mkdir()
     document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
     said = []
-    called = hooks.deliver(hooks.manager(config), document, config, said.append, UnwritableJournal(tmp_path / "j"),
-                           last_resort=True)
+    called = hooks.deliver(hooks.manager(config), document, config, said.append, UnwritableJournal(tmp_path / "j"))
     assert called == ["dhc-sink-termination", "dhc-sink-log"]
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Failed"
     assert f"cannot journal the delivery to sink termination in {tmp_path / 'j'} (No space left on device)" in said
 
 
-def test_the_child_of_dhc_run_leaves_a_sink_it_cannot_journal_to_its_parent(tmp_path):
-    config = configured(tmp_path, "termination", by_dhc_run=True)
-    document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
-    assert hooks.deliver(hooks.manager(config), document, config, print, UnwritableJournal(tmp_path / "j"),
-                         last_resort=False) == []
-    assert not (tmp_path / "termination-log").exists()
+def test_the_child_of_dhc_run_delivers_nothing_and_hands_its_report_over(pytester, tmp_path):
+    """Under dhc run (``by_dhc_run`` in the run configuration) the sinks are the parent's, after trust."""
+    config = dataclasses.replace(configured(tmp_path, "termination", by_dhc_run=True), checks=("stress.inventory",))
+    (tmp_path / "out").mkdir()
+    path = config.save(tmp_path / "out")
+    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
+    pytester.makepyfile(test_a=PASSING)
+    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-config={path}")
+    assert outcome.ret == 0, outcome.outlines
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["verdict"]["status"] == "Passed"
+    assert not (tmp_path / "termination-log").exists() and not (tmp_path / "out" / "dhc.log.jsonl").exists()
+    events = [e["event"] for e in report.Journal(tmp_path / "out" / report.JOURNAL_NAME).events()]
+    assert events[-1] == hooks.HANDED_OVER and hooks.DELIVERED not in events
+
+
+def test_pytest_alone_delivers_in_the_child(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
+    pytester.makepyfile(test_a=PASSING)
+    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
+                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
+                                           "--dhc-sink=termination")
+    assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed", outcome.outlines
+    delivered = [e["sink"] for e in report.Journal(tmp_path / "out" / report.JOURNAL_NAME).events()
+                 if e["event"] == hooks.DELIVERED]
+    assert sorted(delivered) == ["dhc-sink-log", "dhc-sink-termination"]
 
 
 def test_a_planted_fault_reaches_no_sink(tmp_path):
     config = configured(tmp_path, "termination", inject="gemm-bitflip")
     journal = report.Journal(tmp_path / "journal.jsonl")
     document = typed(report_with_verdict("Failed", "Replace", [GPU3_FAULT], run_id=config.run_id))
-    assert hooks.deliver(hooks.manager(config), document, config, print, journal, last_resort=True) == []
+    assert hooks.deliver(hooks.manager(config), document, config, print, journal) == []
     assert not (tmp_path / "termination-log").exists() and journal.events() == []
 
 
@@ -142,7 +163,7 @@ def test_a_child_with_a_planted_fault_delivers_nothing(pytester, tmp_path, monke
                                            "--dhc-inject=gemm-bitflip", "--dhc-sink=termination")
     assert outcome.ret == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["run"]["inject"]
     assert not (tmp_path / "termination-log").exists()
-    assert hooks.DELIVERING not in (tmp_path / "out" / report.JOURNAL_NAME).read_text()
+    assert hooks.DELIVERED not in (tmp_path / "out" / report.JOURNAL_NAME).read_text()
 
 
 def test_pytest_alone_delivers_when_its_journal_refuses_the_delivery(pytester, tmp_path, monkeypatch):
@@ -150,7 +171,7 @@ def test_pytest_alone_delivers_when_its_journal_refuses_the_delivery(pytester, t
     real_append = report.Journal.append
 
     def append(self, event):
-        if event["event"] in (hooks.DELIVERING, hooks.DELIVERED):
+        if event["event"] == hooks.DELIVERED:
             raise OSError(28, "No space left on device")
         real_append(self, event)
 
@@ -162,17 +183,6 @@ def test_pytest_alone_delivers_when_its_journal_refuses_the_delivery(pytester, t
                                            "--dhc-sink=termination")
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed", outcome.outlines
     outcome.stdout.fnmatch_lines(["dhc: cannot journal the delivery to sink termination in *(No space left on device)"])
-
-
-def test_dhc_run_repeats_what_the_childs_sinks_said_and_names_sinks_that_had_another_report(tmp_path, capsys):
-    journal = report.Journal(tmp_path / "journal.jsonl")
-    rebuilt = typed(report_with_verdict("Incomplete", run_id="r"))
-    journal.append({"event": hooks.DELIVERED, "sink": "dhc-sink-cloudwatch", "run_id": "r", "finished_at": "t1"})
-    journal.append({"event": hooks.SINK_NOTE, "text": "sent 1 log event(s) to CloudWatch Logs g / s"})
-    run_cmd._repeat_child_notes(journal, rebuilt)
-    err = capsys.readouterr().err
-    assert err.startswith("dhc: sent 1 log event(s) to CloudWatch Logs g / s\n")
-    assert "the sinks cloudwatch have the report the child delivered; this one, rebuilt after it" in err
 
 
 # -- real processes: each path delivers once ----------------------------------------------------------------
@@ -205,10 +215,10 @@ ALL_THREE = ["dhc-sink-cloudwatch", "dhc-sink-log", "dhc-sink-termination"]
 def test_the_childs_report_reaches_each_sink_once(tmp_path, moto):
     proc = run_with_sinks(tmp_path, moto, suites_maker(tmp_path)(a=PASSING), "--check", "stress.inventory")
     assert proc.returncode == 0, proc.stderr
-    [line] = events(moto, tmp_path.name)  # the summary line, sent by the child only
+    [line] = events(moto, tmp_path.name)  # the summary line, sent by dhc run only
     assert (line["status"], line["run_id"]) == ("Passed", deliveries(tmp_path)[0]["run_id"])
     assert sorted(e["sink"] for e in deliveries(tmp_path)) == ALL_THREE  # each once
-    assert proc.stderr.count("sent 1 log event(s) to CloudWatch Logs") == 1  # repeated from the child's journal
+    assert proc.stderr.count("sent 1 log event(s) to CloudWatch Logs") == 1
     assert proc.stderr.count("handed to the controller") == 1
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed"
 
@@ -227,7 +237,7 @@ def test_a_report_rebuilt_after_the_child_died_reaches_each_sink_once(tmp_path, 
     assert proc.returncode == 3, proc.stderr
     *reasons, summary = events(moto, tmp_path.name)  # the reasons (the run's end, the unfinished check) and the summary, once
     assert [r["check"] for r in reasons] == ["run", "stress.gemm"] and summary["status"] == "Incomplete"
-    assert sorted(e["sink"] for e in deliveries(tmp_path)) == ALL_THREE  # by dhc run: the child never got there
+    assert sorted(e["sink"] for e in deliveries(tmp_path)) == ALL_THREE  # by dhc run, once each
     assert proc.stderr.count("log event(s) to CloudWatch Logs") == 1 and "sent 3 log event(s)" in proc.stderr
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Incomplete"
     rebuilt = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -275,3 +285,18 @@ def test_a_rebuilt_report_marks_the_node_once(tmp_path):
         assert proc.returncode == 3, proc.stderr
         assert [e["reason"] for e in emulator.events] == ["DeepHealthCheckIncomplete"]
         assert proc.stderr.count("node cpu-node marked") == 1
+
+
+@pytest.mark.slow
+def test_a_relative_termination_log_is_the_callers_not_the_suites_folder(tmp_path):
+    """``cd x && DHC_TERMINATION_LOG=term.log dhc run --sink termination``: x/term.log, though the child runs
+    in the suites' folder (the settings are made absolute when the run is resolved)."""
+    suites = suites_maker(tmp_path)(a=PASSING)
+    caller = tmp_path / "x"
+    caller.mkdir()
+    env = dhc_env(DHC_SUITES=str(suites), DHC_TERMINATION_LOG="term.log")
+    proc = subprocess.run([sys.executable, "-m", "dhc", "run", "--check", "stress.inventory", "--sink", "termination",
+                           "--out", "r"], capture_output=True, text=True, env=env, timeout=300, cwd=caller)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((caller / "term.log").read_text())["status"] == "Passed"
+    assert not (suites / "term.log").exists() and (caller / "r" / "report.json").exists()

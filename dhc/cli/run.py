@@ -11,9 +11,11 @@ from its journal with every unfinished or never planned check Incomplete and ``e
 
 One run, one folder: an ``--out`` that holds an earlier run's files (report, journal, log lines)
 is started clean, and dhc says which files it removed. The sinks (``pytest_dhc_verdict``: the log
-file, CloudWatch, the node) get the typed verdict once each: from the child, and from here for every
-sink the child did not deliver to (journaled per sink); then stdout, and the exit code follows the
-typed verdict whatever stdout does.
+file, CloudWatch, the node, the termination message) get the typed verdict once each, from here and
+only after trust was decided: the report dhc stands behind (the child's, or the one rebuilt), never one
+it refused (the child delivers nothing, ``run_config.by_dhc_run``). A stop signal while they run is
+noted, never a reason to deliver twice; then stdout, and the exit code follows the typed verdict
+whatever stdout does.
 """
 
 from __future__ import annotations
@@ -79,31 +81,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _deliver(run_config: RunConfig, typed: Report) -> None:
-    """Every sink the child did not deliver to, stdout last: a reader that went away never costs a sink or
-    the exit code."""
+    """Each sink once, the report dhc stands behind; stdout last: a reader that went away never costs a sink
+    or the exit code."""
     out = Path(run_config.out)
     text = io.StringIO()
     print_summary(typed, out / report.REPORT_NAME, text)
     if run_config.inject:  # a planted fault must never reach log scrapers as a real one
         text.write(f"self-test run with the fault {run_config.inject!r} planted: no fault log lines emitted\n")
     else:
-        journal = report.Journal(out / report.JOURNAL_NAME)
-        _repeat_child_notes(journal, typed)
-        hooks.deliver(hooks.manager(run_config), typed, run_config, warn, journal, last_resort=True)
+        hooks.deliver(hooks.manager(run_config), typed, run_config, warn, report.Journal(out / report.JOURNAL_NAME))
         text.write(_log_lines(out / LOG_NAME, typed))
     to_stdout(text.getvalue(), f"the verdict is in {out / report.REPORT_NAME}")
-
-
-def _repeat_child_notes(journal: report.Journal, typed: Report) -> None:
-    """What the child's sinks said (its stderr went to pytest.log), and whether they had another report."""
-    events = journal.events()
-    for note in (e for e in events if e.get("event") == hooks.SINK_NOTE):
-        warn(str(note.get("text")))
-    others = sorted({str(e.get("sink")).removeprefix("dhc-sink-") for e in events if e.get("event") == hooks.DELIVERED
-                     and e.get("finished_at") != typed.run.finished_at})
-    if others:
-        warn(f"the sinks {', '.join(others)} have the report the child delivered; this one, rebuilt after it (the "
-             "run was stopped, or the child's report refused), stays in the run folder")
 
 
 def _log_lines(path: Path, typed: Report) -> str:
@@ -164,11 +152,11 @@ def _pytest_argv(suites_dir: Path, config_path: Path, workers: int) -> list[str]
 
 def _final_report(outcome: ChildOutcome, run_config: RunConfig, limits: InstanceLimits) -> Report:
     """The child's report when it wrote one for this run that dhc can trust (``dhc.cli.trust``); else one
-    rebuilt from the journal, ``ended_by`` saying why. A stop that reached the child only while it was
-    delivering a report of a run that finished by itself came after the verdict stood: that report is kept."""
+    rebuilt from the journal, ``ended_by`` saying why. A stop that reached the child only after it had
+    handed over the report of a run that finished by itself came after the verdict stood: that report is kept."""
     out = Path(run_config.out)
     refused = None
-    if outcome.stopped is None or _delivery_began(out, run_config.run_id):
+    if outcome.stopped is None or _handed_over(out, run_config.run_id):
         typed, refused = trust.childs_report(out / report.REPORT_NAME, run_config.run_id, report.journal_results(out),
                                              report.selected_checks(run_config.suites, run_config.checks))
         if typed is not None and (outcome.stopped is None or typed.run.ended_by is None):
@@ -189,8 +177,8 @@ def _final_report(outcome: ChildOutcome, run_config: RunConfig, limits: Instance
     return typed
 
 
-def _delivery_began(out: Path, run_id: str) -> bool:
-    return any(e.get("event") == hooks.DELIVERING and e.get("run_id") == run_id
+def _handed_over(out: Path, run_id: str) -> bool:
+    return any(e.get("event") == hooks.HANDED_OVER and e.get("run_id") == run_id
                for e in report.Journal(out / report.JOURNAL_NAME).events())
 
 

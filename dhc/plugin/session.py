@@ -7,8 +7,8 @@ resolves its ``--dhc-*`` options through the same ``resolve`` as ``dhc run``, th
 type on a host where NVML counts GPUs and starts a reused ``--dhc-out`` clean (one run, one folder).
 
 The controlling process (the only process without xdist, the xdist controller with it) journals
-starts and results as they arrive, writes ``report.json`` at the end and hands it to the sinks
-(``pytest_dhc_verdict``); workers only measure.
+starts and results as they arrive, writes ``report.json`` at the end and, alone, hands it to the sinks
+(``pytest_dhc_verdict``; under ``dhc run`` its parent does, after trusting or rebuilding it); workers only measure.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dhc.report.folder import PYTEST_LOG_NAME, open_run_log
 from dhc.runconfig import RunConfig, limits_of
 from dhc.runconfig.resolve import prepare, resolve
 from dhc.settings import Settings
-from dhc.sinks.hooks import SINK_NOTE, deliver
+from dhc.sinks.hooks import HANDED_OVER, deliver
 from dhc.thresholds import InstanceLimits, suite_of
 
 CONFIG_INPUT = "dhc_run_config"  # what an xdist controller hands its workers
@@ -89,18 +89,20 @@ class DhcRun:
         return {CONFIG_INPUT: json.dumps(self.run_config.to_dict())}
 
     def deliver(self, pm: Any) -> None:
-        """The report stands: hand it to each sink, journaled per sink, so ``dhc run`` delivers only to the
-        sinks this process did not reach; ``pytest suites/`` alone is its own last resort."""
-        if self.report is not None:
-            deliver(pm, self.report, self.run_config, self._say, self.journal,
-                    last_resort=not self.run_config.by_dhc_run)
+        """``pytest suites/`` alone: the report stands, hand it to each sink. Under ``dhc run`` the sinks are
+        its parent's, after it decided whether to trust this report: here only the hand-over is journaled."""
+        if self.report is None:
+            return
+        if not self.run_config.by_dhc_run:
+            deliver(pm, self.report, self.run_config, self._say, self.journal)
+            return
+        try:
+            self.journal.append({"event": HANDED_OVER, "ts": report.utc_now(), "run_id": self.run_config.run_id})
+        except OSError:
+            pass  # dhc run then treats a stop as having come before the report stood: it rebuilds
 
     def _say(self, text: str) -> None:
-        self.sink_notes.append(text)
-        try:  # for dhc run to repeat on its stderr (this process's goes to pytest.log)
-            self.journal.append({"event": SINK_NOTE, "ts": report.utc_now(), "text": text})
-        except OSError:
-            pass  # the note is still in the terminal summary
+        self.sink_notes.append(text)  # said in the terminal summary
 
     # -- plan and results ----------------------------------------------------------------------
     def set_plan(self, plan: list[PlannedCheck]) -> None:

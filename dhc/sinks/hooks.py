@@ -2,24 +2,24 @@
 
 Declared as pytest-xdist declares its hooks (``pytest_addhooks`` adds this module in ``dhc.plugin``) and
 named with pytest's ``pytest_`` prefix, since pytest's plugin manager looks at no other name. The marks
-are pluggy's under pytest's project name, so one sink object registers on pytest's manager (the run's
-child, or ``pytest suites/`` alone) and on the small manager ``manager()`` builds for ``dhc run``, which
-delivers to every sink its child did not deliver to. pluggy comes with pytest but imports none of it:
+are pluggy's under pytest's project name, so one sink object registers on pytest's manager (``pytest
+suites/`` alone) and on the small manager ``manager()`` builds for ``dhc run``. pluggy comes with pytest but imports none of it:
 the CLI and the sinks stay light.
 
-Once per sink per run: ``deliver`` calls the sinks one at a time, journaling ``delivering`` before and
-``delivered`` after each (``DELIVERING``, ``DELIVERED``, with the sink's name). A stop (KeyboardInterrupt:
-Ctrl-C, or SIGTERM during the child's ``pytest_sessionfinish``) that cuts one sink short costs only that
-sink, which is never journaled as delivered, so ``dhc run`` delivers it. A child of ``dhc run`` that
-cannot journal a delivery leaves that sink to ``dhc run``; ``pytest suites/`` alone has no one after it
-and delivers anyway. A planted fault (``--inject``) never reaches a sink.
+Once per sink per run, from one process: the one that stands behind the report. Under ``dhc run`` that is
+``dhc run`` itself, after it has decided whether to trust its child's report (``dhc.cli.trust``): the child
+(``run_config.by_dhc_run``) delivers nothing, so no sink ever keeps a verdict its parent refused, and
+``dhc run`` calls each sink once (a stop signal then is only noted: ``StopSignals.settle``). ``pytest
+suites/`` alone delivers itself; a stop (KeyboardInterrupt) that cuts one sink short there costs only that
+sink, and it is said. A sink that returned having delivered is journaled ``delivered`` (a record, read by
+no one to decide anything); one that failed is not. A planted fault (``--inject``) never reaches a sink.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -32,17 +32,16 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("pytest")
 hookimpl = pluggy.HookimplMarker("pytest")
 
-DELIVERING = "delivering"  # journaled before a process calls one sink, with the sink's name
-DELIVERED = "delivered"  # journaled once that sink returned: no process calls it again for this run
-SINK_NOTE = "sink-note"  # the journal event that keeps what a sink said, for dhc run to repeat
+DELIVERED = "delivered"  # journaled once a sink returned having delivered (a record of what went where)
+HANDED_OVER = "report-handed-over"  # dhc run's child wrote its report and left the sinks to dhc run
 
 
 @hookspec
-def pytest_dhc_verdict(report: Report, run_config: RunConfig, say: Callable[[str], None]) -> None:
+def pytest_dhc_verdict(report: Report, run_config: RunConfig, say: Callable[[str], None]) -> bool:
     """The run's report is on disk and stands: deliver it. ``say`` reports what happened (one line, no prefix).
 
-    Called once per sink per run, never for a run with a planted fault. An implementation that fails says
-    so with ``say`` and returns: the report and the other sinks stand."""
+    Called once per sink per run, never for a run with a planted fault. Returns whether it delivered; an
+    implementation that fails says so with ``say`` and returns False: the report and the other sinks stand."""
 
 
 def manager(run_config: RunConfig) -> pluggy.PluginManager:
@@ -56,46 +55,31 @@ def manager(run_config: RunConfig) -> pluggy.PluginManager:
     return pm
 
 
-def delivered(events: list[dict[str, Any]], run_id: str) -> set[str]:
-    """The sinks a process of run ``run_id`` delivered to (journaled ``DELIVERED``)."""
-    return {str(e.get("sink")) for e in events if e.get("event") == DELIVERED and e.get("run_id") == run_id}
-
-
 def deliver(pm: pluggy.PluginManager, report: Report, run_config: RunConfig, say: Callable[[str], None],
-            journal: Journal, last_resort: bool) -> list[str]:
-    """Call each sink that has not had this run's verdict, in pluggy's order; return the ones called.
-
-    The ``last_resort`` (``dhc run`` itself, or ``pytest suites/`` alone) delivers even when the journal
-    cannot be written; the child of ``dhc run`` then leaves that sink to its parent."""
+            journal: Journal) -> list[str]:
+    """Call each sink once, in pluggy's order; return the ones that delivered (each journaled ``delivered``)."""
     if run_config.inject:
         return []
-    done, called = delivered(journal.events(), run_config.run_id), []
+    done = []
     for impl in reversed(pm.hook.pytest_dhc_verdict.get_hookimpls()):
-        name = impl.plugin_name
-        if name in done:
-            continue
-        if not _journal(journal, DELIVERING, name, report, say) and not last_resort:
-            continue
         kwargs = {"report": report, "run_config": run_config, "say": say}
         try:
-            impl.function(*(kwargs[arg] for arg in impl.argnames))
-        except KeyboardInterrupt:  # a stop cuts this sink short, never the ones after it
-            say(f"sink {_short(name)} was cut short by a stop; "
-                + ("dhc run delivers to it" if not last_resort else "it may not have the verdict"))
+            delivered = impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except KeyboardInterrupt:  # pytest alone, stopped: this sink is cut short, never the ones after it
+            say(f"sink {_short(impl.plugin_name)} was cut short by a stop; it may not have the verdict")
             continue
-        called.append(name)
-        _journal(journal, DELIVERED, name, report, say)
-    return called
+        if delivered:
+            done.append(impl.plugin_name)
+            _journal(journal, impl.plugin_name, report, say)
+    return done
 
 
-def _journal(journal: Journal, event: str, sink: str, report: Report, say: Callable[[str], None]) -> bool:
+def _journal(journal: Journal, sink: str, report: Report, say: Callable[[str], None]) -> None:
     try:
-        journal.append({"event": event, "sink": sink, "ts": utc_now(), "run_id": report.run.run_id,
+        journal.append({"event": DELIVERED, "sink": sink, "ts": utc_now(), "run_id": report.run.run_id,
                         "finished_at": report.run.finished_at})
-    except OSError as exc:
+    except OSError as exc:  # the sink has the verdict; only the record of it is lost
         say(f"cannot journal the delivery to sink {_short(sink)} in {journal.path} ({exc.strerror or exc})")
-        return False
-    return True
 
 
 def _short(plugin_name: str) -> str:

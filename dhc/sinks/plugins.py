@@ -30,21 +30,23 @@ def sink_plugins(run_config: RunConfig) -> list[tuple[str, object]]:
 
 class _Sink:
     """One sink: ``deliver`` does its work and returns what it did (None: nothing to say); the hook around it says that, or how the
-    sink failed (its own named error, or a bug), so a failing sink never costs the report or the other sinks."""
+    sink failed (and returns False: it is not journaled as delivered) (its own named error, or a bug), so a failing sink never costs the report or the other sinks."""
 
     name = ""
 
     @hookimpl
-    def pytest_dhc_verdict(self, report: Report, run_config: RunConfig, say: Say) -> None:
+    def pytest_dhc_verdict(self, report: Report, run_config: RunConfig, say: Say) -> bool:
         try:
             done = self.deliver(report, run_config)
         except (DhcError, OSError) as exc:  # the sink's own failure (API, network, a file), named by it
             say(f"sink {self.name} failed, the local report is intact: {_failure(exc)}")
+            return False
         except Exception as exc:  # a sink's bug must not cost the report or the other sinks
             say(f"sink {self.name} failed unexpectedly, the local report is intact: {type(exc).__name__}: {exc}")
-        else:
-            if done:
-                say(done)
+            return False
+        if done:
+            say(done)
+        return True
 
     def deliver(self, report: Report, run_config: RunConfig) -> str | None:
         raise NotImplementedError
