@@ -125,8 +125,8 @@ def test_the_march_checks_each_tile_then_writes_it_up_then_down(monkeypatch, com
     want = [("write", pattern.name, tuple(range(9)))]
     want += [e for k in range(9) for e in (("check", pattern.name, k), ("write", inverse, (k,)))]
     want += [e for k in reversed(range(9)) for e in (("check", inverse, k), ("write", pattern.name, (k,)))]
-    want += [("check", pattern.name, k) for k in range(9)]
-    assert log == want
+    want += [("check", pattern.name, k) for k in range(9)]  # the last check in any order (the CPU's threads)
+    assert log[:-9] == want[:-9] and sorted(log[-9:]) == want[-9:]
     assert (result.errors, result.verified_bytes) == (0, 3 * 9 * 64 * 8)
 
 

@@ -86,7 +86,7 @@ def memtest(device: str, total_bytes: int, chunk_bytes: int, tile_bytes: int, se
     result.setup_s = start - setup
     for index, chunk in enumerate(chunks):
         tiles, errors = chunk.view(-1, tile_words), _Errors(result, index, max_errors_listed)
-        write(tiles, patterns[0], range(tiles.shape[0]))
+        _write_all(tiles, patterns[0])
         for i, pattern in enumerate(patterns):
             if inject and inject.chunk == index and inject.pattern == pattern.name:
                 chunk[inject.word] ^= 1 << 7
@@ -165,7 +165,7 @@ def _verify(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors
     full = order is None
     order = list(range(tiles.shape[0]) if order is None else order)
     errors.result.verified_bytes += len(order) * tiles.shape[1] * WORD
-    if full and then_write is None and pattern.constant is not None:
+    if full and then_write is None and pattern.constant is not None and tiles.device.type != "cpu":
         # the constants repeat one 32-bit half, so one min/max pass over 32-bit words decides
         low, high = (int(x) for x in torch.aminmax(tiles.view(torch.int32)))
         for k in [] if low == high == low_half(pattern.constant) else order:
@@ -180,14 +180,38 @@ def _memcmp_tiles(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, 
     overwritten. Unordered, the tiles are cut into one run per torch thread, each run on its own
     thread with its own scratch (memcmp, memcpy and numpy's adds release the GIL); the failing
     tiles are counted in tile order once all runs are done."""
-    parts = 1 if ordered else max(1, min(torch.get_num_threads(), len(order)))
-    runs = [order[len(order) * i // parts: len(order) * (i + 1) // parts] for i in range(parts)]
+    runs = _runs(order, ordered)
     scratches = [scratch] + [torch.empty_like(scratch) for _ in runs[1:]]
-    helpers = [_helpers(parts - 1).submit(_check_run, tiles, pattern, s, errors, run, then_write)
-               for s, run in zip(scratches[1:], runs[1:], strict=True)]
-    found = _check_run(tiles, pattern, scratch, errors, runs[0], then_write)
-    for record in found + [r for helper in helpers for r in helper.result()]:
+    for record in _in_threads([(_check_run, tiles, pattern, s, errors, run, then_write)
+                               for s, run in zip(scratches, runs, strict=True)]):
         errors.add(record)
+
+
+def _write_all(tiles: torch.Tensor, pattern: Pattern) -> None:
+    """A chunk's first write: on the CPU in runs of tiles on the memtest's own threads (an op on
+    torch's pool leaves its threads spinning a while after, taking the cores the next pass needs)."""
+    if tiles.device.type != "cpu":
+        write(tiles, pattern, range(tiles.shape[0]))
+        return
+    _in_threads([(_write_run, tiles, pattern, run) for run in _runs(list(range(tiles.shape[0])), False)])
+
+
+def _write_run(tiles: torch.Tensor, pattern: Pattern, run: list[int]) -> list:
+    for k in run:
+        write(tiles, pattern, (k,))
+    return []
+
+
+def _runs(order: list[int], ordered: bool) -> list[list[int]]:
+    """``order`` whole when ordered, else cut into one run per torch thread."""
+    parts = 1 if ordered else max(1, min(torch.get_num_threads(), len(order)))
+    return [order[len(order) * i // parts: len(order) * (i + 1) // parts] for i in range(parts)]
+
+
+def _in_threads(calls: list[tuple]) -> list:
+    """Each ``(fn, *args)`` on its own thread (the first on this one); their lists joined in order."""
+    helpers = [_helpers(len(calls) - 1).submit(*call) for call in calls[1:]]
+    return calls[0][0](*calls[0][1:]) + [item for helper in helpers for item in helper.result()]
 
 
 def _check_run(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
@@ -285,7 +309,7 @@ def _moving_inversions(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Ten
         write(tiles, pattern, range(count))
     _verify(tiles, pattern, scratch, errors, range(count), then_write=inverse)
     _verify(tiles, inverse, scratch, errors, range(count - 1, -1, -1), then_write=pattern)
-    _verify(tiles, pattern, scratch, errors)
+    _verify(tiles, pattern, scratch, errors, ordered=False)
 
 
 def _sync(dev: torch.device) -> None:
