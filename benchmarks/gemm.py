@@ -1,9 +1,10 @@
 """GEMM burn throughput vs a bare ``torch.matmul`` loop of the same shape and dtype, same process.
 
 The ratio is the share of throughput the SDC checking leaves (goal: >= 0.97), for two sizes. Runs
-on CUDA when present, else on the CPU. Bare and burn alternate in short rounds (bare first in even
-rounds, burn first in odd ones) and the figure is the median of the per-round ratios, so noise
-from a shared machine hits both sides alike. Both sides use the burn's own clock and pacing.
+on CUDA when present, else on the CPU. Bare and burn alternate in short sides, bare first and last
+(bare, burn, bare, burn, ..., bare): each burn is divided by the mean of the bare sides just before
+and just after it, and the figure is the median of these per-round ratios, so a neighbour's burst
+on a shared machine weighs on both sides alike. Both sides use the burn's own clock and pacing.
 
     python benchmarks/gemm.py [--sizes N,N] [--dtype bf16|fp16|tf32|fp32] [--seconds S] [--rounds R]
 """
@@ -50,17 +51,14 @@ def in_a_thread(fn, *args) -> float:
 
 
 def measure(device: str, dtype: str, size: int, seconds: float, rounds: int) -> float:
-    ratios = []
+    ratios, bare = [], in_a_thread(bare_tflops, device, dtype, size, seconds)
     for r in range(rounds):
-        sides = {}
-        for side in (("bare", "burn") if r % 2 == 0 else ("burn", "bare")):
-            if side == "bare":
-                sides[side] = in_a_thread(bare_tflops, device, dtype, size, seconds)
-            else:
-                sides[side] = gemm.burn([device], dtype, size, seconds).workers[0].tflops
-        ratios.append(sides["burn"] / sides["bare"])
-        print(f"  round {r + 1:>2}: bare {sides['bare']:9.4f}  burn {sides['burn']:9.4f} TFLOP/s  "
+        burn = gemm.burn([device], dtype, size, seconds).workers[0].tflops
+        after = in_a_thread(bare_tflops, device, dtype, size, seconds)
+        ratios.append(burn / ((bare + after) / 2))
+        print(f"  round {r + 1:>2}: bare {bare:9.4f}  burn {burn:9.4f}  bare {after:9.4f} TFLOP/s  "
               f"ratio {ratios[-1]:.3f}", flush=True)
+        bare = after
     return statistics.median(ratios)
 
 
