@@ -21,53 +21,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import torch
 
 from dhc.kernels.bitwise import differs
+from dhc.kernels.memtest_results import MemtestAllocationError, MemtestInjection, MemtestResult, WordError, _Errors
 from dhc.kernels.patterns import WORD, Pattern, expected_tile, low_half, make_patterns, tile_offset, write
 
 MARCH_WINDOW = 4  # tiles per flag read-back in a GPU march (their XORs kept meanwhile: 2 windows of tiles)
-
-
-class MemtestAllocationError(Exception):
-    """Less memory could be taken than the test asked for."""
-
-
-@dataclass(frozen=True)
-class MemtestInjection:
-    """Corrupt one word after a pattern is written (the self-test's planted fault)."""
-
-    chunk: int = 0
-    word: int = 4099
-    pattern: str = "checkerboard"
-
-
-@dataclass(frozen=True)
-class WordError:
-    chunk: int
-    pattern: str
-    byte_offset: int  # within the chunk
-    expected: int
-    actual: int
-
-
-@dataclass
-class MemtestResult:
-    device: str
-    bytes_covered: int = 0
-    chunks: int = 0
-    patterns: list[str] = field(default_factory=list)
-    errors: int = 0
-    first_errors: list[WordError] = field(default_factory=list)
-    verified_bytes: int = 0
-    elapsed_s: float = 0.0  # writing and verifying patterns
-    setup_s: float = 0.0  # allocating and committing the memory
-
-    @property
-    def verified_bytes_per_s(self) -> float:
-        return self.verified_bytes / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 def memtest(device: str, total_bytes: int, chunk_bytes: int, tile_bytes: int, seed: int = 7,
@@ -126,34 +87,6 @@ def _allocate(dev: torch.device, total_bytes: int, chunk_words: int) -> list[tor
         raise MemtestAllocationError(f"could allocate only {got / 2**30:.2f} of {total_bytes / 2**30:.2f} GiB "
                                      f"on {dev}: {str(exc).splitlines()[0][:200]}") from None
     return chunks
-
-
-@dataclass
-class _Errors:
-    """Where a failing tile's words are counted and listed (up to ``max_listed`` per chunk)."""
-
-    result: MemtestResult
-    chunk: int
-    max_listed: int
-
-    def tile(self, pattern: Pattern, k: int, actual: torch.Tensor) -> None:
-        """The rare path: find the failing words of tile ``k``, whose words read ``actual``."""
-        self.add(self.found(pattern, k, actual))
-
-    def found(self, pattern: Pattern, k: int, actual: torch.Tensor) -> tuple[int, list[WordError]]:
-        """Tile ``k``'s count of failing words and the first of them (touches no shared state: any
-        thread may call it, before the tile is overwritten)."""
-        expected = pattern.template + tile_offset(pattern, k)
-        wrong = (actual != expected).nonzero().flatten()
-        return wrong.numel(), [WordError(self.chunk, pattern.name, (k * actual.numel() + word) * WORD,
-                                         int(expected[word]), int(actual[word]))
-                               for word in wrong[: self.max_listed].tolist()]
-
-    def add(self, found: tuple[int, list[WordError]]) -> None:
-        count, first = found
-        self.result.errors += count
-        listed = sum(1 for e in self.result.first_errors if e.chunk == self.chunk)
-        self.result.first_errors.extend(first[: max(0, self.max_listed - listed)])
 
 
 def _verify(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Tensor, errors: _Errors,
@@ -315,3 +248,7 @@ def _moving_inversions(tiles: torch.Tensor, pattern: Pattern, scratch: torch.Ten
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+__all__ = ["COMPARES", "MemtestAllocationError", "MemtestInjection", "MemtestResult", "WordError", "copy_bytes_per_s",
+           "memtest"]
