@@ -63,7 +63,7 @@ class RunConfig:
     stage: str
     log_group: str | None
     by_dhc_run: bool  # dhc run started the folder and owns pytest.log there
-    settings: Settings  # the environment as resolved once: the child and the sinks read these, not os.environ
+    settings: Settings  # the environment as resolved once: the child and the sinks read these, not the environment again
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self) | {"identity": self.identity.to_dict(), "settings": dump(self.settings)}
