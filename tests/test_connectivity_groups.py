@@ -5,16 +5,18 @@ without it while the lost node gets its own next try. Tests wait for a positive 
 """
 
 import copy
+import json
 
 import pytest
 
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 
-from k8s_emulator import Emulator, _reply  # noqa: E402
+from k8s_emulator import Emulator, PatchTestFailed, _reply, apply_json_patch  # noqa: E402
 from test_controller import KEYS, P5, P5_STATUS, Running, annotations, batches, finish, labels, wait_for  # noqa: E402
 
 from dhc import thresholds  # noqa: E402
 from dhc.controller import reconcile  # noqa: E402
+from dhc.controller.cache import Store  # noqa: E402
 from dhc.controller.jobs import NODES_ANNOTATION, TOPOLOGY_ANNOTATION, JobSettings, job_name  # noqa: E402
 from dhc.controller.loop import Controller, ControllerSettings  # noqa: E402
 from dhc.controller.topology import LAYERS, Grouping  # noqa: E402
@@ -133,6 +135,79 @@ def test_a_group_that_lost_a_member_while_running_re_forms_without_it(emulator, 
             annotations(emulator, "x2")[KEYS.reasons]
     if lose == "Failed":
         assert labels(emulator, "x2")[KEYS.check_status] == "Failed"
+
+
+def change_while_the_reply_is_on_its_way(emulator, run, name, change, seen):
+    """The API server applies the batcher's patch of ``name`` into the group, then another writer
+    changes the node (``change``) and the watch delivers it (``seen(cache)``) before the patch's reply,
+    now older than the cache, reaches the batcher: what a slow reply on a loaded controller meets."""
+    def route(handler, method, parts, query, body):
+        if method != "PATCH" or parts != ["api", "v1", "nodes", name] or not route.armed:
+            return False
+        with emulator.lock:
+            try:
+                patched = apply_json_patch(emulator.nodes[name], json.loads(body))
+            except PatchTestFailed:
+                return False  # the emulator answers the stale guard itself
+            if patched["metadata"]["annotations"].get(KEYS.stage) != "connectivity":
+                return False
+            route.armed = False
+            emulator._record("nodes", "MODIFIED", patched)
+            emulator.nodes[name], patched = patched, copy.deepcopy(patched)  # the reply: as it was written
+        change()
+        wait_for(lambda: seen(run.controller.nodes), what="the watch delivering the other writer's change")
+        _reply(handler, 200, patched)
+        return True
+    route.armed = True
+    emulator.routes.append(route)
+
+
+@pytest.mark.parametrize("lose", ["deleted", "NotReady", "Failed"])
+def test_a_member_lost_while_its_patch_into_the_group_is_answered_still_dissolves_the_group(emulator, lose):
+    names = ["x0", "x1", "x2"]
+    for name in names:
+        emulator.add_node(name, on_switch("sw-x"), status=copy.deepcopy(P5_STATUS))
+    changes = {"deleted": (lambda: emulator.delete_node("x2"), lambda cache: "x2" not in cache),
+               "NotReady": (lambda: set_ready(emulator, "x2", "Unknown", "NodeStatusUnknown"),
+                            lambda cache: cache["x2"]["status"]["conditions"][0]["status"] == "Unknown"),
+               "Failed": (lambda: emulator.set_node_labels("x2", {KEYS.check_status: "Failed"}),
+                          lambda cache: cache["x2"]["metadata"]["labels"][KEYS.check_status] == "Failed")}
+    with Running(emulator, batch_window_s=0.3) as run:
+        change_while_the_reply_is_on_its_way(emulator, run, "x2", *changes[lose])
+        pass_stress(emulator, names)
+        wait_for(lambda: len(batches(emulator)) == 1, what="the group of three")
+        [first] = batches(emulator)
+        wait_for(lambda: first not in emulator.jobs and first not in emulator.services,
+                 what="the broken group's Job and Service deleted")
+        wait_for(lambda: first not in batches(emulator) and len(batches(emulator)) == 1, what="the survivors' new group")
+        [second] = batches(emulator)
+        assert sorted(members(emulator, second)) == ["x0", "x1"] and second.endswith("-a1")
+    assert (lose == "deleted") == ("x2" not in run.controller.nodes)  # the late reply revived nothing
+    regroups = [e for e in emulator.events if e["reason"] == "DeepHealthCheckRegroup"]
+    assert {e["involvedObject"]["name"] for e in regroups} == {"x0", "x1"}
+    assert f"connectivity group {first} lost a member (x2: " in regroups[0]["message"]
+
+
+def test_the_cache_never_takes_an_object_back_in_time():
+    def node(version, status):
+        return {"metadata": {"name": "n", "resourceVersion": version, "labels": {"s": status}}}
+    store, heard = Store(), []
+    store.listen(lambda name, value: heard.append(value and value["metadata"]["labels"]["s"]))
+    store["n"] = node("7", "Failed")  # the watch's event
+    store["n"] = node("5", "InProgress")  # a patch's reply that was on its way meanwhile
+    assert store["n"]["metadata"]["labels"]["s"] == "Failed" and heard == ["Failed"]
+    store["n"] = node("7", "Failed again")  # the same version: written (a re-read of the same object)
+    store["n"] = node("9", "Passed")
+    assert store["n"]["metadata"]["labels"]["s"] == "Passed"
+    store.pop("n")
+    store["n"] = node("9", "Passed")  # a late write after the deletion: not revived
+    assert "n" not in store and heard == ["Failed", "Failed again", "Passed", None]
+    store["n"] = node("12", "new")  # created again under the same name: a newer version
+    store["n"] = dict(node("opaque-a", "opaque"))  # not an integer: not compared
+    assert store["n"]["metadata"]["resourceVersion"] == "opaque-a"
+    store.replace({})
+    store["n"] = node("3", "listed again")  # a re-list is the truth: what was removed before it is forgotten
+    assert store["n"]["metadata"]["labels"]["s"] == "listed again"
 
 
 def test_a_not_ready_candidate_joins_no_group_and_the_rest_form_without_it(emulator):

@@ -7,6 +7,13 @@ never breaks an iteration), and ``replace`` swaps the whole content at once afte
 costs the same with 5,000 Jobs as with one (no scan of every Job per reconcile). ``listen`` adds a
 callback told of each change, after the write and outside the lock: ``(name, the new value or None
 when it went)``, or ``(None, None)`` after a ``replace`` (the batcher's dirty flag).
+
+A write never takes an object back in time: the controller writes the object a patch returned, and
+the watch may have brought a newer one (another writer's change: a node marked Failed, gone
+NotReady, deleted) while that reply was on its way. A write whose resourceVersion is older than the
+cached one's, or no newer than that of the object last removed under that name, is dropped (as
+client-go's MutationCache does; versions that are not integers are not compared). Otherwise the
+cache would keep the stale object, and nothing later would say the change happened.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ class Store:
     def __init__(self, items: dict[str, Any] | None = None):
         self._lock = threading.RLock()
         self._items: dict[str, Any] = {}
+        self._gone: dict[str, int] = {}  # name -> the resourceVersion last removed under it (no late write revives it)
         self._listeners: list[Callable[[str | None, Any], None]] = []
         self.replace(items or {})
 
@@ -38,13 +46,15 @@ class Store:
 
     def __setitem__(self, name: str, value: Any) -> None:
         with self._lock:
+            if _older(value, self._items[name]) if name in self._items else _no_newer(value, self._gone.get(name)):
+                return  # the watch brought a newer one (or its deletion) already
             self._put(name, value)
         self._changed(name, value)
 
     def __delitem__(self, name: str) -> None:
         with self._lock:
             self._drop(name)
-            del self._items[name]
+            self._forget(name, self._items.pop(name))
         self._changed(name, None)
 
     def __contains__(self, name: object) -> bool:
@@ -76,6 +86,7 @@ class Store:
                 return default
             self._drop(name)
             value = self._items.pop(name)
+            self._forget(name, value)
         self._changed(name, None)
         return value
 
@@ -90,7 +101,7 @@ class Store:
     def replace(self, items: dict[str, Any]) -> None:
         """The whole content at once (a re-list): no reader sees half of the old and half of the new."""
         with self._lock:
-            self._items = {}
+            self._items, self._gone = {}, {}
             self._reset()
             for name, value in items.items():
                 self._put(name, value)
@@ -100,6 +111,11 @@ class Store:
         self._drop(name)
         self._items[name] = value
         self._index(name, value)
+
+    def _forget(self, name: str, value: Any) -> None:
+        version = _version(value)
+        if version is not None:
+            self._gone[name] = version
 
     def _changed(self, name: str | None, value: Any) -> None:
         for listener in self._listeners:
@@ -114,6 +130,23 @@ class Store:
 
     def _reset(self) -> None:
         pass
+
+
+def _older(value: Any, cached: Any) -> bool:
+    """Whether ``value`` is older than the cached object, by resourceVersion (False when either has none)."""
+    new, old = _version(value), _version(cached)
+    return new is not None and old is not None and new < old
+
+
+def _no_newer(value: Any, removed: int | None) -> bool:
+    """Whether ``value`` is no newer than the object removed last under its name (its version ``removed``)."""
+    new = _version(value)
+    return new is not None and removed is not None and new <= removed
+
+
+def _version(obj: Any) -> int | None:
+    version = ((obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj, dict) else None) or ""
+    return int(version) if isinstance(version, str) and version.isdigit() else None
 
 
 class JobStore(Store):
