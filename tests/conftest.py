@@ -14,6 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
+@pytest.fixture
+def emulator():
+    """A fresh Kubernetes API emulator (tests/k8s_emulator.py) serving real HTTP; a test file that needs
+    nodes, routes or faults in place from the start defines its own."""
+    from k8s_emulator import Emulator
+
+    with Emulator() as api:
+        yield api
+
+
 def bundled_thresholds() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "thresholds.yaml").read_text())
 

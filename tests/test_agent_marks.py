@@ -13,7 +13,6 @@ import pytest
 
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 
-from k8s_emulator import Emulator  # noqa: E402
 from kubernetes import client  # noqa: E402
 from sagemaker_server import SageMaker  # noqa: E402
 from test_controller import P5, P5_STATUS, Running, finish, wait_for  # noqa: E402
@@ -96,11 +95,6 @@ def test_the_history_key_read_here_is_the_one_remediation_writes():
 
 
 # -- over HTTP: the real agent publisher, the real controller -----------------------------------------
-@pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
-
 
 @pytest.fixture(autouse=True)
 def aws_credentials(fake_aws_credentials):

@@ -8,11 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+import waiting
 from dhc_process import dhc_env
 from k8s_emulator import Emulator
 
@@ -22,16 +22,6 @@ P = "sagemaker.amazonaws.com/"
 XID13 = "4,10,7400000,-;NVRM: Xid (PCI:0000:a8:00): 13, pid=4242, name=python, Graphics SM Warp Exception"
 XID79 = "3,11,7500000,-;NVRM: Xid (PCI:0000:53:00): 79, pid=1914, name=python3, GPU has fallen off the bus."
 SXID = "4,12,7600000,-;nvidia-nvswitch3: SXid (PCI:0000:c5:00.0): 20034, Fatal, Link 46 LTSSM Fault Up"
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Agent:
@@ -71,6 +61,11 @@ class Agent:
         code = self.proc.wait(timeout=20)
         assert "Traceback" not in self.proc.stderr.read()
         return code
+
+
+def wait_for(condition, timeout=30.0, what="condition"):
+    """A real agent process starts slower than the threads of the other tests: 30 s by default."""
+    return waiting.wait_for(condition, timeout, what)
 
 
 def fifo_writer(path: Path) -> int:

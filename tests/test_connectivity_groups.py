@@ -100,16 +100,22 @@ def test_starting_a_group_patches_its_nodes_from_the_cache_without_reading_them(
         annotations(emulator, "c0")[KEYS.batch] == run.controller.nodes["c0"]["metadata"]["annotations"][KEYS.batch]
 
 
+def group_formed(emulator, names):
+    """Pass the stress stage of ``names`` and wait until they are one group, each node marked in it."""
+    pass_stress(emulator, names)
+    wait_for(lambda: len(batches(emulator)) == 1, what=f"the group of {len(names)}")
+    [first] = batches(emulator)
+    wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == first for n in names), what="in the group")
+    return first
+
+
 @pytest.mark.parametrize("lose", ["deleted", "NotReady", "Failed"])
 def test_a_group_that_lost_a_member_while_running_re_forms_without_it(emulator, lose):
     names = ["x0", "x1", "x2"]
     for name in names:
         emulator.add_node(name, on_switch("sw-x"), status=copy.deepcopy(P5_STATUS))
     with Running(emulator, batch_window_s=0.3):
-        pass_stress(emulator, names)
-        wait_for(lambda: len(batches(emulator)) == 1, what="the group of three")
-        [first] = batches(emulator)
-        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == first for n in names), what="in the group")
+        first = group_formed(emulator, names)
         if lose == "deleted":
             emulator.delete_node("x2")
         elif lose == "NotReady":
@@ -297,10 +303,7 @@ def test_a_group_whose_one_pod_died_first_re_forms_without_that_node_and_charges
     for name in names:
         emulator.add_node(name, on_switch("sw-z"), status=copy.deepcopy(P5_STATUS))
     with Running(emulator, batch_window_s=0.3):
-        pass_stress(emulator, names)
-        wait_for(lambda: len(batches(emulator)) == 1, what="the group of three")
-        [first] = batches(emulator)
-        wait_for(lambda: all(annotations(emulator, n).get(KEYS.batch) == first for n in names), what="in the group")
+        first = group_formed(emulator, names)
         ended_pod(emulator, first, "z0", "2026-11-30T10:00:00Z", None, 137, "OOMKilled")  # died on its own
         peer_lost = message.encode(document("Incomplete"), "final")  # the others saw their peer go
         for name in ("z1", "z2"):

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 
-from k8s_emulator import Emulator  # noqa: E402
 from kubernetes import client  # noqa: E402
 from test_report import report_with_verdict  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 from dhc import thresholds  # noqa: E402
 from dhc.controller.jobs import JobSettings, job_name  # noqa: E402
@@ -27,15 +27,6 @@ KEYS = scheme.Keys()
 P5 = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
 P5_STATUS = {"capacity": {"nvidia.com/gpu": "8"},
              "allocatable": {"cpu": "191450m", "memory": "2097152000Ki", "nvidia.com/gpu": "8"}}
-
-
-def wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Running:
@@ -68,12 +59,6 @@ class Running:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
 
 
 def labels(emulator, node):

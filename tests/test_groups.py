@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 
 from dhc_process import dhc, no_traceback  # noqa: E402
-from k8s_emulator import Emulator  # noqa: E402
 from test_controller import KEYS, P5, P5_STATUS, Running, finish, labels, wait_for  # noqa: E402
 
 from dhc.controller import groups  # noqa: E402
@@ -50,12 +49,6 @@ def config(tmp_path):
     path = tmp_path / "dhc-controller.yaml"
     path.write_text(CONFIG)
     return groups.load(path)
-
-
-@pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
 
 
 def test_groups_are_chosen_by_selector_first_match_in_file_order_else_the_defaults(config):

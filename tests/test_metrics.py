@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("kubernetes", reason="the controller needs the kubernetes client (dhc[kubernetes])")
 prometheus_client = pytest.importorskip("prometheus_client", reason="the metrics need prometheus_client (dhc[kubernetes])")
 
-from k8s_emulator import Emulator  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from test_controller import KEYS, P5, Running, finish, labels, wait_for  # noqa: E402
 
@@ -39,12 +38,6 @@ def shows(port, *expected):
     except OSError:
         return False
     return all(seen.get((name, tuple(sorted(lbl.items())))) == value for name, lbl, value in expected)
-
-
-@pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
 
 
 def test_the_gauges_and_counters_follow_the_controller(emulator):

@@ -50,12 +50,6 @@ def events(emulator, reason):
 
 
 @pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
-
-
-@pytest.fixture
 def sagemaker():
     with SageMaker(CLUSTER, {iid(i) for i in range(100)}) as endpoint:
         yield endpoint

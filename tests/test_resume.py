@@ -3,12 +3,10 @@ operator, Job controller and scheduler stand-ins of k8s_workloads doing what the
 
 import copy
 import threading
-import time
 
-import pytest
-from k8s_emulator import Emulator
 from k8s_workloads import Workloads
 from kubernetes import client
+from waiting import wait_for
 
 from dhc.k8s.client import Kube
 from dhc.resume import state
@@ -20,15 +18,6 @@ KEYS = ResumeKeys(PREFIX)
 HEALTH = f"{PREFIX}/node-health-status"
 GPUS = {"limits": {"nvidia.com/gpu": "8"}}  # a training pod takes its node's GPUs
 PTJ = "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs/train"
-
-
-def wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def set_health(emulator, name, health):
@@ -80,12 +69,6 @@ class Resuming:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def emulator():
-    with Emulator() as api:
-        yield api
 
 
 def record(workloads, plural="pytorchjobs", name="train"):

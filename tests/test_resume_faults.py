@@ -16,7 +16,6 @@ from test_resume import (
     KEYS,
     Resuming,
     add_nodes,
-    emulator,
     events,
     pod_on,
     pytorchjob,
@@ -28,7 +27,6 @@ from test_resume import (
 
 from dhc.resume import faults as state
 
-__all__ = ["emulator"]  # the fixture
 LABEL = "batch.kubernetes.io/job-name"
 
 

@@ -4,9 +4,7 @@ import json
 import logging
 
 from k8s_workloads import Workloads
-from test_resume import GPUS, HEALTH, KEYS, Resuming, add_nodes, emulator, events, record, running, set_health, wait_for
-
-__all__ = ["emulator"]  # the fixture
+from test_resume import GPUS, HEALTH, KEYS, Resuming, add_nodes, events, record, running, set_health, wait_for
 
 
 def test_without_the_pytorchjob_api_jobs_are_still_resumed_and_it_is_said_once(emulator, caplog):

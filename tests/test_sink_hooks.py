@@ -124,13 +124,17 @@ def test_the_child_of_dhc_run_delivers_nothing_and_hands_its_report_over(pyteste
     assert events[-1] == hooks.HANDED_OVER and hooks.DELIVERED not in events
 
 
-def test_pytest_alone_delivers_in_the_child(pytester, tmp_path, monkeypatch):
-    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+def run_alone(pytester, tmp_path, *options):
+    """``pytest suites/``-style, in process: the plugin, one passing check, stress.inventory on the CPU."""
     pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
     pytester.makepyfile(test_a=PASSING)
-    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
-                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
-                                           "--dhc-sink=termination")
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
+                                        "--dhc-instance-type=cpu", "--dhc-check=stress.inventory", *options)
+
+
+def test_pytest_alone_delivers_in_the_child(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    outcome = run_alone(pytester, tmp_path, "--dhc-sink=termination")
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed", outcome.outlines
     delivered = [e["sink"] for e in report.Journal(tmp_path / "out" / report.JOURNAL_NAME).events()
                  if e["event"] == hooks.DELIVERED]
@@ -156,11 +160,7 @@ def test_dhc_run_sends_no_planted_fault_to_a_sink(tmp_path, capsys):
 
 def test_a_child_with_a_planted_fault_delivers_nothing(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("DHC_TERMINATION_LOG", str(tmp_path / "termination-log"))
-    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
-    pytester.makepyfile(test_a=PASSING)
-    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
-                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
-                                           "--dhc-inject=gemm-bitflip", "--dhc-sink=termination")
+    outcome = run_alone(pytester, tmp_path, "--dhc-inject=gemm-bitflip", "--dhc-sink=termination")
     assert outcome.ret == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["run"]["inject"]
     assert not (tmp_path / "termination-log").exists()
     assert hooks.DELIVERED not in (tmp_path / "out" / report.JOURNAL_NAME).read_text()
@@ -176,11 +176,7 @@ def test_pytest_alone_delivers_when_its_journal_refuses_the_delivery(pytester, t
         real_append(self, event)
 
     monkeypatch.setattr(report.Journal, "append", append)
-    pytester.makeconftest('pytest_plugins = ["dhc.plugin"]\n')
-    pytester.makepyfile(test_a=PASSING)
-    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--dhc-out={tmp_path / 'out'}",
-                                           "--dhc-instance-type=cpu", "--dhc-check=stress.inventory",
-                                           "--dhc-sink=termination")
+    outcome = run_alone(pytester, tmp_path, "--dhc-sink=termination")
     assert json.loads((tmp_path / "termination-log").read_text())["status"] == "Passed", outcome.outlines
     outcome.stdout.fnmatch_lines(["dhc: cannot journal the delivery to sink termination in *(No space left on device)"])
 
