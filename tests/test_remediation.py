@@ -165,6 +165,9 @@ def test_pending_reboot_cordons_drains_past_a_pdb_reboots_once_and_rejoins_throu
         finish(emulator, job_name("gpu-a", 2, 1), "gpu-a", "Passed", stage="final")
         wait_for(lambda: RKEYS.state not in emulator.nodes["gpu-a"]["metadata"]["annotations"], what="recovered")
         assert emulator.nodes["gpu-a"]["metadata"]["labels"][KEYS.health] == "Schedulable"
+        # the node is written first, then the Event, then the count: wait for the count itself
+        wait_for(lambda: running.controller.snapshot().tally.get(("remediations", "Reboot/recovered")),
+                 what="the recovery counted")
         snap = running.controller.snapshot()
     history = json.loads(emulator.nodes["gpu-a"]["metadata"]["annotations"][RKEYS.history])
     assert [(h["action"], h["outcome"], h["instance"]) for h in history] == [("Reboot", "acted", iid(1))]
