@@ -1,10 +1,12 @@
 """The GEMM burn and the memtest engines on CPU tensors, with faults planted at their seams."""
 
+import threading
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="the engines need torch (dhc[engines])")
 
-from dhc.kernels import gemm, memtest, patterns  # noqa: E402
+from dhc.kernels import gemm, memtest, memtest_host, patterns  # noqa: E402
 
 
 def t(*values):
@@ -60,19 +62,21 @@ def test_clean_memtest_covers_every_pattern():
     assert result.verified_bytes == 13 * 8 * MiB and result.verified_bytes_per_s > 0
 
 
-PATTERNS = ["checkerboard", "checkerboard-inverse", "zeros", "ones", "walking-ones", "walking-zeros",
+PATTERNS = ["zeros", "ones", "checkerboard", "checkerboard-inverse", "walking-ones", "walking-zeros",
             "own-address", "own-address-inverse", "random", "random-inverse"]
+RUNNERS = {"host": memtest_host.host_chunks, "device": memtest._device_chunks}
 
 
-@pytest.fixture(params=["memcmp", "gathered"])
-def compare(request, monkeypatch):
-    """Run the CPU memtest through either tile compare: memcmp (the CPU's) or gathered (the GPU's)."""
-    monkeypatch.setitem(memtest.COMPARES, "cpu", getattr(memtest, f"_{request.param}_tiles"))
+@pytest.fixture(params=sorted(RUNNERS))
+def runner(request, monkeypatch):
+    """Run the CPU memtest through either runner: host (the CPU's: chunks on threads, memcmp per tile)
+    or device (the GPU's: XOR and min/max on the device, a ring of XORs in passes that rewrite)."""
+    monkeypatch.setitem(memtest.RUNNERS, "cpu", RUNNERS[request.param])
     return request.param
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_a_corrupted_word_is_found_under_every_pattern(pattern, compare):
+def test_a_corrupted_word_is_found_under_every_pattern(pattern, runner):
     inject = memtest.MemtestInjection(chunk=1, word=70_001, pattern=pattern)
     result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024, inject=inject)
     assert result.errors == 1
@@ -85,16 +89,27 @@ def test_a_corrupted_word_is_found_under_every_pattern(pattern, compare):
 TILE_WORDS = 256 * 1024 // 8  # 16 tiles a chunk of 4 MiB: four windows of a GPU march
 
 
+def _bad_write_in_chunk(monkeypatch, runner, tile, word, chunks):
+    """One bit (40) left wrong when the march writes the inverse to ``tile`` of the second chunk."""
+    def spoil(pattern, k, address, flat):
+        if pattern.name == "checkerboard/inverted" and k == tile and address == chunks[1]:
+            flat[word] ^= 1 << 40
+
+    if runner == "host":
+        write = memtest_host.HostTiles.write
+        monkeypatch.setattr(memtest_host.HostTiles, "write", lambda self, pattern, k: (
+            write(self, pattern, k), spoil(pattern, k, self.base, self.array.reshape(-1)))[0])
+    else:
+        write = memtest.write
+        monkeypatch.setattr(memtest, "write", lambda tiles, pattern, order: (
+            write(tiles, pattern, order), [spoil(pattern, k, tiles.data_ptr(), tiles.view(-1)) for k in order])[0])
+
+
 @pytest.mark.parametrize("tile", [0, 6, 15])
-def test_a_bad_write_in_the_march_is_found_where_it_is(monkeypatch, compare, tile):
+def test_a_bad_write_in_the_march_is_found_where_it_is(monkeypatch, runner, tile):
     """Writing the inverse to one tile in the march's up pass leaves one bit wrong; the down pass
     finds it (on the GPU branch after the tile is overwritten, from the XOR kept in its ring slot)."""
-    write, allocate, word, chunks = memtest.write, memtest._allocate, tile * TILE_WORDS + 1234, []
-
-    def bad_write(tiles, pattern, order):
-        write(tiles, pattern, order)
-        if pattern.name == "checkerboard/inverted" and tuple(order) == (tile,) and tiles.data_ptr() == chunks[1]:
-            tiles.view(-1)[word] ^= 1 << 40
+    allocate, word, chunks = memtest._allocate, tile * TILE_WORDS + 1234, []
 
     def allocate_and_note(*args):
         made = allocate(*args)
@@ -102,7 +117,7 @@ def test_a_bad_write_in_the_march_is_found_where_it_is(monkeypatch, compare, til
         return made
 
     monkeypatch.setattr(memtest, "_allocate", allocate_and_note)
-    monkeypatch.setattr(memtest, "write", bad_write)
+    _bad_write_in_chunk(monkeypatch, runner, tile, word, chunks)
     result = memtest.memtest("cpu", 8 * MiB, 4 * MiB, 256 * 1024)
     assert result.errors == 1
     [error] = result.first_errors
@@ -111,52 +126,82 @@ def test_a_bad_write_in_the_march_is_found_where_it_is(monkeypatch, compare, til
     assert result.verified_bytes == 13 * 8 * MiB
 
 
-def test_the_march_checks_each_tile_then_writes_it_up_then_down(monkeypatch, compare):
+def test_every_chunk_follows_the_patterns_then_the_march_up_then_down_then_a_check():
+    made = patterns.make_patterns(torch.device("cpu"), 64, 7)
+    steps = patterns.passes(made, 9)
+    assert [p.name for p in made] == PATTERNS  # zeros first: what the allocation wrote
+    assert [(s.pattern.name, s.then_write.name, s.order, s.march) for s in steps[:10]] == [
+        (p, (PATTERNS[1:] + ["checkerboard"])[i], range(9), False) for i, p in enumerate(PATTERNS)]
+    inverse = "checkerboard/inverted"
+    assert [(s.pattern.name, s.then_write and s.then_write.name, list(s.order), s.march) for s in steps[10:]] == [
+        ("checkerboard", inverse, list(range(9)), True), (inverse, "checkerboard", list(range(8, -1, -1)), True),
+        ("checkerboard", None, list(range(9)), True)]
+    assert int(steps[11].pattern.template[0]) == ~0x5555555555555555
+
+
+def _logged_pass(monkeypatch, runner, tiles, step, errors):
+    """Run one pass with each runner's check and write logged: ("check" | "write", pattern, tile)."""
     log = []
-    expected, write = memtest.expected_tile, memtest.write
-    monkeypatch.setattr(memtest, "expected_tile", lambda p, k, s: (log.append(("check", p.name, k)), expected(p, k, s))[1])
-    monkeypatch.setattr(memtest, "write", lambda t, p, order: (log.append(("write", p.name, tuple(order))),
-                                                               write(t, p, order))[1])
+    if runner == "host":
+        differs, write = memtest_host.HostTiles.differs, memtest_host.HostTiles.write
+        monkeypatch.setattr(memtest_host.HostTiles, "differs", lambda self, p, k: (
+            log.append(("check", p.name, k)), differs(self, p, k))[1])
+        monkeypatch.setattr(memtest_host.HostTiles, "write", lambda self, p, k: (
+            log.append(("write", p.name, k)), write(self, p, k))[1])
+        memtest_host.HostTiles(tiles.view(-1), tiles.shape[1], errors).check_then_write(step)
+    else:
+        expected, write = memtest.expected_tile, memtest.write
+        monkeypatch.setattr(memtest, "expected_tile", lambda p, k, s: (log.append(("check", p.name, k)), expected(p, k, s))[1])
+        monkeypatch.setattr(memtest, "write", lambda t, p, order: (
+            [log.append(("write", p.name, k)) for k in order], write(t, p, order))[1])
+        memtest._verify(tiles, step, torch.empty(tiles.shape[1], dtype=torch.int64), errors)
+    return log
+
+
+def test_each_runner_checks_each_tile_then_writes_it_in_the_pass_order(monkeypatch, runner):
+    """The march's down pass on own-address (every tile differs): tile 8 checked then rewritten, then 7, ..."""
+    own = patterns.make_patterns(torch.device("cpu"), 64, 7)[6]
+    inverse = patterns.inverted(own)
     tiles = torch.zeros(9, 64, dtype=torch.int64)
-    pattern = patterns.make_patterns(torch.device("cpu"), 64, 7)[6]  # own-address: every tile differs
+    patterns.write(tiles, inverse, range(9))
     result = memtest.MemtestResult("cpu")
-    memtest._moving_inversions(tiles, pattern, torch.empty(64, dtype=torch.int64), memtest._Errors(result, 0, 8))
-    inverse = f"{pattern.name}/inverted"
-    want = [("write", pattern.name, tuple(range(9)))]
-    want += [e for k in range(9) for e in (("check", pattern.name, k), ("write", inverse, (k,)))]
-    want += [e for k in reversed(range(9)) for e in (("check", inverse, k), ("write", pattern.name, (k,)))]
-    want += [("check", pattern.name, k) for k in range(9)]  # the last check in any order (the CPU's threads)
-    assert log[:-9] == want[:-9] and sorted(log[-9:]) == want[-9:]
-    assert (result.errors, result.verified_bytes) == (0, 3 * 9 * 64 * 8)
+    log = _logged_pass(monkeypatch, runner, tiles, patterns.Pass(inverse, range(8, -1, -1), own, True),
+                       memtest._Errors(result, 0, 8))
+    assert log == [e for k in range(8, -1, -1) for e in (("check", inverse.name, k), ("write", own.name, k))]
+    expected = torch.zeros_like(tiles)
+    patterns.write(expected, own, range(9))
+    assert (result.errors, result.verified_bytes) == (0, 9 * 64 * 8) and torch.equal(tiles, expected)
 
 
-def test_the_cpu_pass_split_over_threads_lists_errors_in_tile_order_and_leaves_the_next_pattern(monkeypatch):
-    """Four runs of tiles on four threads: bad words in the first and the last run are counted and
-    listed by offset, each tile read before it was overwritten; every tile then holds the next pattern."""
+def test_chunks_on_threads_list_their_errors_in_chunk_order(monkeypatch):
+    """Eight chunks on four threads; chunk 1 waits until chunk 6 has been spoilt (and is checked
+    first), yet chunk 1's errors are listed first: the listing does not depend on thread timing."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    tiles = torch.zeros(16, 64, dtype=torch.int64)
-    random, after = patterns.make_patterns(torch.device("cpu"), 64, 7)[8:10]
-    patterns.write(tiles, random, range(16))
-    expected = tiles.clone()
-    tiles[14, 3] ^= 1 << 9
-    tiles[1, 60] ^= 1 << 2
-    result = memtest.MemtestResult("cpu")
-    memtest._verify(tiles, random, torch.empty(64, dtype=torch.int64), memtest._Errors(result, 0, 8),
-                    then_write=after, ordered=False)
+    spoilt = threading.Event()
+
+    class TwoFaults:
+        def plant(self, chunk, index, step):
+            if step.pattern.name == "random" and index == 6:
+                chunk[3] ^= 1 << 9
+                spoilt.set()
+            if step.pattern.name == "zeros" and index == 1:
+                assert spoilt.wait(timeout=60), "chunk 6 never ran beside chunk 1"
+                chunk[(60 + 64) * 1] ^= 1 << 2
+
+    result = memtest.memtest("cpu", 8 * 256 * 1024, 256 * 1024, 64 * 1024, inject=TwoFaults())
     assert result.errors == 2
-    assert [(e.byte_offset, e.expected ^ e.actual) for e in result.first_errors] == [((64 + 60) * 8, 1 << 2),
-                                                                                     ((14 * 64 + 3) * 8, 1 << 9)]
-    assert [e.expected for e in result.first_errors] == [int(expected[1, 60]), int(expected[14, 3])]
-    assert torch.equal(tiles, ~expected) and result.verified_bytes == 16 * 64 * 8
+    assert [(e.chunk, e.pattern, e.byte_offset, e.expected ^ e.actual) for e in result.first_errors] == [
+        (1, "zeros", 124 * 8, 1 << 2), (6, "random", 3 * 8, 1 << 9)]
+    assert result.verified_bytes == 13 * 8 * 256 * 1024
 
 
-def test_first_errors_are_capped():
+def test_first_errors_are_capped(monkeypatch, runner):
     chunk = torch.zeros(4096, dtype=torch.int64)
     tiles = chunk.view(-1, 1024)
-    pattern = patterns.make_patterns(torch.device("cpu"), 1024, 7)[2]  # zeros
+    zeros = patterns.make_patterns(torch.device("cpu"), 1024, 7)[0]
     chunk[100:140] = 5
     result = memtest.MemtestResult("cpu")
-    memtest._verify(tiles, pattern, torch.empty(1024, dtype=torch.int64), memtest._Errors(result, 0, 8))
+    _logged_pass(monkeypatch, runner, tiles, patterns.Pass(zeros, range(4), None, True), memtest._Errors(result, 0, 8))
     assert result.errors == 40 and len(result.first_errors) == 8
     assert [e.byte_offset for e in result.first_errors[:2]] == [800, 808]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dhc.kernels.patterns import WORD, Pattern, tile_offset
+from dhc.kernels.patterns import WORD, Pass, Pattern, tile_offset
 
 
 class MemtestAllocationError(Exception):
@@ -24,6 +24,11 @@ class MemtestInjection:
     chunk: int = 0
     word: int = 4099
     pattern: str = "checkerboard"
+
+    def plant(self, chunk: torch.Tensor, index: int, step: Pass) -> None:
+        """Flip bit 7 of the word, in chunk ``index`` right before its ``pattern`` is checked (not in the march)."""
+        if self.chunk == index and self.pattern == step.pattern.name and not step.march:
+            chunk[self.word] ^= 1 << 7
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,12 @@ class MemtestResult:
     verified_bytes: int = 0
     elapsed_s: float = 0.0  # writing and verifying patterns
     setup_s: float = 0.0  # allocating and committing the memory
+
+    def merge(self, part: MemtestResult) -> None:
+        """Add the errors and verified bytes of a part (one chunk's, tested on its own thread)."""
+        self.errors += part.errors
+        self.first_errors.extend(part.first_errors)
+        self.verified_bytes += part.verified_bytes
 
     @property
     def verified_bytes_per_s(self) -> float:

@@ -1,7 +1,8 @@
 """Memtest patterns: each a tile-sized template plus a per-tile offset (``expected = template + sign * base``),
 so constant, walking-ones, own-address and seeded random patterns (and their complements) share one
 write path and one expected-tile path. ``write`` fills a whole chunk in one pass (torch's thread pool)
-or single tiles (on the CPU on the calling thread, without the pool: see ``_add_here``).
+or single tiles (on the CPU on the calling thread, without the pool: see ``_add_here``). ``passes``
+is a chunk's schedule of checks and writes, the one both memtest runners (CPU and GPU) follow.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def make_patterns(dev: torch.device, words: int, seed: int) -> list[Pattern]:
         assert (value & 0xFFFFFFFF) == (value >> 32) & 0xFFFFFFFF, "constants repeat one 32-bit half"
         return Pattern(name, torch.full((words,), value, dtype=torch.int64, device=dev), 0, 0, value)
 
-    return [
-        const("checkerboard", 0x5555555555555555),
-        const("checkerboard-inverse", ~0x5555555555555555),
+    return [  # zeros first: the allocation's commit (zero_) is that pattern's write
         const("zeros", 0),
         const("ones", -1),
+        const("checkerboard", 0x5555555555555555),
+        const("checkerboard-inverse", ~0x5555555555555555),
         Pattern("walking-ones", walking, 0, 0),
         Pattern("walking-zeros", ~walking, 0, 0),
         Pattern("own-address", index, 1, words),
@@ -49,6 +50,37 @@ def make_patterns(dev: torch.device, words: int, seed: int) -> list[Pattern]:
         Pattern("random", random, 1, GOLDEN),
         Pattern("random-inverse", ~random, -1, GOLDEN),
     ]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """Check every tile of ``order`` against ``pattern``; then (unless None) overwrite it with ``then_write``."""
+
+    pattern: Pattern
+    order: range
+    then_write: Pattern | None
+    march: bool  # one of the moving-inversions march's passes (its order matters; no fault is planted in it)
+
+
+MARCH = "checkerboard"  # the moving-inversions march's pattern (p), after the ten
+
+
+def passes(patterns: list[Pattern], tiles: int) -> list[Pass]:
+    """A chunk's passes once ``patterns[0]`` is over it: each pattern checked and each tile then
+    overwritten with the next pattern (after the last, with the march's), so every byte is read back
+    a whole chunk's pass after it was written; then the moving-inversions march: up (check p, write
+    ~p), down (check ~p, write p), and a last check of p."""
+    march = next(p for p in patterns if p.name == MARCH)
+    inverse, then = inverted(march), [*patterns[1:], march]
+    steps = [Pass(p, range(tiles), then[i], False) for i, p in enumerate(patterns)]
+    return steps + [Pass(march, range(tiles), inverse, True), Pass(inverse, range(tiles - 1, -1, -1), march, True),
+                    Pass(march, range(tiles), None, True)]
+
+
+def inverted(pattern: Pattern) -> Pattern:
+    """Every bit of ``pattern`` flipped (~x = -1 - x: template ~t, offset negated)."""
+    return Pattern(f"{pattern.name}/inverted", ~pattern.template, -pattern.sign, pattern.spread,
+                   None if pattern.constant is None else ~pattern.constant)
 
 
 def _base(pattern: Pattern, tile: int) -> int:
