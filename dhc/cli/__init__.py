@@ -92,7 +92,6 @@ def _report_fleet(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dhc import fleet
-    from dhc.report import write_json_atomic
     from dhc.report.fleet_html import write_fleet
 
     if args.workers is not None and args.workers < 1:
@@ -106,7 +105,7 @@ def _report_fleet(args: argparse.Namespace) -> int:
     files = {"CSV": Path(args.csv or out.with_suffix(".csv"))} | ({"JSON": Path(args.json)} if args.json else {})
     fleet.write_csv(table, files["CSV"])
     if args.json:
-        write_json_atomic(files["JSON"], document)
+        fleet.write_json(document, files["JSON"])
     print(write_fleet(document, out, files))
     for file in files.values():
         print(file)

@@ -5,19 +5,23 @@ pandas lives here and nowhere else. The page itself is rendered by ``dhc.report.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dhc.fleet import analysis
 from dhc.fleet.load import Fleet, load, report_files
-from dhc.report.files import write_text_atomic
+from dhc.fleet.read import msgspec
+from dhc.report.files import write_json_atomic, write_text_atomic
 
-__all__ = ["Fleet", "load", "report_files", "review", "write_csv"]
+__all__ = ["Fleet", "load", "report_files", "review", "write_csv", "write_json"]
 
 FLEET_SCHEMA_VERSION = "1.3"  # 1.1 added distributions[].non_finite; 1.2 checks_by_type; 1.3 read_from
 MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are counted
@@ -27,6 +31,8 @@ def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tup
     """The fleet document (JSON-able) and the node table (a DataFrame, worst first, for CSV)."""
     fleet = load(paths, workers)
     suspects = analysis.outliers(fleet, k)
+    distributions = analysis.distributions(fleet)
+    analysis.release(fleet)
     table = analysis.node_table(fleet, suspects)
     document = {
         "schema_version": FLEET_SCHEMA_VERSION,
@@ -38,7 +44,7 @@ def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tup
         "counts": analysis.counts(fleet),
         "checks_by_type": analysis.checks_by_type(fleet),
         "failed_checks": analysis.failed_checks(fleet),
-        "distributions": analysis.distributions(fleet),
+        "distributions": distributions,
         "outliers": records(suspects.drop(columns="node_row")),
         "nodes": records(table),
     }
@@ -61,13 +67,35 @@ def write_csv(table: Any, path: Path) -> None:
 
     A text cell that starts with ``= + - @``, a tab or a carriage return gets a leading single quote,
     unless it is a plain number (``-12.5``); numeric columns are written as numbers, so negative
-    numbers stay numbers.
+    numbers stay numbers. The text is pandas' ``to_csv(index=False)`` of that table, written by the
+    same ``csv`` module from whole columns turned into Python values by numpy (twice as fast as per cell).
     """
-    safe = table.copy()
-    for column in safe.columns:
-        if not pd.api.types.is_numeric_dtype(safe[column]):
-            safe[column] = safe[column].map(neutralise).astype(object)
-    write_text_atomic(path, safe.to_csv(index=False))
+    if not all(dtype.kind in "fiubO" for dtype in table.dtypes):
+        safe = table.copy()  # a column of another kind (dates, durations): pandas writes it
+        for column in safe.columns:
+            if not pd.api.types.is_numeric_dtype(safe[column]):
+                safe[column] = safe[column].map(neutralise).astype(object)
+        write_text_atomic(path, safe.to_csv(index=False))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # pandas' dialect: QUOTE_MINIMAL, '"' doubled, "\n"
+    writer.writerow(list(table.columns))
+    writer.writerows(zip(*(_csv_cells(table[c]) for c in table.columns), strict=True))
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _csv_cells(column: pd.Series) -> list[Any]:
+    """A column's cells as pandas writes them: a missing cell (NaN, None) empty, text neutralised."""
+    if column.dtype.kind == "f" and isinstance(column.dtype, np.dtype):
+        values = column.to_numpy(dtype=np.float64)
+        cells = values.astype(object)
+        cells[np.isnan(values)] = None  # pandas writes NaN as empty and infinities as inf, as repr does
+        return cells.tolist()
+    if column.dtype.kind in "iub" and isinstance(column.dtype, np.dtype):
+        return column.to_numpy().tolist()
+    cells = column.to_numpy(dtype=object, copy=True)  # never a view of the table (read-only under copy-on-write)
+    cells[column.isna().to_numpy()] = None
+    return [neutralise(c) if c.__class__ is str and c.startswith(_FORMULA_START) else c for c in cells.tolist()]
 
 
 def neutralise(cell: Any) -> Any:
@@ -76,8 +104,39 @@ def neutralise(cell: Any) -> Any:
     return cell
 
 
+def write_json(document: dict[str, Any], path: Path) -> None:
+    """The review as indented JSON, encoded by msgspec where it is installed (100,000 nodes in a fraction of
+    the time ``json`` takes); non-ASCII text is written as UTF-8 rather than escaped. NaN and infinities
+    never reach it (``records`` and the analysis write None), so both encoders write the same values. A
+    document msgspec refuses (a key json spells differently, such as None) is written by ``json``."""
+    try:
+        text = None if msgspec is None else msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
+    except TypeError:
+        text = None
+    if text is None:
+        write_json_atomic(path, document)
+        return
+    write_text_atomic(path, text + "\n")
+
+
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts of JSON's types (NaN and infinities as None), built column by column: fast at 100,000 rows."""
-    columns = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in table[c].tolist()]
-               for c in table.columns]
-    return [dict(zip(table.columns, row, strict=True)) for row in zip(*columns, strict=True)]
+    """Rows as dicts of JSON's types (NaN, infinities and missing cells as None), built column by column."""
+    names = list(table.columns)
+    columns = [_json_cells(table[name]) for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _json_cells(column: pd.Series) -> list[Any]:
+    """A column's cells as Python values of JSON's types: numpy turns a whole column at once."""
+    if column.dtype.kind == "f" and isinstance(column.dtype, np.dtype):
+        values = column.to_numpy(dtype=np.float64)
+        cells = values.astype(object)
+        cells[~np.isfinite(values)] = None
+        return cells.tolist()
+    if column.dtype.kind in "iub" and isinstance(column.dtype, np.dtype):
+        return column.to_numpy().tolist()
+    if isinstance(column.dtype, pd.StringDtype):
+        cells = column.to_numpy(dtype=object, copy=True)  # never a view of the table (read-only under copy-on-write)
+        cells[column.isna().to_numpy()] = None
+        return cells.tolist()
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in column.tolist()]

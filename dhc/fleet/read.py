@@ -94,7 +94,7 @@ class Part:
 _JUDGEMENT_CODE = {word: code for code, word in enumerate(JUDGEMENTS)}
 
 
-def read_batch(files: list[Path]) -> Part:
+def read_batch(files: list[str] | list[Path]) -> Part:
     part = Part()
     for path in files:
         if _from_row(part, str(path)):

@@ -1,0 +1,192 @@
+"""The fleet review's work after reading (analysis, CSV, JSON) gives the answers of plain reference code.
+
+The fast paths (whole columns through numpy, the csv module fed from columns, msgspec's encoder,
+the values sorted once by metric group) are checked against the simple code they replaced, on
+tables and fleets with the odd values a real fleet holds: NaN, infinities, missing text, commas,
+quotes, line breaks, non-ASCII names and cells a spreadsheet would run.
+"""
+
+import json
+import math
+import random
+
+import pytest
+
+pd = pytest.importorskip("pandas", reason="the fleet review needs pandas (dhc[fleet])")
+np = pytest.importorskip("numpy")
+
+from dhc import fleet  # noqa: E402
+from dhc.fleet import analysis  # noqa: E402
+from dhc.fleet.load import merge  # noqa: E402
+from dhc.fleet.read import Part  # noqa: E402
+from dhc.report import write_json_atomic  # noqa: E402
+
+ODD_TEXT = ["plain", None, "a,b", 'say "hi"', "two\nlines", "ünïcödé ✓ 节点", "=1+1", "-12.5", "-1+1", "@SUM(A1)",
+            "\tx", "\rx", "+", "", "i-0abc", "-1e5"]
+
+
+def _odd_table():
+    n = len(ODD_TEXT)
+    floats = [1.5, float("nan"), float("inf"), -float("inf"), -0.0, 1e16, 1e-5, 0.1 + 0.2, 1e308, 5e-324,
+              123456789012345680.0, -2.5, 0.0, 3.0, 7.25, float("nan")]
+    return pd.DataFrame({
+        "text": ODD_TEXT,
+        "float": floats[:n],
+        "int": list(range(-3, n - 3)),
+        "bool": [i % 2 == 0 for i in range(n)],
+        "mixed": pd.Series([1, "=x", None, 2.5, float("nan"), float("inf"), "ok", -3, "a,b", True, 0, "", "-1", "ü",
+                            None, 1e20][:n], dtype=object),
+        "nullable": pd.array([1, None, *range(n - 2)], dtype="Int64"),
+        "category": pd.Categorical((["x", "=y", None, "z,w"] * n)[:n]),
+    })
+
+
+def _reference_csv(table):
+    """The writer before the fast one: every text cell through ``neutralise``, then pandas writes the text."""
+    safe = table.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(fleet.neutralise).astype(object)
+    return safe.to_csv(index=False)
+
+
+def _reference_records(table):
+    """The records before the fast ones: cell by cell, NaN and infinities as None."""
+    columns = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in table[c].tolist()]
+               for c in table.columns]
+    return [dict(zip(table.columns, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def test_csv_from_columns_is_the_text_pandas_wrote_for_odd_cells(tmp_path):
+    table = _odd_table()
+    fleet.write_csv(table, tmp_path / "fast.csv")
+    text = (tmp_path / "fast.csv").read_bytes().decode()  # as written: "\r" in a quoted cell stays "\r"
+    assert text == _reference_csv(table)
+    assert "\n'=1+1," in text and "\n'@SUM(A1)," in text and "\n-12.5," in text and '\n"a,b",' in text  # neutralised
+
+
+def test_csv_of_a_column_numpy_cannot_turn_is_written_by_pandas(tmp_path):
+    table = _odd_table().assign(when=pd.date_range("2026-11-30", periods=len(ODD_TEXT), freq="h", tz="UTC"))
+    fleet.write_csv(table, tmp_path / "dates.csv")
+    assert (tmp_path / "dates.csv").read_bytes().decode() == _reference_csv(table)
+
+
+def test_records_from_columns_equal_cell_by_cell_records():
+    table = _odd_table().drop(columns=["nullable"])  # pd.NA has no JSON meaning either way
+    fast = fleet.records(table)
+    assert fast == _reference_records(table)
+    assert fast[1]["text"] is None and fast[2]["float"] is None and fast[3]["float"] is None  # missing, inf, -inf
+    assert type(fast[0]["int"]) is int and type(fast[0]["float"]) is float and type(fast[0]["bool"]) is bool
+
+
+def _document():
+    records = fleet.records(_odd_table().drop(columns=["nullable"]))
+    return {"schema_version": "1.3", "nodes": records, "empty": [], "nested": {"k": {}, "ünï": [1, 2.5, None]},
+            "tiny": 1e-5, "huge": 1e308, "k": 3.5}
+
+
+def test_json_writer_writes_the_values_json_writes(tmp_path):
+    document = _document()
+    fleet.write_json(document, tmp_path / "fast.json")
+    write_json_atomic(tmp_path / "plain.json", document)
+    fast = (tmp_path / "fast.json").read_text(encoding="utf-8")
+    assert json.loads(fast) == json.loads((tmp_path / "plain.json").read_text(encoding="utf-8")) == json.loads(
+        json.dumps(document))
+    assert fast.startswith('{\n  "schema_version": "1.3",\n  "nodes": [\n    {\n') and fast.endswith("}\n")  # indented
+    assert "节点" in fast  # non-ASCII as UTF-8, not escaped
+
+
+def test_a_document_msgspec_refuses_is_written_by_json(tmp_path):
+    document = {"counts": {"by_type": {None: {"Passed": 1}}}, "k": 3.5}  # json spells the key "null"
+    fleet.write_json(document, tmp_path / "odd.json")
+    assert json.loads((tmp_path / "odd.json").read_text()) == {"counts": {"by_type": {"null": {"Passed": 1}}}, "k": 3.5}
+
+
+def test_json_writer_without_msgspec_is_the_plain_writer(tmp_path, monkeypatch):
+    document = _document()
+    monkeypatch.setattr(fleet, "msgspec", None)
+    fleet.write_json(document, tmp_path / "fallback.json")
+    write_json_atomic(tmp_path / "plain.json", document)
+    assert (tmp_path / "fallback.json").read_text() == (tmp_path / "plain.json").read_text()
+
+
+# -- analysis: outliers and distributions against a pandas groupby -------------------------------------
+NODE = ["f", "i", "t1", "r", "n", "Passed", "None", "quick", "2026-11-30T00:00:00Z", 1.0, 0, 0, ""]
+MIN_BW, MAX_BW = ("min", 100.0, "GB/s"), ("max", 500.0, "GB/s")
+
+
+def _measured(node, rng):
+    """One node's measurements: a bandwidth judged by a minimum (nodes 0-19) or a maximum (20-29) in one
+    metric group, planted values on both sides, a value already outside, NaN and inf; an unlimited
+    metric; a metric all alike; a metric too rare to judge; a latency whose first node has no limit."""
+    bw_limit = MIN_BW if node < 20 else MAX_BW
+    out = []
+    for gpu in range(8):
+        value, judgement = 300 + rng.uniform(-10, 10), "within"
+        value = {(3, 2): 200.0, (25, 1): 400.0, (4, 0): 400.0, (26, 0): 200.0, (7, 5): 150.0,
+                 (8, 0): float("nan"), (8, 1): float("inf")}.get((node, gpu), value)
+        judgement = "outside" if (node, gpu) == (7, 5) else judgement
+        out.append((("c.bw", "bw", "GB/s", bw_limit), f"GPU {gpu}", value, judgement))
+        out.append((("c.temp", "temp", "C", None), f"GPU {gpu}", 40 + rng.uniform(-1, 1) + 30 * (node == 9), "unlimited"))
+    out.append((("c.err", "errors", "count", ("max", 0.0, "count")), "node", 0.0, "within"))
+    if node < 4:
+        out.append((("c.rare", "rare", "s", ("max", 5.0, "s")), "node", 1.0 + node * (node == 3) * 9, "within"))
+    latency_limit = None if node == 0 else ("max", 9.0 if node < 15 else 7.0, "ms")
+    out.append((("c.lat", "latency", "ms", latency_limit), "node", 3 + rng.uniform(0, 1), "within"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def handmade():
+    rng = random.Random(7)
+    parts = []
+    for first in (0, 12, 24):  # three parts, merged in order as the pool hands them
+        part = Part()
+        for node in range(first, min(first + 12, 30)):
+            part.add([f"n{node}/report.json", f"i-{node:03d}", *NODE[2:]], _measured(node, rng), [])
+        parts.append(part)
+    return merge(parts, [])
+
+
+def _reference_outliers(fl, k=3.5):
+    m = fl.measurements()
+    m = m[m["comparison"].isin(["min", "max"]) & np.isfinite(m["value"])]
+    found = []
+    for _, g in m.groupby(analysis.METRIC_KEYS):
+        if len(g) < analysis.MIN_GROUP:
+            continue
+        median = g["value"].median()
+        mad = (g["value"] - median).abs().median()
+        if mad == 0:
+            continue
+        z = (g["value"] - median) / (mad * analysis.MAD_SCALE)
+        hit = (np.where(g["comparison"] == "min", -z, z) > k) & (g["judgement"] == "within").to_numpy()
+        found += [(r.instance_id, r.metric, r.device, r.value, round(zz, 9)) for r, zz in zip(g[hit].itertuples(), z[hit], strict=True)]
+    return sorted(found, key=lambda t: t[-1])
+
+
+def test_outliers_are_those_a_groupby_finds_on_the_wrong_side_only(handmade):
+    suspects = analysis.outliers(handmade)
+    got = [(r.instance_id, r.metric, r.device, r.value, round(r.robust_z, 9)) for r in suspects.itertuples()]
+    assert got == _reference_outliers(handmade)
+    assert [(g[0], g[2]) for g in got] == [("i-003", "GPU 2"), ("i-025", "GPU 1")]  # low under a min, high under a max
+    assert suspects["node_row"].tolist() == [3, 25] and (suspects["median"] > 290).all()
+
+
+def test_distributions_take_the_first_limit_in_file_order_and_leave_out_non_finite(handmade):
+    by_metric = {d["metric"]: d for d in analysis.distributions(handmade)}
+    assert set(by_metric) == {"bw", "temp", "errors", "rare", "latency"}
+    bw, latency = by_metric["bw"], by_metric["latency"]
+    assert (bw["count"], bw["non_finite"], bw["comparison"], bw["limit"]) == (238, 2, "min", 100.0)
+    assert (latency["comparison"], latency["limit"], latency["limit_unit"]) == ("max", 9.0, "ms")  # node 1's, not 15's
+    assert by_metric["temp"]["limit"] is None and by_metric["errors"]["histogram"]["counts"] == [30]
+    finite = handmade.values["value"][handmade.values["value"].map(math.isfinite)]
+    assert sum(d["count"] for d in by_metric.values()) == len(finite)
+
+
+def test_the_sorted_copy_is_kept_for_the_analysis_and_released_after(handmade):
+    first = analysis.grouped(handmade)
+    assert analysis.grouped(handmade) is first  # outliers and distributions share one sort
+    assert first.values.size == len(handmade.values) and (np.diff(first.numbers[first.series]) >= 0).all()
+    analysis.release(handmade)
+    assert analysis.grouped(handmade) is not first
