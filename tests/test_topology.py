@@ -11,8 +11,8 @@ WINDOW = 60.0
 
 
 def node(name: str, since: float = 0.0, kind: tuple[str, str] = P5, l1: str = "", l2: str = "", l3: str = "",
-         **labels: str) -> Candidate:
-    topo = {key: value for key, value in zip(LAYERS, (l1, l2, l3), strict=True) if value}
+         l4: str = "", **labels: str) -> Candidate:
+    topo = {key: value for key, value in zip(LAYERS, (l1, l2, l3, l4), strict=True) if value}
     return Candidate(name, kind, topo | labels, since)
 
 
@@ -135,7 +135,20 @@ def test_a_user_named_label_replaces_the_eks_layers_as_a_single_level() -> None:
     assert sizes(form(many, Grouping(size=16, label=label), WINDOW, now=WINDOW)) == [10, 10]
 
 
+def test_a_four_layer_topology_groups_under_layer3_across_its_layer4_leaves() -> None:
+    """On types whose topology has four layers, layer-4 is the leaf and layer-3 the spine above it:
+    two layer-3 domains under one layer-2 never share a group, and each group crosses its leaves."""
+    nodes = [node(f"{d}{i:02}", l1="nn-1", l2="nn-2", l3=f"nn-3{d}", l4=f"leaf-{d}{i % 4}")
+             for d in "ab" for i in range(16)]
+    groups = form(nodes, Grouping(size=16), WINDOW, now=WINDOW)
+    assert sorted(groups) == [[f"a{i:02}" for i in range(16)], [f"b{i:02}" for i in range(16)]]
+    assert path(nodes[0].labels) == ("nn-1", "nn-2", "nn-3a", "leaf-a0")
+    three = [node(f"c{i:02}", l1="nn-1", l2="nn-2", l3=f"leaf-{i % 4}") for i in range(16)]
+    assert form(three, Grouping(size=16), WINDOW, now=WINDOW) == [sorted(c.name for c in three)]  # three: as before
+
+
 def test_topology_path_reads_coarse_to_fine_and_ignores_missing_inner_layers() -> None:
+    assert path({LAYERS[0]: "a", LAYERS[1]: "b", LAYERS[2]: "c", LAYERS[3]: "d"}) == ("a", "b", "c", "d")
     assert path({LAYERS[0]: "a", LAYERS[1]: "b", LAYERS[2]: "c"}) == ("a", "b", "c")
     assert path({LAYERS[0]: "a", LAYERS[1]: "b"}) == ("a", "b")
     assert path({}) == ()

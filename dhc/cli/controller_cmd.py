@@ -111,7 +111,7 @@ def add_grouping_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the fewest nodes of an inter-node group; fewer wait for peers (default 2)")
     group.add_argument("--topology-label", default="", metavar="KEY",
                        help="the node label that places a node in the network (e.g. a placement group); "
-                       "default: EKS's topology.k8s.aws/network-node-layer-1..3")
+                       "default: EKS's topology.k8s.aws/network-node-layer-1..4")
     group.add_argument("--alone-after-s", type=_positive, metavar="SECONDS",
                        help="a node with no peer this long tests alone, intra-node only (default: five batch "
                        "windows, 300)")

@@ -3,7 +3,9 @@
 A group is bounded (``Grouping.size``, default 16 nodes) and never mixes instance types or profiles
 (the caller's ``kind``). Within a kind, nodes are placed by network topology: EKS's
 ``topology.k8s.aws/network-node-layer-1`` / ``-2`` / ``-3`` labels (coarse to fine: layer-3 is the
-leaf switch next to the node, layer-2 the spine above the leaves), or the one label the user names
+leaf switch next to the node, layer-2 the spine above the leaves; on the instance types whose
+topology has four layers, ``-4`` is the leaf and layer-3 the spine above it: below, "layer-2 domain"
+is then the layer-3 domain), or the one label the user names
 (``Grouping.label``, e.g. a placement-group label: a single level); a node without them is placed by
 its kind alone.
 
@@ -41,7 +43,7 @@ from dhc.k8s import scheme
 
 ALONE_AFTER_WINDOWS = 5  # strays below the minimum wait this many windows before they test alone
 CLEARLY_LATER_S = 2.0  # finishedAt has 1 s resolution: a death this much later surely came after the first
-LAYERS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3))  # coarse to fine
+LAYERS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3, 4))  # coarse to fine (4: some types)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,14 @@ def form(candidates: list[Candidate], grouping: Grouping, window_s: float, now: 
 
 
 def domain(where: tuple[str, ...], label: str = "") -> tuple[str, ...]:
-    """The layer-2 domain of a place, which a group never spans unless it pools strays (a named label: itself)."""
-    return where if label else where[:2]
+    """The domain of a place (the nodes under the spine above its leaf: layers 1-2 of three, 1-3 of
+    four), which a group never spans unless it pools strays (a named label: the place itself)."""
+    return where if label else where[:max(2, len(where) - 1)]
+
+
+def _leaf(where: tuple[str, ...], label: str = "") -> tuple[str, ...]:
+    """The leaf of a place inside its domain (layer-3 of three, layer-4 of four; a named label: none)."""
+    return where[len(domain(where, label)):] if not label else ()
 
 
 def _form_kind(members: list[Candidate], grouping: Grouping, window_s: float, now: float) -> list[list[Candidate]]:
@@ -126,7 +134,7 @@ def across_leaves(waiting: list[Candidate], grouping: Grouping) -> list[list[Can
     wherever the leaves other than the largest hold at least one node per group."""
     leaves: dict[tuple[str, ...], list[Candidate]] = {}
     for c in waiting:
-        leaves.setdefault(path(c.labels, grouping.label)[2:] if not grouping.label else (), []).append(c)
+        leaves.setdefault(_leaf(path(c.labels, grouping.label), grouping.label), []).append(c)
     order = [c for _, leaf in sorted(leaves.items(), key=lambda item: (-len(item[1]), item[0])) for c in leaf]
     count = -(-len(order) // grouping.size)
     return [order[i::count] for i in range(count)]
