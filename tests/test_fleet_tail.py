@@ -6,8 +6,10 @@ tables and fleets with the odd values a real fleet holds: NaN, infinities, missi
 quotes, line breaks, non-ASCII names and cells a spreadsheet would run.
 """
 
+import importlib
 import json
 import math
+import os
 import random
 
 import pytest
@@ -20,6 +22,8 @@ from dhc.fleet import analysis  # noqa: E402
 from dhc.fleet.load import merge  # noqa: E402
 from dhc.fleet.read import Part  # noqa: E402
 from dhc.report import write_json_atomic  # noqa: E402
+
+loader = importlib.import_module("dhc.fleet.load")  # the module (dhc.fleet.load is also the function)
 
 ODD_TEXT = ["plain", None, "a,b", 'say "hi"', "two\nlines", "ünïcödé ✓ 节点", "=1+1", "-12.5", "-1+1", "@SUM(A1)",
             "\tx", "\rx", "+", "", "i-0abc", "-1e5"]
@@ -190,3 +194,44 @@ def test_the_sorted_copy_is_kept_for_the_analysis_and_released_after(handmade):
     assert first.values.size == len(handmade.values) and (np.diff(first.numbers[first.series]) >= 0).all()
     analysis.release(handmade)
     assert analysis.grouped(handmade) is not first
+
+
+# -- the walk: text order as it goes, so reading starts before the last folder is listed ---------------
+NAMES = ["a", "a-b", "a.b", "a0", "ab", "A", "Z", "é", "a b", "report.json.d", "x/y/z", "a/b-c", "a/b/c", "a/b.c/d"]
+
+
+@pytest.fixture
+def odd_tree(tmp_path):
+    root = tmp_path / "fleet"
+    for name in NAMES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "report.json").write_text("{}")
+    (root / "report.json").write_text("{}")
+    (root / "a" / "notes.txt").write_text("")
+    (root / "é" / "link").symlink_to(root / "a", target_is_directory=True)  # in the folder walked last
+    return root
+
+
+def test_the_walk_gives_reports_in_the_order_sorting_their_paths_gives(odd_tree):
+    files, skipped = loader.find_reports([odd_tree])
+    every = sorted(os.path.join(folder, "report.json") for folder, _, names in os.walk(odd_tree) if "report.json" in names)
+    assert [str(f) for f in files] == every and len(every) == len(NAMES) + 1
+    assert skipped == [(str(odd_tree / "é" / "link"), "a symbolic link to a folder; not followed")]
+
+
+def test_several_paths_are_sorted_together(odd_tree):
+    files, _ = loader.find_reports([odd_tree / "x", odd_tree / "a" / "report.json", odd_tree / "a-b"])
+    assert [str(f) for f in files] == sorted(str(f) for f in files) and len(files) == 3
+
+
+def test_the_first_batch_is_handed_out_before_the_walk_has_listed_every_folder(odd_tree):
+    links = []
+    batches = loader._batches(loader._reports([odd_tree], links), 2)
+    first = next(batches)
+    assert first == [str(odd_tree / "A" / "report.json"), str(odd_tree / "Z" / "report.json")]
+    assert links == []  # the link's folder comes last: not listed yet
+    assert sum(map(len, batches)) == len(NAMES) + 1 - 2 and links  # the rest, and the link once walked past
+
+
+def test_no_reports_make_one_empty_batch(tmp_path):
+    assert list(loader._batches(iter([]), 1000)) == [[]]

@@ -121,9 +121,11 @@ def write_json(document: dict[str, Any], path: Path) -> None:
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts of JSON's types (NaN, infinities and missing cells as None), built column by column."""
-    names = list(table.columns)
-    columns = [_json_cells(table[name]) for name in names]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    rows: list[dict[str, Any]] = [{} for _ in range(len(table))]
+    for name in table.columns:  # filled a column at a time: faster than a dict from each row's tuple
+        for row, cell in zip(rows, _json_cells(table[name]), strict=True):
+            row[name] = cell
+    return rows
 
 
 def _json_cells(column: pd.Series) -> list[Any]:

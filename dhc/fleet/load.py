@@ -13,9 +13,10 @@ per-measurement Python objects: the Fleet holds some 19 bytes a measurement, not
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -66,37 +67,50 @@ def find_reports(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Report files, and (path, why) for each symbolic link to a folder met on the way (not followed),
     or a folder that could not be listed. One scandir per folder, sorted as text: 100,000 node
     folders in about a second (os.walk and sorting Path objects took ten)."""
-    found, skipped = _find(paths)
-    return [Path(p) for p in found], skipped
-
-
-def _find(paths: list[Path]) -> tuple[list[str], list[tuple[str, str]]]:
-    """``find_reports`` as text: the reading processes take the paths as str (no Path object a file)."""
-    found: list[str] = []
     skipped: list[tuple[str, str]] = []
+    return [Path(p) for p in _reports(paths, skipped)], skipped
+
+
+def _reports(paths: list[Path], skipped: list[tuple[str, str]]) -> Iterator[str]:
+    """The report files as text, in text order, found as they are yielded (a single folder is walked in that
+    order, so its first reports are read while the rest are still being found); ``skipped`` fills meanwhile."""
+    if len(paths) == 1 and paths[0].is_dir():
+        yield from _walk(str(paths[0]), skipped)
+        return
+    found: list[str] = []
     for path in paths:
-        if not path.is_dir():
-            found.append(str(path))
+        found.extend(_walk(str(path), skipped) if path.is_dir() else [str(path)])
+    yield from sorted(found)
+
+
+def _walk(root: str, skipped: list[tuple[str, str]]) -> Iterator[str]:
+    """Every report.json below ``root`` in the order ``sorted`` gives their paths: a folder's entries in the
+    order of their name, with "/" after a folder's (its paths go on with "/"), depth first."""
+    stack: list[tuple[str, bool]] = [(root, True)]
+    while stack:
+        path, is_folder = stack.pop()
+        if not is_folder:
+            yield path
             continue
-        stack = [str(path)]
-        while stack:
-            _scan(stack.pop(), stack, found, skipped)
-    found.sort()
-    return found, skipped
+        entries = sorted(_scan(path, skipped), reverse=True)  # popped in order of their key
+        stack.extend((entry, folder) for _, entry, folder in entries)
 
 
-def _scan(folder: str, stack: list[str], found: list[str], skipped: list[tuple[str, str]]) -> None:
+def _scan(folder: str, skipped: list[tuple[str, str]]) -> list[tuple[str, str, bool]]:
+    """(sort key, path, is a folder) of each folder and report.json in ``folder``."""
+    found = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+                    found.append((entry.name + "/", entry.path, True))
                 elif entry.is_symlink() and entry.is_dir():
                     skipped.append((entry.path, "a symbolic link to a folder; not followed"))
                 elif entry.name == "report.json":
-                    found.append(entry.path)
+                    found.append((entry.name, entry.path, False))
     except OSError as exc:
         skipped.append((folder, str(exc)))
+    return found
 
 
 def default_workers() -> int:
@@ -104,17 +118,29 @@ def default_workers() -> int:
 
 
 def load(paths: list[Path], workers: int | None = None, batch: int = BATCH) -> Fleet:
-    files, links = _find(paths)
+    """Read every report; batches go to the pool as the walk finds them, so reading starts at once."""
+    links: list[tuple[str, str]] = []
+    batches = _batches(_reports(paths, links), batch)
+    first = list(itertools.islice(batches, 2))  # one batch: no pool to start
     workers = default_workers() if workers is None else workers
-    batches = [files[i:i + batch] for i in range(0, len(files), batch)] or [[]]
-    if workers > 1 and len(batches) > 1:
+    if workers > 1 and len(first) > 1:
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                return merge(pool.map(read_batch, batches), links)  # in file order, merged as they arrive
+            with ProcessPoolExecutor(max_workers=workers) as pool:  # in file order, merged as they arrive
+                return merge(pool.map(read_batch, itertools.chain(first, batches)), links)
         except BrokenProcessPool as exc:  # a worker killed (out of memory, a signal): no partial review
             raise DhcError(f"a process reading reports died ({exc}); nothing was reviewed. Try fewer "
                            f"--workers, or more memory") from exc
-    return merge(map(read_batch, batches), links)
+    return merge(map(read_batch, itertools.chain(first, batches)), links)
+
+
+def _batches(files: Iterator[str], size: int) -> Iterator[list[str]]:
+    """Lists of ``size`` files in order, the last shorter; one empty list when there are none."""
+    empty = True
+    while batch := list(itertools.islice(files, size)):
+        empty = False
+        yield batch
+    if empty:
+        yield []
 
 
 _DTYPES = {"node": np.int32, "series": np.int32, "device": np.int16, "value": np.float64, "judgement": np.int8}
@@ -122,11 +148,12 @@ _DTYPES = {"node": np.int32, "series": np.int32, "device": np.int16, "value": np
 
 def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
     """One Fleet from the parts in order; each part's arrays are dropped once copied, so the peak stays
-    near one copy of the values (some 19 bytes a measurement) plus the node rows."""
+    near one copy of the values (some 19 bytes a measurement) plus the node rows. ``skipped`` is read once
+    the parts are done (``load`` fills it while it finds the files the parts are read from)."""
     series: dict[tuple, int] = {}
     devices: dict[str, int] = {}
     columns: dict[str, list[np.ndarray]] = {name: [] for name in _DTYPES}
-    nodes, problems, checks = [], [], []
+    nodes, problems, checks, unread = [], [], [], []
     from_rows, fallback, fallback_files = 0, Counter(), []
     for part in parts:
         remap_series = np.array([series.setdefault(series_row(k), len(series)) for k in part.series], dtype=np.int32)
@@ -139,8 +166,9 @@ def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
         nodes += part.nodes
         problems += part.problems
         checks.append(part.checks)
-        skipped = skipped + part.skipped
-        from_rows, fallback, fallback_files = from_rows + part.from_rows, fallback + part.fallback, fallback_files + part.fallback_files
+        unread += part.skipped
+        from_rows, fallback = from_rows + part.from_rows, fallback + part.fallback
+        fallback_files += part.fallback_files
     joined = {}
     for name, dtype in _DTYPES.items():  # one column at a time: the pieces go as the whole comes
         joined[name] = np.concatenate(columns.pop(name)) if nodes else np.zeros(0, dtype=dtype)
@@ -150,7 +178,8 @@ def merge(parts: Iterable[Part], skipped: list[tuple[str, str]]) -> Fleet:
         "value": joined["value"],
         "judgement": pd.Categorical.from_codes(joined["judgement"], categories=JUDGEMENTS)}, copy=False)
     return Fleet(pd.DataFrame(nodes, columns=NODE_COLUMNS), _series_table(series), values, _check_table(checks),
-                 pd.DataFrame(problems, columns=["instance_id", "instance_type", "check", "status", "reason"]), skipped,
+                 pd.DataFrame(problems, columns=["instance_id", "instance_type", "check", "status", "reason"]),
+                 [*skipped, *unread],
                  from_rows, dict(sorted(fallback.items())), fallback_files)
 
 
