@@ -235,3 +235,18 @@ def test_the_first_batch_is_handed_out_before_the_walk_has_listed_every_folder(o
 
 def test_no_reports_make_one_empty_batch(tmp_path):
     assert list(loader._batches(iter([]), 1000)) == [[]]
+
+
+@pytest.mark.parametrize("case", ["uniform", "on-edges", "duplicates", "one-value", "two-values", "negative", "tiny",
+                                  "scaled-huge", "skewed"])
+def test_the_histogram_of_sorted_values_is_numpys(case):
+    rng = np.random.default_rng(11)
+    values = {"uniform": rng.uniform(-1, 1, 5000), "on-edges": np.linspace(0, 1, 21).repeat(3),
+              "duplicates": rng.integers(0, 4, 1000).astype(float), "one-value": np.full(7, 0.25),
+              "two-values": np.array([0.5, 1.0]), "negative": -rng.exponential(1, 999), "tiny": rng.uniform(0, 1e-300, 500),
+              "scaled-huge": np.array([1e308, -1e308, 0.0, 1e307]) / 1e308, "skewed": rng.lognormal(0, 3, 4000)}[case]
+    ordered = np.sort(values)
+    for bins in (1, 2, 7, 20):
+        counts, edges = analysis.sorted_histogram(ordered, bins)
+        expected_counts, expected_edges = np.histogram(ordered, bins=bins)
+        assert counts.tolist() == expected_counts.tolist() and edges.tolist() == expected_edges.tolist()
