@@ -74,17 +74,17 @@ def grouped(fleet: Fleet) -> Groups:
         code = fleet.values["series"].to_numpy()
         small = np.int16 if groups < 2**15 else np.int64  # numpy sorts 16-bit integers by radix: 17 million in 0.1 s
         row_group = numbers.astype(small)[code] if code.size else np.zeros(0, dtype=small)
-        order = np.argsort(row_group, kind="stable").astype(np.int32 if code.size < 2**31 else np.int64)
+        order = np.argsort(row_group, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(row_group, minlength=groups))])
         del row_group
-        series = code.astype(np.int16)[order] if len(fleet.series) < 2**15 else code[order]
+        series = code[order].astype(np.int16) if len(fleet.series) < 2**15 else code[order]
         cached = Groups(numbers, groups, order, bounds, fleet.values["value"].to_numpy()[order], series)
         fleet._grouped = cached
     return cached
 
 
 def release(fleet: Fleet) -> None:
-    """Drop the sorted copy ``grouped`` keeps (some 14 bytes a measurement) once the analysis is done."""
+    """Drop the sorted copy ``grouped`` keeps (some 18 bytes a measurement) once the analysis is done."""
     fleet._grouped = None
 
 
@@ -115,7 +115,7 @@ def outliers(fleet: Fleet, k: float = 3.5) -> pd.DataFrame:
         hits.append(rows)
         medians.append(np.full(hit.size, median))
         zs.append(z[hit])
-    rows = np.concatenate(hits).astype(np.int64) if hits else np.zeros(0, dtype=np.int64)
+    rows = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
     out = fleet.measurements(rows)
     out["median"] = np.concatenate(medians) if medians else np.zeros(0)
     out["robust_z"] = np.concatenate(zs) if zs else np.zeros(0)
