@@ -10,6 +10,7 @@ of the machine before and after (the CPUs are shared: CPU seconds say what idle 
 headless Chromium is printed when Chromium is installed.
 
     python benchmarks/fleet.py [--nodes 100000] [--fallback 10000] [--workers 2] [--baseline REF] [--keep DIR]
+                               [--phases 20000]
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -136,6 +139,28 @@ def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def phases(shards: list[Path]) -> str:
+    """CPU seconds of each step of one review in this process: reading (what the pool shares out, here in
+    one process) and the serial work after it (analysis, CSV, JSON, page)."""
+    from dhc import fleet
+    from dhc.report.fleet_html import write_fleet
+    out, steps = Path(tempfile.mkdtemp(prefix="dhc-fleet-phases-")), {}
+
+    def step(name: str, call: Callable[[], Any]) -> Any:
+        start = time.process_time()
+        result = call()
+        steps[name] = time.process_time() - start
+        return result
+    loaded = step("find+read+merge", lambda: fleet.load(shards, workers=1))
+    document, table = step("analysis", lambda: fleet.analyse(loaded))
+    step("csv", lambda: fleet.write_csv(table, out / "fleet.csv"))
+    step("json", lambda: fleet.write_json(document, out / "fleet.json"))
+    step("page", lambda: write_fleet(document, out / "fleet.html", {"CSV": out / "fleet.csv"}))
+    shutil.rmtree(out, ignore_errors=True)
+    tail = sum(seconds for name, seconds in steps.items() if name != "find+read+merge")
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()) + f"; after reading {tail:.2f}"
+
+
 def timed(label: str, shards: list[Path], outs: Path, workers: int | None, goal: str = "", old: Path | None = None) -> Path:
     out = Path(tempfile.mkdtemp(dir=outs))
     before = load()
@@ -152,6 +177,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="also review with the dhc of this git revision (old path)")
     parser.add_argument("--baseline-max", type=int, default=10_000, help="largest fleet the baseline reviews")
     parser.add_argument("--keep", type=Path, help="write the fleet here and keep it (reused when run again)")
+    parser.add_argument("--phases", type=int, default=0, help="also time each step of one in-process review of "
+                        "this many reports (CPU s; 0: none)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dhc-fleet-"))
     start = time.perf_counter()
@@ -170,6 +197,9 @@ def main() -> None:
             if old is not None and nodes <= args.baseline_max:
                 timed(f"{nodes:>7} reports, old path {args.baseline}", shards, outs, None, old=old)
             print(f"{'':>7} page {(out / 'fleet.html').stat().st_size / 1e3:.0f} kB: {page_load_ms(out / 'fleet.html')}")
+        if args.phases:
+            shards = sorted((folder / "rows").glob("shard-*"))[: -(-args.phases // SHARD)]
+            print(f"{args.phases:>7} reports in one process, CPU s: {phases(shards)}", flush=True)
         if args.fallback:
             shards = sorted((folder / "no-rows").glob("shard-*"))
             for workers in args.workers:

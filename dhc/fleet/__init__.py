@@ -21,7 +21,7 @@ from dhc.fleet.load import Fleet, load, report_files
 from dhc.fleet.read import msgspec
 from dhc.report.files import write_json_atomic, write_text_atomic
 
-__all__ = ["Fleet", "load", "report_files", "review", "write_csv", "write_json"]
+__all__ = ["Fleet", "analyse", "load", "report_files", "review", "write_csv", "write_json"]
 
 FLEET_SCHEMA_VERSION = "1.3"  # 1.1 added distributions[].non_finite; 1.2 checks_by_type; 1.3 read_from
 MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are counted
@@ -29,7 +29,11 @@ MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are co
 
 def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tuple[dict[str, Any], Any]:
     """The fleet document (JSON-able) and the node table (a DataFrame, worst first, for CSV)."""
-    fleet = load(paths, workers)
+    return analyse(load(paths, workers), k)
+
+
+def analyse(fleet: Fleet, k: float = 3.5) -> tuple[dict[str, Any], Any]:
+    """``review`` of a Fleet already read: the work after reading, in this process."""
     suspects = analysis.outliers(fleet, k)
     distributions = analysis.distributions(fleet)
     analysis.release(fleet)
