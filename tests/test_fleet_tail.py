@@ -250,3 +250,24 @@ def test_the_histogram_of_sorted_values_is_numpys(case):
         counts, edges = analysis.sorted_histogram(ordered, bins)
         expected_counts, expected_edges = np.histogram(ordered, bins=bins)
         assert counts.tolist() == expected_counts.tolist() and edges.tolist() == expected_edges.tolist()
+
+
+@pytest.mark.parametrize(("field", "why"), [
+    ("unit", "measurement tflops_bf16 unit: expected text, got null"),
+    ("name", "measurement name: expected text, got 12"),
+    ("instance_type", "instance type: expected text, got null"),
+])
+def test_a_report_whose_series_is_not_text_is_skipped_with_why_and_the_rest_reviewed(tmp_path, field, why):
+    import fleetgen
+    fleetgen.write_fleet(tmp_path, 6)
+    document = fleetgen.node_report(50, random.Random(1))
+    gemm = next(c for c in document["checks"] if c["check"] == "stress.gemm")["measurements"][0]
+    if field == "instance_type":
+        document["thresholds"]["instance_type"] = None
+    else:
+        gemm[field] = None if field == "unit" else 12
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "report.json").write_text(json.dumps(document))
+    review, _ = fleet.review([tmp_path], workers=1)
+    assert review["reports"] == 6 and review["skipped"] == [{"file": str(tmp_path / "odd" / "report.json"), "why": why}]
+    assert review["distributions"] and all(isinstance(d["unit"], str) for d in review["distributions"])

@@ -50,7 +50,8 @@ def metric_groups(fleet: Fleet) -> tuple[np.ndarray, int]:
     """For each series, its (type, check, metric, unit) group number in sorted order; and how many groups."""
     if fleet.series.empty:
         return np.zeros(0, dtype=np.int64), 0
-    numbers = fleet.series[METRIC_KEYS].astype(str).groupby(METRIC_KEYS, sort=True).ngroup().to_numpy()
+    keys = fleet.series[METRIC_KEYS].astype(str)  # a missing key (the readers refuse one) is a group, never NaN
+    numbers = keys.groupby(METRIC_KEYS, sort=True, dropna=False).ngroup().to_numpy()
     return numbers, int(numbers.max()) + 1
 
 

@@ -175,7 +175,7 @@ def _from_dict(document: Any, file: str) -> tuple[list[Any], list[tuple], list[t
         raise ValueError("not a dhc report of schema 1.x")
     instance, verdict, run = document["instance"], document["verdict"], document["run"]
     checks = [(c["check"], c["status"], c["reason"]) for c in document["checks"]]
-    node = _node_row(file, instance["instance_id"]["value"], document["thresholds"]["instance_type"],
+    node = _node_row(file, instance["instance_id"]["value"], _text(document["thresholds"]["instance_type"], "instance type"),
                      instance["region"]["value"], instance["node_name"]["value"], verdict["status"], verdict["action"],
                      (run["profile"], run["started_at"], run["duration_s"]), [c[1] for c in checks],
                      [r["message"] for r in verdict["reasons"]])
@@ -184,7 +184,9 @@ def _from_dict(document: Any, file: str) -> tuple[list[Any], list[tuple], list[t
         for m in check["measurements"]:
             limit, device = m["limit"] or {}, m["device"]
             label = fleetrow.NODE_DEVICE if not device else Device(device["kind"], device.get("index", 0)).label(ids=False)
-            key = (m["check"], m["name"], m["unit"], (limit.get("comparison"), limit.get("value"), limit.get("unit")))
+            key = (_text(m["check"], "measurement check"), _text(m["name"], "measurement name"),
+                   _text(m["unit"], f"measurement {m['name']} unit"),
+                   (limit.get("comparison"), limit.get("value"), limit.get("unit")))
             measured.append((key, label, measured_value(m), m["judgement"]))
     return node, measured, checks
 
@@ -219,6 +221,13 @@ def _device_code(part: Part, device: Any) -> int:
     code = part.devices.setdefault(label, len(part.devices))
     part.device_keys[device] = code
     return code
+
+
+def _text(value: Any, what: str) -> str:
+    """A field the schema makes text (a series' type, check, metric and unit: the fleet groups by them)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: expected text, got {json.dumps(value)[:40]}")
+    return value
 
 
 def measured_value(m: dict[str, Any]) -> float:
