@@ -3,7 +3,9 @@
 The fast paths (whole columns through numpy, the csv module fed from columns, msgspec's encoder,
 the values sorted once by metric group) are checked against the simple code they replaced, on
 tables and fleets with the odd values a real fleet holds: NaN, infinities, missing text, commas,
-quotes, line breaks, non-ASCII names and cells a spreadsheet would run.
+quotes, line breaks, non-ASCII names and cells a spreadsheet would run. Also the walk that hands
+batches to the pool while it goes (text order, the first batch before the last folder is listed,
+no more processes than batches), and reports whose series fields are not text (skipped, with why).
 """
 
 import importlib
@@ -11,11 +13,14 @@ import json
 import math
 import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 pd = pytest.importorskip("pandas", reason="the fleet review needs pandas (dhc[fleet])")
 np = pytest.importorskip("numpy")
+
+import fleetgen  # noqa: E402
 
 from dhc import fleet  # noqa: E402
 from dhc.fleet import analysis  # noqa: E402
@@ -258,7 +263,6 @@ def test_the_histogram_of_sorted_values_is_numpys(case):
     ("instance_type", "instance type: expected text, got null"),
 ])
 def test_a_report_whose_series_is_not_text_is_skipped_with_why_and_the_rest_reviewed(tmp_path, field, why):
-    import fleetgen
     fleetgen.write_fleet(tmp_path, 6)
     document = fleetgen.node_report(50, random.Random(1))
     gemm = next(c for c in document["checks"] if c["check"] == "stress.gemm")["measurements"][0]
@@ -271,3 +275,18 @@ def test_a_report_whose_series_is_not_text_is_skipped_with_why_and_the_rest_revi
     review, _ = fleet.review([tmp_path], workers=1)
     assert review["reports"] == 6 and review["skipped"] == [{"file": str(tmp_path / "odd" / "report.json"), "why": why}]
     assert review["distributions"] and all(isinstance(d["unit"], str) for d in review["distributions"])
+
+
+def test_the_pool_has_no_more_processes_than_batches(tmp_path, monkeypatch):
+    fleetgen.write_fleet(tmp_path, 7)
+    sizes = []
+
+    class Recording(ProcessPoolExecutor):  # the real pool, its size noted
+        def __init__(self, max_workers):
+            sizes.append(max_workers)
+            super().__init__(max_workers=max_workers)
+    monkeypatch.setattr(loader, "ProcessPoolExecutor", Recording)
+    pooled = loader.load([tmp_path], workers=8, batch=3)  # 3 batches: 3, 3 and 1 reports
+    assert sizes == [3] and len(pooled.nodes) == 7
+    pd.testing.assert_frame_equal(pooled.nodes, loader.load([tmp_path], workers=1).nodes)
+    assert loader.load([tmp_path], workers=8, batch=7) is not None and sizes == [3]  # one batch: no pool at all

@@ -118,14 +118,15 @@ def default_workers() -> int:
 
 
 def load(paths: list[Path], workers: int | None = None, batch: int = BATCH) -> Fleet:
-    """Read every report; batches go to the pool as the walk finds them, so reading starts at once."""
+    """Read every report; batches go to the pool as the walk finds them: reading starts once there is one for
+    each process (at most ``workers``, never more than the batches), not after the walk of every folder."""
     links: list[tuple[str, str]] = []
     batches = _batches(_reports(paths, links), batch)
-    first = list(itertools.islice(batches, 2))  # one batch: no pool to start
     workers = default_workers() if workers is None else workers
+    first = list(itertools.islice(batches, max(workers, 1)))  # no more processes than batches; one: no pool
     if workers > 1 and len(first) > 1:
         try:
-            with ProcessPoolExecutor(max_workers=workers) as pool:  # in file order, merged as they arrive
+            with ProcessPoolExecutor(max_workers=len(first)) as pool:  # in file order, merged as they arrive
                 return merge(pool.map(read_batch, itertools.chain(first, batches)), links)
         except BrokenProcessPool as exc:  # a worker killed (out of memory, a signal): no partial review
             raise DhcError(f"a process reading reports died ({exc}); nothing was reviewed. Try fewer "
