@@ -92,7 +92,11 @@ def _walk(root: str, skipped: list[tuple[str, str]]) -> Iterator[str]:
         if not is_folder:
             yield path
             continue
-        entries = sorted(_scan(path, skipped), reverse=True)  # popped in order of their key
+        entries = _scan(path, skipped)
+        if len(entries) == 1 and not entries[0][2]:
+            yield entries[0][1]  # a node's folder: its report, and nothing to sort
+            continue
+        entries.sort(reverse=True)  # popped in order of their key
         stack.extend((entry, folder) for _, entry, folder in entries)
 
 
