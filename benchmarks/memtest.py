@@ -40,7 +40,7 @@ def main() -> None:
     ratios, verified, copied, covered = [], [], [], 0
     for r in range(args.rounds):
         before = memtest.copy_bytes_per_s(device, copy_buffer)
-        result = memtest.memtest(device, total, chunk, tile)
+        result = memtest.memtest(device, total, chunk if cuda else memtest.chunk_bytes_for(total, chunk, tile), tile)
         copied.append((before + memtest.copy_bytes_per_s(device, copy_buffer)) / 2)
         verified.append(result.verified_bytes_per_s)
         ratios.append(verified[-1] / copied[-1])

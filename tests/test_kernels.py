@@ -195,6 +195,13 @@ def test_chunks_on_threads_list_their_errors_in_chunk_order(monkeypatch):
     assert result.verified_bytes == 13 * 8 * 256 * 1024
 
 
+@pytest.mark.parametrize(("threads", "chunks"), [(1, 16), (2, 16), (3, 17), (96, 93)])
+def test_cpu_chunks_are_sized_so_every_thread_has_one(monkeypatch, threads, chunks):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    size = memtest.chunk_bytes_for(1024 * MiB, 64 * MiB, MiB)
+    assert size % MiB == 0 and 1024 * MiB // size == chunks and size <= 64 * MiB
+
+
 def test_first_errors_are_capped(monkeypatch, runner):
     chunk = torch.zeros(4096, dtype=torch.int64)
     tiles = chunk.view(-1, 1024)
@@ -348,7 +355,8 @@ def test_the_readme_time_table_matches_thresholds_yaml():
 
 @pytest.mark.parametrize("pattern", ["own-address", "random-inverse", "walking-zeros"])
 def test_a_corrupted_word_past_the_last_full_inline_block_of_a_tile_is_found(pattern):
-    """Tiles of 20,032 words: the expected tile is built in adds of 16,384 words and a rest."""
+    """Tiles of 20,032 words (not a power of two): a word near a tile's end is found under patterns
+    whose expected tile is built per tile (template plus the tile's offset) and under a template."""
     word = 3 * 20_032 + 19_990
     inject = memtest.MemtestInjection(chunk=1, word=word, pattern=pattern)
     result = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 20_032 * 8, inject=inject)
@@ -357,13 +365,14 @@ def test_a_corrupted_word_past_the_last_full_inline_block_of_a_tile_is_found(pat
     assert (error.chunk, error.pattern, error.byte_offset, error.expected ^ error.actual) == (1, pattern, word * 8, 1 << 7)
 
 
-def test_memtest_without_libc_compares_and_copies_with_torch(monkeypatch):
+def test_memtest_without_libc_compares_and_copies_with_torch(monkeypatch, runner):
     monkeypatch.setattr(bitwise, "MEMCMP", None)
     monkeypatch.setattr(bitwise, "MEMCPY", None)
     assert memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024).errors == 0
-    inject = memtest.MemtestInjection(chunk=0, word=123, pattern="random")
-    [error] = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024, inject=inject).first_errors
-    assert (error.pattern, error.byte_offset) == ("random", 123 * 8)
+    for pattern in PATTERNS:  # the host runner's numpy compare and copy, under every pattern
+        inject = memtest.MemtestInjection(chunk=0, word=123, pattern=pattern)
+        [error] = memtest.memtest("cpu", 4 * MiB, 2 * MiB, 256 * 1024, inject=inject).first_errors
+        assert (error.pattern, error.byte_offset, error.expected ^ error.actual) == (pattern, 123 * 8, 1 << 7)
 
 
 # --- the CUDA ordering of the GPU compare path and the burn's pacing, with fake streams and events ---

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from dhc.kernels.memtest_host import host_chunks
+from dhc.kernels.memtest_host import chunk_bytes_for, host_chunks
 from dhc.kernels.memtest_results import MemtestAllocationError, MemtestInjection, MemtestResult, WordError, _Errors
 from dhc.kernels.patterns import WORD, Pass, Pattern, expected_tile, low_half, make_patterns, passes, tile_offset, write
 
@@ -173,5 +173,5 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-__all__ = ["RUNNERS", "MemtestAllocationError", "MemtestInjection", "MemtestResult", "WordError", "copy_bytes_per_s",
+__all__ = ["RUNNERS", "chunk_bytes_for", "MemtestAllocationError", "MemtestInjection", "MemtestResult", "WordError", "copy_bytes_per_s",
            "memtest"]

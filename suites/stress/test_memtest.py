@@ -62,6 +62,8 @@ def _test_one(memtest, target, fraction, cap, inject):
         raise CheckIncomplete(f"memtest on {device.label()}: no free memory to test ({free} bytes free)")
     want = min(int(free * fraction), cap)
     try:
+        if kind == "cpu":  # a chunk per thread at once
+            chunk = memtest.chunk_bytes_for(want, chunk, tile)
         result = memtest.memtest(name, want, min(chunk, max(want, tile)), tile, inject=inject)
     except memtest.MemtestAllocationError as exc:
         raise CheckIncomplete(f"memtest on {device.label()}: {exc}") from None
