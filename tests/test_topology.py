@@ -143,6 +143,9 @@ def test_a_four_layer_topology_groups_under_layer3_across_its_layer4_leaves() ->
     groups = form(nodes, Grouping(size=16), WINDOW, now=WINDOW)
     assert sorted(groups) == [[f"a{i:02}" for i in range(16)], [f"b{i:02}" for i in range(16)]]
     assert path(nodes[0].labels) == ("nn-1", "nn-2", "nn-3a", "leaf-a0")
+    unlabelled_leaf = [node(f"x{d}", l1="nn-1", l2="nn-2", l3=f"nn-3{d}") for d in "ab"]  # no layer-4 label
+    assert sorted(form(nodes[:3] + nodes[16:19] + unlabelled_leaf, Grouping(size=16), WINDOW, now=WINDOW)) == [
+        ["a00", "a01", "a02", "xa"], ["b00", "b01", "b02", "xb"]]  # each stays under its own layer-3 node
     three = [node(f"c{i:02}", l1="nn-1", l2="nn-2", l3=f"leaf-{i % 4}") for i in range(16)]
     assert form(three, Grouping(size=16), WINDOW, now=WINDOW) == [sorted(c.name for c in three)]  # three: as before
 

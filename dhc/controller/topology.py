@@ -95,30 +95,33 @@ def form(candidates: list[Candidate], grouping: Grouping, window_s: float, now: 
     return groups
 
 
-def domain(where: tuple[str, ...], label: str = "") -> tuple[str, ...]:
-    """The domain of a place (the nodes under the spine above its leaf: layers 1-2 of three, 1-3 of
-    four), which a group never spans unless it pools strays (a named label: the place itself)."""
-    return where if label else where[:max(2, len(where) - 1)]
+def domain(where: tuple[str, ...], label: str = "", depth: int = 3) -> tuple[str, ...]:
+    """The domain of a place: the nodes under the spine above the leaves, layers 1-2 of a kind whose
+    nodes carry three layers, 1-3 of one whose nodes carry four (``depth``: the most any node of the
+    kind carries, so a node missing its layer-4 label still stays under its own layer-3 node).
+    A group never spans two domains unless it pools strays. A named label: the place itself."""
+    return where if label else where[:max(2, depth - 1)]
 
 
-def _leaf(where: tuple[str, ...], label: str = "") -> tuple[str, ...]:
+def _leaf(where: tuple[str, ...], label: str, depth: int) -> tuple[str, ...]:
     """The leaf of a place inside its domain (layer-3 of three, layer-4 of four; a named label: none)."""
-    return where[len(domain(where, label)):] if not label else ()
+    return where[len(domain(where, label, depth)):] if not label else ()
 
 
 def _form_kind(members: list[Candidate], grouping: Grouping, window_s: float, now: float) -> list[list[Candidate]]:
     domains: dict[tuple[str, ...], list[Candidate]] = {}
+    depth = max(len(path(c.labels, grouping.label)) for c in members)
     for c in sorted(members, key=lambda c: (c.since, c.name)):
-        domains.setdefault(domain(path(c.labels, grouping.label), grouping.label), []).append(c)
+        domains.setdefault(domain(path(c.labels, grouping.label), grouping.label, depth), []).append(c)
     formed: list[tuple[tuple[str, ...], list[Candidate]]] = []
     strays: list[tuple[tuple[str, ...], Candidate]] = []
     for where, waiting in domains.items():
         if now - waiting[0].since < window_s:  # before the window: only full groups, the newest wait for peers
             waiting = waiting[:len(waiting) // grouping.size * grouping.size]
             if waiting:
-                formed += [(where, g) for g in across_leaves(waiting, grouping)]
+                formed += [(where, g) for g in across_leaves(waiting, grouping, depth)]
         elif len(waiting) >= grouping.min_size:
-            formed += [(where, g) for g in across_leaves(waiting, grouping)]
+            formed += [(where, g) for g in across_leaves(waiting, grouping, depth)]
         else:
             strays += [(path(c.labels, grouping.label), c) for c in waiting]
     left = [(where, stray) for where, stray in strays if not _join(formed, where, stray, grouping.size)]
@@ -128,13 +131,13 @@ def _form_kind(members: list[Candidate], grouping: Grouping, window_s: float, no
                                      all(now - c.since >= alone_after for c in g)]
 
 
-def across_leaves(waiting: list[Candidate], grouping: Grouping) -> list[list[Candidate]]:
+def across_leaves(waiting: list[Candidate], grouping: Grouping, depth: int = 3) -> list[list[Candidate]]:
     """One domain's waiting nodes in ``ceil(n / size)`` groups whose sizes differ by one at most, dealt one
     node at a time, largest leaf first: each group gets its share of every leaf, so it crosses the spine
     wherever the leaves other than the largest hold at least one node per group."""
     leaves: dict[tuple[str, ...], list[Candidate]] = {}
     for c in waiting:
-        leaves.setdefault(_leaf(path(c.labels, grouping.label), grouping.label), []).append(c)
+        leaves.setdefault(_leaf(path(c.labels, grouping.label), grouping.label, depth), []).append(c)
     order = [c for _, leaf in sorted(leaves.items(), key=lambda item: (-len(item[1]), item[0])) for c in leaf]
     count = -(-len(order) // grouping.size)
     return [order[i::count] for i in range(count)]
