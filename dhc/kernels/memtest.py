@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from dhc.kernels.memtest_host import chunk_bytes_for, host_chunks
@@ -71,7 +72,7 @@ def _allocate(dev: torch.device, total_bytes: int, chunk_words: int) -> list[tor
             words = min(chunk_words, remaining)
             # zero_() commits the pages now (Linux backs untouched memory with nothing to test), and
             # is the first pattern's (zeros') write
-            chunks.append(torch.empty(words, dtype=torch.int64, device=dev).zero_())
+            chunks.append(_empty(dev, words).zero_())
             remaining -= words
     except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
         got = sum(c.numel() for c in chunks) * WORD
@@ -90,6 +91,15 @@ def _device_chunks(chunks: list[torch.Tensor], patterns: list[Pattern], result: 
             if inject:
                 inject.plant(chunk, index, step)
             _verify(tiles, step, scratch, errors)
+
+
+def _empty(dev: torch.device, words: int) -> torch.Tensor:
+    """A chunk; on the CPU allocated by numpy, which asks Linux for transparent huge pages for large
+    arrays (MADV_HUGEPAGE): a 1 MiB tile then spans one page, not 256, and the passes walk the chunk
+    with few TLB misses (some 10% faster here, side by side). The bytes tested are the same."""
+    if dev.type == "cpu":
+        return torch.from_numpy(np.empty(words, dtype=np.int64))
+    return torch.empty(words, dtype=torch.int64, device=dev)
 
 
 def _verify(tiles: torch.Tensor, step: Pass, scratch: torch.Tensor, errors: _Errors) -> None:
