@@ -259,7 +259,7 @@ def test_the_histogram_of_sorted_values_is_numpys(case):
 
 @pytest.mark.parametrize(("field", "why"), [
     ("unit", "measurement tflops_bf16 unit: expected text, got null"),
-    ("name", "measurement name: expected text, got 12"),
+    ("name", "measurement name: expected text, got null"),
     ("instance_type", "instance type: expected text, got null"),
 ])
 def test_a_report_whose_series_is_not_text_is_skipped_with_why_and_the_rest_reviewed(tmp_path, field, why):
@@ -269,7 +269,7 @@ def test_a_report_whose_series_is_not_text_is_skipped_with_why_and_the_rest_revi
     if field == "instance_type":
         document["thresholds"]["instance_type"] = None
     else:
-        gemm[field] = None if field == "unit" else 12
+        gemm[field] = None
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "report.json").write_text(json.dumps(document))
     review, _ = fleet.review([tmp_path], workers=1)
@@ -290,3 +290,75 @@ def test_the_pool_has_no_more_processes_than_batches(tmp_path, monkeypatch):
     assert sizes == [3] and len(pooled.nodes) == 7
     pd.testing.assert_frame_equal(pooled.nodes, loader.load([tmp_path], workers=1).nodes)
     assert loader.load([tmp_path], workers=8, batch=7) is not None and sizes == [3]  # one batch: no pool at all
+
+
+def test_a_number_for_a_metric_name_is_grouped_by_its_text_and_the_report_counted(tmp_path):
+    """As the review always did: a node's verdict is never dropped for a series field it can spell."""
+    fleetgen.write_fleet(tmp_path, 6)
+    document = fleetgen.node_report(50, random.Random(1))
+    next(c for c in document["checks"] if c["check"] == "stress.gemm")["measurements"][0]["name"] = 12
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "report.json").write_text(json.dumps(document))
+    review, _ = fleet.review([tmp_path], workers=1)
+    assert review["reports"] == 7 and review["skipped"] == []
+    assert any(d["metric"] == "12" for d in review["distributions"])
+
+
+def test_a_row_without_an_instance_type_is_corrupt_and_its_report_read_instead(tmp_path):
+    from dhc.report import fleetrow
+
+    fleetgen.write_fleet(tmp_path, 1)
+    [path] = tmp_path.rglob(fleetrow.ROW_NAME)
+    row = json.loads(path.read_text())
+    fleetrow.parse(row)  # as written: accepted
+    row["node"]["instance_type"] = None
+    with pytest.raises(TypeError, match="expected text, got None"):
+        fleetrow.parse(row)
+    path.write_text(json.dumps(row))
+    review, _ = fleet.review([tmp_path], workers=1)
+    assert review["reports"] == 1 and review["read_from"]["why_report_json"] == {"corrupt": 1}
+
+
+def test_distributions_never_carry_nan_or_inf_limits(handmade):
+    """An infinite first limit (1e400 in a report) and a missing limit unit become null, the same with
+    msgspec or json writing the file (json refuses NaN and inf)."""
+    series = handmade.series.copy()
+    first_bw = series.index[series["metric"] == "bw"][0]
+    handmade.series.loc[first_bw, ["limit", "limit_unit"]] = [math.inf, None]
+    try:
+        analysis.release(handmade)
+        bw = next(d for d in analysis.distributions(handmade) if d["metric"] == "bw")
+        assert (bw["limit"], bw["limit_unit"], bw["comparison"]) == (None, None, "min")
+        json.dumps(bw, allow_nan=False)
+    finally:
+        handmade.series = series
+        analysis.release(handmade)
+
+
+def test_three_adjacent_doubles_get_fewer_bins_not_a_traceback():
+    ordered = np.array([-7.000000000000001, -7.0, -6.999999999999999])
+    with pytest.raises(ValueError):
+        np.histogram(ordered, bins=3)
+    counts, edges = analysis.sorted_histogram(ordered, 3)
+    assert counts.sum() == 3 and len(edges) == len(counts) + 1 and np.isfinite(edges).all()
+
+
+def test_a_path_that_is_not_utf8_is_written_escaped_in_json_csv_and_page(tmp_path):
+    odd = "bad-\udcff/report.json"  # what os.scandir gives for a folder named with byte 0xff
+    document = {"skipped": [{"file": odd, "why": "not JSON"}], "nodes": []}
+    fleet.write_json(document, tmp_path / "fleet.json")
+    assert json.loads((tmp_path / "fleet.json").read_text())["skipped"][0]["file"] == odd
+    from dhc.report.files import write_text_atomic
+
+    write_text_atomic(tmp_path / "page.html", odd, errors=fleet.PATHS_AS_WRITTEN)
+    assert (tmp_path / "page.html").read_text(encoding="utf-8") == "bad-\\udcff/report.json"
+
+
+def test_k_must_be_a_finite_number_above_zero(tmp_path):
+    import subprocess
+    import sys
+
+    for bad in ("nan", "inf", "0", "-1", "x"):
+        proc = subprocess.run([sys.executable, "-m", "dhc", "report", "fleet", str(tmp_path), "-k", bad],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "expected a finite number above 0" in proc.stderr and "Traceback" not in proc.stderr

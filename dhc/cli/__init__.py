@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +25,17 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"dhc: error: {message}\n")
         raise SystemExit(EXIT_USAGE)
+
+
+def _deviations(text: str) -> float:
+    """-k: a finite number above 0 (nan or inf would make every or no value a suspect)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number above 0, such as 3.5")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +86,7 @@ def _report_commands(sub: Any) -> None:
     fleet_parser.add_argument("-o", "--out", default="fleet.html", help="the page (default: fleet.html)")
     fleet_parser.add_argument("--json", help="also write the review as JSON")
     fleet_parser.add_argument("--csv", help="the node table as CSV, linked from the page (default: the page's name, .csv)")
-    fleet_parser.add_argument("-k", type=float, default=3.5, help="robust deviations that make a suspect (3.5)")
+    fleet_parser.add_argument("-k", type=_deviations, default=3.5, help="robust deviations that make a suspect (3.5)")
     fleet_parser.add_argument("--workers", type=int, help="processes reading reports (default: the CPUs available)")
     fleet_parser.set_defaults(handler=_report_fleet)
 

@@ -25,6 +25,7 @@ __all__ = ["Fleet", "analyse", "load", "report_files", "review", "write_csv", "w
 
 FLEET_SCHEMA_VERSION = "1.3"  # 1.1 added distributions[].non_finite; 1.2 checks_by_type; 1.3 read_from
 MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are counted
+PATHS_AS_WRITTEN = "backslashreplace"  # a report path that is not UTF-8 is written as \udcff, never a traceback
 
 
 def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tuple[dict[str, Any], Any]:
@@ -79,13 +80,13 @@ def write_csv(table: Any, path: Path) -> None:
         for column in safe.columns:
             if not pd.api.types.is_numeric_dtype(safe[column]):
                 safe[column] = safe[column].map(neutralise).astype(object)
-        write_text_atomic(path, safe.to_csv(index=False))
+        write_text_atomic(path, safe.to_csv(index=False), errors=PATHS_AS_WRITTEN)
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")  # pandas' dialect: QUOTE_MINIMAL, '"' doubled, "\n"
     writer.writerow(list(table.columns))
     writer.writerows(zip(*(_csv_cells(table[c]) for c in table.columns), strict=True))
-    write_text_atomic(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue(), errors=PATHS_AS_WRITTEN)
 
 
 def _csv_cells(column: pd.Series) -> list[Any]:
@@ -112,15 +113,16 @@ def write_json(document: dict[str, Any], path: Path) -> None:
     """The review as indented JSON, encoded by msgspec where it is installed (100,000 nodes in a fraction of
     the time ``json`` takes); non-ASCII text is written as UTF-8 rather than escaped. NaN and infinities
     never reach it (``records`` and the analysis write None), so both encoders write the same values. A
-    document msgspec refuses (a key json spells differently, such as None) is written by ``json``."""
+    document msgspec refuses (a key json spells differently, such as None; a path that is not UTF-8,
+    which json escapes) is written by ``json``."""
     try:
         text = None if msgspec is None else msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
-    except TypeError:
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         text = None
     if text is None:
         write_json_atomic(path, document)
         return
-    write_text_atomic(path, text + "\n")
+    write_text_atomic(path, text + "\n", errors=PATHS_AS_WRITTEN)
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dhc.fleet.load import Fleet
+from dhc.fleet.read import finite_or_none
 
 MAD_SCALE = 1.4826  # makes the MAD comparable to a standard deviation for normal data
 MIN_GROUP = 5  # fewer values than this make no fleet to stand out from
@@ -148,10 +149,15 @@ def distributions(fleet: Fleet, bins: int = 20) -> list[dict[str, Any]]:
         out.append({"instance_type": series["instance_type"], "check": series["check"], "metric": series["metric"],
                     "unit": series["unit"], "count": int(finite.size), "non_finite": int(group_values.size - finite.size),
                     **_figures(finite, bins),
-                    "limit": float(first["limit"]) if first is not None else None,
-                    "limit_unit": first["limit_unit"] if first is not None else None,
-                    "comparison": first["comparison"] if first is not None else None})
+                    "limit": finite_or_none(first["limit"]) if first is not None else None,
+                    "limit_unit": _text_or_none(first["limit_unit"]) if first is not None else None,
+                    "comparison": _text_or_none(first["comparison"]) if first is not None else None})
     return out
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A text cell of the table, None where it is missing (pandas holds a missing text as NaN)."""
+    return value if isinstance(value, str) else None
 
 
 def _figures(values: np.ndarray, bins: int) -> dict[str, Any]:
@@ -166,10 +172,21 @@ def _figures(values: np.ndarray, bins: int) -> dict[str, Any]:
                           "edges": [float(e) * scale for e in np.clip(edges, -1.0, 1.0)]}}
 
 
+def _edges(ordered: np.ndarray, bins: int) -> np.ndarray:
+    """np.histogram's edges; fewer bins where the values are too close for that many finite-sized bins
+    (numpy refuses 3 bins over three adjacent doubles)."""
+    try:
+        return np.histogram_bin_edges(ordered, bins, range=(ordered[0], ordered[-1]))
+    except ValueError:
+        if bins <= 1:
+            raise
+        return _edges(ordered, bins - 1)
+
+
 def sorted_histogram(ordered: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.histogram(ordered, bins)`` of sorted finite values, counted by a binary search per edge instead
     of a pass over every value: a bin holds ``edges[i] <= x < edges[i + 1]``, the last one its right edge too."""
-    edges = np.histogram_bin_edges(ordered, bins, range=(ordered[0], ordered[-1]))
+    edges = _edges(ordered, bins)
     inner = np.searchsorted(ordered, edges[1:-1], side="left")
     return np.diff(inner, prepend=0, append=ordered.size), edges
 

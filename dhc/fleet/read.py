@@ -224,10 +224,12 @@ def _device_code(part: Part, device: Any) -> int:
 
 
 def _text(value: Any, what: str) -> str:
-    """A field the schema makes text (a series' type, check, metric and unit: the fleet groups by them)."""
-    if not isinstance(value, str):
+    """A field the schema makes text (a series' type, check, metric and unit: the fleet groups by them).
+    A number or a boolean is grouped by its text, as the review always did; a null has no group and
+    the report is skipped, named (it used to end the whole review in a traceback)."""
+    if value is None or isinstance(value, (dict, list)):
         raise ValueError(f"{what}: expected text, got {json.dumps(value)[:40]}")
-    return value
+    return value if isinstance(value, str) else str(value)
 
 
 def measured_value(m: dict[str, Any]) -> float:

@@ -31,7 +31,9 @@ def write_json_atomic(path: Path, document: Any) -> None:
     write_text_atomic(path, text)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, errors: str = "strict") -> None:
+    """``text`` to ``path`` atomically (a temporary file, fsync, rename), UTF-8; ``errors`` as ``str.encode``'s
+    (the fleet review writes "backslashreplace": a path that is not UTF-8 shows as ``\udcff``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,7 +41,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

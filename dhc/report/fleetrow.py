@@ -168,6 +168,7 @@ objects (every row of one kind of node has the same tables), so a reader may cac
         raise ValueError(f"row version {row.get('fleet_row')!r} of schema {row.get('schema_version')!r}; "
                          f"expected {ROW_VERSION} of 1.x")
     node = {name: row["node"][name] for name in NODE_FIELDS} | {"reasons": [_text(r) for r in row["reasons"]]}
+    node["instance_type"] = _text(node["instance_type"])  # the fleet groups by it, as report.json's path checks
     checks = [(_text(c), _text(s), _text(r)) for c, s, r in row["checks"]]
     known = {} if known is None else known
     raw_devices, raw_series = tuple(row["devices"]), tuple(map(tuple, row["series"]))
