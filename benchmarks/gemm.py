@@ -5,8 +5,9 @@ GPU 8192 and 16384, on the CPU 2048 (what the cpu profile burns, thresholds.yaml
 CPU the compare is one memcmp of the result with the first result, which reads the first result
 back from memory each time: at 1024 that read is some 2-3% of a 17 ms GEMM on a 2-core VM, at
 2048 about 1.5%, and it shrinks as 1/n (the GEMM grows as n^3, the compare as n^2). Runs on CUDA
-when present, else on the CPU. Short sides and many rounds on the CPU: a shared VM's neighbours
-move its throughput by tens of percent over seconds.
+when present, else on the CPU. Short sides and many rounds on the CPU (41, some 4 minutes): a
+shared VM's neighbours move its throughput by tens of percent over seconds, and the quartiles of
+the per-round ratios are printed beside the median.
 
 Bare and burn alternate in short sides, bare first and last (bare, burn, bare, burn, ..., bare):
 each burn is divided by the mean of the bare sides just before and just after it, and the figure is
@@ -57,7 +58,7 @@ def in_a_thread(fn, *args) -> float:
     return box[0]
 
 
-def measure(device: str, dtype: str, size: int, seconds: float, rounds: int) -> float:
+def measure(device: str, dtype: str, size: int, seconds: float, rounds: int) -> list[float]:
     ratios, bare = [], in_a_thread(bare_tflops, device, dtype, size, seconds)
     for r in range(rounds):
         burn = gemm.burn([device], dtype, size, seconds).workers[0].tflops
@@ -66,7 +67,7 @@ def measure(device: str, dtype: str, size: int, seconds: float, rounds: int) -> 
         print(f"  round {r + 1:>2}: bare {bare:9.4f}  burn {burn:9.4f}  bare {after:9.4f} TFLOP/s  "
               f"ratio {ratios[-1]:.3f}", flush=True)
         bare = after
-    return statistics.median(ratios)
+    return ratios
 
 
 def check_share(device: str, dtype: str, size: int, iterations: int = 12) -> float:
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="8192,16384" if cuda else "2048,3072")
     parser.add_argument("--dtype", default="bf16" if cuda else "fp32", choices=sorted(gemm.DTYPES))
     parser.add_argument("--seconds", type=float, default=2.0 if cuda else 0.5, help="per side per round")
-    parser.add_argument("--rounds", type=int, default=9 if cuda else 21)
+    parser.add_argument("--rounds", type=int, default=9 if cuda else 41)
     args = parser.parse_args()
     device = "cuda:0" if cuda else "cpu"
     results = {}
@@ -107,10 +108,11 @@ def main() -> None:
             print(f"device {device}, {args.dtype} {size}x{size}, {args.rounds} rounds of {args.seconds:g} s a side")
             results[size] = measure(device, args.dtype, size, args.seconds, args.rounds), \
                 check_share(device, args.dtype, size)
-    for size, (ratio, share) in results.items():
+    for size, (ratios, share) in results.items():
+        ratio, (low, _, high) = statistics.median(ratios), statistics.quantiles(ratios, n=4)
         verdict = "OK" if ratio >= GOAL else "BELOW GOAL"
-        print(f"ratio burn/bare {args.dtype} {size:>5}: {ratio:6.3f} (median of rounds; goal >= {GOAL}) {verdict}; "
-              f"GEMM share of GEMM + compare, per iteration: {share:.4f}")
+        print(f"ratio burn/bare {args.dtype} {size:>5}: {ratio:6.3f} (median of {len(ratios)} rounds, quartiles "
+              f"{low:.3f}-{high:.3f}; goal >= {GOAL}) {verdict}; GEMM share of GEMM + compare, per iteration: {share:.4f}")
 
 
 if __name__ == "__main__":
