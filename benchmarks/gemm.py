@@ -109,7 +109,8 @@ def main() -> None:
             results[size] = measure(device, args.dtype, size, args.seconds, args.rounds), \
                 check_share(device, args.dtype, size)
     for size, (ratios, share) in results.items():
-        ratio, (low, _, high) = statistics.median(ratios), statistics.quantiles(ratios, n=4)
+        ratio = statistics.median(ratios)
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio, ratio, ratio)
         verdict = "OK" if ratio >= GOAL else "BELOW GOAL"
         print(f"ratio burn/bare {args.dtype} {size:>5}: {ratio:6.3f} (median of {len(ratios)} rounds, quartiles "
               f"{low:.3f}-{high:.3f}; goal >= {GOAL}) {verdict}; GEMM share of GEMM + compare, per iteration: {share:.4f}")
