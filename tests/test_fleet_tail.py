@@ -348,9 +348,9 @@ def test_a_path_that_is_not_utf8_is_written_escaped_in_json_csv_and_page(tmp_pat
     document = {"skipped": [{"file": odd, "why": "not JSON"}], "nodes": []}
     fleet.write_json(document, tmp_path / "fleet.json")
     assert json.loads((tmp_path / "fleet.json").read_text())["skipped"][0]["file"] == odd
-    from dhc.report.files import write_text_atomic
+    from dhc.report.files import UNDECODABLE_ESCAPED, write_text_atomic
 
-    write_text_atomic(tmp_path / "page.html", odd, errors=fleet.PATHS_AS_WRITTEN)
+    write_text_atomic(tmp_path / "page.html", odd, errors=UNDECODABLE_ESCAPED)
     assert (tmp_path / "page.html").read_text(encoding="utf-8") == "bad-\\udcff/report.json"
 
 

@@ -9,6 +9,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,12 @@ import pandas as pd
 from dhc.fleet import analysis
 from dhc.fleet.load import Fleet, load, report_files
 from dhc.fleet.read import msgspec
-from dhc.report.files import write_json_atomic, write_text_atomic
+from dhc.report.files import UNDECODABLE_ESCAPED, write_json_atomic, write_text_atomic
 
 __all__ = ["Fleet", "analyse", "load", "report_files", "review", "write_csv", "write_json"]
 
 FLEET_SCHEMA_VERSION = "1.3"  # 1.1 added distributions[].non_finite; 1.2 checks_by_type; 1.3 read_from
 MAX_ROW_PROBLEMS = 100  # stale or corrupt fleet rows listed by file; all are counted
-PATHS_AS_WRITTEN = "backslashreplace"  # a report path that is not UTF-8 is written as \udcff, never a traceback
 
 
 def review(paths: list[Path], k: float = 3.5, workers: int | None = None) -> tuple[dict[str, Any], Any]:
@@ -80,27 +80,40 @@ def write_csv(table: Any, path: Path) -> None:
         for column in safe.columns:
             if not pd.api.types.is_numeric_dtype(safe[column]):
                 safe[column] = safe[column].map(neutralise).astype(object)
-        write_text_atomic(path, safe.to_csv(index=False), errors=PATHS_AS_WRITTEN)
+        write_text_atomic(path, safe.to_csv(index=False), errors=UNDECODABLE_ESCAPED)
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")  # pandas' dialect: QUOTE_MINIMAL, '"' doubled, "\n"
     writer.writerow(list(table.columns))
     writer.writerows(zip(*(_csv_cells(table[c]) for c in table.columns), strict=True))
-    write_text_atomic(path, buffer.getvalue(), errors=PATHS_AS_WRITTEN)
+    write_text_atomic(path, buffer.getvalue(), errors=UNDECODABLE_ESCAPED)
 
 
 def _csv_cells(column: pd.Series) -> list[Any]:
     """A column's cells as pandas writes them: a missing cell (NaN, None) empty, text neutralised."""
+    cells = _cells(column, np.isnan)  # pandas writes NaN as empty and infinities as inf, as repr does
+    if _numpy_number(column):
+        return cells
+    return [neutralise(c) if c.__class__ is str and c.startswith(_FORMULA_START) else c for c in cells]
+
+
+def _cells(column: pd.Series, dropped: Callable[[np.ndarray], np.ndarray]) -> list[Any]:
+    """A column's cells as Python values, turned a whole column at a time by numpy: missing cells, and
+    the floats ``dropped`` marks, become None."""
     if column.dtype.kind == "f" and isinstance(column.dtype, np.dtype):
         values = column.to_numpy(dtype=np.float64)
         cells = values.astype(object)
-        cells[np.isnan(values)] = None  # pandas writes NaN as empty and infinities as inf, as repr does
+        cells[dropped(values)] = None
         return cells.tolist()
-    if column.dtype.kind in "iub" and isinstance(column.dtype, np.dtype):
+    if _numpy_number(column):
         return column.to_numpy().tolist()
     cells = column.to_numpy(dtype=object, copy=True)  # never a view of the table (read-only under copy-on-write)
     cells[column.isna().to_numpy()] = None
-    return [neutralise(c) if c.__class__ is str and c.startswith(_FORMULA_START) else c for c in cells.tolist()]
+    return cells.tolist()
+
+
+def _numpy_number(column: pd.Series) -> bool:
+    return column.dtype.kind in "fiub" and isinstance(column.dtype, np.dtype)
 
 
 def neutralise(cell: Any) -> Any:
@@ -122,7 +135,7 @@ def write_json(document: dict[str, Any], path: Path) -> None:
     if text is None:
         write_json_atomic(path, document)
         return
-    write_text_atomic(path, text + "\n", errors=PATHS_AS_WRITTEN)
+    write_text_atomic(path, text + "\n", errors=UNDECODABLE_ESCAPED)
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -135,16 +148,8 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _json_cells(column: pd.Series) -> list[Any]:
-    """A column's cells as Python values of JSON's types: numpy turns a whole column at once."""
-    if column.dtype.kind == "f" and isinstance(column.dtype, np.dtype):
-        values = column.to_numpy(dtype=np.float64)
-        cells = values.astype(object)
-        cells[~np.isfinite(values)] = None
-        return cells.tolist()
-    if column.dtype.kind in "iub" and isinstance(column.dtype, np.dtype):
-        return column.to_numpy().tolist()
-    if isinstance(column.dtype, pd.StringDtype):
-        cells = column.to_numpy(dtype=object, copy=True)  # never a view of the table (read-only under copy-on-write)
-        cells[column.isna().to_numpy()] = None
-        return cells.tolist()
-    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in column.tolist()]
+    """A column's cells as Python values of JSON's types: NaN, infinities and missing cells as None."""
+    cells = _cells(column, lambda values: ~np.isfinite(values))
+    if _numpy_number(column):
+        return cells
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in cells]  # floats among objects

@@ -31,9 +31,12 @@ def write_json_atomic(path: Path, document: Any) -> None:
     write_text_atomic(path, text)
 
 
+UNDECODABLE_ESCAPED = "backslashreplace"  # errors= for text holding paths: one that is not UTF-8 shows as \udcff
+
+
 def write_text_atomic(path: Path, text: str, errors: str = "strict") -> None:
     """``text`` to ``path`` atomically (a temporary file, fsync, rename), UTF-8; ``errors`` as ``str.encode``'s
-    (the fleet review writes "backslashreplace": a path that is not UTF-8 shows as ``\udcff``)."""
+    (``UNDECODABLE_ESCAPED`` where the text holds paths: the fleet review's files)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

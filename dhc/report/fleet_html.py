@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dhc.report.files import write_text_atomic
+from dhc.report.files import UNDECODABLE_ESCAPED, write_text_atomic
 from dhc.report.html import TEMPLATES, assets, number
 
 HIST_WIDTH, HIST_HEIGHT = 260, 60
@@ -38,7 +38,7 @@ def write_fleet(document: dict[str, Any], path: Path, files: dict[str, Path] | N
     """Write the page; ``files`` (``{"CSV": path}``) are linked from it, relative to the page's folder."""
     downloads = [{"label": label, "href": quote(os.path.relpath(file, path.parent))}
                  for label, file in (files or {}).items()]
-    write_text_atomic(path, render_fleet(document, downloads=downloads), errors="backslashreplace")  # a path not UTF-8
+    write_text_atomic(path, render_fleet(document, downloads=downloads), errors=UNDECODABLE_ESCAPED)
     return path
 
 
