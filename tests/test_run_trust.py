@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from dhc_process import PASSING, dhc, dhc_env, suites_maker
 from test_report_model import a_report, failed_gemm
+from waiting import wait_for
 
 from dhc.cli.trust import childs_report
 from dhc.model import CheckResult, Status
@@ -212,10 +212,5 @@ def test_sigterm_while_dhc_run_delivers_gives_every_sink_the_verdict_once(tmp_pa
 
 
 def wait_for_journal(out, text, deadline_s=120):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        journal = out / "journal.jsonl"
-        if journal.exists() and text in journal.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the journal never said {text!r}")
+    journal = out / "journal.jsonl"
+    wait_for(lambda: journal.exists() and text in journal.read_text(), deadline_s, f"the journal to say {text!r}")
