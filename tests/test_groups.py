@@ -206,6 +206,10 @@ def add_passed(emulator, name, extra):
                       annotations={KEYS.record: record, KEYS.generation: "1"})
 
 
+def both_jobs(emulator, *names):
+    wait_for(lambda: all(job_name(n, 2, 1) in emulator.jobs for n in names), what=f"the re-check Jobs of {names}")
+
+
 def test_a_group_request_rechecks_exactly_that_group_and_reports_progress(emulator, config):
     for name, group in (("gpu-t1", "train"), ("gpu-t2", "train"), ("gpu-o", "other")):
         add_passed(emulator, name, {HP: group})
@@ -213,6 +217,7 @@ def test_a_group_request_rechecks_exactly_that_group_and_reports_progress(emulat
     with Running(emulator, groups=config, requests_poll_s=0.1) as running:
         wait_for(lambda: status(emulator, "r1").get("running") == 2, what="both train nodes running")
         assert sorted(status(emulator, "r1")["generations"]) == ["gpu-t1", "gpu-t2"]
+        both_jobs(emulator, "gpu-t1", "gpu-t2")  # a node counts as running once marked, just before its Job is sent
         finish(emulator, job_name("gpu-t1", 2, 1), "gpu-t1", "Passed", stage="final")
         wait_for(lambda: status(emulator, "r1").get("done") == 1, what="one done")
         assert status(emulator, "r1")["phase"] == "Running" and status(emulator, "r1")["running"] == 1
@@ -238,6 +243,7 @@ def test_a_node_list_request_and_a_second_request_waits_for_the_first(emulator, 
         finish(emulator, job_name("gpu-a", 2, 1), "gpu-a", "Passed", stage="final")
         wait_for(lambda: status(emulator, "first").get("phase") == "Done", what="the first done")
         wait_for(lambda: status(emulator, "second").get("running") == 2, what="the second running")
+        both_jobs(emulator, "gpu-b", "gpu-c")
         for name in ("gpu-b", "gpu-c"):
             finish(emulator, job_name(name, 2, 1), name, "Passed", stage="final")
         wait_for(lambda: status(emulator, "third").get("phase") == "Refused", what="the third refused")
