@@ -163,13 +163,15 @@ def test_fi_info_missing_is_incomplete(tmp_path):
 @pytest.mark.slow
 def test_a_hung_fi_info_is_killed_with_its_children(tmp_path, thresholds_file):
     def short(doc):
-        doc["profiles"]["quick"]["connectivity.efa"] = {"expected_s": 1, "timeout_s": 6}
+        doc["profiles"]["quick"]["connectivity.efa"] = {"expected_s": 1, "timeout_s": 16}  # 8 s to start and hang
     pids = tmp_path / "pids"
     proc, check, text = dhc(tmp_path, "--thresholds", str(thresholds_file(short)), FAKE_FI_INFO="hang",
                             FAKE_FI_INFO_PIDFILE=str(pids))
     assert (proc.returncode, check["status"]) == (3, "Incomplete"), proc.stdout + proc.stderr
-    assert "but fi_info ran past 3 s and was stopped (with everything it started)" in text, text
-    for pid in map(int, pids.read_text().split()):
+    assert "but fi_info ran past 8 s and was stopped (with everything it started)" in text, text
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 2, started  # fi_info and its child
+    for pid in started:
         assert not alive(pid), f"process {pid} of the hung fi_info still runs"
 
 

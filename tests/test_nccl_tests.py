@@ -310,9 +310,9 @@ def test_a_missing_binary_is_named(monkeypatch):
 def test_a_hung_run_is_killed_with_everything_it_started(monkeypatch, tmp_path):
     pids = tmp_path / "pids"
     fake_env(monkeypatch, FAKE_NCCL_TESTS_HANG=str(pids), FAKE_NCCL_TESTS_OUTPUT=str(DATA / "truncated_sweep_p5_inter.log"))
-    with pytest.raises(nccl_tests.NcclTestsOutputError, match=r"ran past 3 s and was stopped \(with everything it "
-                       r"started\); the last size it finished was 1048576 B"):
-        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 3)
+    with pytest.raises(nccl_tests.NcclTestsOutputError, match=r"ran past 8 s and was stopped \(with everything it "
+                       r"started\); the last size it finished was 1048576 B"):  # 8 s: room to start, print and hang
+        nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 8)
     parent, child = (int(p) for p in pids.read_text().split())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (alive(parent) or alive(child)):
