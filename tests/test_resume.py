@@ -52,7 +52,9 @@ def pytorchjob(max_retries="2", policy="OnFailure", add_selector="true", workers
 class Resuming:
     def __init__(self, emulator, **overrides):
         kube = Kube(client.ApiClient(client.Configuration(host=emulator.url)), timeout_s=5, backoff_s=0.01)
-        settings = ResumeSettings(prefix=PREFIX, **({"poll_s": 0.1, "window_s": 1.0, "watch_timeout_s": 3} | overrides))
+        # window_s: a failure is seen through a watch that a loaded machine may deliver seconds late; the tests
+        # about an expired window pass a short one
+        settings = ResumeSettings(prefix=PREFIX, **({"poll_s": 0.1, "window_s": 30, "watch_timeout_s": 3} | overrides))
         self.resumer, self.stop = Resumer(kube, settings), threading.Event()
         self.thread = threading.Thread(target=self.resumer.run, args=(self.stop,), daemon=True)
 
