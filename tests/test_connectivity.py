@@ -377,7 +377,8 @@ def test_too_small_a_shm_makes_the_allreduce_incomplete_before_any_rank_starts(t
 def wait_for_go(rank, world, folder):
     """A rank's work in the loopback test: say where it runs, then hold the group until the test has looked."""
     import time
-    Path(folder, f"rank{rank}.pid").write_text(str(os.getpid()))
+    Path(folder, f"rank{rank}.tmp").write_text(str(os.getpid()))
+    os.replace(Path(folder, f"rank{rank}.tmp"), Path(folder, f"rank{rank}.pid"))  # seen whole or not at all
     deadline = time.monotonic() + 120
     while not Path(folder, "go").exists():
         if time.monotonic() > deadline:
