@@ -24,8 +24,12 @@ def no_gpu(tmp_path):
 
 
 def settings(**env):
-    """Settings from these variables alone; IMDS is off unless a test names an endpoint."""
-    return Settings.from_env(env if "DHC_IMDS_ENDPOINT" in env else {"DHC_IMDS": "off", **env})
+    """Settings from these variables alone; IMDS is off unless a test names an endpoint. With an endpoint,
+    the timeouts leave a loaded machine room (the defaults, 0.5 s a request and 2 s in all, are for a real
+    IMDS one hop away); the tests about timing out set their own."""
+    if "DHC_IMDS_ENDPOINT" not in env:
+        return Settings.from_env({"DHC_IMDS": "off", **env})
+    return Settings.from_env({"DHC_IMDS_TIMEOUT_S": "10", "DHC_IMDS_DEADLINE_S": "30", **env})
 
 
 def values(identity):
