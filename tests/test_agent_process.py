@@ -40,7 +40,8 @@ class Agent:
         self.proc = subprocess.Popen([sys.executable, "-m", "dhc", "agent", *args], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         note = wait_for(lambda: next((x for x in self.lines if "metrics on port" in x["msg"]), None), what="metrics port")
         self.port = int(note["msg"].split("metrics on port ")[1].split()[0])
 
@@ -59,6 +60,7 @@ class Agent:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=20)
+        self.reader.join(timeout=20)  # every line it printed is in self.lines once stop returns
         assert "Traceback" not in self.proc.stderr.read()
         return code
 
@@ -119,7 +121,7 @@ def test_xid_13_is_nothing_xid_79_marks_the_node_for_replacement_and_an_sxid_is_
     assert P + "deep-health-check-status" not in node["metadata"]["labels"]  # the deep check's own label: untouched
     [event] = emulator.events
     assert (event["reason"], event["type"], event["involvedObject"]["name"]) == ("XID79", "Warning", "gpu-1")
-    [line] = agent.detections("agent.xid")
+    [line] = wait_for(lambda: agent.detections("agent.xid"), what="the XID detection's log line")  # read by a thread
     assert (line["msg"], line["action"], line["HealthMonitoringAgentDetectionEvent"]) == (
         "NPD caught event: %v", "Replace", "HealthEvent")
     assert line["details: "]["message"].startswith("Node condition GpuXid is now: True, reason: XID79")
@@ -128,7 +130,7 @@ def test_xid_13_is_nothing_xid_79_marks_the_node_for_replacement_and_an_sxid_is_
     os.write(writer, (SXID + "\n").encode())
     wait_for(lambda: "NvSwitchSXid" in conditions(emulator), what="the SXid condition")
     assert conditions(emulator)["GpuXid"]["reason"] == "XID79" and len(agent.detections("agent.xid")) == 1
-    assert agent.detections("agent.sxid")[0]["action"] == "None"
+    assert wait_for(lambda: agent.detections("agent.sxid"), what="the SXid detection's log line")[0]["action"] == "None"
     assert agent.metric('dhc_agent_fault{detector="agent.xid",node="gpu-1"}') == 1
     assert agent.metric('dhc_agent_detections_total{action="Replace",detector="agent.xid"}') == 1
     os.close(writer)
@@ -173,7 +175,7 @@ def test_nvml_losing_a_gpu_mid_watch_is_agent_gpu_lost_replace(tmp_path):
     agent = Agent(tmp_path, tmp_path / "kern.log", None, "gpu-1", tmp_path / "nvml.json")
     lost = wait_for(lambda: agent.detections("agent.gpu-lost"), what="the lost GPU")
     assert lost[0]["action"] == "Replace" and "GPU 3" in lost[0]["message"] and "GPU_IS_LOST" in lost[0]["message"]
-    [ecc] = agent.detections("agent.ecc")
+    [ecc] = wait_for(lambda: agent.detections("agent.ecc"), what="the ECC detection's log line")
     assert (ecc["action"], ecc["value"], ecc["device"].split()[:2]) == ("Reboot", 1.0, ["GPU", "2"])
     wait_for(lambda: agent.metric("dhc_agent_polls_total") >= 5, what="more polls")
     assert len(agent.detections("agent.gpu-lost")) == 1  # raised once, however often it is polled
@@ -210,10 +212,10 @@ def test_a_node_write_the_api_refuses_is_named_counted_and_retried_at_the_next_t
     agent = Agent(tmp_path, log, emulator)
     assert wait_for(lambda: health(emulator), what="the label, at the retry") == "UnschedulablePendingReplacement"
     assert conditions(emulator)["GpuXid"]["reason"] == "XID79"
-    [refused] = [x for x in agent.lines if "could not write agent.xid" in x["msg"]]
+    [refused] = wait_for(lambda: [x for x in agent.lines if "could not write agent.xid" in x["msg"]], what="the refusal")
     assert refused["level"] == "error" and "HTTP 403" in refused["msg"]
-    assert agent.metric("dhc_agent_publish_errors_total") == 1 and len(agent.detections("agent.xid")) == 1
-    assert agent.stop() == 0
+    assert agent.metric("dhc_agent_publish_errors_total") == 1
+    assert agent.stop() == 0 and len(agent.detections("agent.xid")) == 1  # all its lines read once stopped
 
 
 def test_a_fault_the_api_refused_before_a_restart_is_delivered_once_when_the_api_comes_back(tmp_path, emulator):
