@@ -219,7 +219,8 @@ def test_interrupt_mid_run_writes_an_incomplete_report(tmp_path, custom_suites, 
     out = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-m", "dhc", "run", "--out", str(out), "--check", "stress.inventory",
                              "--check", "stress.gemm"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dhc_env(DHC_SUITES=str(suites)))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dhc_env(DHC_SUITES=str(suites)),
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # even under nohup
     wait_for_start(out, "stress.gemm")
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)

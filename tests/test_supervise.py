@@ -11,13 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from dhc.cli.progress import Progress
 from dhc.cli.supervise import Stopped, StopSignals, Supervisor, child_start, describe_exit, stop_reason
 from dhc.model import CheckResult, PlannedCheck, Status
 
 
-def test_stop_signals_raise_while_supervising_and_are_noted_once_the_verdict_stands():
+@pytest.fixture
+def hangup_default():
+    """SIGHUP as a terminal session leaves it, even when this suite was started under nohup (inherited
+    ignored, which StopSignals rightly keeps ignored, and a test of SIGHUP would then test nothing)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+def test_stop_signals_raise_while_supervising_and_are_noted_once_the_verdict_stands(hangup_default):
     with StopSignals() as stops:
         with pytest.raises(Stopped) as caught:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -26,10 +36,7 @@ def test_stop_signals_raise_while_supervising_and_are_noted_once_the_verdict_sta
         stops.settle()
         os.kill(os.getpid(), signal.SIGHUP)
         os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(100):
-            if len(stops.late) == 2:
-                break
-            time.sleep(0.01)
+        wait_for(lambda: len(stops.late) == 2, timeout=10, what="both late signals noted")
         assert stops.late == ["SIGHUP", "SIGINT"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back as it was
 
