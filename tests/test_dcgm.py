@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
+from waiting import wait_ended
 
 from dhc.errors import UsageError
 from dhc.model import Action
@@ -536,8 +536,7 @@ def test_a_hung_dcgmi_version_is_unknown_and_killed_with_its_children(tmp_path, 
     hung.chmod(0o755)
     monkeypatch.setattr(environment, "VERSION_TIMEOUT_S", 1.0)
     assert environment._dcgm_version(str(hung)) is None
-    child = int((tmp_path / "child").read_text())  # the whole process group went, not only dcgmi:
-    wait_for(lambda: not alive(child), timeout=10, what=f"the hung dcgmi's child {child} to die of the group's SIGKILL")
+    wait_ended(int((tmp_path / "child").read_text()), what="the hung dcgmi's child")  # the group went, not only dcgmi
 
 
 @pytest.mark.slow

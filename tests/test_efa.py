@@ -4,10 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_ended
 
 from dhc.probes import efa
 from dhc.probes.tool import ToolResult, run_tool
@@ -171,22 +171,7 @@ def test_a_hung_fi_info_is_killed_with_its_children(tmp_path, thresholds_file):
     assert "but fi_info ran past 8 s and was stopped (with everything it started)" in text, text
     started = [int(pid) for pid in pids.read_text().split()]
     assert len(started) == 2, started  # fi_info and its child
-    for pid in started:
-        assert not alive(pid), f"process {pid} of the hung fi_info still runs"
-
-
-def alive(pid: int) -> bool:
-    """Running (not a zombie); waits briefly for init to reap an orphan that was killed."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-        if state in ("Z", "X"):
-            return False
-        time.sleep(0.1)
-    return True
+    wait_ended(*started, what="the hung fi_info and its child")
 
 
 @pytest.mark.slow

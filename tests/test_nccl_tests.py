@@ -9,10 +9,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_ended
 
 from dhc.cli import main
 from dhc.probes import nccl_log, nccl_table, nccl_tests, nccl_verdict, tool
@@ -314,18 +314,7 @@ def test_a_hung_run_is_killed_with_everything_it_started(monkeypatch, tmp_path):
                        r"started\); the last size it finished was 1048576 B"):  # 8 s: room to start, print and hang
         nccl_tests.run_all_reduce_perf("all_reduce_perf", "8", "1G", 8, 8)
     parent, child = (int(p) for p in pids.read_text().split())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (alive(parent) or alive(child)):
-        time.sleep(0.05)
-    assert not alive(parent) and not alive(child)
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    wait_ended(parent, child, timeout=30, what="the hung all_reduce_perf and its child")
 
 
 def engine(tmp_path, fixture, exit_code=None):
